@@ -1,0 +1,105 @@
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { UserError } from '../src/errors/user-error.js';
+import { packageRoot } from '../src/util/package-root.js';
+import * as schema from './schema.js';
+
+export type Db = BetterSQLite3Database<typeof schema>;
+
+export interface Store {
+  db: Db;
+  sqlite: Database.Database;
+  path: string;
+  close(): void;
+}
+
+export const DB_FILE_NAME = 'grantkeeper.db';
+
+export interface OpenStoreOptions {
+  dataDir: string;
+  busyTimeoutMs?: number;
+  /** Apply pending migrations (the service does; read-only tools may not). */
+  migrate?: boolean;
+}
+
+/** Creates the data folder owner-only; an existing folder is left as the operator made it. */
+export function ensureDataDir(dataDir: string): string {
+  const dir = resolve(dataDir);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new UserError(`cannot create the data folder ${dir}: ${(err as Error).message}`, 1, { cause: err });
+  }
+  return dir;
+}
+
+/**
+ * Opens the SQLite store with the pragmas the refresh engine relies on: WAL so readers never
+ * block the worker, and a busy timeout so a short lock by another process is waited out.
+ */
+export function openStore(options: OpenStoreOptions): Store {
+  const dir = ensureDataDir(options.dataDir);
+  const path = join(dir, DB_FILE_NAME);
+  createOwnerOnly(path);
+  let sqlite: Database.Database;
+  try {
+    sqlite = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('foreign_keys = ON');
+  } catch (err) {
+    throw describeSqliteError(err, path);
+  }
+  const db = drizzle(sqlite, { schema });
+  if (options.migrate ?? true) {
+    try {
+      migrate(db, { migrationsFolder: join(packageRoot(), 'db', 'migrations') });
+    } catch (err) {
+      sqlite.close();
+      throw describeSqliteError(err, path);
+    }
+  }
+  return { db, sqlite, path, close: () => sqlite.close() };
+}
+
+/** SQLite creates the WAL and SHM files with the db file's mode, so 0600 here covers all three. */
+function createOwnerOnly(path: string): void {
+  try {
+    closeSync(openSync(path, 'a', 0o600));
+  } catch (err) {
+    throw describeSqliteError(err, path);
+  }
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    throw new UserError(
+      `the database ${path} is readable by other users (mode ${mode.toString(8)}): run \`chmod 600 ${path}\``,
+    );
+  }
+}
+
+/** Turns SQLite and file-system failures into one line that says what to fix. */
+export function describeSqliteError(err: unknown, path: string): Error {
+  if (err instanceof UserError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  const message = (err as Error).message ?? String(err);
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return new UserError(`the database ${path} is locked by another process; stop it or retry`, 1, { cause: err });
+  }
+  if (code === 'SQLITE_READONLY' || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
+    return new UserError(`the database ${path} is not writable (${message}): check its permissions and disk`, 1, {
+      cause: err,
+    });
+  }
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+    return new UserError(`the disk holding ${path} is full: free space and restart`, 1, { cause: err });
+  }
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    return new UserError(`${path} is not a grantkeeper database or is damaged (${message}): restore it from a backup`, 1, {
+      cause: err,
+    });
+  }
+  return new UserError(`cannot open the database ${path}: ${message}`, 1, { cause: err });
+}

@@ -1,0 +1,101 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../src/log/logger.js';
+import type { GrantStore, SchedulableGrant } from '../src/store/grant-store.js';
+import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
+import type { RefreshScheduler } from './refresh-scheduler.js';
+
+export interface ReconcilerOptions {
+  intervalMs: number;
+  horizonMs: number;
+  /** A grant this far past due whose job is not waiting to run has lost it: plan it again. */
+  overdueGraceMs: number;
+  now?: () => number;
+}
+
+export interface ReconcileReport {
+  checked: number;
+  added: number;
+  revived: number;
+}
+
+/**
+ * Makes Redis agree with the db: every live grant due within the horizon has its job. Run at start
+ * and on an interval, so a Redis that lost everything is healed within one interval.
+ */
+export class Reconciler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly grants: GrantStore,
+    private readonly queue: RefreshQueue,
+    /** The queue's own connection: job existence is checked with pipelined EXISTS, not per-job calls. */
+    private readonly redis: Redis,
+    private readonly scheduler: RefreshScheduler,
+    private readonly logger: Logger,
+    private readonly options: ReconcilerOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async reconcileOnce(): Promise<ReconcileReport> {
+    const now = this.now();
+    const live = this.grants.listSchedulable(now + this.options.horizonMs);
+    const missing: SchedulableGrant[] = [];
+    const overdue: SchedulableGrant[] = [];
+    for (let i = 0; i < live.length; i += 1000) {
+      const batch = live.slice(i, i + 1000);
+      const pipeline = this.redis.pipeline();
+      for (const g of batch) pipeline.exists(this.queue.toKey(refreshJobId(g.id, g.version, g.nextRefreshAt)));
+      const results = (await pipeline.exec()) ?? [];
+      batch.forEach((g, j) => {
+        const [err, exists] = results[j] ?? [];
+        if (err) throw err;
+        if (exists === 0) missing.push(g);
+        else if (g.nextRefreshAt < now - this.options.overdueGraceMs) overdue.push(g);
+      });
+    }
+    const revived = await this.reviveFinished(overdue);
+    const added = await this.scheduler.schedule([...missing, ...revived]);
+    const report = { checked: live.length, added: added - revived.length, revived: revived.length };
+    if (report.added > 0 || report.revived > 0) this.logger.info(report, 'reconciled refresh jobs');
+    return report;
+  }
+
+  /**
+   * A job that ended (failed without the db recording a new plan, e.g. when the db write itself
+   * failed) still occupies its id; remove it so the plan can be queued again.
+   */
+  private async reviveFinished(overdue: SchedulableGrant[]): Promise<SchedulableGrant[]> {
+    const revived: SchedulableGrant[] = [];
+    for (const g of overdue) {
+      const id = refreshJobId(g.id, g.version, g.nextRefreshAt);
+      const state = await this.queue.getJobState(id);
+      if (state === 'failed' || state === 'completed') {
+        await this.queue.remove(id);
+        revived.push(g);
+      }
+    }
+    return revived;
+  }
+
+  /** Reconciles now, then every interval; a slow pass is never overlapped by the next. */
+  start(): void {
+    const tick = () => {
+      this.running = this.reconcileOnce()
+        .catch((err: Error) => this.logger.warn({ err: { message: err.message } }, 'reconcile pass failed; will retry'))
+        .finally(() => {
+          this.running = undefined;
+          if (this.timer !== undefined) this.timer = setTimeout(tick, this.options.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+}

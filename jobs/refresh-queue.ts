@@ -1,0 +1,26 @@
+import { type ConnectionOptions, Queue } from 'bullmq';
+import { z } from 'zod';
+
+export const REFRESH_QUEUE_NAME = 'refresh';
+export const DEFAULT_QUEUE_PREFIX = 'grantkeeper';
+
+/** All a job carries: which grant, at which version. Never a token (invariant 1). */
+export const refreshJobDataSchema = z
+  .object({ grantId: z.string().min(1).max(64), version: z.number().int().nonnegative() })
+  .strict();
+export type RefreshJobData = z.infer<typeof refreshJobDataSchema>;
+
+/**
+ * A job id names one planned run: grant, version and due time. Re-adding the same plan is a no-op
+ * in BullMQ, which makes scheduling idempotent for the reconciler; a new version or a new due time
+ * is a new plan. (BullMQ forbids ':' in custom ids.)
+ */
+export function refreshJobId(grantId: string, version: number, dueAt: number): string {
+  return `${grantId}-v${version}-${dueAt}`;
+}
+
+export type RefreshQueue = Queue<RefreshJobData, unknown, string>;
+
+export function createRefreshQueue(connection: ConnectionOptions, prefix = DEFAULT_QUEUE_PREFIX): RefreshQueue {
+  return new Queue<RefreshJobData, unknown, string>(REFRESH_QUEUE_NAME, { connection, prefix });
+}

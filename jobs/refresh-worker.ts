@@ -1,0 +1,22 @@
+import { type ConnectionOptions, type Job, Worker } from 'bullmq';
+import type { Logger } from '../src/log/logger.js';
+import { DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_NAME, type RefreshJobData } from './refresh-queue.js';
+
+export interface RefreshWorkerOptions {
+  connection: ConnectionOptions;
+  processor: (job: Job<RefreshJobData>, token?: string) => Promise<string>;
+  concurrency: number;
+  logger: Logger;
+  prefix?: string;
+}
+
+/** The BullMQ worker that runs refresh jobs; several processes may run one against one Redis. */
+export function createRefreshWorker(options: RefreshWorkerOptions): Worker<RefreshJobData, string> {
+  const worker = new Worker<RefreshJobData, string>(REFRESH_QUEUE_NAME, options.processor, {
+    connection: options.connection,
+    prefix: options.prefix ?? DEFAULT_QUEUE_PREFIX,
+    concurrency: options.concurrency,
+  });
+  worker.on('error', (err) => options.logger.warn({ err: { message: err.message } }, 'refresh worker error'));
+  return worker;
+}

@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load-config.js';
+import { createLogger } from '../../log/logger.js';
+import { startRefreshService } from '../../service/refresh-service.js';
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command('run')
+    .description('run the refresh service: migrations, reconciler and worker, until SIGINT/SIGTERM')
+    .addHelpText(
+      'after',
+      '\nExample:\n  REDIS_URL=redis://127.0.0.1:6379 grantkeeper run\n  grantkeeper run   # starts its own redis-server in the data folder',
+    )
+    .action(async () => {
+      const globals = program.opts<{ config?: string }>();
+      const loaded = loadConfig(process.env, globals.config);
+      const logger = createLogger({ level: loaded.config.logLevel });
+      const service = await startRefreshService(loaded, logger);
+      await waitForShutdownSignal();
+      logger.info('shutting down: letting running refreshes commit');
+      const graceMs = loaded.config.shutdownGraceSeconds * 1000;
+      const timedOut = Symbol('timeout');
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        service.stop().then(() => undefined),
+        new Promise<symbol>((resolve) => {
+          timer = setTimeout(() => resolve(timedOut), graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (outcome === timedOut) {
+        // Uncommitted refreshes keep their lease and version: the next start retries them safely.
+        logger.error({ graceMs }, 'shutdown grace period exceeded; exiting with refreshes still running');
+        process.exit(1);
+      }
+      logger.info('stopped');
+    });
+}
+
+function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

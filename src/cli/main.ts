@@ -1,0 +1,46 @@
+import { Command, CommanderError } from 'commander';
+import { UserError } from '../errors/user-error.js';
+import { registerRunCommand } from './commands/run.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export function buildProgram(): Command {
+  const program = new Command('grantkeeper')
+    .description('Keeps OAuth 2.0 grants alive: sealed tokens in SQLite, refreshed ahead of expiry by a BullMQ worker.')
+    .option('--config <path>', 'JSON config file (also GRANTKEEPER_CONFIG)')
+    .option('--verbose', 'show stack traces on errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerRunCommand(program);
+  return program;
+}
+
+/**
+ * The CLI entry: one clear line and a non-zero exit for anything that goes wrong; the stack trace
+ * only with --verbose.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.exitCode = reportError(err, argv.includes('--verbose'));
+  }
+}
+
+function reportError(err: unknown, verbose: boolean): number {
+  if (err instanceof CommanderError) {
+    // Commander already printed usage or help; only the exit code is ours to set.
+    return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof UserError) {
+    process.stderr.write(`grantkeeper: ${message}\n`);
+  } else {
+    process.stderr.write(`grantkeeper: unexpected error: ${message} (run with --verbose for details)\n`);
+  }
+  if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  return err instanceof UserError ? err.exitCode : EXIT_FAILURE;
+}

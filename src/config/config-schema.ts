@@ -1,0 +1,103 @@
+import { z } from 'zod';
+
+const seconds = (max: number) =>
+  z.union([
+    z.number(),
+    z
+      .string()
+      .trim()
+      .regex(/^\d+(\.\d+)?$/, 'expected a number of seconds')
+      .transform(Number),
+  ]).pipe(z.number().positive('must be more than 0').max(max, `must be at most ${max}`));
+
+const wholeNumber = (min: number, max: number) =>
+  z.union([
+    z.number(),
+    z
+      .string()
+      .trim()
+      .regex(/^\d+$/, 'expected a whole number')
+      .transform(Number),
+  ]).pipe(z.number().int('expected a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const endpointUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
+
+/** An OAuth client declared in the config file; its secret comes from a named environment variable. */
+export const configClientSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'letters, digits, ".", "_", "@" or "-", at most 64'),
+    provider: z.enum(['x', 'microsoft', 'google', 'oidc']),
+    tenant: z.string().min(1).optional(),
+    issuer: endpointUrl.optional(),
+    endpoints: z
+      .object({
+        authorization: endpointUrl,
+        token: endpointUrl,
+        revocation: endpointUrl.optional(),
+        userinfo: endpointUrl.optional(),
+      })
+      .strict()
+      .optional(),
+    clientId: z.string().min(1),
+    clientSecretEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')
+      .optional(),
+    authMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+    scopes: z.array(z.string().min(1)).optional(),
+    redirectUri: endpointUrl.optional(),
+  })
+  .strict();
+export type ConfigClient = z.infer<typeof configClientSchema>;
+
+const ms = z.number().nonnegative();
+
+export const configSchema = z
+  .object({
+    dataDir: z.string().min(1).default('./data'),
+    redisUrl: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    concurrency: wholeNumber(1, 1000).default(16),
+    requestTimeoutSeconds: seconds(300).default(15),
+    leaseMarginSeconds: seconds(3600).default(30),
+    reconcileIntervalSeconds: seconds(86_400).default(120),
+    scheduleHorizonSeconds: seconds(30 * 86_400).default(6 * 3600),
+    shutdownGraceSeconds: seconds(3600).default(30),
+    queuePrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-"')
+      .default('grantkeeper'),
+    refreshTiming: z
+      .object({
+        leadFraction: z.number().min(0).max(0.9),
+        minLeadMs: ms,
+        maxLeadMs: ms,
+        jitterFraction: z.number().min(0).max(1),
+        minIntervalMs: ms,
+        maxLifetimeMs: z.number().positive(),
+      })
+      .partial()
+      .strict()
+      .default({}),
+    backoff: z.object({ baseMs: ms, maxMs: ms, maxRetryAfterMs: ms }).partial().strict().default({}),
+    clients: z.array(configClientSchema).default([]),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Environment variables and the config field each one sets. */
+export const ENV_VARS = {
+  GRANTKEEPER_DATA_DIR: 'dataDir',
+  REDIS_URL: 'redisUrl',
+  GRANTKEEPER_LOG_LEVEL: 'logLevel',
+  GRANTKEEPER_CONCURRENCY: 'concurrency',
+  GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: 'requestTimeoutSeconds',
+  GRANTKEEPER_LEASE_MARGIN_SECONDS: 'leaseMarginSeconds',
+  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: 'reconcileIntervalSeconds',
+  GRANTKEEPER_SCHEDULE_HORIZON_SECONDS: 'scheduleHorizonSeconds',
+  GRANTKEEPER_SHUTDOWN_GRACE_SECONDS: 'shutdownGraceSeconds',
+  GRANTKEEPER_QUEUE_PREFIX: 'queuePrefix',
+} as const satisfies Record<string, keyof Config>;

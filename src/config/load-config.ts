@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { z } from 'zod';
+import { UserError } from '../errors/user-error.js';
+import { type Config, configSchema, ENV_VARS } from './config-schema.js';
+
+export interface LoadedConfig {
+  config: Config;
+  /** Secrets stay out of `config` so it can be logged; they are read from the environment only. */
+  secrets: { key?: string; previousKeys?: string };
+  configPath?: string;
+}
+
+/**
+ * Reads the optional JSON config file (GRANTKEEPER_CONFIG or --config), lays the environment over
+ * it and parses the result. Any bad value is one UserError naming where it came from.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): LoadedConfig {
+  const configPath = configPathFlag ?? nonEmpty(env.GRANTKEEPER_CONFIG);
+  const fromFile = configPath === undefined ? {} : readConfigFile(configPath);
+  const fromEnv: Record<string, string> = {};
+  for (const [name, field] of Object.entries(ENV_VARS)) {
+    const value = nonEmpty(env[name]);
+    if (value !== undefined) fromEnv[field] = value;
+  }
+  const parsed = configSchema.safeParse({ ...fromFile, ...fromEnv });
+  if (!parsed.success) {
+    throw new UserError(describeIssues(parsed.error, fromEnv, configPath));
+  }
+  const key = nonEmpty(env.GRANTKEEPER_KEY);
+  const previousKeys = nonEmpty(env.GRANTKEEPER_PREVIOUS_KEYS);
+  return {
+    config: parsed.data,
+    secrets: { ...(key ? { key } : {}), ...(previousKeys ? { previousKeys } : {}) },
+    ...(configPath ? { configPath: resolve(configPath) } : {}),
+  };
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UserError(`cannot read the config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UserError(`the config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new UserError(`the config file ${path} must hold a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function describeIssues(error: z.ZodError, fromEnv: Record<string, string>, configPath?: string): string {
+  const envByField = Object.fromEntries(Object.entries(ENV_VARS).map(([name, field]) => [field, name]));
+  const lines = error.issues.map((issue) => {
+    const field = String(issue.path[0] ?? '');
+    const where =
+      field in fromEnv
+        ? // A Redis URL may carry a password: name the variable, not its value.
+          `${envByField[field]}${field === 'redisUrl' ? '' : `=${JSON.stringify(fromEnv[field])}`}`
+        : `${issue.path.join('.') || '(top level)'} in ${configPath ?? 'the config'}`;
+    return `${where}: ${issue.message}`;
+  });
+  return `invalid configuration: ${lines.join('; ')}`;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}

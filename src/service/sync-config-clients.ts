@@ -1,0 +1,56 @@
+import type { ConfigClient } from '../config/config-schema.js';
+import { UserError } from '../errors/user-error.js';
+import { type ProviderSpec, resolveProvider } from '../oauth/providers.js';
+import type { ClientStore } from '../store/client-store.js';
+
+/**
+ * Clients declared in the config file are registered (or updated in place) at start-up, so a
+ * deployment can be described in one file. Secrets come from named environment variables only.
+ */
+export async function syncConfigClients(
+  declared: readonly ConfigClient[],
+  clients: ClientStore,
+  env: NodeJS.ProcessEnv,
+  now: number,
+): Promise<void> {
+  for (const c of declared) {
+    const secret = c.clientSecretEnv === undefined ? undefined : env[c.clientSecretEnv];
+    if (c.clientSecretEnv !== undefined && !secret) {
+      throw new UserError(
+        `client "${c.name}" reads its secret from ${c.clientSecretEnv}, which is not set: export it before starting`,
+      );
+    }
+    const profile = await resolveProvider(providerSpec(c));
+    const authMethod = c.authMethod ?? (secret ? profile.confidentialAuthMethod : 'none');
+    if (authMethod !== 'none' && !secret) {
+      throw new UserError(
+        `client "${c.name}" uses ${authMethod} but has no secret: set clientSecretEnv, or authMethod "none" for a public client`,
+      );
+    }
+    clients.upsert({
+      name: c.name,
+      profile,
+      clientId: c.clientId,
+      ...(secret ? { clientSecret: secret } : {}),
+      authMethod,
+      scopes: c.scopes ?? profile.defaultScopes,
+      ...(c.redirectUri ? { redirectUri: c.redirectUri } : {}),
+      now,
+    });
+  }
+}
+
+function providerSpec(c: ConfigClient): ProviderSpec {
+  switch (c.provider) {
+    case 'microsoft':
+      return { kind: 'microsoft', ...(c.tenant ? { tenant: c.tenant } : {}) };
+    case 'oidc':
+      return {
+        kind: 'oidc',
+        ...(c.issuer ? { issuer: c.issuer } : {}),
+        ...(c.endpoints ? { endpoints: c.endpoints } : {}),
+      };
+    default:
+      return { kind: c.provider };
+  }
+}

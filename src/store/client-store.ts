@@ -1,0 +1,93 @@
+import { asc, eq } from 'drizzle-orm';
+import type { Db } from '../../db/connection.js';
+import { type ClientRow, clients } from '../../db/schema.js';
+import type { Sealer } from '../crypto/sealer.js';
+import type { ProviderProfile } from '../oauth/providers.js';
+import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
+import { newId } from './ids.js';
+
+export interface ClientInput {
+  name: string;
+  profile: ProviderProfile;
+  clientId: string;
+  clientSecret?: string;
+  authMethod: ClientAuthMethod;
+  scopes: string[];
+  redirectUri?: string;
+  now: number;
+}
+
+/** A client with its secret opened: only ever held in memory, for a token request. */
+export interface OpenedClient {
+  id: string;
+  name: string;
+  profile: ProviderProfile;
+  scopes: string[];
+  redirectUri?: string;
+  target: TokenEndpointTarget;
+}
+
+/** The OAuth client repository; client secrets are sealed at rest like tokens. */
+export class ClientStore {
+  constructor(
+    private readonly db: Db,
+    private readonly sealer: Sealer,
+  ) {}
+
+  get(id: string): ClientRow | undefined {
+    return this.db.select().from(clients).where(eq(clients.id, id)).get();
+  }
+
+  findByName(name: string): ClientRow | undefined {
+    return this.db.select().from(clients).where(eq(clients.name, name)).get();
+  }
+
+  list(): ClientRow[] {
+    return this.db.select().from(clients).orderBy(asc(clients.name)).all();
+  }
+
+  /** Adds a client, or updates the one with the same name in place (its grants stay attached). */
+  upsert(input: ClientInput): ClientRow {
+    const existing = this.findByName(input.name);
+    const id = existing?.id ?? newId('c');
+    const values = {
+      provider: input.profile.kind,
+      profile: input.profile,
+      clientId: input.clientId,
+      clientSecretSealed: input.clientSecret === undefined ? null : this.sealer.seal(input.clientSecret, secretContext(id)),
+      authMethod: input.authMethod,
+      scopes: input.scopes.join(' '),
+      redirectUri: input.redirectUri ?? null,
+      updatedAt: input.now,
+    };
+    if (existing) {
+      return this.db.update(clients).set(values).where(eq(clients.id, id)).returning().get();
+    }
+    return this.db
+      .insert(clients)
+      .values({ ...values, id, name: input.name, createdAt: input.now })
+      .returning()
+      .get();
+  }
+
+  open(row: ClientRow): OpenedClient {
+    const profile = row.profile as ProviderProfile;
+    return {
+      id: row.id,
+      name: row.name,
+      profile,
+      scopes: row.scopes.split(' ').filter(Boolean),
+      ...(row.redirectUri ? { redirectUri: row.redirectUri } : {}),
+      target: {
+        tokenEndpoint: profile.tokenEndpoint,
+        clientId: row.clientId,
+        authMethod: row.authMethod as ClientAuthMethod,
+        ...(row.clientSecretSealed ? { clientSecret: this.sealer.open(row.clientSecretSealed, secretContext(row.id)) } : {}),
+      },
+    };
+  }
+}
+
+function secretContext(clientId: string): string {
+  return `client:${clientId}:secret`;
+}

@@ -1,0 +1,265 @@
+import { and, asc, desc, eq, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import type { Db } from '../../db/connection.js';
+import {
+  type GrantRow,
+  type GrantState,
+  grants,
+  LIVE_GRANT_STATES,
+  type NewRefreshEventRow,
+  type RefreshEventRow,
+  refreshEvents,
+} from '../../db/schema.js';
+import type { Sealer } from '../crypto/sealer.js';
+import { newId } from './ids.js';
+
+export interface GrantTokens {
+  accessToken: string;
+  refreshToken: string;
+}
+
+/** What a refresh or a consent hands the store; the store seals the tokens itself. */
+export interface TokenUpdate {
+  accessToken: string;
+  /** Absent when the provider did not rotate: the stored refresh token is kept. */
+  refreshToken?: string;
+  tokenType?: string;
+  scope?: string;
+  accessExpiresAt: number;
+  accessLifetimeMs: number;
+  refreshTokenUsedAt: number;
+  nextRefreshAt: number;
+}
+
+export type RefreshEvent = Omit<NewRefreshEventRow, 'id' | 'grantId' | 'version'>;
+
+export interface SchedulableGrant {
+  id: string;
+  version: number;
+  nextRefreshAt: number;
+}
+
+export interface SaveConsentInput extends TokenUpdate {
+  clientRef: string;
+  label: string;
+  subject?: string;
+  refreshToken: string;
+  now: number;
+}
+
+/**
+ * The grant repository: the only code that reads or writes grant rows. Every state change is a
+ * compare-and-swap on `version` (and on the lease owner where one is held), in plain SQL that
+ * PostgreSQL runs as well.
+ */
+export class GrantStore {
+  constructor(
+    private readonly db: Db,
+    private readonly sealer: Sealer,
+  ) {}
+
+  get(id: string): GrantRow | undefined {
+    return this.db.select().from(grants).where(eq(grants.id, id)).get();
+  }
+
+  /** Operators name grants by id or by label. */
+  find(idOrLabel: string): GrantRow | undefined {
+    return this.db
+      .select()
+      .from(grants)
+      .where(or(eq(grants.id, idOrLabel), eq(grants.label, idOrLabel)))
+      .get();
+  }
+
+  list(): GrantRow[] {
+    return this.db.select().from(grants).orderBy(asc(grants.label)).all();
+  }
+
+  /** Live grants due before `dueBefore`: what the reconciler makes sure has a job. */
+  listSchedulable(dueBefore: number): SchedulableGrant[] {
+    return this.db
+      .select({ id: grants.id, version: grants.version, nextRefreshAt: grants.nextRefreshAt })
+      .from(grants)
+      .where(and(inArray(grants.state, [...LIVE_GRANT_STATES]), lte(grants.nextRefreshAt, dueBefore)))
+      .all();
+  }
+
+  openTokens(grant: GrantRow): GrantTokens {
+    return {
+      accessToken: this.sealer.open(grant.accessTokenSealed, sealContext(grant.id, 'access_token')),
+      refreshToken: this.sealer.open(grant.refreshTokenSealed, sealContext(grant.id, 'refresh_token')),
+    };
+  }
+
+  /**
+   * Stores a freshly consented grant. Re-consenting an existing label replaces its tokens in
+   * place, keeping its id and history; the version moves on so jobs for the old tokens go stale.
+   */
+  saveConsent(input: SaveConsentInput): GrantRow {
+    return this.db.transaction((tx) => {
+      const existing = tx.select().from(grants).where(eq(grants.label, input.label)).get();
+      const id = existing?.id ?? newId('g');
+      const values = {
+        clientRef: input.clientRef,
+        subject: input.subject ?? existing?.subject ?? null,
+        state: 'active' as const,
+        accessTokenSealed: this.sealer.seal(input.accessToken, sealContext(id, 'access_token')),
+        refreshTokenSealed: this.sealer.seal(input.refreshToken, sealContext(id, 'refresh_token')),
+        tokenType: input.tokenType ?? null,
+        scope: input.scope ?? null,
+        accessExpiresAt: input.accessExpiresAt,
+        accessLifetimeMs: input.accessLifetimeMs,
+        refreshTokenUsedAt: input.refreshTokenUsedAt,
+        nextRefreshAt: input.nextRefreshAt,
+        leaseOwner: null,
+        leaseUntil: null,
+        consecutiveFailures: 0,
+        lastError: null,
+        lastErrorAt: null,
+        updatedAt: input.now,
+      };
+      if (existing) {
+        return tx
+          .update(grants)
+          .set({ ...values, version: sql`${grants.version} + 1` })
+          .where(eq(grants.id, id))
+          .returning()
+          .get();
+      }
+      return tx
+        .insert(grants)
+        .values({ ...values, id, label: input.label, version: 0, lastRefreshedAt: null, createdAt: input.now })
+        .returning()
+        .get();
+    });
+  }
+
+  /**
+   * Claims the right to refresh: succeeds only for a live grant still at `version` whose lease is
+   * free or expired. No lease, no refresh (invariant 2).
+   */
+  claimLease(id: string, version: number, owner: string, now: number, leaseMs: number): boolean {
+    const result = this.db
+      .update(grants)
+      .set({ leaseOwner: owner, leaseUntil: now + leaseMs })
+      .where(
+        and(
+          eq(grants.id, id),
+          eq(grants.version, version),
+          inArray(grants.state, [...LIVE_GRANT_STATES]),
+          or(isNull(grants.leaseUntil), lt(grants.leaseUntil, now)),
+        ),
+      )
+      .run();
+    return result.changes === 1;
+  }
+
+  releaseLease(id: string, owner: string): void {
+    this.db
+      .update(grants)
+      .set({ leaseOwner: null, leaseUntil: null })
+      .where(and(eq(grants.id, id), eq(grants.leaseOwner, owner)))
+      .run();
+  }
+
+  /**
+   * Commits a token response and its event in one transaction (invariant 3). Conditional on the
+   * version only: a successful response is the newest truth about the grant, so it is kept even if
+   * our lease ran out, while a worker that was overtaken can never overwrite newer tokens.
+   */
+  commitRefresh(id: string, version: number, update: TokenUpdate, event: RefreshEvent): GrantRow | undefined {
+    return this.db.transaction((tx) => {
+      const row = tx
+        .update(grants)
+        .set({
+          accessTokenSealed: this.sealer.seal(update.accessToken, sealContext(id, 'access_token')),
+          ...(update.refreshToken === undefined
+            ? {}
+            : { refreshTokenSealed: this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')) }),
+          ...(update.tokenType === undefined ? {} : { tokenType: update.tokenType }),
+          ...(update.scope === undefined ? {} : { scope: update.scope }),
+          accessExpiresAt: update.accessExpiresAt,
+          accessLifetimeMs: update.accessLifetimeMs,
+          refreshTokenUsedAt: update.refreshTokenUsedAt,
+          nextRefreshAt: update.nextRefreshAt,
+          version: sql`${grants.version} + 1`,
+          state: 'active',
+          consecutiveFailures: 0,
+          lastError: null,
+          lastErrorAt: null,
+          lastRefreshedAt: event.at,
+          leaseOwner: null,
+          leaseUntil: null,
+          updatedAt: event.at,
+        })
+        .where(and(eq(grants.id, id), eq(grants.version, version)))
+        .returning()
+        .get();
+      if (row) tx.insert(refreshEvents).values({ ...event, grantId: id, version }).run();
+      return row;
+    });
+  }
+
+  /**
+   * Records a failed attempt made under our lease and releases it. `state` decides whether the
+   * grant keeps being retried (`failing`) or stops until an operator acts.
+   */
+  recordFailure(
+    id: string,
+    version: number,
+    owner: string,
+    failure: { state: GrantState; nextRefreshAt?: number; message: string },
+    event: RefreshEvent,
+  ): GrantRow | undefined {
+    return this.db.transaction((tx) => {
+      const row = tx
+        .update(grants)
+        .set({
+          state: failure.state,
+          consecutiveFailures: sql`${grants.consecutiveFailures} + 1`,
+          lastError: failure.message,
+          lastErrorAt: event.at,
+          ...(failure.nextRefreshAt === undefined ? {} : { nextRefreshAt: failure.nextRefreshAt }),
+          leaseOwner: null,
+          leaseUntil: null,
+          updatedAt: event.at,
+        })
+        .where(and(eq(grants.id, id), eq(grants.version, version), eq(grants.leaseOwner, owner)))
+        .returning()
+        .get();
+      if (row) tx.insert(refreshEvents).values({ ...event, grantId: id, version }).run();
+      return row;
+    });
+  }
+
+  /** Notes that another holder of the grant rotated it first: not a failure, just history. */
+  recordEvent(id: string, version: number, event: RefreshEvent): void {
+    this.db
+      .insert(refreshEvents)
+      .values({ ...event, grantId: id, version })
+      .run();
+  }
+
+  /** Makes a live grant due now; returns it so the caller can schedule the job. */
+  requestRefreshNow(id: string, now: number): GrantRow | undefined {
+    return this.db
+      .update(grants)
+      .set({ nextRefreshAt: now, updatedAt: now })
+      .where(and(eq(grants.id, id), inArray(grants.state, [...LIVE_GRANT_STATES])))
+      .returning()
+      .get();
+  }
+
+  recentEvents(id: string, limit = 20): RefreshEventRow[] {
+    return this.db
+      .select()
+      .from(refreshEvents)
+      .where(eq(refreshEvents.grantId, id))
+      .orderBy(desc(refreshEvents.id))
+      .limit(limit)
+      .all();
+  }
+}
+
+export function sealContext(grantId: string, field: 'access_token' | 'refresh_token'): string {
+  return `grant:${grantId}:${field}`;
+}
