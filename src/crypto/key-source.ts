@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+import { link, open, readFile, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { UserError } from '../errors/user-error.js';
+import type { Logger } from '../log/logger.js';
+import { Keyring, keyIdFor, type SealingKey } from './sealer.js';
+
+export const KEY_FILE_NAME = 'grantkeeper.key';
+const KEY_BYTES = 32;
+const HOW_TO_MAKE = 'make one with `openssl rand -base64 32`';
+
+export function keyFilePath(dataDir: string): string {
+  return join(dataDir, KEY_FILE_NAME);
+}
+
+export interface LoadKeyringOptions {
+  /** GRANTKEEPER_KEY; empty counts as unset. */
+  envKey?: string;
+  /** Comma-separated base64 keys that still open values sealed before a rotation. */
+  previousKeys?: string;
+  dataDir: string;
+  logger: Logger;
+}
+
+export async function loadKeyring(opts: LoadKeyringOptions): Promise<Keyring> {
+  const envKey = opts.envKey?.trim();
+  const primary = envKey
+    ? sealingKey(envKey, 'GRANTKEEPER_KEY')
+    : await keyFromFile(keyFilePath(opts.dataDir), opts.logger);
+  const previous = (opts.previousKeys ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s, i) => sealingKey(s, `Previous key ${i + 1}`));
+  return new Keyring(primary, previous);
+}
+
+function sealingKey(text: string, what: string): SealingKey {
+  const key = decodeBase64(text);
+  if (key?.length !== KEY_BYTES) {
+    // Only the decoded length is reported: the value itself is the secret.
+    const got = key ? `it decoded to ${key.length} bytes` : 'it is not valid base64';
+    throw new UserError(`${what} must be ${KEY_BYTES} random bytes in base64 (${HOW_TO_MAKE}); ${got}`);
+  }
+  return { id: keyIdFor(key), key };
+}
+
+/** Strict base64, standard or url-safe alphabet, padding optional; undefined when not canonical. */
+function decodeBase64(text: string): Buffer | undefined {
+  if (!/^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/.test(text)) return undefined;
+  const standard = text.replace(/-/g, '+').replace(/_/g, '/');
+  const bytes = Buffer.from(standard, 'base64');
+  // Buffer.from silently drops stray bits and bad padding; a round trip catches both.
+  const canonical = bytes.toString('base64');
+  const matches = standard.includes('=') ? canonical === standard : canonical.replace(/=+$/, '') === standard;
+  return matches ? bytes : undefined;
+}
+
+async function keyFromFile(path: string, logger: Logger): Promise<SealingKey> {
+  const existing = await readKeyFile(path);
+  if (existing) return existing;
+  const key = randomBytes(KEY_BYTES);
+  // Another process created it between our check and our write: read theirs.
+  if (!(await publishKeyFile(path, key))) return keyFromFile(path, logger);
+  const id = keyIdFor(key);
+  logger.warn(
+    { path, keyId: id },
+    `Generated a new sealing key ${id} at ${path}: back it up, without it no stored grant can be opened`,
+  );
+  return { id, key };
+}
+
+async function readKeyFile(path: string): Promise<SealingKey | undefined> {
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (mode & 0o077) {
+    const octal = (mode & 0o777).toString(8).padStart(3, '0');
+    throw new UserError(
+      `Key file ${path} has mode ${octal}, which gives other users access to it: run \`chmod 600 ${path}\``,
+    );
+  }
+  return sealingKey((await readFile(path, 'utf8')).trim(), `Key file ${path}`);
+}
+
+/**
+ * Writes the key to a private temp file, syncs it, then hard-links it into place: link() fails if
+ * the name exists, so creation is exclusive, and no reader can ever see a half-written key file.
+ * Returns false when another process won the race.
+ */
+async function publishKeyFile(path: string, key: Buffer): Promise<boolean> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const file = await open(tmp, 'wx', 0o600);
+  try {
+    await file.writeFile(`${key.toString('base64')}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlink(tmp);
+  }
+  // The key seals every grant stored after this, so its directory entry must survive a crash too.
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+  return true;
+}
