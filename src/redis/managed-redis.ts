@@ -1,0 +1,245 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { UserError } from '../errors/user-error.js';
+import type { Logger } from '../log/logger.js';
+
+export interface ManagedRedisOptions {
+  /** When set: redis works in this folder with AOF persistence (appendfsync everysec). */
+  dataDir?: string;
+  /** Defaults to true when dataDir is given; false turns off both RDB snapshots and AOF. */
+  persistence?: boolean;
+  /** Defaults to a free port. */
+  port?: number;
+  /** Defaults to 'redis-server' on PATH. */
+  binary?: string;
+  logger?: Logger;
+  startTimeoutMs?: number;
+}
+
+export interface ManagedRedis {
+  /** redis://127.0.0.1:PORT */
+  url: string;
+  port: number;
+  pid: number;
+  /** SIGTERM (redis flushes its AOF), wait for the exit, SIGKILL after a grace period. */
+  stop(): Promise<void>;
+  /** SIGKILL now, for fault tests. */
+  kill(): void;
+  /** Resolves with the exit code (null when ended by a signal) once the child is reaped. */
+  exited: Promise<number | null>;
+}
+
+const HOST = '127.0.0.1';
+const DEFAULT_START_TIMEOUT_MS = 20_000;
+const STOP_GRACE_MS = 10_000;
+const LOG_LINES_KEPT = 50;
+const PORT_ATTEMPTS = 3;
+
+const INSTALL_HINT =
+  'install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) ' +
+  'or set REDIS_URL to use an existing Redis';
+
+/** Children still running, killed from the 'exit' hook so a finished parent leaves no redis-server behind. */
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    // Only synchronous work is possible here; SIGTERM still lets redis flush its AOF on the way out.
+    for (const child of live) child.kill('SIGTERM');
+  });
+}
+
+export function findFreePort(host = HOST): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error('could not determine a free port'))));
+    });
+  });
+}
+
+export async function startManagedRedis(opts: ManagedRedisOptions = {}): Promise<ManagedRedis> {
+  if (opts.port !== undefined) return startOnce(opts, opts.port);
+  // A port found free can be taken by someone else before redis binds it; pick another then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts, await findFreePort());
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= PORT_ATTEMPTS) throw err;
+    }
+  }
+}
+
+class PortTakenError extends UserError {}
+
+function redisArgs(opts: ManagedRedisOptions, port: number): string[] {
+  const persistence = opts.persistence ?? opts.dataDir !== undefined;
+  if (persistence && opts.dataDir === undefined) {
+    throw new Error('startManagedRedis: persistence needs a dataDir');
+  }
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    HOST,
+    '--protected-mode',
+    'yes',
+    // BullMQ refuses to run when Redis may evict its keys.
+    '--maxmemory-policy',
+    'noeviction',
+    '--daemonize',
+    'no',
+    '--logfile',
+    '',
+  ];
+  if (opts.dataDir !== undefined) args.push('--dir', opts.dataDir);
+  if (persistence) {
+    args.push('--appendonly', 'yes', '--appendfsync', 'everysec');
+  } else {
+    // Without --save '' redis would still write dump.rdb into its working folder on shutdown.
+    args.push('--save', '', '--appendonly', 'no');
+  }
+  return args;
+}
+
+async function startOnce(opts: ManagedRedisOptions, port: number): Promise<ManagedRedis> {
+  const binary = opts.binary ?? 'redis-server';
+  const args = redisArgs(opts, port);
+  const logger = opts.logger?.child({ component: 'redis-server', port });
+  const recent: string[] = [];
+
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new UserError(`${binary} not found on PATH: ${INSTALL_HINT}`, 1, { cause: err });
+    }
+    throw new UserError(`could not start ${binary}: ${(err as Error).message}`, 1, { cause: err });
+  }
+
+  live.add(child);
+  installExitHook();
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      live.delete(child);
+      resolve(code);
+    });
+  });
+  const closed = new Promise((resolve) => child.once('close', resolve));
+
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on('line', (line) => {
+      if (!line.trim()) return;
+      recent.push(stripLogPrefix(line));
+      if (recent.length > LOG_LINES_KEPT) recent.shift();
+      logger?.debug(line);
+    });
+  }
+
+  const lastLines = () => recent.slice(-2).join('; ') || '(no output)';
+  const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const outcome = await Promise.race([
+    waitForPing(port, timeoutMs, exited).then((ready) => (ready ? 'ready' : 'timeout')),
+    exited.then(() => 'exited' as const),
+  ]);
+
+  if (outcome !== 'ready') {
+    child.kill('SIGKILL');
+    const code = await exited;
+    // 'exit' can come before the last lines are read; give the pipes a moment to drain.
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 500))]);
+    if (outcome === 'timeout') {
+      throw new UserError(
+        `${binary} did not answer PING within ${timeoutMs} ms on port ${port}: ${lastLines()}`,
+      );
+    }
+    const message = `${binary} exited before it was ready (exit code ${code}): ${lastLines()}`;
+    throw recent.some((l) => l.includes('Address already in use'))
+      ? new PortTakenError(message)
+      : new UserError(message);
+  }
+
+  logger?.debug('redis-server ready');
+  // Once up, redis must not keep a finished parent alive (the exit hook stops it then). Until then the
+  // child stays referenced so a failed start still reaches the caller's error handling.
+  child.unref();
+  for (const stream of [child.stdout, child.stderr]) {
+    (stream as (Readable & Partial<Pick<Socket, 'unref'>>) | null)?.unref?.();
+  }
+  const pid = child.pid as number;
+
+  return {
+    url: `redis://${HOST}:${port}`,
+    port,
+    pid,
+    exited,
+    kill() {
+      child.kill('SIGKILL');
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace'>((resolve) => {
+        timer = setTimeout(() => resolve('grace'), STOP_GRACE_MS);
+      });
+      const result = await Promise.race([exited, graceOver]);
+      clearTimeout(timer);
+      if (result === 'grace') {
+        logger?.warn('redis-server ignored SIGTERM; killing it');
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/** "1234:M 01 Jan 2026 00:00:00.000 # message" → "message"; config errors come unprefixed. */
+function stripLogPrefix(line: string): string {
+  return line.replace(/^\d+:[A-Z] \d{2} \w{3} \d{4} [\d:.]+ [.\-*#] /, '');
+}
+
+/** Polls with a raw RESP PING until +PONG (not -LOADING while the AOF replays) or the deadline. */
+async function waitForPing(port: number, timeoutMs: number, exited: Promise<unknown>): Promise<boolean> {
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (!gone && Date.now() < deadline) {
+    if (await pingOnce(port, Math.min(1_000, Math.max(1, deadline - Date.now())))) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
+function pingOnce(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: HOST, port });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}

@@ -1,0 +1,144 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UserError } from '../../src/errors/user-error.js';
+import { startManagedRedis } from '../../src/redis/managed-redis.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function client(url: string): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  cleanups.push(async () => {
+    redis.disconnect();
+  });
+  return redis;
+}
+
+async function privateRedis(opts?: { persistence?: boolean }): Promise<PrivateRedis> {
+  const redis = await startPrivateRedis(opts);
+  cleanups.push(() => redis.stop());
+  return redis;
+}
+
+/** Alive and not a zombie (an orphan is reaped by whatever init the machine runs, maybe late). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+describe('startManagedRedis', () => {
+  it('starts a loopback redis-server that answers PING, configured for BullMQ', async () => {
+    const redis = await startManagedRedis();
+    cleanups.push(() => redis.stop());
+    expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`);
+    expect(redis.port).not.toBe(6379);
+
+    const c = client(redis.url);
+    expect(await c.ping()).toBe('PONG');
+    expect(await c.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
+    expect(await c.config('GET', 'bind')).toEqual(['bind', '127.0.0.1']);
+    expect(await c.config('GET', 'protected-mode')).toEqual(['protected-mode', 'yes']);
+    expect(await c.config('GET', 'appendonly')).toEqual(['appendonly', 'no']);
+    expect(await c.config('GET', 'save')).toEqual(['save', '']);
+  });
+
+  it('keeps a key across a restart through its AOF, and loses it when the data is wiped', async () => {
+    const redis = await privateRedis();
+    const c = client(redis.url);
+    expect(await c.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    expect(await c.config('GET', 'appendfsync')).toEqual(['appendfsync', 'everysec']);
+    await c.set('gk:survivor', 'still here');
+    c.disconnect();
+
+    await redis.restart({ keepData: true });
+    const after = client(redis.url);
+    expect(await after.get('gk:survivor')).toBe('still here');
+    after.disconnect();
+
+    await redis.restart();
+    const wiped = client(redis.url);
+    expect(await wiped.get('gk:survivor')).toBeNull();
+  });
+
+  it('reports a missing binary as one operator-facing line', async () => {
+    const err = await startManagedRedis({ binary: 'redis-server-missing-for-test' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    const message = (err as UserError).message;
+    expect(message).not.toContain('\n');
+    expect(message).toContain('redis-server-missing-for-test not found on PATH');
+    expect(message).toContain('sudo apt-get install redis-server');
+    expect(message).toContain('brew install redis');
+    expect(message).toContain('REDIS_URL');
+  });
+
+  it('reports an early exit (port taken) with redis-server’s last log lines', async () => {
+    const blocker = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => blocker.close(() => resolve())));
+    const address = blocker.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+
+    const err = await startManagedRedis({ port }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).message).toMatch(/exited before it was ready .*Address already in use/);
+  });
+
+  it('reports a bad data folder', async () => {
+    const err = await startManagedRedis({ dataDir: '/nonexistent/grantkeeper-test' }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).message).toMatch(/No such file or directory/);
+  });
+
+  it('stop() and kill() leave no process behind', async () => {
+    const stopped = await startManagedRedis();
+    expect(isRunning(stopped.pid)).toBe(true);
+    await stopped.stop();
+    expect(await stopped.exited).toBe(0);
+    expect(isRunning(stopped.pid)).toBe(false);
+    await stopped.stop();
+
+    const killed = await startManagedRedis();
+    killed.kill();
+    expect(await killed.exited).toBeNull();
+    expect(isRunning(killed.pid)).toBe(false);
+  });
+
+  it('stops redis-server when the parent process exits normally', async () => {
+    const modulePath = fileURLToPath(new URL('../../src/redis/managed-redis.ts', import.meta.url));
+    const script = `
+      const { startManagedRedis } = await import(${JSON.stringify(modulePath)});
+      const redis = await startManagedRedis();
+      console.log(redis.pid);
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+    const pid = Number(output.trim());
+    expect(pid).toBeGreaterThan(0);
+    // SIGTERM from the exit hook: redis shuts down on its own within moments.
+    await expect.poll(() => isRunning(pid), { timeout: 5_000 }).toBe(false);
+  });
+});
