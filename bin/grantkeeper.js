@@ -1,5 +1,3 @@
 #!/usr/bin/env node
-// Thin launcher: the compiled CLI lives in dist/ (`npm run build`).
-import { main } from '../dist/src/cli/main.js';
-
-await main(process.argv);
+// Thin launcher: the compiled CLI lives in dist/ (`npm run build`, run by `npm start`).
+import '../dist/src/cli/entry.js';

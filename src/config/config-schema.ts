@@ -1,24 +1,25 @@
 import { z } from 'zod';
 
+/** Environment values arrive as strings; a numeric-looking one becomes a number, anything else fails below. */
+const numeric = (inner: z.ZodNumber) =>
+  z.preprocess((v) => (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v), inner);
+
 const seconds = (max: number) =>
-  z.union([
-    z.number(),
+  numeric(
     z
-      .string()
-      .trim()
-      .regex(/^\d+(\.\d+)?$/, 'expected a number of seconds')
-      .transform(Number),
-  ]).pipe(z.number().positive('must be more than 0').max(max, `must be at most ${max}`));
+      .number({ error: 'expected a number of seconds' })
+      .positive('must be more than 0')
+      .max(max, `must be at most ${max}`),
+  );
 
 const wholeNumber = (min: number, max: number) =>
-  z.union([
-    z.number(),
+  numeric(
     z
-      .string()
-      .trim()
-      .regex(/^\d+$/, 'expected a whole number')
-      .transform(Number),
-  ]).pipe(z.number().int('expected a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+      .number({ error: 'expected a whole number' })
+      .int('expected a whole number')
+      .min(min, `must be at least ${min}`)
+      .max(max, `must be at most ${max}`),
+  );
 
 const endpointUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
 

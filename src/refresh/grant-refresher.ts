@@ -5,7 +5,8 @@ import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import { type BackoffPolicy, retryDelayMs } from '../policy/backoff.js';
-import { accessExpiry, keepAliveDeadline, nextRefreshAt, type RefreshTimingPolicy } from '../policy/refresh-timing.js';
+import { planAfterTokenResponse } from '../policy/refresh-plan.js';
+import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { ClientStore, OpenedClient } from '../store/client-store.js';
 import type { GrantStore } from '../store/grant-store.js';
 
@@ -51,6 +52,11 @@ export class GrantRefresher {
 
   constructor(private readonly deps: GrantRefresherDeps) {
     this.now = deps.now ?? Date.now;
+  }
+
+  /** The timing policy in force, for callers that plan a schedule the same way (consent capture). */
+  get timing(): RefreshTimingPolicy {
+    return this.deps.timing;
   }
 
   async refresh(grantId: string, version: number, trigger: RefreshTrigger): Promise<RefreshResult> {
@@ -101,18 +107,8 @@ export class GrantRefresher {
     tokens: TokenSet,
     sentAt: number,
   ): RefreshResult {
-    const { profile } = client;
     const now = this.now();
-    const expiry = accessExpiry(sentAt, tokens.expiresIn, profile.defaultAccessLifetimeSec, this.deps.timing);
-    const due = nextRefreshAt(
-      {
-        now,
-        accessExpiresAt: expiry.expiresAt,
-        accessLifetimeMs: expiry.lifetimeMs,
-        keepAliveDeadline: keepAliveDeadline(sentAt, profile.keepAliveIntervalSec),
-      },
-      this.deps.timing,
-    );
+    const plan = planAfterTokenResponse(tokens, sentAt, now, client.profile, this.deps.timing);
     const committed = this.deps.grants.commitRefresh(
       grant.id,
       grant.version,
@@ -121,10 +117,10 @@ export class GrantRefresher {
         ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
         ...(tokens.tokenType === undefined ? {} : { tokenType: tokens.tokenType }),
         ...(tokens.scope === undefined ? {} : { scope: tokens.scope }),
-        accessExpiresAt: expiry.expiresAt,
-        accessLifetimeMs: expiry.lifetimeMs,
-        refreshTokenUsedAt: sentAt,
-        nextRefreshAt: due,
+        accessExpiresAt: plan.accessExpiresAt,
+        accessLifetimeMs: plan.accessLifetimeMs,
+        refreshTokenUsedAt: plan.refreshTokenUsedAt,
+        nextRefreshAt: plan.nextRefreshAt,
       },
       {
         at: now,
@@ -132,7 +128,7 @@ export class GrantRefresher {
         outcome: 'refreshed',
         durationMs: now - sentAt,
         rotated: tokens.refreshToken !== undefined,
-        message: expiry.defaulted ? 'no expires_in in the response: provider default lifetime used' : null,
+        message: plan.defaultedLifetime ? 'no expires_in in the response: provider default lifetime used' : null,
       },
     );
     if (!committed) {
