@@ -1,0 +1,223 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { GrantRow } from '../../db/schema.js';
+import { refreshJobId } from '../../jobs/refresh-queue.js';
+import {
+  addClient,
+  type Engine,
+  removeDir,
+  seedGrant,
+  sleep,
+  startEngine,
+  tempDataDir,
+  testKey,
+  testProfile,
+  waitFor,
+} from '../support/engine.js';
+import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { collectRedisText, leakedSecrets, readDbFiles } from '../support/secret-scan.js';
+
+const CLIENT_SECRET = `gk-test-secret-${Math.random().toString(36).slice(2)}`;
+
+describe('refresh engine against a fault-injecting token endpoint', () => {
+  let redis: PrivateRedis;
+  let endpoint: FaultEndpoint;
+  let engine: Engine;
+  let dataDir: string;
+  let clientRef: string;
+  const profile = () => testProfile(endpoint.url, { defaultAccessLifetimeSec: 1800 });
+
+  beforeAll(async () => {
+    [redis, endpoint] = await Promise.all([startPrivateRedis(), startFaultEndpoint()]);
+    dataDir = tempDataDir();
+    engine = await startEngine({ redisUrl: redis.url, dataDir, key: testKey() });
+    clientRef = addClient(engine, profile(), { clientId: 'gk-client', clientSecret: CLIENT_SECRET }).id;
+  });
+
+  afterAll(async () => {
+    await engine?.stop();
+    await Promise.all([redis?.stop(), endpoint?.close()]);
+    if (dataDir) removeDir(dataDir);
+  });
+
+  beforeEach(() => {
+    endpoint.setDefault({ type: 'rotate', expiresIn: 3600 });
+  });
+
+  const grants = () => engine.service.app.grants;
+  const requestsFor = (refreshToken: string) =>
+    endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).length;
+
+  /** A grant due now, refreshed by the worker once it is seeded. */
+  async function seedDueGrant(): Promise<GrantRow> {
+    const minted = endpoint.mintGrant();
+    return seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 0 });
+  }
+
+  async function waitForVersion(id: string, version: number, timeoutMs = 15_000): Promise<GrantRow> {
+    return waitFor(
+      () => {
+        const g = grants().get(id);
+        return g && g.version >= version ? g : undefined;
+      },
+      `grant ${id} to reach version ${version}`,
+      timeoutMs,
+    );
+  }
+
+  it('refreshes a due grant, rotates its refresh token and plans the next run ahead of expiry', async () => {
+    const seeded = await seedDueGrant();
+    const oldTokens = grants().openTokens(seeded);
+    const refreshed = await waitForVersion(seeded.id, 1);
+    const tokens = grants().openTokens(refreshed);
+    expect(tokens.refreshToken).not.toBe(oldTokens.refreshToken);
+    expect(endpoint.isAccessTokenValid(tokens.accessToken)).toBe(true);
+    expect(refreshed.state).toBe('active');
+    expect(refreshed.accessExpiresAt - refreshed.refreshTokenUsedAt).toBe(3600_000);
+    expect(refreshed.nextRefreshAt).toBeLessThan(refreshed.accessExpiresAt);
+    // Lead: 30 % of an hour capped at 10 min, plus up to 50 % jitter.
+    expect(refreshed.accessExpiresAt - refreshed.nextRefreshAt).toBeGreaterThanOrEqual(600_000);
+    expect(refreshed.accessExpiresAt - refreshed.nextRefreshAt).toBeLessThanOrEqual(900_000);
+    const events = grants().recentEvents(seeded.id);
+    expect(events[0]).toMatchObject({ outcome: 'refreshed', rotated: true, version: 0 });
+    // The wire: HTTP Basic with the sealed client secret, refresh_token grant.
+    const sent = endpoint.requests.find((r) => r.form.refresh_token === oldTokens.refreshToken);
+    expect(sent?.form.grant_type).toBe('refresh_token');
+    expect(sent?.headers.authorization).toBe(
+      `Basic ${Buffer.from(`gk-client:${encodeURIComponent(CLIENT_SECRET)}`).toString('base64')}`,
+    );
+    // The next job waits in Redis under the plan-derived id.
+    const job = await engine.service.queue.getJob(refreshJobId(seeded.id, 1, refreshed.nextRefreshAt));
+    expect(await job?.getState()).toBe('delayed');
+  });
+
+  it.each([
+    ['a 500', { type: 'status', status: 500, json: { error: 'server_error' } }],
+    ['a 503 with an HTML body', { type: 'status', status: 503, body: '<html>down</html>', contentType: 'text/html' }],
+    ['a 200 with an HTML body', { type: 'status', status: 200, body: '<html>hi</html>', contentType: 'text/html' }],
+    ['a hang past the request timeout', { type: 'hang' }],
+    ['a 10 MB body', { type: 'huge', bytes: 10 * 1024 * 1024 }],
+    ['truncated JSON', { type: 'truncated' }],
+    ['a 200 without access_token', { type: 'status', status: 200, json: { token_type: 'bearer' } }],
+  ] as const)('retries after %s, shows the grant failing, and recovers', async (_name, fault) => {
+    endpoint.push(fault, fault);
+    const seeded = await seedDueGrant();
+    const { refreshToken } = grants().openTokens(seeded);
+    const failing = await waitFor(() => {
+      const g = grants().get(seeded.id);
+      return g?.state === 'failing' && g.consecutiveFailures >= 1 ? g : undefined;
+    }, 'the grant to show as failing');
+    expect(failing.lastError).toBeTruthy();
+    expect(failing.lastError).not.toContain(refreshToken);
+    const recovered = await waitForVersion(seeded.id, 1);
+    expect(recovered.state).toBe('active');
+    expect(recovered.consecutiveFailures).toBe(0);
+    // Two failures then one success, each a separate attempt with the same (unspent) token.
+    expect(requestsFor(refreshToken)).toBe(3);
+    const outcomes = grants()
+      .recentEvents(seeded.id)
+      .map((e) => e.outcome)
+      .reverse();
+    expect(outcomes).toEqual(['transient_error', 'transient_error', 'refreshed']);
+  });
+
+  it('backs off exponentially between transient failures instead of looping', async () => {
+    endpoint.push(
+      ...Array.from({ length: 4 }, () => ({ type: 'status', status: 502, body: 'bad gateway' }) as const),
+    );
+    const seeded = await seedDueGrant();
+    const { refreshToken } = grants().openTokens(seeded);
+    await waitForVersion(seeded.id, 1);
+    const times = endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).map((r) => r.at);
+    expect(times).toHaveLength(5);
+    const gaps = times.slice(1).map((t, i) => t - (times[i] ?? 0));
+    // Equal jitter on base 200 ms doubling, capped at 1 s: each gap at least half its step.
+    expect(gaps[0]).toBeGreaterThanOrEqual(100);
+    expect(gaps[1]).toBeGreaterThanOrEqual(200);
+    expect(gaps[2]).toBeGreaterThanOrEqual(400);
+    expect(gaps[3]).toBeGreaterThanOrEqual(500);
+  });
+
+  it('honours Retry-After on a 429', async () => {
+    endpoint.push({ type: 'status', status: 429, json: { error: 'slow_down' }, headers: { 'retry-after': '2' } });
+    const seeded = await seedDueGrant();
+    const { refreshToken } = grants().openTokens(seeded);
+    await waitForVersion(seeded.id, 1);
+    const times = endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).map((r) => r.at);
+    expect(times).toHaveLength(2);
+    expect((times[1] ?? 0) - (times[0] ?? 0)).toBeGreaterThanOrEqual(2000);
+    const failedEvent = grants()
+      .recentEvents(seeded.id)
+      .find((e) => e.outcome === 'transient_error');
+    expect(failedEvent).toMatchObject({ httpStatus: 429, errorCode: 'rate_limited' });
+  });
+
+  it.each([
+    ['invalid_grant', { type: 'status', status: 400, json: { error: 'invalid_grant' } }, 'needs_reconsent'],
+    [
+      "X's spent-token 400",
+      {
+        type: 'status',
+        status: 400,
+        json: { error: 'invalid_request', error_description: 'Value passed for the token was invalid.' },
+      },
+      'needs_reconsent',
+    ],
+    ['invalid_client', { type: 'status', status: 401, json: { error: 'invalid_client' } }, 'client_error'],
+  ] as const)('stops on %s without retrying', async (_name, fault, state) => {
+    endpoint.push(fault);
+    const seeded = await seedDueGrant();
+    const { refreshToken } = grants().openTokens(seeded);
+    const stopped = await waitFor(() => {
+      const g = grants().get(seeded.id);
+      return g?.state === state ? g : undefined;
+    }, `the grant to become ${state}`);
+    expect(stopped.version).toBe(0);
+    // Longer than several backoff steps and reconcile passes: still exactly one request.
+    await sleep(2500);
+    expect(requestsFor(refreshToken)).toBe(1);
+    expect(grants().get(seeded.id)?.state).toBe(state);
+    expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ outcome: state });
+    const failed = await engine.service.queue.getFailed();
+    expect(failed.some((j) => j.data.grantId === seeded.id)).toBe(true);
+  });
+
+  it('keeps the stored refresh token when the response carries none', async () => {
+    endpoint.push({ type: 'rotate', expiresIn: 3600, omitRefreshToken: true });
+    const seeded = await seedDueGrant();
+    const before = grants().openTokens(seeded);
+    const after = await waitForVersion(seeded.id, 1);
+    const tokens = grants().openTokens(after);
+    expect(tokens.refreshToken).toBe(before.refreshToken);
+    expect(tokens.accessToken).not.toBe(before.accessToken);
+    expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ outcome: 'refreshed', rotated: false });
+  });
+
+  it("uses the provider's default lifetime when expires_in is missing", async () => {
+    endpoint.push({ type: 'rotate', expiresIn: null });
+    const seeded = await seedDueGrant();
+    const after = await waitForVersion(seeded.id, 1);
+    expect(after.accessLifetimeMs).toBe(1800_000);
+    expect(after.accessExpiresAt - after.refreshTokenUsedAt).toBe(1800_000);
+    expect(grants().recentEvents(seeded.id)[0]?.message).toMatch(/default lifetime/);
+  });
+
+  it('accepts expires_in as a numeric string', async () => {
+    endpoint.push({ type: 'rotate', expiresIn: '7200' });
+    const seeded = await seedDueGrant();
+    const after = await waitForVersion(seeded.id, 1);
+    expect(after.accessLifetimeMs).toBe(7200_000);
+  });
+
+  it('keeps every token and the client secret out of Redis, the logs and the db file', async () => {
+    const secrets = [CLIENT_SECRET, ...endpoint.issuedTokens()];
+    expect(secrets.length).toBeGreaterThan(10);
+    const redisText = await collectRedisText(redis.url);
+    expect(redisText).toContain('grantkeeper:refresh');
+    expect(leakedSecrets(redisText, secrets)).toEqual([]);
+    const logs = engine.logs.join('');
+    expect(logs).toContain('grant refreshed');
+    expect(leakedSecrets(logs, secrets)).toEqual([]);
+    expect(leakedSecrets(readDbFiles(engine.service.app.store.path), secrets)).toEqual([]);
+  });
+});
