@@ -1,0 +1,28 @@
+# Build stage: better-sqlite3 compiles from source, so it needs a toolchain.
+FROM node:20-bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src src
+COPY jobs jobs
+COPY db db
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    GRANTKEEPER_DATA_DIR=/data
+WORKDIR /app
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY package.json ./
+COPY bin bin
+COPY db/migrations db/migrations
+RUN mkdir -p /data && chown node:node /data && chmod 700 /data
+USER node
+VOLUME /data
+# SIGTERM from `docker stop` lets running refreshes commit before exit (raise stop_grace_period to match).
+CMD ["node", "bin/grantkeeper.js", "run"]
