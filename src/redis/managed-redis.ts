@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
@@ -100,7 +101,11 @@ function redisArgs(opts: ManagedRedisOptions, port: number): string[] {
     '--logfile',
     '',
   ];
-  if (opts.dataDir !== undefined) args.push('--dir', opts.dataDir);
+  if (opts.dataDir !== undefined) {
+    // Owner-only like the rest of the data folder: the AOF shows which grants exist.
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    args.push('--dir', opts.dataDir);
+  }
   if (persistence) {
     args.push('--appendonly', 'yes', '--appendfsync', 'everysec');
   } else {
