@@ -86,20 +86,30 @@ export function describeSqliteError(err: unknown, path: string): Error {
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message ?? String(err);
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
-    return new UserError(`the database ${path} is locked by another process; stop it or retry`, 1, { cause: err });
-  }
-  if (code === 'SQLITE_READONLY' || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
-    return new UserError(`the database ${path} is not writable (${message}): check its permissions and disk`, 1, {
+    return new UserError(`the database ${path} is locked by another process; stop it or retry`, 1, {
       cause: err,
     });
+  }
+  if (code === 'SQLITE_READONLY' || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
+    return new UserError(
+      `the database ${path} is not writable (${message}): check its permissions and disk`,
+      1,
+      {
+        cause: err,
+      },
+    );
   }
   if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
     return new UserError(`the disk holding ${path} is full: free space and restart`, 1, { cause: err });
   }
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
-    return new UserError(`${path} is not a grantkeeper database or is damaged (${message}): restore it from a backup`, 1, {
-      cause: err,
-    });
+    return new UserError(
+      `${path} is not a grantkeeper database or is damaged (${message}): restore it from a backup`,
+      1,
+      {
+        cause: err,
+      },
+    );
   }
   return new UserError(`cannot open the database ${path}: ${message}`, 1, { cause: err });
 }

@@ -47,7 +47,8 @@ export class Reconciler {
     for (let i = 0; i < live.length; i += 1000) {
       const batch = live.slice(i, i + 1000);
       const pipeline = this.redis.pipeline();
-      for (const g of batch) pipeline.exists(this.queue.toKey(refreshJobId(g.id, g.version, g.nextRefreshAt)));
+      for (const g of batch)
+        pipeline.exists(this.queue.toKey(refreshJobId(g.id, g.version, g.nextRefreshAt)));
       const results = (await pipeline.exec()) ?? [];
       batch.forEach((g, j) => {
         const [err, exists] = results[j] ?? [];
@@ -84,7 +85,9 @@ export class Reconciler {
   start(): void {
     const tick = () => {
       this.running = this.reconcileOnce()
-        .catch((err: Error) => this.logger.warn({ err: { message: err.message } }, 'reconcile pass failed; will retry'))
+        .catch((err: Error) =>
+          this.logger.warn({ err: { message: err.message } }, 'reconcile pass failed; will retry'),
+        )
         .finally(() => {
           this.running = undefined;
           if (this.timer !== undefined) this.timer = setTimeout(tick, this.options.intervalMs);

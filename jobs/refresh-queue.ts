@@ -21,6 +21,9 @@ export function refreshJobId(grantId: string, version: number, dueAt: number): s
 
 export type RefreshQueue = Queue<RefreshJobData, unknown, string>;
 
-export function createRefreshQueue(connection: ConnectionOptions, prefix = DEFAULT_QUEUE_PREFIX): RefreshQueue {
+export function createRefreshQueue(
+  connection: ConnectionOptions,
+  prefix = DEFAULT_QUEUE_PREFIX,
+): RefreshQueue {
   return new Queue<RefreshJobData, unknown, string>(REFRESH_QUEUE_NAME, { connection, prefix });
 }

@@ -8,7 +8,9 @@ export const EXIT_USAGE = 2;
 
 export function buildProgram(): Command {
   const program = new Command('grantkeeper')
-    .description('Keeps OAuth 2.0 grants alive: sealed tokens in SQLite, refreshed ahead of expiry by a BullMQ worker.')
+    .description(
+      'Keeps OAuth 2.0 grants alive: sealed tokens in SQLite, refreshed ahead of expiry by a BullMQ worker.',
+    )
     .option('--config <path>', 'JSON config file (also GRANTKEEPER_CONFIG)')
     .option('--verbose', 'show stack traces on errors')
     .showHelpAfterError('(run with --help for usage)')

@@ -1,5 +1,10 @@
 import type { TokenSet } from '../oauth/token-response.js';
-import { accessExpiry, keepAliveDeadline, nextRefreshAt, type RefreshTimingPolicy } from './refresh-timing.js';
+import {
+  accessExpiry,
+  keepAliveDeadline,
+  nextRefreshAt,
+  type RefreshTimingPolicy,
+} from './refresh-timing.js';
 
 export interface ProviderTiming {
   defaultAccessLifetimeSec: number;

@@ -80,7 +80,11 @@ export class GrantRefresher {
     }
   }
 
-  private async refreshClaimed(grant: GrantRow, owner: string, trigger: RefreshTrigger): Promise<RefreshResult> {
+  private async refreshClaimed(
+    grant: GrantRow,
+    owner: string,
+    trigger: RefreshTrigger,
+  ): Promise<RefreshResult> {
     const client = this.openClient(grant);
     const { refreshToken } = this.deps.grants.openTokens(grant);
     const sentAt = this.now();
@@ -92,7 +96,12 @@ export class GrantRefresher {
         err instanceof TokenEndpointError
           ? err
           : new TokenEndpointError(
-              { kind: 'transient', outcome: 'retry', code: 'internal', message: 'token request failed unexpectedly' },
+              {
+                kind: 'transient',
+                outcome: 'retry',
+                code: 'internal',
+                message: 'token request failed unexpectedly',
+              },
               { cause: err },
             );
       return this.recordFailure(grant, owner, trigger, client, error, this.now() - sentAt);
@@ -128,7 +137,9 @@ export class GrantRefresher {
         outcome: 'refreshed',
         durationMs: now - sentAt,
         rotated: tokens.refreshToken !== undefined,
-        message: plan.defaultedLifetime ? 'no expires_in in the response: provider default lifetime used' : null,
+        message: plan.defaultedLifetime
+          ? 'no expires_in in the response: provider default lifetime used'
+          : null,
       },
     );
     if (!committed) {
@@ -175,16 +186,25 @@ export class GrantRefresher {
       const current = grants.get(grant.id);
       if (current && current.version !== grant.version) {
         grants.recordEvent(grant.id, grant.version, { ...event, outcome: 'overtaken' });
-        logger.info({ grantId: grant.id, version: grant.version }, 'refresh token already rotated by another holder');
+        logger.info(
+          { grantId: grant.id, version: grant.version },
+          'refresh token already rotated by another holder',
+        );
         return { status: 'overtaken' };
       }
     }
     if (error.kind === 'permanent') {
       const state = error.outcome === 'client_error' ? 'client_error' : 'needs_reconsent';
-      const stopped = grants.recordFailure(grant.id, grant.version, owner, { state, message: error.message }, {
-        ...event,
-        outcome: state,
-      });
+      const stopped = grants.recordFailure(
+        grant.id,
+        grant.version,
+        owner,
+        { state, message: error.message },
+        {
+          ...event,
+          outcome: state,
+        },
+      );
       if (!stopped) return { status: 'overtaken' };
       logger.error(
         { grantId: grant.id, provider: client.profile.kind, code: error.code, status: error.status, state },

@@ -1,4 +1,4 @@
-import { type Store, ensureDataDir, openStore } from '../../db/connection.js';
+import { ensureDataDir, openStore, type Store } from '../../db/connection.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { loadKeyring } from '../crypto/key-source.js';
 import { Sealer } from '../crypto/sealer.js';

@@ -112,7 +112,16 @@ export async function startRefreshService(
       { redis: describeRedisUrl(redisUrl), dataDir: app.dataDir, concurrency: config.concurrency },
       'grantkeeper refresh service running',
     );
-    return { app, redisUrl, queue, scheduler, refresher, reconciler, ...(worker ? { worker } : {}), stop: cleanup };
+    return {
+      app,
+      redisUrl,
+      queue,
+      scheduler,
+      refresher,
+      reconciler,
+      ...(worker ? { worker } : {}),
+      stop: cleanup,
+    };
   } catch (err) {
     await cleanup().catch(() => {});
     throw err;

@@ -54,7 +54,8 @@ export class ClientStore {
       provider: input.profile.kind,
       profile: input.profile,
       clientId: input.clientId,
-      clientSecretSealed: input.clientSecret === undefined ? null : this.sealer.seal(input.clientSecret, secretContext(id)),
+      clientSecretSealed:
+        input.clientSecret === undefined ? null : this.sealer.seal(input.clientSecret, secretContext(id)),
       authMethod: input.authMethod,
       scopes: input.scopes.join(' '),
       redirectUri: input.redirectUri ?? null,
@@ -82,7 +83,9 @@ export class ClientStore {
         tokenEndpoint: profile.tokenEndpoint,
         clientId: row.clientId,
         authMethod: row.authMethod as ClientAuthMethod,
-        ...(row.clientSecretSealed ? { clientSecret: this.sealer.open(row.clientSecretSealed, secretContext(row.id)) } : {}),
+        ...(row.clientSecretSealed
+          ? { clientSecret: this.sealer.open(row.clientSecretSealed, secretContext(row.id)) }
+          : {}),
       },
     };
   }

@@ -127,7 +127,14 @@ export class GrantStore {
       }
       return tx
         .insert(grants)
-        .values({ ...values, id, label: input.label, version: 0, lastRefreshedAt: null, createdAt: input.now })
+        .values({
+          ...values,
+          id,
+          label: input.label,
+          version: 0,
+          lastRefreshedAt: null,
+          createdAt: input.now,
+        })
         .returning()
         .get();
     });
@@ -174,7 +181,9 @@ export class GrantStore {
           accessTokenSealed: this.sealer.seal(update.accessToken, sealContext(id, 'access_token')),
           ...(update.refreshToken === undefined
             ? {}
-            : { refreshTokenSealed: this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')) }),
+            : {
+                refreshTokenSealed: this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
+              }),
           ...(update.tokenType === undefined ? {} : { tokenType: update.tokenType }),
           ...(update.scope === undefined ? {} : { scope: update.scope }),
           accessExpiresAt: update.accessExpiresAt,
@@ -194,7 +203,10 @@ export class GrantStore {
         .where(and(eq(grants.id, id), eq(grants.version, version)))
         .returning()
         .get();
-      if (row) tx.insert(refreshEvents).values({ ...event, grantId: id, version }).run();
+      if (row)
+        tx.insert(refreshEvents)
+          .values({ ...event, grantId: id, version })
+          .run();
       return row;
     });
   }
@@ -226,7 +238,10 @@ export class GrantStore {
         .where(and(eq(grants.id, id), eq(grants.version, version), eq(grants.leaseOwner, owner)))
         .returning()
         .get();
-      if (row) tx.insert(refreshEvents).values({ ...event, grantId: id, version }).run();
+      if (row)
+        tx.insert(refreshEvents)
+          .values({ ...event, grantId: id, version })
+          .run();
       return row;
     });
   }

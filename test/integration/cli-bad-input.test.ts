@@ -32,12 +32,18 @@ function expectOneClearLine(result: { code: number | null; stderr: string }, pat
 
 describe('grantkeeper run: bad input exits with one clear line', () => {
   it('rejects a malformed environment value, naming the variable', async () => {
-    const result = await runCli(['run'], { GRANTKEEPER_DATA_DIR: dataDir(), GRANTKEEPER_CONCURRENCY: 'lots' });
+    const result = await runCli(['run'], {
+      GRANTKEEPER_DATA_DIR: dataDir(),
+      GRANTKEEPER_CONCURRENCY: 'lots',
+    });
     expectOneClearLine(result, /GRANTKEEPER_CONCURRENCY="lots": expected a whole number/);
   });
 
   it('rejects a key that is not 32 bytes of base64, without echoing it', async () => {
-    const result = await runCli(['run'], { GRANTKEEPER_DATA_DIR: dataDir(), GRANTKEEPER_KEY: 'c2hvcnQta2V5' });
+    const result = await runCli(['run'], {
+      GRANTKEEPER_DATA_DIR: dataDir(),
+      GRANTKEEPER_KEY: 'c2hvcnQta2V5',
+    });
     expectOneClearLine(result, /GRANTKEEPER_KEY must be 32/);
     expect(result.stderr).not.toContain('c2hvcnQta2V5');
   });
@@ -113,7 +119,10 @@ describe('grantkeeper run: bad input exits with one clear line', () => {
   });
 
   it('shows the stack trace with --verbose', async () => {
-    const result = await runCli(['--verbose', 'run'], { GRANTKEEPER_DATA_DIR: dataDir(), GRANTKEEPER_CONCURRENCY: '0' });
+    const result = await runCli(['--verbose', 'run'], {
+      GRANTKEEPER_DATA_DIR: dataDir(),
+      GRANTKEEPER_CONCURRENCY: '0',
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/GRANTKEEPER_CONCURRENCY="0": must be at least 1/);
     expect(result.stderr).toMatch(/\n\s+at /);

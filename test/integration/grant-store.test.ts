@@ -98,18 +98,35 @@ describe('grant store on a real SQLite file', () => {
     grants.claimLease(g.id, 0, 'a', T0, 1000);
     const event = { at: T0, trigger: 'schedule', outcome: 'transient_error' as const, errorCode: 'http_503' };
     expect(grants.recordFailure(g.id, 0, 'b', { state: 'failing', message: 'x' }, event)).toBeUndefined();
-    const failing = grants.recordFailure(g.id, 0, 'a', { state: 'failing', nextRefreshAt: T0 + 5000, message: 'x' }, event);
-    expect(failing).toMatchObject({ state: 'failing', consecutiveFailures: 1, nextRefreshAt: T0 + 5000, leaseOwner: null });
+    const failing = grants.recordFailure(
+      g.id,
+      0,
+      'a',
+      { state: 'failing', nextRefreshAt: T0 + 5000, message: 'x' },
+      event,
+    );
+    expect(failing).toMatchObject({
+      state: 'failing',
+      consecutiveFailures: 1,
+      nextRefreshAt: T0 + 5000,
+      leaseOwner: null,
+    });
   });
 
   it('re-consenting a label replaces its tokens in place and moves the version on', () => {
     const first = seed('reseed');
     grants.claimLease(first.id, 0, 'a', T0, 1000);
-    grants.recordFailure(first.id, 0, 'a', { state: 'needs_reconsent', message: 'invalid_grant' }, {
-      at: T0,
-      trigger: 'schedule',
-      outcome: 'needs_reconsent',
-    });
+    grants.recordFailure(
+      first.id,
+      0,
+      'a',
+      { state: 'needs_reconsent', message: 'invalid_grant' },
+      {
+        at: T0,
+        trigger: 'schedule',
+        outcome: 'needs_reconsent',
+      },
+    );
     const again = seed('reseed');
     expect(again.id).toBe(first.id);
     expect(again).toMatchObject({ state: 'active', version: 1, consecutiveFailures: 0, lastError: null });
@@ -119,11 +136,17 @@ describe('grant store on a real SQLite file', () => {
   it('lists only live grants due within the horizon', () => {
     const dead = seed('dead');
     grants.claimLease(dead.id, 0, 'a', T0, 1000);
-    grants.recordFailure(dead.id, 0, 'a', { state: 'needs_reconsent', message: 'invalid_grant' }, {
-      at: T0,
-      trigger: 'schedule',
-      outcome: 'needs_reconsent',
-    });
+    grants.recordFailure(
+      dead.id,
+      0,
+      'a',
+      { state: 'needs_reconsent', message: 'invalid_grant' },
+      {
+        at: T0,
+        trigger: 'schedule',
+        outcome: 'needs_reconsent',
+      },
+    );
     const due = grants.listSchedulable(T0 + 3000_000).map((g) => g.id);
     expect(due).toContain(grants.find('lease')?.id);
     expect(due).toContain(grants.find('failure')?.id);
@@ -135,6 +158,8 @@ describe('grant store on a real SQLite file', () => {
     verifySealingKey(store.db, sealer);
     const other = Buffer.alloc(32, 9);
     const wrong = new Sealer(new Keyring({ id: keyIdFor(other), key: other }));
-    expect(() => verifySealingKey(store.db, wrong)).toThrow(new RegExp(`${keyIdFor(key)}.*${keyIdFor(other)}`));
+    expect(() => verifySealingKey(store.db, wrong)).toThrow(
+      new RegExp(`${keyIdFor(key)}.*${keyIdFor(other)}`),
+    );
   });
 });

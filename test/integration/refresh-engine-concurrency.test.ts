@@ -30,7 +30,10 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
     const first = await startEngine({ redisUrl: redis.url, dataDir, key });
     const second = await startEngine({ redisUrl: redis.url, dataDir, key });
     engines = [first, second];
-    clientRef = addClient(first, testProfile(endpoint.url), { clientId: 'gk-client', clientSecret: 's3cret-x' }).id;
+    clientRef = addClient(first, testProfile(endpoint.url), {
+      clientId: 'gk-client',
+      clientSecret: 's3cret-x',
+    }).id;
   });
 
   afterAll(async () => {
@@ -64,7 +67,10 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
         ),
       );
       expect(direct.filter((r) => r.status === 'refreshed').length).toBeLessThanOrEqual(1);
-      await waitFor(() => (grants().get(seeded.id)?.version ?? 0) > current.version, 'the version to move on');
+      await waitFor(
+        () => (grants().get(seeded.id)?.version ?? 0) > current.version,
+        'the version to move on',
+      );
     }
     const sentTokens = endpoint.requests.map((r) => r.form.refresh_token);
     expect(new Set(sentTokens).size).toBe(sentTokens.length);
@@ -79,7 +85,9 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
     endpoint.setDefault({ type: 'rotate', expiresIn: 3 });
     const profile = testProfile(endpoint.url);
     const seeded = await Promise.all(
-      Array.from({ length: 5 }, () => seedGrant(engines[0]!, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 3 })),
+      Array.from({ length: 5 }, () =>
+        seedGrant(engines[0]!, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 3 }),
+      ),
     );
     const ids = seeded.map((g) => g.id);
     const versions = () => ids.map((id) => grants().get(id)?.version ?? 0);

@@ -30,7 +30,12 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
   beforeAll(async () => {
     [redis, endpoint] = await Promise.all([startPrivateRedis(), startFaultEndpoint()]);
     dataDir = tempDataDir();
-    engine = await startEngine({ redisUrl: redis.url, dataDir, key: testKey() });
+    engine = await startEngine({
+      redisUrl: redis.url,
+      dataDir,
+      key: testKey(),
+      config: { requestTimeoutSeconds: 1 },
+    });
     clientRef = addClient(engine, profile(), { clientId: 'gk-client', clientSecret: CLIENT_SECRET }).id;
   });
 
@@ -93,8 +98,14 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
 
   it.each([
     ['a 500', { type: 'status', status: 500, json: { error: 'server_error' } }],
-    ['a 503 with an HTML body', { type: 'status', status: 503, body: '<html>down</html>', contentType: 'text/html' }],
-    ['a 200 with an HTML body', { type: 'status', status: 200, body: '<html>hi</html>', contentType: 'text/html' }],
+    [
+      'a 503 with an HTML body',
+      { type: 'status', status: 503, body: '<html>down</html>', contentType: 'text/html' },
+    ],
+    [
+      'a 200 with an HTML body',
+      { type: 'status', status: 200, body: '<html>hi</html>', contentType: 'text/html' },
+    ],
     ['a hang past the request timeout', { type: 'hang' }],
     ['a 10 MB body', { type: 'huge', bytes: 10 * 1024 * 1024 }],
     ['truncated JSON', { type: 'truncated' }],
@@ -139,7 +150,12 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
   });
 
   it('honours Retry-After on a 429', async () => {
-    endpoint.push({ type: 'status', status: 429, json: { error: 'slow_down' }, headers: { 'retry-after': '2' } });
+    endpoint.push({
+      type: 'status',
+      status: 429,
+      json: { error: 'slow_down' },
+      headers: { 'retry-after': '2' },
+    });
     const seeded = await seedDueGrant();
     const { refreshToken } = grants().openTokens(seeded);
     await waitForVersion(seeded.id, 1);

@@ -4,7 +4,16 @@ import type { GrantRow } from '../../db/schema.js';
 import { createPkcePair } from '../../src/oauth/pkce.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
 import { TokenClient } from '../../src/oauth/token-client.js';
-import { addClient, type Engine, removeDir, seedGrant, startEngine, tempDataDir, testKey, waitFor } from '../support/engine.js';
+import {
+  addClient,
+  type Engine,
+  removeDir,
+  seedGrant,
+  startEngine,
+  tempDataDir,
+  testKey,
+  waitFor,
+} from '../support/engine.js';
 import { type OidcServer, startOidcServer } from '../support/oidc-server.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets, readDbFiles } from '../support/secret-scan.js';
@@ -83,7 +92,10 @@ describe('end to end against oidc-provider with refresh-token rotation on every 
     seen.add(tokens.accessToken);
     seen.add(tokens.refreshToken!);
 
-    const grant = await seedGrant(engine, clientRow.id, profile, { ...tokens, refreshToken: tokens.refreshToken! });
+    const grant = await seedGrant(engine, clientRow.id, profile, {
+      ...tokens,
+      refreshToken: tokens.refreshToken!,
+    });
     const grants = engine.service.app.grants;
 
     // Follow the grant: every new version's access token must be live at the server while still fresh.

@@ -41,7 +41,9 @@ describe('grantkeeper run as a process', () => {
     writeFileSync(
       configPath,
       JSON.stringify({
-        clients: [{ name: 'fault', provider: 'oidc', endpoints, clientId: 'gk', clientSecretEnv: 'FAULT_SECRET' }],
+        clients: [
+          { name: 'fault', provider: 'oidc', endpoints, clientId: 'gk', clientSecretEnv: 'FAULT_SECRET' },
+        ],
       }),
     );
     // Seed a grant that is due now, through the same code the service uses.

@@ -39,7 +39,11 @@ export function spawnCli(args: string[], env: Record<string, string>): CliProces
 }
 
 /** Runs the CLI to completion; a run that outlives `timeoutMs` is killed and fails the test. */
-export async function runCli(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<CliResult> {
   const cli = spawnCli(args, env);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

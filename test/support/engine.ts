@@ -13,7 +13,9 @@ import { type RefreshService, startRefreshService } from '../../src/service/refr
 
 /** Timings scaled down so a test sees many refresh cycles in seconds. */
 export const FAST_TIMING: Partial<Config> = {
-  requestTimeoutSeconds: 1,
+  // Generous: a timeout is ambiguous with rotating tokens (the server may have rotated), so a
+  // loaded CI machine must not hit it by accident. Fault tests that want timeouts lower it.
+  requestTimeoutSeconds: 5,
   leaseMarginSeconds: 0.5,
   reconcileIntervalSeconds: 1,
   refreshTiming: { leadFraction: 0.3, minLeadMs: 300, minIntervalMs: 200 },
@@ -47,7 +49,12 @@ export async function startEngine(opts: {
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug', destination: { write: (line: string) => logs.push(line) } });
   const loaded: LoadedConfig = {
-    config: configSchema.parse({ ...FAST_TIMING, ...opts.config, dataDir: opts.dataDir, redisUrl: opts.redisUrl }),
+    config: configSchema.parse({
+      ...FAST_TIMING,
+      ...opts.config,
+      dataDir: opts.dataDir,
+      redisUrl: opts.redisUrl,
+    }),
     secrets: { key: opts.key },
   };
   const service = await startRefreshService(loaded, logger, { env: {} });
@@ -59,7 +66,10 @@ export function removeDir(dir: string): void {
 }
 
 /** A generic-OIDC profile pointing at a test token endpoint. */
-export function testProfile(tokenEndpoint: string, overrides: Partial<ProviderProfile> = {}): ProviderProfile {
+export function testProfile(
+  tokenEndpoint: string,
+  overrides: Partial<ProviderProfile> = {},
+): ProviderProfile {
   return {
     kind: 'oidc',
     authorizationEndpoint: tokenEndpoint.replace(/\/token$/, '/auth'),

@@ -1,0 +1,177 @@
+import { UserError } from '../errors/user-error.js';
+import { discoverIssuer, type IssuerMetadata } from './discovery.js';
+import { assertSecureEndpoint, type ClientAuthMethod } from './token-client.js';
+
+export type ProviderKind = 'x' | 'microsoft' | 'google' | 'oidc';
+
+export interface ProviderProfile {
+  kind: ProviderKind;
+  issuer?: string;
+  authorizationEndpoint: string;
+  tokenEndpoint: string;
+  revocationEndpoint?: string;
+  userinfoEndpoint?: string;
+  /** Includes the offline scope when the provider has one. */
+  defaultScopes: string[];
+  offlineScope?: string;
+  extraAuthorizeParams: Record<string, string>;
+  confidentialAuthMethod: ClientAuthMethod;
+  rotatesRefreshTokens: boolean;
+  /** Used when a token response has no expires_in. */
+  defaultAccessLifetimeSec: number;
+  refreshIdleLimitSec: number;
+  /** Comfortably under the idle limit. */
+  keepAliveIntervalSec: number;
+}
+
+export type ProviderSpec =
+  | { kind: 'x' }
+  | { kind: 'google' }
+  | { kind: 'microsoft'; tenant?: string }
+  | {
+      kind: 'oidc';
+      issuer?: string;
+      endpoints?: { authorization: string; token: string; revocation?: string; userinfo?: string };
+    };
+
+const HOUR = 3600;
+const DAY = 24 * HOUR;
+
+function xProfile(): ProviderProfile {
+  return {
+    kind: 'x',
+    authorizationEndpoint: 'https://x.com/i/oauth2/authorize',
+    tokenEndpoint: 'https://api.x.com/2/oauth2/token',
+    revocationEndpoint: 'https://api.x.com/2/oauth2/revoke',
+    defaultScopes: ['tweet.read', 'users.read', 'offline.access'],
+    offlineScope: 'offline.access',
+    extraAuthorizeParams: {},
+    confidentialAuthMethod: 'client_secret_basic',
+    rotatesRefreshTokens: true,
+    defaultAccessLifetimeSec: 2 * HOUR,
+    refreshIdleLimitSec: 180 * DAY,
+    keepAliveIntervalSec: 30 * DAY,
+  };
+}
+
+const MS_TENANT_GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// `common`, `organizations`, `consumers` and verified domains such as contoso.onmicrosoft.com.
+const MS_TENANT_NAME =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+function microsoftProfile(tenant = 'common'): ProviderProfile {
+  // The tenant lands in the endpoint path, so anything beyond a GUID or host-like name is refused.
+  if (!MS_TENANT_GUID.test(tenant) && !MS_TENANT_NAME.test(tenant)) {
+    throw new UserError(
+      `Microsoft tenant "${tenant.slice(0, 80)}" is not valid: use a tenant id (GUID), a domain ` +
+        'such as contoso.onmicrosoft.com, or common, organizations or consumers',
+    );
+  }
+  const base = `https://login.microsoftonline.com/${tenant}/oauth2/v2.0`;
+  const profile: ProviderProfile = {
+    kind: 'microsoft',
+    authorizationEndpoint: `${base}/authorize`,
+    tokenEndpoint: `${base}/token`,
+    // Graph's userinfo answers for tokens minted with the OIDC scopes plus User.Read.
+    userinfoEndpoint: 'https://graph.microsoft.com/oidc/userinfo',
+    // openid + profile give an id_token naming the account (for labels); offline_access yields the refresh
+    // token; User.Read pins the access token to Graph, the one resource every tenant lets users consent to.
+    defaultScopes: ['openid', 'profile', 'offline_access', 'User.Read'],
+    offlineScope: 'offline_access',
+    extraAuthorizeParams: {},
+    confidentialAuthMethod: 'client_secret_post',
+    rotatesRefreshTokens: true,
+    defaultAccessLifetimeSec: HOUR,
+    // Web and native clients; SPA registrations get a fixed 24 h and cannot be kept alive at all.
+    refreshIdleLimitSec: 90 * DAY,
+    keepAliveIntervalSec: 14 * DAY,
+  };
+  // Multi-tenant aliases issue tokens under each account's own tenant, so only a GUID fixes the issuer.
+  if (MS_TENANT_GUID.test(tenant)) profile.issuer = `https://login.microsoftonline.com/${tenant}/v2.0`;
+  return profile;
+}
+
+function googleProfile(): ProviderProfile {
+  return {
+    kind: 'google',
+    issuer: 'https://accounts.google.com',
+    authorizationEndpoint: 'https://accounts.google.com/o/oauth2/v2/auth',
+    tokenEndpoint: 'https://oauth2.googleapis.com/token',
+    revocationEndpoint: 'https://oauth2.googleapis.com/revoke',
+    userinfoEndpoint: 'https://openidconnect.googleapis.com/v1/userinfo',
+    // Google has no offline scope: access_type=offline asks for the refresh token, and prompt=consent
+    // makes Google issue one again on a repeat consent.
+    defaultScopes: ['openid', 'email'],
+    extraAuthorizeParams: { access_type: 'offline', prompt: 'consent' },
+    confidentialAuthMethod: 'client_secret_post',
+    rotatesRefreshTokens: false,
+    defaultAccessLifetimeSec: HOUR,
+    // Apps still in Testing status lose refresh tokens after 7 days whatever we do; that is not idleness.
+    refreshIdleLimitSec: 180 * DAY,
+    keepAliveIntervalSec: 30 * DAY,
+  };
+}
+
+/** RFC 6749 §2.3.1 makes Basic mandatory to support, and OIDC Discovery makes it the default when unlisted. */
+function pickAuthMethod(supported: string[] | undefined, issuer: string): ClientAuthMethod {
+  if (!supported || supported.includes('client_secret_basic')) return 'client_secret_basic';
+  if (supported.includes('client_secret_post')) return 'client_secret_post';
+  if (supported.includes('none')) return 'none';
+  throw new UserError(
+    `issuer ${issuer} supports only ${supported.join(', ') || 'no'} client authentication; ` +
+      'grantkeeper needs client_secret_basic, client_secret_post or none',
+  );
+}
+
+function oidcProfile(meta: Omit<IssuerMetadata, 'issuer'> & { issuer?: string }): ProviderProfile {
+  const profile: ProviderProfile = {
+    kind: 'oidc',
+    authorizationEndpoint: meta.authorizationEndpoint,
+    tokenEndpoint: meta.tokenEndpoint,
+    defaultScopes: ['openid', 'offline_access'],
+    offlineScope: 'offline_access',
+    // OIDC Core §11: servers may ignore offline_access unless the user is prompted for consent.
+    extraAuthorizeParams: { prompt: 'consent' },
+    confidentialAuthMethod: pickAuthMethod(meta.tokenEndpointAuthMethodsSupported, meta.issuer ?? 'server'),
+    // Unknown servers may rotate; treating every refresh as rotating is the safe side.
+    rotatesRefreshTokens: true,
+    defaultAccessLifetimeSec: HOUR,
+    // Unknown, so assume a short one (Auth0 defaults to 15 days of inactivity).
+    refreshIdleLimitSec: 14 * DAY,
+    keepAliveIntervalSec: 7 * DAY,
+  };
+  if (meta.issuer) profile.issuer = meta.issuer;
+  if (meta.revocationEndpoint) profile.revocationEndpoint = meta.revocationEndpoint;
+  if (meta.userinfoEndpoint) profile.userinfoEndpoint = meta.userinfoEndpoint;
+  return profile;
+}
+
+export async function resolveProvider(
+  spec: ProviderSpec,
+  opts: { discover?: typeof discoverIssuer } = {},
+): Promise<ProviderProfile> {
+  switch (spec.kind) {
+    case 'x':
+      return xProfile();
+    case 'google':
+      return googleProfile();
+    case 'microsoft':
+      return microsoftProfile(spec.tenant);
+    case 'oidc': {
+      if (spec.endpoints) {
+        const e = spec.endpoints;
+        const endpoint = (value: string, name: string) =>
+          assertSecureEndpoint(value, `${name} endpoint`).href;
+        return oidcProfile({
+          ...(spec.issuer ? { issuer: spec.issuer } : {}),
+          authorizationEndpoint: endpoint(e.authorization, 'authorization'),
+          tokenEndpoint: endpoint(e.token, 'token'),
+          ...(e.revocation ? { revocationEndpoint: endpoint(e.revocation, 'revocation') } : {}),
+          ...(e.userinfo ? { userinfoEndpoint: endpoint(e.userinfo, 'userinfo') } : {}),
+        });
+      }
+      if (!spec.issuer) throw new UserError('an oidc provider needs an issuer URL or explicit endpoints');
+      return oidcProfile(await (opts.discover ?? discoverIssuer)(spec.issuer));
+    }
+  }
+}

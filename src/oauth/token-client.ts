@@ -1,0 +1,211 @@
+import type { Readable } from 'node:stream';
+import { Agent, request } from 'undici';
+import { UserError } from '../errors/user-error.js';
+import {
+  classifyTokenError,
+  networkError,
+  parseRetryAfter,
+  responseTooLargeError,
+  TokenEndpointError,
+  timeoutError,
+} from './token-errors.js';
+import { parseTokenResponse, type TokenSet } from './token-response.js';
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+
+export interface TokenEndpointTarget {
+  tokenEndpoint: string;
+  clientId: string;
+  clientSecret?: string;
+  authMethod: ClientAuthMethod;
+}
+
+export interface TokenClientOptions {
+  /** Bound on the whole request: connect, headers and body. */
+  timeoutMs: number;
+  maxResponseBytes?: number;
+  userAgent?: string;
+  /** Connections per origin; unlimited when absent. */
+  connections?: number;
+}
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024;
+
+export function isLoopbackHost(hostname: string): boolean {
+  return (
+    hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
+}
+
+/**
+ * Parses an endpoint from config or metadata and refuses plain http off loopback: tokens and secrets
+ * travel in these requests. The URL is not echoed whole since a mistyped one might hold credentials.
+ */
+export function assertSecureEndpoint(raw: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UserError(`${what} is not a valid absolute URL`);
+  }
+  if (url.username || url.password) throw new UserError(`${what} must not embed credentials in the URL`);
+  if (url.hash) throw new UserError(`${what} ${url.origin} must not have a #fragment`);
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))) return url;
+  throw new UserError(
+    `${what} ${url.origin} must use https (plain http is only allowed on loopback: 127.0.0.0/8, ::1, localhost)`,
+  );
+}
+
+// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for HTTP Basic.
+function formEncode(value: string): string {
+  return new URLSearchParams([['', value]]).toString().slice(1);
+}
+
+export class TokenClient {
+  readonly #agent: Agent;
+  readonly #timeoutMs: number;
+  readonly #maxResponseBytes: number;
+  readonly #userAgent: string;
+
+  constructor(opts: TokenClientOptions) {
+    if (!(opts.timeoutMs > 0)) throw new RangeError('TokenClient timeoutMs must be positive');
+    this.#timeoutMs = opts.timeoutMs;
+    this.#maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.#userAgent = opts.userAgent ?? 'grantkeeper';
+    // undici's per-phase timeouts are backstops; the abort timer in #post bounds the request as a whole.
+    this.#agent = new Agent({
+      connections: opts.connections ?? null,
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+  }
+
+  async refresh(
+    target: TokenEndpointTarget,
+    refreshToken: string,
+    opts: { scope?: string } = {},
+  ): Promise<TokenSet> {
+    if (!refreshToken) throw new TypeError('refresh token is empty');
+    const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
+    if (opts.scope) params.scope = opts.scope;
+    return this.#post(target, params, [refreshToken]);
+  }
+
+  exchangeCode(
+    target: TokenEndpointTarget,
+    p: { code: string; redirectUri: string; codeVerifier: string },
+  ): Promise<TokenSet> {
+    const params = {
+      grant_type: 'authorization_code',
+      code: p.code,
+      redirect_uri: p.redirectUri,
+      code_verifier: p.codeVerifier,
+    };
+    return this.#post(target, params, [p.code, p.codeVerifier]);
+  }
+
+  close(): Promise<void> {
+    return this.#agent.close();
+  }
+
+  async #post(
+    target: TokenEndpointTarget,
+    params: Record<string, string>,
+    secrets: string[],
+  ): Promise<TokenSet> {
+    const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
+    if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      'user-agent': this.#userAgent,
+    };
+    const form = new URLSearchParams(params);
+    if (target.authMethod === 'none') {
+      form.set('client_id', target.clientId);
+    } else {
+      const secret = target.clientSecret;
+      if (!secret) {
+        throw new UserError(
+          `OAuth client ${target.clientId} authenticates with ${target.authMethod} but has no client secret; ` +
+            'set its secret or register it as a public client (auth method none)',
+        );
+      }
+      secrets.push(secret);
+      if (target.authMethod === 'client_secret_basic') {
+        const pair = `${formEncode(target.clientId)}:${formEncode(secret)}`;
+        headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
+      } else {
+        form.set('client_id', target.clientId);
+        form.set('client_secret', secret);
+      }
+    }
+
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.#timeoutMs);
+    try {
+      const res = await request(url, {
+        method: 'POST',
+        headers,
+        body: form.toString(),
+        dispatcher: this.#agent,
+        signal: controller.signal,
+      });
+      const now = Date.now();
+      const limit = this.#maxResponseBytes;
+      const declared = Number(res.headers['content-length']);
+      const raw = declared > limit ? undefined : await readCapped(res.body, limit);
+      if (raw === undefined) {
+        discardBody(res.body);
+        throw responseTooLargeError(limit, res.statusCode, parseRetryAfter(res.headers['retry-after'], now));
+      }
+      const json = parseJson(raw);
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        try {
+          return parseTokenResponse(json);
+        } catch {
+          // Falls through to classification, which reports bad_response without echoing the body.
+        }
+      }
+      throw classifyTokenError({
+        status: res.statusCode,
+        body: json,
+        headers: res.headers,
+        now,
+        redact: secrets,
+      });
+    } catch (err) {
+      if (err instanceof TokenEndpointError) throw err;
+      throw controller.signal.aborted ? timeoutError(this.#timeoutMs) : networkError(err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Drops an unread or half-read body and its connection; undici reports that as an abort we expect. */
+export function discardBody(body: Readable): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
+/** Reads at most `limit` bytes; undefined (and the stream destroyed) when the body is larger. */
+export async function readCapped(body: Readable, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function parseJson(raw: Buffer): unknown {
+  if (raw.length === 0) return undefined;
+  try {
+    return JSON.parse(raw.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

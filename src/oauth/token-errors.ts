@@ -1,0 +1,225 @@
+import { tokenErrorResponseSchema } from './token-response.js';
+
+export type TokenErrorKind = 'permanent' | 'transient';
+export type TokenErrorOutcome = 'needs_reconsent' | 'client_error' | 'retry';
+export type HttpHeaders = Record<string, string | string[] | undefined>;
+
+export interface TokenEndpointErrorInit {
+  kind: TokenErrorKind;
+  outcome: TokenErrorOutcome;
+  code: string;
+  status?: number;
+  retryAfterMs?: number;
+  /** The server's error_description; sanitized again here, so raw text is safe to pass. */
+  description?: string;
+  spentToken?: boolean;
+  /** Replaces the default message; must not contain secrets. */
+  message?: string;
+}
+
+const MAX_DESCRIPTION = 200;
+
+const OUTCOME_TEXT: Record<TokenErrorOutcome, string> = {
+  needs_reconsent: 'the grant is dead and the account must consent again',
+  client_error: 'the client registration was rejected; check its id, secret and allowed grants',
+  retry: 'transient, will retry',
+};
+
+/**
+ * A failed token request. The message is written for operators and never holds a token, secret or
+ * request body: only our own words, the status, a vetted error code and a scrubbed server description.
+ */
+export class TokenEndpointError extends Error {
+  override readonly name = 'TokenEndpointError';
+  readonly kind: TokenErrorKind;
+  readonly outcome: TokenErrorOutcome;
+  readonly code: string;
+  readonly status?: number;
+  readonly retryAfterMs?: number;
+  readonly description?: string;
+  /** The refresh token we sent is no longer usable (invariant 4: check the db before declaring death). */
+  readonly spentToken: boolean;
+
+  constructor(init: TokenEndpointErrorInit, options?: { cause?: unknown }) {
+    const description = init.description === undefined ? undefined : sanitizeText(init.description);
+    super(init.message ?? defaultMessage({ ...init, description }), options);
+    this.kind = init.kind;
+    this.outcome = init.outcome;
+    this.code = init.code;
+    this.spentToken = init.spentToken ?? false;
+    if (init.status !== undefined) this.status = init.status;
+    if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
+    if (description) this.description = description;
+  }
+}
+
+function defaultMessage(e: TokenEndpointErrorInit): string {
+  const status = e.status === undefined ? '' : ` (HTTP ${e.status})`;
+  const said = e.description ? `; server said "${e.description}"` : '';
+  const retry = e.retryAfterMs === undefined ? '' : `; Retry-After ${Math.ceil(e.retryAfterMs / 1000)} s`;
+  return `token endpoint error ${e.code}${status}: ${OUTCOME_TEXT[e.outcome]}${said}${retry}`;
+}
+
+// Long runs of token alphabet mixing letters and digits look like credentials; UUIDs (Microsoft trace ids) do not.
+const TOKEN_LIKE = /[A-Za-z0-9\-._~+/=]{24,}/g;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Makes server-supplied text safe for messages and logs: control characters out, our own secrets and
+ * anything token-like redacted, then capped. Secrets are replaced before truncation so no fragment survives.
+ */
+export function sanitizeText(raw: string, secrets: readonly string[] = []): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
+  let text = raw.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+  for (const secret of secrets) {
+    if (secret.length >= 4) text = text.split(secret).join('[redacted]');
+  }
+  text = text
+    .replace(TOKEN_LIKE, (run) =>
+      /\d/.test(run) && /[A-Za-z]/.test(run) && !UUID.test(run) ? '[redacted]' : run,
+    )
+    .replace(/ {2,}/g, ' ')
+    .trim();
+  return text.length > MAX_DESCRIPTION ? `${text.slice(0, MAX_DESCRIPTION - 1)}…` : text;
+}
+
+/** Retry-After as delta-seconds or HTTP-date, in ms from `now`; never negative. */
+export function parseRetryAfter(
+  value: string | string[] | undefined | null,
+  now: number,
+): number | undefined {
+  const raw = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!raw) return undefined;
+  if (/^\d+$/.test(raw)) {
+    const ms = Number(raw) * 1000;
+    return Number.isFinite(ms) ? ms : undefined;
+  }
+  // Date.parse accepts nearly anything ("1", "-5"), so insist on the weekday every HTTP-date format starts with.
+  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? /i.test(raw)) return undefined;
+  const at = Date.parse(raw);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+const RECONSENT_CODES = new Set(['interaction_required', 'consent_required', 'login_required']);
+const CLIENT_ERROR_CODES = new Set([
+  'invalid_client',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'invalid_scope',
+]);
+// X's answer when a spent refresh token is replayed: "Value passed for the token was invalid."
+const X_SPENT_TOKEN = /\btoken\b.*\binvalid\b/i;
+// Error codes become metrics labels and log fields; anything odd falls back to the HTTP status.
+const SAFE_CODE = /^[A-Za-z0-9_.-]{1,40}$/;
+
+export interface TokenErrorInput {
+  status: number;
+  /** Parsed JSON, or undefined when the body was empty or not JSON. */
+  body: unknown;
+  headers?: HttpHeaders;
+  now: number;
+  /** The secrets we sent (refresh token, client secret, code, verifier): never echoed even if the server does. */
+  redact?: readonly string[];
+}
+
+/**
+ * Classifies a token endpoint answer that did not yield tokens (RFC 6749 §5.2). Only unambiguous
+ * evidence is permanent: unknown codes and statuses retry, since a wrongly killed grant costs a human
+ * re-consent while a wrongly retried one only costs backed-off requests.
+ */
+export function classifyTokenError({
+  status,
+  body,
+  headers,
+  now,
+  redact,
+}: TokenErrorInput): TokenEndpointError {
+  const retryAfterMs = parseRetryAfter(headers?.['retry-after'], now);
+  const parsed = tokenErrorResponseSchema.safeParse(body);
+  const oauth = parsed.success ? parsed.data : undefined;
+  const base = {
+    status,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    ...(oauth?.error_description === undefined
+      ? {}
+      : { description: sanitizeText(oauth.error_description, redact) }),
+  };
+  const transient = (code: string, message?: string) =>
+    new TokenEndpointError({
+      ...base,
+      kind: 'transient',
+      outcome: 'retry',
+      code,
+      ...(message === undefined ? {} : { message }),
+    });
+
+  if (status >= 200 && status < 300) {
+    const what = body === undefined ? 'a body that is not JSON' : 'JSON without a usable access_token';
+    return transient(
+      'bad_response',
+      `token endpoint answered HTTP ${status} with ${what}: transient, will retry`,
+    );
+  }
+  if (status === 429) return transient('rate_limited');
+  if (status < 400 || status >= 500 || !oauth) return transient(`http_${status}`);
+
+  const code = SAFE_CODE.test(oauth.error) ? oauth.error : `http_${status}`;
+  if (
+    code === 'invalid_grant' ||
+    (code === 'invalid_request' && status === 400 && X_SPENT_TOKEN.test(oauth.error_description ?? ''))
+  ) {
+    return new TokenEndpointError({
+      ...base,
+      kind: 'permanent',
+      outcome: 'needs_reconsent',
+      code,
+      spentToken: true,
+    });
+  }
+  if (RECONSENT_CODES.has(code)) {
+    return new TokenEndpointError({ ...base, kind: 'permanent', outcome: 'needs_reconsent', code });
+  }
+  if (CLIENT_ERROR_CODES.has(code)) {
+    return new TokenEndpointError({ ...base, kind: 'permanent', outcome: 'client_error', code });
+  }
+  return transient(code);
+}
+
+export function networkError(cause: unknown): TokenEndpointError {
+  const detail = cause instanceof Error ? sanitizeText(cause.message) : 'unknown error';
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  const label = typeof code === 'string' && SAFE_CODE.test(code) ? ` [${code}]` : '';
+  return new TokenEndpointError(
+    {
+      kind: 'transient',
+      outcome: 'retry',
+      code: 'network',
+      message: `token endpoint unreachable: ${detail}${label}; transient, will retry`,
+    },
+    { cause },
+  );
+}
+
+export function timeoutError(timeoutMs: number): TokenEndpointError {
+  return new TokenEndpointError({
+    kind: 'transient',
+    outcome: 'retry',
+    code: 'timeout',
+    message: `token endpoint gave no complete answer within ${timeoutMs} ms; transient, will retry`,
+  });
+}
+
+export function responseTooLargeError(
+  limitBytes: number,
+  status?: number,
+  retryAfterMs?: number,
+): TokenEndpointError {
+  return new TokenEndpointError({
+    kind: 'transient',
+    outcome: 'retry',
+    code: 'response_too_large',
+    ...(status === undefined ? {} : { status }),
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    message: `token endpoint response exceeded ${limitBytes} bytes and was abandoned; transient, will retry`,
+  });
+}

@@ -1,0 +1,201 @@
+import { describe, expect, it, vi } from 'vitest';
+import { UserError } from '../../src/errors/user-error.js';
+import type { IssuerMetadata } from '../../src/oauth/discovery.js';
+import { resolveProvider } from '../../src/oauth/providers.js';
+
+const DAY = 86_400;
+
+describe('x preset', () => {
+  it('has the documented endpoints and parameters', async () => {
+    const p = await resolveProvider({ kind: 'x' });
+    expect(p.kind).toBe('x');
+    expect(p.issuer).toBeUndefined();
+    expect(p.authorizationEndpoint).toBe('https://x.com/i/oauth2/authorize');
+    expect(p.tokenEndpoint).toBe('https://api.x.com/2/oauth2/token');
+    expect(p.revocationEndpoint).toBe('https://api.x.com/2/oauth2/revoke');
+    expect(p.userinfoEndpoint).toBeUndefined();
+    expect(p.defaultScopes).toEqual(['tweet.read', 'users.read', 'offline.access']);
+    expect(p.offlineScope).toBe('offline.access');
+    expect(p.extraAuthorizeParams).toEqual({});
+    expect(p.confidentialAuthMethod).toBe('client_secret_basic');
+    expect(p.rotatesRefreshTokens).toBe(true);
+    expect(p.defaultAccessLifetimeSec).toBe(7200);
+    expect(p.refreshIdleLimitSec).toBe(180 * DAY);
+    expect(p.keepAliveIntervalSec).toBeLessThanOrEqual(p.refreshIdleLimitSec / 4);
+  });
+
+  it('hands out a fresh object each time', async () => {
+    const a = await resolveProvider({ kind: 'x' });
+    a.defaultScopes.push('like.write');
+    expect((await resolveProvider({ kind: 'x' })).defaultScopes).toHaveLength(3);
+  });
+});
+
+describe('microsoft preset', () => {
+  it('defaults to the common tenant', async () => {
+    const p = await resolveProvider({ kind: 'microsoft' });
+    expect(p.kind).toBe('microsoft');
+    expect(p.issuer).toBeUndefined();
+    expect(p.authorizationEndpoint).toBe('https://login.microsoftonline.com/common/oauth2/v2.0/authorize');
+    expect(p.tokenEndpoint).toBe('https://login.microsoftonline.com/common/oauth2/v2.0/token');
+    expect(p.revocationEndpoint).toBeUndefined();
+    expect(p.userinfoEndpoint).toBe('https://graph.microsoft.com/oidc/userinfo');
+    expect(p.defaultScopes).toEqual(['openid', 'profile', 'offline_access', 'User.Read']);
+    expect(p.offlineScope).toBe('offline_access');
+    expect(p.extraAuthorizeParams).toEqual({});
+    expect(p.confidentialAuthMethod).toBe('client_secret_post');
+    expect(p.rotatesRefreshTokens).toBe(true);
+    expect(p.defaultAccessLifetimeSec).toBe(3600);
+    expect(p.refreshIdleLimitSec).toBe(90 * DAY);
+    expect(p.keepAliveIntervalSec).toBeLessThanOrEqual(p.refreshIdleLimitSec / 4);
+  });
+
+  it('accepts a tenant GUID and fixes the issuer from it', async () => {
+    const tenant = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+    const p = await resolveProvider({ kind: 'microsoft', tenant });
+    expect(p.tokenEndpoint).toBe(`https://login.microsoftonline.com/${tenant}/oauth2/v2.0/token`);
+    expect(p.issuer).toBe(`https://login.microsoftonline.com/${tenant}/v2.0`);
+  });
+
+  it.each(['organizations', 'consumers', 'contoso.onmicrosoft.com', 'Contoso.COM'])(
+    'accepts tenant %s',
+    async (t) => {
+      const p = await resolveProvider({ kind: 'microsoft', tenant: t });
+      expect(p.authorizationEndpoint).toBe(`https://login.microsoftonline.com/${t}/oauth2/v2.0/authorize`);
+      expect(p.issuer).toBeUndefined();
+    },
+  );
+
+  it.each([
+    '',
+    'common/../evil',
+    'a/b',
+    'contoso.com?x=1',
+    'contoso.com#frag',
+    '-contoso',
+    'contoso..com',
+    'con toso',
+    '%2e%2e',
+    'x'.repeat(300),
+  ])('refuses tenant %j', async (tenant) => {
+    await expect(resolveProvider({ kind: 'microsoft', tenant })).rejects.toBeInstanceOf(UserError);
+  });
+});
+
+describe('google preset', () => {
+  it('has the documented endpoints and parameters', async () => {
+    const p = await resolveProvider({ kind: 'google' });
+    expect(p.kind).toBe('google');
+    expect(p.issuer).toBe('https://accounts.google.com');
+    expect(p.authorizationEndpoint).toBe('https://accounts.google.com/o/oauth2/v2/auth');
+    expect(p.tokenEndpoint).toBe('https://oauth2.googleapis.com/token');
+    expect(p.revocationEndpoint).toBe('https://oauth2.googleapis.com/revoke');
+    expect(p.userinfoEndpoint).toBe('https://openidconnect.googleapis.com/v1/userinfo');
+    expect(p.defaultScopes).toEqual(['openid', 'email']);
+    expect(p.offlineScope).toBeUndefined();
+    expect(p.extraAuthorizeParams).toEqual({ access_type: 'offline', prompt: 'consent' });
+    expect(p.confidentialAuthMethod).toBe('client_secret_post');
+    expect(p.rotatesRefreshTokens).toBe(false);
+    expect(p.defaultAccessLifetimeSec).toBe(3600);
+    expect(p.refreshIdleLimitSec).toBe(180 * DAY);
+    expect(p.keepAliveIntervalSec).toBeLessThanOrEqual(p.refreshIdleLimitSec / 4);
+  });
+});
+
+describe('oidc resolution', () => {
+  const meta: IssuerMetadata = {
+    issuer: 'https://id.example.com',
+    authorizationEndpoint: 'https://id.example.com/authorize',
+    tokenEndpoint: 'https://id.example.com/token',
+    revocationEndpoint: 'https://id.example.com/revoke',
+    userinfoEndpoint: 'https://id.example.com/userinfo',
+  };
+
+  it('uses discovery when given an issuer', async () => {
+    const discover = vi.fn(async () => meta);
+    const p = await resolveProvider({ kind: 'oidc', issuer: 'https://id.example.com' }, { discover });
+    expect(discover).toHaveBeenCalledWith('https://id.example.com');
+    expect(p).toEqual({
+      kind: 'oidc',
+      issuer: 'https://id.example.com',
+      authorizationEndpoint: 'https://id.example.com/authorize',
+      tokenEndpoint: 'https://id.example.com/token',
+      revocationEndpoint: 'https://id.example.com/revoke',
+      userinfoEndpoint: 'https://id.example.com/userinfo',
+      defaultScopes: ['openid', 'offline_access'],
+      offlineScope: 'offline_access',
+      extraAuthorizeParams: { prompt: 'consent' },
+      confidentialAuthMethod: 'client_secret_basic',
+      rotatesRefreshTokens: true,
+      defaultAccessLifetimeSec: 3600,
+      refreshIdleLimitSec: 14 * DAY,
+      keepAliveIntervalSec: 7 * DAY,
+    });
+  });
+
+  it.each([
+    [undefined, 'client_secret_basic'],
+    [['client_secret_post', 'client_secret_basic'], 'client_secret_basic'],
+    [['private_key_jwt', 'client_secret_post'], 'client_secret_post'],
+    [['none'], 'none'],
+  ] as const)('picks the auth method from %j', async (supported, expected) => {
+    const discover = async () => ({
+      ...meta,
+      ...(supported ? { tokenEndpointAuthMethodsSupported: [...supported] } : {}),
+    });
+    const p = await resolveProvider({ kind: 'oidc', issuer: meta.issuer }, { discover });
+    expect(p.confidentialAuthMethod).toBe(expected);
+  });
+
+  it('refuses a server that supports none of our auth methods', async () => {
+    const discover = async () => ({ ...meta, tokenEndpointAuthMethodsSupported: ['private_key_jwt'] });
+    await expect(resolveProvider({ kind: 'oidc', issuer: meta.issuer }, { discover })).rejects.toThrow(
+      /private_key_jwt/,
+    );
+  });
+
+  it('uses explicit endpoints without discovery', async () => {
+    const discover = vi.fn(async () => meta);
+    const p = await resolveProvider(
+      {
+        kind: 'oidc',
+        endpoints: {
+          authorization: 'https://auth.example.com/authorize',
+          token: 'http://127.0.0.1:8080/token',
+        },
+      },
+      { discover },
+    );
+    expect(discover).not.toHaveBeenCalled();
+    expect(p.issuer).toBeUndefined();
+    expect(p.authorizationEndpoint).toBe('https://auth.example.com/authorize');
+    expect(p.tokenEndpoint).toBe('http://127.0.0.1:8080/token');
+    expect(p.revocationEndpoint).toBeUndefined();
+    expect(p.confidentialAuthMethod).toBe('client_secret_basic');
+  });
+
+  it('refuses explicit endpoints over plain http off loopback', async () => {
+    await expect(
+      resolveProvider({
+        kind: 'oidc',
+        endpoints: {
+          authorization: 'https://auth.example.com/authorize',
+          token: 'http://auth.example.com/token',
+        },
+      }),
+    ).rejects.toBeInstanceOf(UserError);
+  });
+
+  it('needs an issuer or endpoints', async () => {
+    await expect(resolveProvider({ kind: 'oidc' })).rejects.toBeInstanceOf(UserError);
+  });
+
+  it('passes discovery errors through', async () => {
+    const discover = async () => {
+      throw new UserError('OAuth discovery failed');
+    };
+    await expect(resolveProvider({ kind: 'oidc', issuer: meta.issuer }, { discover })).rejects.toThrow(
+      'OAuth discovery failed',
+    );
+  });
+});
