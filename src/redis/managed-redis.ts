@@ -103,7 +103,11 @@ function redisArgs(opts: ManagedRedisOptions, port: number): string[] {
   ];
   if (opts.dataDir !== undefined) {
     // Owner-only like the rest of the data folder: the AOF shows which grants exist.
-    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new UserError(`cannot create the Redis folder ${opts.dataDir}: ${(err as Error).message}`);
+    }
     args.push('--dir', opts.dataDir);
   }
   if (persistence) {

@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -98,12 +101,18 @@ describe('startManagedRedis', () => {
     expect((err as UserError).message).toMatch(/exited before it was ready .*Address already in use/);
   });
 
-  it('reports a bad data folder', async () => {
-    const err = await startManagedRedis({ dataDir: '/nonexistent/grantkeeper-test' }).catch(
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).message).toMatch(/No such file or directory/);
+  it('reports a data folder that cannot be created', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'gk-redis-bad-'));
+    await writeFile(join(parent, 'file'), '');
+    try {
+      const err = await startManagedRedis({ dataDir: join(parent, 'file', 'redis') }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(UserError);
+      expect((err as UserError).message).toMatch(/cannot create the Redis folder .*ENOTDIR/);
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
   });
 
   it('stop() and kill() leave no process behind', async () => {
