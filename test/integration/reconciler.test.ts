@@ -1,0 +1,127 @@
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../db/connection.js';
+import { Reconciler } from '../../jobs/reconciler.js';
+import {
+  createRefreshQueue,
+  REFRESH_QUEUE_NAME,
+  type RefreshQueue,
+  refreshJobId,
+} from '../../jobs/refresh-queue.js';
+import { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
+import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
+import { createLogger } from '../../src/log/logger.js';
+import { ClientStore } from '../../src/store/client-store.js';
+import { GrantStore } from '../../src/store/grant-store.js';
+import { removeDir, tempDataDir, testProfile, waitFor } from '../support/engine.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+
+const HOUR = 3600_000;
+const key = Buffer.alloc(32, 3);
+const sealer = new Sealer(new Keyring({ id: keyIdFor(key), key }));
+
+describe('reconciler', () => {
+  let redis: PrivateRedis;
+  let connection: Redis;
+  let queue: RefreshQueue;
+  let store: Store;
+  let dataDir: string;
+  let grants: GrantStore;
+  let clientRef: string;
+  let now = Date.now();
+  const clock = () => now;
+
+  beforeAll(async () => {
+    redis = await startPrivateRedis();
+    connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    queue = createRefreshQueue(connection, 'gk-reconcile-test');
+    dataDir = tempDataDir();
+    store = openStore({ dataDir });
+    grants = new GrantStore(store.db, sealer);
+    clientRef = new ClientStore(store.db, sealer).upsert({
+      name: 'c',
+      profile: testProfile('https://id.example/token'),
+      clientId: 'id',
+      authMethod: 'none',
+      scopes: [],
+      now,
+    }).id;
+  });
+
+  afterAll(async () => {
+    await queue?.close();
+    connection?.disconnect();
+    store?.close();
+    await redis?.stop();
+    if (dataDir) removeDir(dataDir);
+  });
+
+  const seed = (label: string, dueIn: number) =>
+    grants.saveConsent({
+      clientRef,
+      label,
+      accessToken: 'a',
+      refreshToken: 'r',
+      accessExpiresAt: now + dueIn + HOUR,
+      accessLifetimeMs: HOUR,
+      refreshTokenUsedAt: now,
+      nextRefreshAt: now + dueIn,
+      now,
+    });
+
+  const make = () => {
+    const scheduler = new RefreshScheduler(queue, { horizonMs: HOUR, now: clock });
+    const reconciler = new Reconciler(
+      grants,
+      queue,
+      connection,
+      scheduler,
+      createLogger({ level: 'silent' }),
+      {
+        intervalMs: 60_000,
+        horizonMs: HOUR,
+        overdueGraceMs: 60_000,
+        now: clock,
+      },
+    );
+    return { scheduler, reconciler };
+  };
+
+  it('queues grants as they come within the horizon, once each', async () => {
+    const { scheduler, reconciler } = make();
+    const later = seed('later', 2 * HOUR);
+    expect(await scheduler.schedule([later])).toBe(0);
+    expect(await reconciler.reconcileOnce()).toMatchObject({ added: 0 });
+    now += 1.5 * HOUR;
+    expect(await reconciler.reconcileOnce()).toMatchObject({ checked: 1, added: 1, revived: 0 });
+    expect(await reconciler.reconcileOnce()).toMatchObject({ checked: 1, added: 0, revived: 0 });
+    const job = await queue.getJob(refreshJobId(later.id, 0, later.nextRefreshAt));
+    expect(job?.data).toEqual({ grantId: later.id, version: 0 });
+    expect(await job?.getState()).toBe('delayed');
+  });
+
+  it('re-queues an overdue grant whose job ended without the db moving on', async () => {
+    const { scheduler, reconciler } = make();
+    const grant = seed('stuck', 0);
+    await scheduler.schedule([grant]);
+    // A worker whose db write failed: the job fails, the grant keeps its old plan.
+    const worker = new Worker(
+      REFRESH_QUEUE_NAME,
+      async () => {
+        throw new Error('database is locked');
+      },
+      { connection: { url: redis.url }, prefix: 'gk-reconcile-test' },
+    );
+    const id = refreshJobId(grant.id, 0, grant.nextRefreshAt);
+    try {
+      await waitFor(async () => (await queue.getJobState(id)) === 'failed', 'the job to fail');
+    } finally {
+      await worker.close();
+    }
+    expect(await reconciler.reconcileOnce()).toMatchObject({ revived: 0 });
+    now += 2 * 60_000;
+    expect(await reconciler.reconcileOnce()).toMatchObject({ revived: 1 });
+    expect(['waiting', 'delayed', 'prioritized']).toContain(await queue.getJobState(id));
+  });
+});
