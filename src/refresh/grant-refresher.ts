@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { GrantRow } from '../../db/schema.js';
+import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
@@ -92,19 +93,7 @@ export class GrantRefresher {
     try {
       tokens = await this.deps.tokenClient.refresh(client.target, refreshToken);
     } catch (err) {
-      const error =
-        err instanceof TokenEndpointError
-          ? err
-          : new TokenEndpointError(
-              {
-                kind: 'transient',
-                outcome: 'retry',
-                code: 'internal',
-                message: 'token request failed unexpectedly',
-              },
-              { cause: err },
-            );
-      return this.recordFailure(grant, owner, trigger, client, error, this.now() - sentAt);
+      return this.recordFailure(grant, owner, trigger, client, asTokenError(err), this.now() - sentAt);
     }
     return this.commit(grant, trigger, client, tokens, sentAt);
   }
@@ -248,4 +237,22 @@ export class GrantRefresher {
     if (!row) throw new Error(`grant ${grant.id} names client ${grant.clientRef}, which no longer exists`);
     return this.deps.clients.open(row);
   }
+}
+
+/**
+ * A configuration problem (no secret, an http endpoint off loopback) will not fix itself: it stops
+ * the grant as a client error. Anything else unexpected is retried like a transient failure.
+ */
+function asTokenError(err: unknown): TokenEndpointError {
+  if (err instanceof TokenEndpointError) return err;
+  if (err instanceof UserError) {
+    return new TokenEndpointError(
+      { kind: 'permanent', outcome: 'client_error', code: 'client_misconfigured', message: err.message },
+      { cause: err },
+    );
+  }
+  return new TokenEndpointError(
+    { kind: 'transient', outcome: 'retry', code: 'internal', message: 'token request failed unexpectedly' },
+    { cause: err },
+  );
 }

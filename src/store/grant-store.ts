@@ -12,6 +12,8 @@ import {
 import type { Sealer } from '../crypto/sealer.js';
 import { newId } from './ids.js';
 
+type Transaction = Parameters<Parameters<Db['transaction']>[0]>[0];
+
 export interface GrantTokens {
   accessToken: string;
   refreshToken: string;
@@ -174,8 +176,8 @@ export class GrantStore {
    * our lease ran out, while a worker that was overtaken can never overwrite newer tokens.
    */
   commitRefresh(id: string, version: number, update: TokenUpdate, event: RefreshEvent): GrantRow | undefined {
-    return this.db.transaction((tx) => {
-      const row = tx
+    return this.updateWithEvent(id, version, event, (tx) =>
+      tx
         .update(grants)
         .set({
           accessTokenSealed: this.sealer.seal(update.accessToken, sealContext(id, 'access_token')),
@@ -202,13 +204,8 @@ export class GrantStore {
         })
         .where(and(eq(grants.id, id), eq(grants.version, version)))
         .returning()
-        .get();
-      if (row)
-        tx.insert(refreshEvents)
-          .values({ ...event, grantId: id, version })
-          .run();
-      return row;
-    });
+        .get(),
+    );
   }
 
   /**
@@ -222,8 +219,8 @@ export class GrantStore {
     failure: { state: GrantState; nextRefreshAt?: number; message: string },
     event: RefreshEvent,
   ): GrantRow | undefined {
-    return this.db.transaction((tx) => {
-      const row = tx
+    return this.updateWithEvent(id, version, event, (tx) =>
+      tx
         .update(grants)
         .set({
           state: failure.state,
@@ -237,7 +234,19 @@ export class GrantStore {
         })
         .where(and(eq(grants.id, id), eq(grants.version, version), eq(grants.leaseOwner, owner)))
         .returning()
-        .get();
+        .get(),
+    );
+  }
+
+  /** Runs a conditional grant update and, only when it matched, writes its event: one transaction. */
+  private updateWithEvent(
+    id: string,
+    version: number,
+    event: RefreshEvent,
+    update: (tx: Transaction) => GrantRow | undefined,
+  ): GrantRow | undefined {
+    return this.db.transaction((tx) => {
+      const row = update(tx);
       if (row)
         tx.insert(refreshEvents)
           .values({ ...event, grantId: id, version })

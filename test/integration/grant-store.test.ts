@@ -50,6 +50,22 @@ describe('grant store on a real SQLite file', () => {
       now: T0,
     });
 
+  /** What a refresh that met invalid_grant leaves behind. */
+  const markDead = (id: string) => {
+    grants.claimLease(id, 0, 'a', T0, 1000);
+    grants.recordFailure(
+      id,
+      0,
+      'a',
+      { state: 'needs_reconsent', message: 'invalid_grant' },
+      {
+        at: T0,
+        trigger: 'schedule',
+        outcome: 'needs_reconsent',
+      },
+    );
+  };
+
   it('creates the data folder 0700 and the db 0600, in WAL mode', () => {
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(store.path).mode & 0o777).toBe(0o600);
@@ -115,18 +131,7 @@ describe('grant store on a real SQLite file', () => {
 
   it('re-consenting a label replaces its tokens in place and moves the version on', () => {
     const first = seed('reseed');
-    grants.claimLease(first.id, 0, 'a', T0, 1000);
-    grants.recordFailure(
-      first.id,
-      0,
-      'a',
-      { state: 'needs_reconsent', message: 'invalid_grant' },
-      {
-        at: T0,
-        trigger: 'schedule',
-        outcome: 'needs_reconsent',
-      },
-    );
+    markDead(first.id);
     const again = seed('reseed');
     expect(again.id).toBe(first.id);
     expect(again).toMatchObject({ state: 'active', version: 1, consecutiveFailures: 0, lastError: null });
@@ -135,18 +140,7 @@ describe('grant store on a real SQLite file', () => {
 
   it('lists only live grants due within the horizon', () => {
     const dead = seed('dead');
-    grants.claimLease(dead.id, 0, 'a', T0, 1000);
-    grants.recordFailure(
-      dead.id,
-      0,
-      'a',
-      { state: 'needs_reconsent', message: 'invalid_grant' },
-      {
-        at: T0,
-        trigger: 'schedule',
-        outcome: 'needs_reconsent',
-      },
-    );
+    markDead(dead.id);
     const due = grants.listSchedulable(T0 + 3000_000).map((g) => g.id);
     expect(due).toContain(grants.find('lease')?.id);
     expect(due).toContain(grants.find('failure')?.id);

@@ -198,6 +198,23 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     expect(failed.some((j) => j.data.grantId === seeded.id)).toBe(true);
   });
 
+  it('stops a grant whose client lost its secret as client_error, without a request', async () => {
+    const broken = addClient(engine, profile(), {
+      name: 'no-secret',
+      clientId: 'gk-client',
+      authMethod: 'client_secret_basic',
+    });
+    const minted = endpoint.mintGrant();
+    const seeded = await seedGrant(engine, broken.id, profile(), { ...minted, expiresIn: 0 });
+    const stopped = await waitFor(() => {
+      const g = grants().get(seeded.id);
+      return g?.state === 'client_error' ? g : undefined;
+    }, 'the grant to become client_error');
+    expect(stopped.lastError).toMatch(/no client secret/);
+    expect(requestsFor(minted.refreshToken)).toBe(0);
+    expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ errorCode: 'client_misconfigured' });
+  });
+
   it('keeps the stored refresh token when the response carries none', async () => {
     endpoint.push({ type: 'rotate', expiresIn: 3600, omitRefreshToken: true });
     const seeded = await seedDueGrant();
