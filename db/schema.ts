@@ -5,6 +5,13 @@ export const GRANT_STATES = ['active', 'failing', 'needs_reconsent', 'client_err
 export type GrantState = (typeof GRANT_STATES)[number];
 export const LIVE_GRANT_STATES: readonly GrantState[] = ['active', 'failing'];
 
+/**
+ * `eager` grants are refreshed ahead of every access-token expiry; `keepalive` grants only as often
+ * as the provider's idle limit needs, and readers refresh them on demand.
+ */
+export const GRANT_MODES = ['eager', 'keepalive'] as const;
+export type GrantMode = (typeof GRANT_MODES)[number];
+
 export const REFRESH_OUTCOMES = [
   'refreshed',
   'transient_error',
@@ -43,6 +50,9 @@ export const grants = sqliteTable(
     label: text('label').notNull().unique(),
     subject: text('subject'),
     state: text('state', { enum: GRANT_STATES }).notNull(),
+    mode: text('mode', { enum: GRANT_MODES }).notNull().default('eager'),
+    /** The last state an alert was sent for, so each transition alerts once. */
+    alertedState: text('alerted_state'),
     version: integer('version').notNull(),
     accessTokenSealed: text('access_token_sealed').notNull(),
     refreshTokenSealed: text('refresh_token_sealed').notNull(),
@@ -86,6 +96,16 @@ export const refreshEvents = sqliteTable(
   (t) => [index('refresh_events_grant_at').on(t.grantId, t.at)],
 );
 
+/** Bearer keys for the HTTP API, stored as SHA-256 hashes; `grantIds` null means every grant. */
+export const apiKeys = sqliteTable('api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  keyHash: text('key_hash').notNull().unique(),
+  grantIds: text('grant_ids', { mode: 'json' }).$type<string[] | null>(),
+  createdAt: integer('created_at').notNull(),
+  lastUsedAt: integer('last_used_at'),
+});
+
 /** Small key/value facts about the store itself (e.g. the sealing-key check value). */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
@@ -95,5 +115,6 @@ export const meta = sqliteTable('meta', {
 export type ClientRow = typeof clients.$inferSelect;
 export type GrantRow = typeof grants.$inferSelect;
 export type NewGrantRow = typeof grants.$inferInsert;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type RefreshEventRow = typeof refreshEvents.$inferSelect;
 export type NewRefreshEventRow = typeof refreshEvents.$inferInsert;

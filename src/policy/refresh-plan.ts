@@ -1,3 +1,4 @@
+import type { GrantMode } from '../../db/schema.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import {
   accessExpiry,
@@ -21,30 +22,31 @@ export interface RefreshPlan {
   defaultedLifetime: boolean;
 }
 
-/** What a token response means for the schedule, whether it came from a refresh or a consent. */
+/**
+ * What a token response means for the schedule, whether it came from a refresh or a consent.
+ * An `eager` grant is refreshed ahead of its access token's expiry; a `keepalive` grant only ahead
+ * of the keep-alive deadline (readers refresh it on demand in between).
+ */
 export function planAfterTokenResponse(
   tokens: Pick<TokenSet, 'expiresIn'>,
   sentAt: number,
   now: number,
   provider: ProviderTiming,
   timing: RefreshTimingPolicy,
+  mode: GrantMode = 'eager',
   random?: () => number,
 ): RefreshPlan {
   const expiry = accessExpiry(sentAt, tokens.expiresIn, provider.defaultAccessLifetimeSec, timing);
+  const deadline = keepAliveDeadline(sentAt, provider.keepAliveIntervalSec);
+  const target =
+    mode === 'eager'
+      ? { accessExpiresAt: expiry.expiresAt, accessLifetimeMs: expiry.lifetimeMs }
+      : { accessExpiresAt: deadline, accessLifetimeMs: provider.keepAliveIntervalSec * 1000 };
   return {
     accessExpiresAt: expiry.expiresAt,
     accessLifetimeMs: expiry.lifetimeMs,
     refreshTokenUsedAt: sentAt,
-    nextRefreshAt: nextRefreshAt(
-      {
-        now,
-        accessExpiresAt: expiry.expiresAt,
-        accessLifetimeMs: expiry.lifetimeMs,
-        keepAliveDeadline: keepAliveDeadline(sentAt, provider.keepAliveIntervalSec),
-      },
-      timing,
-      random,
-    ),
+    nextRefreshAt: nextRefreshAt({ now, ...target, keepAliveDeadline: deadline }, timing, random),
     defaultedLifetime: expiry.defaulted,
   };
 }

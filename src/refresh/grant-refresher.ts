@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { GrantRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
+import type { ProviderKind } from '../oauth/providers.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
@@ -10,6 +11,7 @@ import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { ClientStore, OpenedClient } from '../store/client-store.js';
 import type { GrantStore } from '../store/grant-store.js';
+import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 
 export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
 
@@ -39,6 +41,7 @@ export interface GrantRefresherDeps {
    * claim can never start while our request may still reach the provider.
    */
   leaseMs: number;
+  observers?: RefreshObserver[];
   now?: () => number;
 }
 
@@ -73,7 +76,10 @@ export class GrantRefresher {
     const grant = grants.get(grantId);
     if (!grant) return { status: 'stale' };
     try {
-      return await this.refreshClaimed(grant, owner, trigger);
+      const started = this.now();
+      const result = await this.refreshClaimed(grant, owner, trigger);
+      this.notify(grant, trigger, this.now() - started, result);
+      return result;
     } catch (err) {
       // Anything unexpected (a db error, a sealing error): free the grant for the next attempt.
       grants.releaseLease(grantId, owner);
@@ -106,7 +112,7 @@ export class GrantRefresher {
     sentAt: number,
   ): RefreshResult {
     const now = this.now();
-    const plan = planAfterTokenResponse(tokens, sentAt, now, client.profile, this.deps.timing);
+    const plan = planAfterTokenResponse(tokens, sentAt, now, client.profile, this.deps.timing, grant.mode);
     const committed = this.deps.grants.commitRefresh(
       grant.id,
       grant.version,
@@ -230,6 +236,25 @@ export class GrantRefresher {
       'refresh failed; will retry',
     );
     return { status: 'retrying', grant: failing, error };
+  }
+
+  private notify(grant: GrantRow, trigger: RefreshTrigger, durationMs: number, result: RefreshResult): void {
+    const client = this.deps.clients.get(grant.clientRef);
+    const attempt: RefreshAttempt = {
+      grantId: grant.id,
+      provider: (client?.provider ?? 'oidc') as ProviderKind,
+      trigger,
+      durationMs,
+      previousState: grant.state,
+      previousFailures: grant.consecutiveFailures,
+    };
+    for (const observer of this.deps.observers ?? []) {
+      try {
+        observer.onRefreshResult(attempt, result);
+      } catch (err) {
+        this.deps.logger.warn({ err: { message: (err as Error).message } }, 'refresh observer failed');
+      }
+    }
   }
 
   private openClient(grant: GrantRow): OpenedClient {

@@ -3,18 +3,17 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Reconciler } from '../../jobs/reconciler.js';
 import { createRefreshProcessor } from '../../jobs/refresh-processor.js';
-import { createRefreshQueue, type RefreshJobData, type RefreshQueue } from '../../jobs/refresh-queue.js';
-import { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
+import type { RefreshJobData, RefreshQueue } from '../../jobs/refresh-queue.js';
+import type { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
 import { createRefreshWorker } from '../../jobs/refresh-worker.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import type { Logger } from '../log/logger.js';
-import { TokenClient } from '../oauth/token-client.js';
-import { DEFAULT_BACKOFF } from '../policy/backoff.js';
-import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
-import { type ManagedRedis, startManagedRedis } from '../redis/managed-redis.js';
+import { startManagedRedis } from '../redis/managed-redis.js';
+import { clearManagedRedisEndpoint, writeManagedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
 import { checkRedisReachable, createQueueConnection, describeRedisUrl } from '../redis/redis-connection.js';
-import { GrantRefresher } from '../refresh/grant-refresher.js';
+import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AppContext, openAppContext } from './app-context.js';
+import { createRefreshEngine, type RefreshEngine } from './refresh-engine.js';
 import { syncConfigClients } from './sync-config-clients.js';
 
 /** A grant overdue by this much whose job has ended gets its job back at the next reconcile. */
@@ -22,10 +21,9 @@ const OVERDUE_GRACE_MS = 60_000;
 
 export interface RefreshService {
   app: AppContext;
+  engine: RefreshEngine & { queue: RefreshQueue; scheduler: RefreshScheduler };
   redisUrl: string;
-  queue: RefreshQueue;
-  scheduler: RefreshScheduler;
-  refresher: GrantRefresher;
+  connection: Redis;
   reconciler: Reconciler;
   /** Absent when started with runWorker: false. */
   worker?: Worker<RefreshJobData, string>;
@@ -35,8 +33,9 @@ export interface RefreshService {
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
-  /** Start the BullMQ worker (default) or only schedule (e.g. a read-only API process). */
+  /** Start the BullMQ worker (default) or only schedule (e.g. an API-only process). */
   runWorker?: boolean;
+  observers?: RefreshObserver[];
 }
 
 /** Wires the refresh engine: store, Redis (given or managed), queue, worker and reconciler. */
@@ -60,36 +59,27 @@ export async function startRefreshService(
     if (redisUrl) {
       await checkRedisReachable(redisUrl);
     } else {
-      const managed: ManagedRedis = await startManagedRedis({ dataDir: join(app.dataDir, 'redis'), logger });
+      const managed = await startManagedRedis({ dataDir: join(app.dataDir, 'redis'), logger });
       cleanups.push(() => managed.stop());
       redisUrl = managed.url;
+      writeManagedRedisEndpoint(app.dataDir, redisUrl);
+      cleanups.push(() => clearManagedRedisEndpoint(app.dataDir));
       logger.info({ redis: redisUrl, pid: managed.pid }, 'started a managed redis-server (no REDIS_URL set)');
     }
-    const connection: Redis = createQueueConnection(redisUrl);
+    const connection = createQueueConnection(redisUrl);
     connection.on('error', (err) => logger.warn({ err: { message: err.message } }, 'redis connection error'));
     cleanups.push(async () => {
       await connection.quit().catch(() => connection.disconnect());
     });
 
-    const horizonMs = config.scheduleHorizonSeconds * 1000;
-    const queue = createRefreshQueue(connection, config.queuePrefix);
-    cleanups.push(() => queue.close());
-    const scheduler = new RefreshScheduler(queue, { horizonMs });
-    const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
-    const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
-    cleanups.push(() => tokenClient.close());
-    const refresher = new GrantRefresher({
-      grants: app.grants,
-      clients: app.clients,
-      tokenClient,
-      timing: { ...DEFAULT_REFRESH_TIMING, ...config.refreshTiming },
-      backoff: { ...DEFAULT_BACKOFF, ...config.backoff },
-      logger,
-      leaseMs: requestTimeoutMs + config.leaseMarginSeconds * 1000,
-    });
-    const reconciler = new Reconciler(app.grants, queue, connection, scheduler, logger, {
+    const engine = createRefreshEngine(app, config, logger, {
+      connection,
+      ...(options.observers ? { observers: options.observers } : {}),
+    }) as RefreshService['engine'];
+    cleanups.push(() => engine.close());
+    const reconciler = new Reconciler(app.grants, engine.queue, connection, engine.scheduler, logger, {
       intervalMs: config.reconcileIntervalSeconds * 1000,
-      horizonMs,
+      horizonMs: config.scheduleHorizonSeconds * 1000,
       overdueGraceMs: OVERDUE_GRACE_MS,
     });
     // The first pass runs before the worker so start-up fails loudly if Redis misbehaves.
@@ -98,7 +88,11 @@ export async function startRefreshService(
     if (options.runWorker !== false) {
       const started = createRefreshWorker({
         connection,
-        processor: createRefreshProcessor({ refresher, scheduler, logger }),
+        processor: createRefreshProcessor({
+          refresher: engine.refresher,
+          scheduler: engine.scheduler,
+          logger,
+        }),
         concurrency: config.concurrency,
         logger,
         prefix: config.queuePrefix,
@@ -112,16 +106,7 @@ export async function startRefreshService(
       { redis: describeRedisUrl(redisUrl), dataDir: app.dataDir, concurrency: config.concurrency },
       'grantkeeper refresh service running',
     );
-    return {
-      app,
-      redisUrl,
-      queue,
-      scheduler,
-      refresher,
-      reconciler,
-      ...(worker ? { worker } : {}),
-      stop: cleanup,
-    };
+    return { app, engine, redisUrl, connection, reconciler, ...(worker ? { worker } : {}), stop: cleanup };
   } catch (err) {
     await cleanup().catch(() => {});
     throw err;

@@ -54,7 +54,7 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
     for (let round = 0; round < 5; round++) {
       const current = grants().get(seeded.id) as GrantRow;
       // 20 jobs for the same version through both workers' queue, plus on-demand refreshes from both.
-      await engines[round % 2]!.service.queue.addBulk(
+      await engines[round % 2]!.service.engine.queue.addBulk(
         Array.from({ length: 20 }, (_, i) => ({
           name: 'refresh',
           data: { grantId: seeded.id, version: current.version },
@@ -63,7 +63,9 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
       );
       const direct = await Promise.all(
         engines.flatMap((e) =>
-          Array.from({ length: 5 }, () => e.service.refresher.refresh(seeded.id, current.version, 'forced')),
+          Array.from({ length: 5 }, () =>
+            e.service.engine.refresher.refresh(seeded.id, current.version, 'forced'),
+          ),
         ),
       );
       expect(direct.filter((r) => r.status === 'refreshed').length).toBeLessThanOrEqual(1);

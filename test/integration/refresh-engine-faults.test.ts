@@ -92,7 +92,7 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
       `Basic ${Buffer.from(`gk-client:${encodeURIComponent(CLIENT_SECRET)}`).toString('base64')}`,
     );
     // The next job waits in Redis under the plan-derived id.
-    const job = await engine.service.queue.getJob(refreshJobId(seeded.id, 1, refreshed.nextRefreshAt));
+    const job = await engine.service.engine.queue.getJob(refreshJobId(seeded.id, 1, refreshed.nextRefreshAt));
     expect(await job?.getState()).toBe('delayed');
   });
 
@@ -194,7 +194,7 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     expect(requestsFor(refreshToken)).toBe(1);
     expect(grants().get(seeded.id)?.state).toBe(state);
     expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ outcome: state });
-    const failed = await engine.service.queue.getFailed();
+    const failed = await engine.service.engine.queue.getFailed();
     expect(failed.some((j) => j.data.grantId === seeded.id)).toBe(true);
   });
 

@@ -111,7 +111,7 @@ export async function seedGrant(
   label = `acct-${randomBytes(3).toString('hex')}`,
 ) {
   const now = Date.now();
-  const plan = planAfterTokenResponse(tokens, now, now, profile, engine.service.refresher.timing);
+  const plan = planAfterTokenResponse(tokens, now, now, profile, engine.service.engine.refresher.timing);
   const grant = engine.service.app.grants.saveConsent({
     clientRef,
     label,
@@ -123,7 +123,7 @@ export async function seedGrant(
     nextRefreshAt: plan.nextRefreshAt,
     now,
   });
-  await engine.service.scheduler.schedule([grant]);
+  await engine.service.engine.scheduler.schedule([grant]);
   return grant;
 }
 

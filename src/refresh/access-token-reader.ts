@@ -1,0 +1,193 @@
+import type { GrantRow } from '../../db/schema.js';
+import { UserError } from '../errors/user-error.js';
+import type { Logger } from '../log/logger.js';
+import type { GrantStore } from '../store/grant-store.js';
+import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
+
+export type TokenReadFailure = 'not_found' | 'unusable' | 'unavailable' | 'unsatisfiable';
+
+/** Why a token could not be handed out; the API maps `reason` to a status, the CLI to exit 1. */
+export class TokenReadError extends UserError {
+  constructor(
+    readonly reason: TokenReadFailure,
+    message: string,
+    readonly retryAt?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface AccessToken {
+  grantId: string;
+  label: string;
+  accessToken: string;
+  tokenType: string;
+  expiresAt: number;
+  /** True when this read had to refresh the grant first. */
+  refreshed: boolean;
+}
+
+export interface ReadOptions {
+  /** The token must stay valid at least this long (seconds); a shorter-lived one is refreshed first. */
+  minValidSec?: number;
+  /** Refresh even if the current token is still good (after a 401 from the resource server). */
+  force?: boolean;
+}
+
+export interface AccessTokenReaderDeps {
+  grants: GrantStore;
+  refresher: GrantRefresher;
+  /** Plans the worker's next job after an on-demand refresh; absent when Redis is out of reach. */
+  schedule?: (grant: GrantRow) => Promise<unknown>;
+  logger: Logger;
+  /** How long to wait for another holder's refresh before giving up (the lease length is plenty). */
+  waitLimitMs: number;
+  pollMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Hands out access tokens, refreshing on demand under the same lease the worker uses, so however
+ * many readers ask at once, one token request goes out per version. Readers in this process share
+ * one in-flight refresh per grant; readers elsewhere wait for the lease holder's commit.
+ */
+export class AccessTokenReader {
+  private readonly inFlight = new Map<string, Promise<AccessToken>>();
+  private readonly now: () => number;
+
+  constructor(private readonly deps: AccessTokenReaderDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  async read(idOrLabel: string, options: ReadOptions = {}): Promise<AccessToken> {
+    const grant = this.deps.grants.find(idOrLabel);
+    if (!grant) throw new TokenReadError('not_found', `no grant has the id or label "${idOrLabel}"`);
+    const minValidMs = Math.max(0, options.minValidSec ?? 0) * 1000;
+    if (!options.force && usable(grant) && grant.accessExpiresAt - this.now() >= minValidMs) {
+      return this.toAccessToken(grant, false);
+    }
+    const key = grant.id;
+    const pending = this.inFlight.get(key);
+    if (pending) {
+      const shared = await pending;
+      if (shared.expiresAt - this.now() >= minValidMs) return shared;
+      return this.read(idOrLabel, options);
+    }
+    // A forced read only needs a token newer than the one the caller saw.
+    const promise = this.refreshUntilFresh(
+      grant,
+      minValidMs,
+      options.force ? grant.version : undefined,
+    ).finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, promise);
+    return promise;
+  }
+
+  private async refreshUntilFresh(
+    start: GrantRow,
+    minValidMs: number,
+    staleVersion?: number,
+  ): Promise<AccessToken> {
+    const deadline = this.now() + this.deps.waitLimitMs;
+    let grant = start;
+    for (;;) {
+      assertUsable(grant);
+      const fresh =
+        (staleVersion === undefined || grant.version > staleVersion) &&
+        grant.accessExpiresAt - this.now() >= minValidMs;
+      if (fresh) return this.toAccessToken(grant, grant.version !== start.version);
+      const result = await this.deps.refresher.refresh(grant.id, grant.version, 'on_demand');
+      const done = await this.settle(result);
+      if (done) {
+        if (done.accessExpiresAt - this.now() < minValidMs) {
+          throw new TokenReadError(
+            'unsatisfiable',
+            `a token valid for ${minValidMs / 1000} s was asked for, but a fresh one from this provider lives ${Math.round(done.accessLifetimeMs / 1000)} s`,
+          );
+        }
+        return this.toAccessToken(done, true);
+      }
+      if (this.now() > deadline) {
+        throw new TokenReadError(
+          'unavailable',
+          `grant ${grant.label} is being refreshed elsewhere; try again`,
+        );
+      }
+      if (result.status === 'busy') await this.waitForMove(grant, Math.min(result.leaseUntil, deadline));
+      grant = this.reload(grant.id);
+    }
+  }
+
+  /** Returns the refreshed grant, throws for failures, or undefined to look again. */
+  private async settle(result: RefreshResult): Promise<GrantRow | undefined> {
+    switch (result.status) {
+      case 'refreshed':
+        await this.plan(result.grant);
+        return result.grant;
+      case 'retrying':
+        await this.plan(result.grant);
+        throw new TokenReadError(
+          'unavailable',
+          `the provider did not issue a new token (${result.error.message}); next attempt at ${new Date(result.grant.nextRefreshAt).toISOString()}`,
+          result.grant.nextRefreshAt,
+        );
+      case 'stopped':
+        assertUsable(result.grant);
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  /** The worker's job for the new plan; when Redis is out of reach the reconciler adds it later. */
+  private async plan(grant: GrantRow): Promise<void> {
+    if (!this.deps.schedule) return;
+    try {
+      await this.deps.schedule(grant);
+    } catch (err) {
+      this.deps.logger.warn(
+        { grantId: grant.id, err: { message: (err as Error).message } },
+        'could not queue the next refresh; the reconciler will',
+      );
+    }
+  }
+
+  private async waitForMove(grant: GrantRow, until: number): Promise<void> {
+    const pollMs = this.deps.pollMs ?? 50;
+    while (this.now() < until) {
+      await new Promise((r) => setTimeout(r, pollMs));
+      const current = this.deps.grants.get(grant.id);
+      if (!current || current.version !== grant.version || current.leaseUntil === null) return;
+    }
+  }
+
+  private reload(id: string): GrantRow {
+    const grant = this.deps.grants.get(id);
+    if (!grant) throw new TokenReadError('not_found', `grant ${id} was removed`);
+    return grant;
+  }
+
+  private toAccessToken(grant: GrantRow, refreshed: boolean): AccessToken {
+    return {
+      grantId: grant.id,
+      label: grant.label,
+      accessToken: this.deps.grants.openTokens(grant).accessToken,
+      tokenType: grant.tokenType ?? 'Bearer',
+      expiresAt: grant.accessExpiresAt,
+      refreshed,
+    };
+  }
+}
+
+function usable(grant: GrantRow): boolean {
+  return grant.state === 'active' || grant.state === 'failing';
+}
+
+function assertUsable(grant: GrantRow): void {
+  if (usable(grant)) return;
+  const what =
+    grant.state === 'needs_reconsent'
+      ? 'the provider refused it: capture consent again (grantkeeper seed)'
+      : 'the provider refused its client: fix the client registration';
+  throw new TokenReadError('unusable', `grant ${grant.label} is ${grant.state}: ${what}`);
+}

@@ -1,0 +1,22 @@
+import type { GrantState } from '../../db/schema.js';
+import type { ProviderKind } from '../oauth/providers.js';
+import type { RefreshResult, RefreshTrigger } from './grant-refresher.js';
+
+/** One token request made under a lease, as metrics and alerts see it. */
+export interface RefreshAttempt {
+  grantId: string;
+  provider: ProviderKind;
+  trigger: RefreshTrigger;
+  durationMs: number;
+  /** The grant as it was before the attempt. */
+  previousState: GrantState;
+  previousFailures: number;
+}
+
+/**
+ * Told about every attempt after its outcome is committed. Observers must be quick and must not
+ * throw into the refresh path (errors are caught and logged); slow work goes to a queue.
+ */
+export interface RefreshObserver {
+  onRefreshResult(attempt: RefreshAttempt, result: RefreshResult): void;
+}

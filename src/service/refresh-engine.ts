@@ -1,0 +1,68 @@
+import type { Redis } from 'ioredis';
+import { createRefreshQueue, type RefreshQueue } from '../../jobs/refresh-queue.js';
+import { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
+import type { Config } from '../config/config-schema.js';
+import type { Logger } from '../log/logger.js';
+import { TokenClient } from '../oauth/token-client.js';
+import { DEFAULT_BACKOFF } from '../policy/backoff.js';
+import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
+import { AccessTokenReader } from '../refresh/access-token-reader.js';
+import { GrantRefresher } from '../refresh/grant-refresher.js';
+import type { RefreshObserver } from '../refresh/refresh-observer.js';
+import type { AppContext } from './app-context.js';
+
+/** Everything that refreshes or reads tokens, for the service and for one-shot CLI commands alike. */
+export interface RefreshEngine {
+  tokenClient: TokenClient;
+  refresher: GrantRefresher;
+  reader: AccessTokenReader;
+  /** Present when a Redis connection was given. */
+  queue?: RefreshQueue;
+  scheduler?: RefreshScheduler;
+  leaseMs: number;
+  close(): Promise<void>;
+}
+
+export function createRefreshEngine(
+  app: AppContext,
+  config: Config,
+  logger: Logger,
+  options: { connection?: Redis; observers?: RefreshObserver[] } = {},
+): RefreshEngine {
+  const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
+  const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;
+  const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
+  const refresher = new GrantRefresher({
+    grants: app.grants,
+    clients: app.clients,
+    tokenClient,
+    timing: { ...DEFAULT_REFRESH_TIMING, ...config.refreshTiming },
+    backoff: { ...DEFAULT_BACKOFF, ...config.backoff },
+    logger,
+    leaseMs,
+    ...(options.observers ? { observers: options.observers } : {}),
+  });
+  const queue = options.connection ? createRefreshQueue(options.connection, config.queuePrefix) : undefined;
+  const scheduler = queue
+    ? new RefreshScheduler(queue, { horizonMs: config.scheduleHorizonSeconds * 1000 })
+    : undefined;
+  const reader = new AccessTokenReader({
+    grants: app.grants,
+    refresher,
+    ...(scheduler ? { schedule: (grant) => scheduler.schedule([grant]) } : {}),
+    logger,
+    waitLimitMs: leaseMs + 5000,
+  });
+  return {
+    tokenClient,
+    refresher,
+    reader,
+    ...(queue ? { queue } : {}),
+    ...(scheduler ? { scheduler } : {}),
+    leaseMs,
+    close: async () => {
+      await queue?.close();
+      await tokenClient.close();
+    },
+  };
+}
