@@ -84,6 +84,22 @@ export const configSchema = z
       .default({}),
     backoff: z.object({ baseMs: ms, maxMs: ms, maxRetryAfterMs: ms }).partial().strict().default({}),
     clients: z.array(configClientSchema).default([]),
+    // HTTP API, metrics and alerts (issue #4).
+    apiHost: z.string().min(1).default('127.0.0.1'),
+    apiPort: wholeNumber(0, 65_535).default(7420),
+    webhookUrls: z
+      .preprocess(
+        (v) =>
+          typeof v === 'string'
+            ? v
+                .split(',')
+                .map((u) => u.trim())
+                .filter(Boolean)
+            : v,
+        z.array(endpointUrl).max(20, 'at most 20 webhook URLs'),
+      )
+      .default([]),
+    failingAlertAfter: wholeNumber(1, 1000).default(3),
   })
   .strict();
 
@@ -101,4 +117,8 @@ export const ENV_VARS = {
   GRANTKEEPER_SCHEDULE_HORIZON_SECONDS: 'scheduleHorizonSeconds',
   GRANTKEEPER_SHUTDOWN_GRACE_SECONDS: 'shutdownGraceSeconds',
   GRANTKEEPER_QUEUE_PREFIX: 'queuePrefix',
+  GRANTKEEPER_API_HOST: 'apiHost',
+  GRANTKEEPER_API_PORT: 'apiPort',
+  GRANTKEEPER_WEBHOOK_URLS: 'webhookUrls',
+  GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
 } as const satisfies Record<string, keyof Config>;

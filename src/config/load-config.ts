@@ -7,7 +7,7 @@ import { type Config, configSchema, ENV_VARS } from './config-schema.js';
 export interface LoadedConfig {
   config: Config;
   /** Secrets stay out of `config` so it can be logged; they are read from the environment only. */
-  secrets: { key?: string; previousKeys?: string };
+  secrets: { key?: string; previousKeys?: string; webhookSecret?: string };
   configPath?: string;
 }
 
@@ -29,12 +29,19 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
   }
   const key = nonEmpty(env.GRANTKEEPER_KEY);
   const previousKeys = nonEmpty(env.GRANTKEEPER_PREVIOUS_KEYS);
+  const webhookSecret = nonEmpty(env.GRANTKEEPER_WEBHOOK_SECRET);
   return {
     config: parsed.data,
-    secrets: { ...(key ? { key } : {}), ...(previousKeys ? { previousKeys } : {}) },
+    secrets: {
+      ...(key ? { key } : {}),
+      ...(previousKeys ? { previousKeys } : {}),
+      ...(webhookSecret ? { webhookSecret } : {}),
+    },
     ...(configPath ? { configPath: resolve(configPath) } : {}),
   };
 }
+
+const SECRET_BEARING_FIELDS = new Set(['redisUrl', 'webhookUrls']);
 
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
@@ -61,8 +68,8 @@ function describeIssues(error: z.ZodError, fromEnv: Record<string, string>, conf
     const field = String(issue.path[0] ?? '');
     const where =
       field in fromEnv
-        ? // A Redis URL may carry a password: name the variable, not its value.
-          `${envByField[field]}${field === 'redisUrl' ? '' : `=${JSON.stringify(fromEnv[field])}`}`
+        ? // Redis and webhook URLs may carry a password or token: name the variable, not its value.
+          `${envByField[field]}${SECRET_BEARING_FIELDS.has(field) ? '' : `=${JSON.stringify(fromEnv[field])}`}`
         : `${issue.path.join('.') || '(top level)'} in ${configPath ?? 'the config'}`;
     return `${where}: ${issue.message}`;
   });

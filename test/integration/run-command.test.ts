@@ -78,6 +78,8 @@ describe('grantkeeper run as a process', () => {
       GRANTKEEPER_KEY: key,
       FAULT_SECRET: SECRET,
       GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '5',
+      // `run` also serves the API: an ephemeral port keeps parallel test files apart.
+      GRANTKEEPER_API_PORT: '0',
     });
     await waitFor(
       () => endpoint.requests.some((r) => r.form.refresh_token === minted.refreshToken),

@@ -9,6 +9,11 @@ import type { ProviderProfile } from '../../src/oauth/providers.js';
 import type { ClientAuthMethod } from '../../src/oauth/token-client.js';
 import type { TokenSet } from '../../src/oauth/token-response.js';
 import { planAfterTokenResponse } from '../../src/policy/refresh-plan.js';
+import {
+  type Grantkeeper,
+  type GrantkeeperOptions,
+  startGrantkeeper,
+} from '../../src/service/grantkeeper-service.js';
 import { type RefreshService, startRefreshService } from '../../src/service/refresh-service.js';
 
 /** Timings scaled down so a test sees many refresh cycles in seconds. */
@@ -28,6 +33,8 @@ export interface Engine {
   /** Every log line the engine wrote, for assertions and the secret scan. */
   logs: string[];
   dataDir: string;
+  /** With `api`: the whole composition (HTTP API on an ephemeral port, metrics, alerts). */
+  keeper?: Grantkeeper;
   stop(): Promise<void>;
 }
 
@@ -45,18 +52,26 @@ export async function startEngine(opts: {
   dataDir: string;
   key: string;
   config?: Partial<Config>;
+  /** Start the HTTP API (port 0 unless config says otherwise), alerts and metrics too. */
+  api?: Omit<GrantkeeperOptions, 'env'> & { webhookSecret?: string };
 }): Promise<Engine> {
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug', destination: { write: (line: string) => logs.push(line) } });
   const loaded: LoadedConfig = {
     config: configSchema.parse({
       ...FAST_TIMING,
+      ...(opts.api ? { apiPort: 0 } : {}),
       ...opts.config,
       dataDir: opts.dataDir,
       redisUrl: opts.redisUrl,
     }),
-    secrets: { key: opts.key },
+    secrets: { key: opts.key, ...(opts.api?.webhookSecret ? { webhookSecret: opts.api.webhookSecret } : {}) },
   };
+  if (opts.api) {
+    const { webhookSecret: _secret, ...apiOptions } = opts.api;
+    const keeper = await startGrantkeeper(loaded, logger, { ...apiOptions, env: {} });
+    return { service: keeper.service, keeper, logs, dataDir: opts.dataDir, stop: () => keeper.stop() };
+  }
   const service = await startRefreshService(loaded, logger, { env: {} });
   return { service, logs, dataDir: opts.dataDir, stop: () => service.stop() };
 }

@@ -1,40 +1,45 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load-config.js';
 import { createLogger } from '../../log/logger.js';
-import { startRefreshService } from '../../service/refresh-service.js';
+import { startGrantkeeper } from '../../service/grantkeeper-service.js';
 
 export function registerRunCommand(program: Command): void {
   program
     .command('run')
-    .description('run the refresh service: migrations, reconciler and worker, until SIGINT/SIGTERM')
+    .description(
+      'run the service: migrations, reconciler, refresh and alert workers, and the HTTP API, until SIGINT/SIGTERM',
+    )
     .addHelpText(
       'after',
       '\nExample:\n  REDIS_URL=redis://127.0.0.1:6379 grantkeeper run\n  grantkeeper run   # starts its own redis-server in the data folder',
     )
-    .action(async () => {
-      const globals = program.opts<{ config?: string }>();
-      const loaded = loadConfig(process.env, globals.config);
-      const logger = createLogger({ level: loaded.config.logLevel });
-      const service = await startRefreshService(loaded, logger);
-      await waitForShutdownSignal();
-      logger.info('shutting down: letting running refreshes commit');
-      const graceMs = loaded.config.shutdownGraceSeconds * 1000;
-      const timedOut = Symbol('timeout');
-      let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([
-        service.stop().then(() => undefined),
-        new Promise<symbol>((resolve) => {
-          timer = setTimeout(() => resolve(timedOut), graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (outcome === timedOut) {
-        // Uncommitted refreshes keep their lease and version: the next start retries them safely.
-        logger.error({ graceMs }, 'shutdown grace period exceeded; exiting with refreshes still running');
-        process.exit(1);
-      }
-      logger.info('stopped');
-    });
+    .action(() => runUntilSignal(program, { runWorker: true }));
+}
+
+/** `run` and `serve`: start the composition, wait for a signal, stop within the grace period. */
+export async function runUntilSignal(program: Command, options: { runWorker: boolean }): Promise<void> {
+  const globals = program.opts<{ config?: string }>();
+  const loaded = loadConfig(process.env, globals.config);
+  const logger = createLogger({ level: loaded.config.logLevel });
+  const keeper = await startGrantkeeper(loaded, logger, options);
+  await waitForShutdownSignal();
+  logger.info(options.runWorker ? 'shutting down: letting running refreshes commit' : 'shutting down');
+  const graceMs = loaded.config.shutdownGraceSeconds * 1000;
+  const timedOut = Symbol('timeout');
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    keeper.stop().then(() => undefined),
+    new Promise<symbol>((resolve) => {
+      timer = setTimeout(() => resolve(timedOut), graceMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (outcome === timedOut) {
+    // Uncommitted refreshes keep their lease and version: the next start retries them safely.
+    logger.error({ graceMs }, 'shutdown grace period exceeded; exiting with refreshes still running');
+    process.exit(1);
+  }
+  logger.info('stopped');
 }
 
 function waitForShutdownSignal(): Promise<NodeJS.Signals> {

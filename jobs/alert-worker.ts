@@ -1,0 +1,98 @@
+import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Logger } from '../src/log/logger.js';
+import type { Metrics } from '../src/metrics/metrics.js';
+import {
+  DELIVERY_HEADER,
+  EVENT_HEADER,
+  SIGNATURE_HEADER,
+  signWebhook,
+} from '../src/notify/webhook-signature.js';
+import type { GrantStore } from '../src/store/grant-store.js';
+import { ALERT_QUEUE_NAME, type AlertJobData, alertJobDataSchema, webhookTargetId } from './alert-queue.js';
+import { DEFAULT_QUEUE_PREFIX } from './refresh-queue.js';
+
+const DELIVERY_TIMEOUT_MS = 10_000;
+
+export interface AlertWorkerOptions {
+  connection: ConnectionOptions;
+  prefix?: string;
+  grants: GrantStore;
+  webhookUrls: readonly string[];
+  secret: string;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+/** Delivers alert jobs to their webhooks; a non-2xx answer fails the attempt and BullMQ retries it. */
+export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobData, string> {
+  const urls = new Map(options.webhookUrls.map((url) => [webhookTargetId(url), url]));
+  const { logger, metrics } = options;
+  const worker = new Worker<AlertJobData, string>(
+    ALERT_QUEUE_NAME,
+    async (job: Job<AlertJobData>) => {
+      const parsed = alertJobDataSchema.safeParse(job.data);
+      if (!parsed.success) throw new UnrecoverableError('malformed alert job data');
+      const alert = parsed.data;
+      const url = urls.get(alert.target);
+      // The webhook was removed from the config since: nobody left to tell.
+      if (!url) return 'target_gone';
+      const body = JSON.stringify(alertBody(alert, options.grants, job.id ?? ''));
+      const res = await fetch(url, {
+        method: 'POST',
+        redirect: 'manual',
+        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'grantkeeper-webhook',
+          [EVENT_HEADER]: alert.event,
+          [DELIVERY_HEADER]: job.id ?? '',
+          [SIGNATURE_HEADER]: signWebhook(options.secret, body, Math.floor(Date.now() / 1000)),
+        },
+        body,
+      });
+      await res.body?.cancel();
+      if (res.status < 200 || res.status >= 300) throw new Error(`webhook answered HTTP ${res.status}`);
+      metrics.alertDelivery(alert.event, 'delivered');
+      return 'delivered';
+    },
+    { connection: options.connection, prefix: options.prefix ?? DEFAULT_QUEUE_PREFIX, concurrency: 4 },
+  );
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const gaveUp = job.attemptsMade >= (job.opts.attempts ?? 1);
+    metrics.alertDelivery(job.data.event, gaveUp ? 'gave_up' : 'failed');
+    // The error is ours (status or network), never the URL: it may embed a secret.
+    logger.warn(
+      {
+        event: job.data.event,
+        grantId: job.data.grantId,
+        target: job.data.target,
+        attempt: job.attemptsMade,
+        gaveUp,
+        err: { message: err.message },
+      },
+      gaveUp ? 'alert delivery gave up' : 'alert delivery failed; will retry',
+    );
+  });
+  worker.on('error', (err) => logger.warn({ err: { message: err.message } }, 'alert worker error'));
+  return worker;
+}
+
+function alertBody(alert: AlertJobData, grants: GrantStore, deliveryId: string) {
+  const grant = grants.get(alert.grantId);
+  return {
+    id: deliveryId,
+    type: alert.event,
+    created_at: new Date(alert.at).toISOString(),
+    grant: grant
+      ? {
+          id: grant.id,
+          label: grant.label,
+          state: grant.state,
+          consecutive_failures: grant.consecutiveFailures,
+          last_error: grant.lastError,
+          last_error_at: grant.lastErrorAt === null ? null : new Date(grant.lastErrorAt).toISOString(),
+        }
+      : { id: alert.grantId, state: 'removed' },
+  };
+}

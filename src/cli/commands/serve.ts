@@ -1,0 +1,12 @@
+import type { Command } from 'commander';
+import { runUntilSignal } from './run.js';
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description(
+      'run the HTTP API alone (tokens, metrics, dashboard) beside a `grantkeeper run` elsewhere, until SIGINT/SIGTERM',
+    )
+    .addHelpText('after', '\nExample:\n  GRANTKEEPER_API_PORT=7421 grantkeeper serve')
+    .action(() => runUntilSignal(program, { runWorker: false }));
+}

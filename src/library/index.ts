@@ -1,0 +1,180 @@
+/**
+ * grantkeeper as a library: fresh access tokens for the grants a grantkeeper service keeps alive,
+ * either in-process against the same data folder or from a running API.
+ *
+ *   import { createKeeper } from 'grantkeeper';
+ *   const keeper = await createKeeper({ baseUrl: 'http://127.0.0.1:7420', apiKey: process.env.GK_KEY });
+ *   const res = await keeper.fetch('@ourbot', 'https://api.x.com/2/users/me');
+ */
+import { Redis } from 'ioredis';
+import { loadConfig } from '../config/load-config.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { redisUrlForTools } from '../redis/managed-redis-endpoint.js';
+import { type AccessTokenReader, TokenReadError } from '../refresh/access-token-reader.js';
+import { openAppContext } from '../service/app-context.js';
+import { createRefreshEngine } from '../service/refresh-engine.js';
+
+export { ALERT_EVENTS, type AlertEvent } from '../notify/alert-policy.js';
+export { SIGNATURE_HEADER, verifyWebhookSignature } from '../notify/webhook-signature.js';
+
+export interface KeeperToken {
+  grantId: string;
+  accessToken: string;
+  tokenType: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+  /** This read had to refresh the grant first. */
+  refreshed: boolean;
+}
+
+export interface GetAccessTokenOptions {
+  /** The token must stay valid at least this many seconds; a shorter-lived one is refreshed first. */
+  minValid?: number;
+  /** Refresh even if the current token looks good (e.g. the resource server said 401). */
+  force?: boolean;
+}
+
+export interface Keeper {
+  getAccessToken(idOrLabel: string, options?: GetAccessTokenOptions): Promise<KeeperToken>;
+  /**
+   * `fetch` with the grant's bearer token. On a 401 it forces one refresh and retries once (only
+   * when the body can be sent twice: not a stream); a second 401 is returned as is.
+   */
+  fetch(
+    idOrLabel: string,
+    input: string | URL,
+    init?: RequestInit & GetAccessTokenOptions,
+  ): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export type KeeperOptions =
+  /** Against a running grantkeeper API (`grantkeeper run` or `serve`). */
+  | { baseUrl: string; apiKey: string; fetch?: typeof fetch }
+  /** In-process, on the service's data folder, configured like the CLI (environment, config file). */
+  | { env?: NodeJS.ProcessEnv; configPath?: string; logger?: Logger; fetch?: typeof fetch };
+
+/**
+ * Why no token could be had. `code` is the API's error code (remote) or the reader's reason
+ * (in-process): not_found, forbidden, unauthorized, needs_reconsent / client_error / unusable,
+ * min_valid_unsatisfiable / unsatisfiable, unavailable (retry after `retryAt`).
+ */
+export class KeeperError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+    readonly retryAt?: number,
+  ) {
+    super(message);
+    this.name = 'KeeperError';
+  }
+}
+
+export async function createKeeper(options: KeeperOptions = {}): Promise<Keeper> {
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const source = 'baseUrl' in options ? remoteSource(options, fetchImpl) : await localSource(options);
+  return {
+    getAccessToken: source.read,
+    close: source.close,
+    async fetch(idOrLabel, input, init = {}) {
+      const { minValid, force, ...requestInit } = init;
+      const send = (token: KeeperToken) => {
+        const headers = new Headers(requestInit.headers);
+        headers.set('authorization', `Bearer ${token.accessToken}`);
+        return fetchImpl(input, { ...requestInit, headers });
+      };
+      const first = await source.read(idOrLabel, {
+        ...(minValid === undefined ? {} : { minValid }),
+        ...(force ? { force } : {}),
+      });
+      const res = await send(first);
+      if (res.status !== 401 || requestInit.body instanceof ReadableStream) return res;
+      await res.body?.cancel();
+      return send(await source.read(idOrLabel, { force: true }));
+    },
+  };
+}
+
+interface TokenSource {
+  read(idOrLabel: string, options?: GetAccessTokenOptions): Promise<KeeperToken>;
+  close(): Promise<void>;
+}
+
+function remoteSource(options: { baseUrl: string; apiKey: string }, fetchImpl: typeof fetch): TokenSource {
+  const base = options.baseUrl.replace(/\/+$/, '');
+  return {
+    async read(idOrLabel, readOptions = {}) {
+      const query = new URLSearchParams({
+        min_valid: String(Math.ceil(readOptions.minValid ?? 0)),
+        force: String(readOptions.force ?? false),
+      });
+      const res = await fetchImpl(`${base}/v1/grants/${encodeURIComponent(idOrLabel)}/token?${query}`, {
+        headers: { authorization: `Bearer ${options.apiKey}`, accept: 'application/json' },
+      });
+      const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+      if (!res.ok) {
+        const retryAfter = Number(res.headers.get('retry-after'));
+        throw new KeeperError(
+          typeof body.error === 'string' ? body.error : 'http_error',
+          typeof body.message === 'string' ? body.message : `grantkeeper answered HTTP ${res.status}`,
+          res.status,
+          retryAfter > 0 ? Date.now() + retryAfter * 1000 : undefined,
+        );
+      }
+      return {
+        grantId: String(body.grant_id),
+        accessToken: String(body.access_token),
+        tokenType: String(body.token_type),
+        expiresAt: Date.parse(String(body.expires_at)),
+        refreshed: body.refreshed === true,
+      };
+    },
+    close: async () => {},
+  };
+}
+
+async function localSource(options: {
+  env?: NodeJS.ProcessEnv;
+  configPath?: string;
+  logger?: Logger;
+}): Promise<TokenSource> {
+  const loaded = loadConfig(options.env ?? process.env, options.configPath);
+  const logger = options.logger ?? createLogger({ level: 'warn', destination: process.stderr });
+  const app = await openAppContext(loaded, logger);
+  // With the service's Redis the worker's next job is planned at once; without it (or while it is
+  // down) the service's reconciler plans it. Never wait on Redis: a token read must not hang.
+  const redisUrl = redisUrlForTools(loaded.config.redisUrl, app.dataDir);
+  const connection = redisUrl
+    ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 })
+    : undefined;
+  connection?.on('error', () => {});
+  const engine = createRefreshEngine(app, loaded.config, logger, connection ? { connection } : {});
+  const reader: AccessTokenReader = engine.reader;
+  return {
+    async read(idOrLabel, readOptions = {}) {
+      try {
+        const token = await reader.read(idOrLabel, {
+          ...(readOptions.minValid === undefined ? {} : { minValidSec: readOptions.minValid }),
+          ...(readOptions.force ? { force: true } : {}),
+        });
+        return {
+          grantId: token.grantId,
+          accessToken: token.accessToken,
+          tokenType: token.tokenType,
+          expiresAt: token.expiresAt,
+          refreshed: token.refreshed,
+        };
+      } catch (err) {
+        if (err instanceof TokenReadError)
+          throw new KeeperError(err.reason, err.message, undefined, err.retryAt);
+        throw err;
+      }
+    },
+    async close() {
+      await engine.close();
+      connection?.disconnect();
+      app.close();
+    },
+  };
+}

@@ -1,0 +1,185 @@
+import type { Queue } from 'bullmq';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { GRANT_STATES } from '../../db/schema.js';
+import type { ProviderProfile } from '../oauth/providers.js';
+import type { RefreshResult } from '../refresh/grant-refresher.js';
+import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
+import type { ClientStore } from '../store/client-store.js';
+import type { FleetStats, GrantStore } from '../store/grant-store.js';
+
+/** Where the scrape-time gauges read from; bound once the service is up. */
+export interface MetricsSources {
+  grants: GrantStore;
+  clients: ClientStore;
+  queues: Array<{ name: string; queue: Queue }>;
+  now?: () => number;
+}
+
+export type AlertDeliveryOutcome = 'delivered' | 'failed' | 'gave_up';
+
+const QUEUE_STATES = ['waiting', 'delayed', 'active', 'failed'] as const;
+/** A scrape must answer even while Redis is away; queue gauges then keep their last values. */
+const QUEUE_COUNT_TIMEOUT_MS = 1000;
+
+/**
+ * The service's Prometheus metrics in a registry of its own (several services may share a process in
+ * tests). Every label value comes from a small fixed set: never a grant id, label, URL or token.
+ */
+export class Metrics implements RefreshObserver {
+  readonly registry = new Registry();
+  private sources?: MetricsSources;
+  /** One set of fleet queries per scrape, shared by the gauges that need it. */
+  private fleetCache?: FleetStats;
+
+  private readonly attempts = new Counter({
+    name: 'grantkeeper_refresh_attempts_total',
+    help: 'Token refresh attempts made under a lease, by provider, trigger and outcome',
+    labelNames: ['provider', 'trigger', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly duration = new Histogram({
+    name: 'grantkeeper_refresh_duration_seconds',
+    help: 'Time from claiming a lease to committing the outcome of a refresh',
+    labelNames: ['provider', 'outcome'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  private readonly lateness = new Histogram({
+    name: 'grantkeeper_refresh_schedule_lateness_seconds',
+    help: 'How long after its planned time a scheduled refresh job started',
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900],
+    registers: [this.registry],
+  });
+
+  private readonly alertDeliveries = new Counter({
+    name: 'grantkeeper_alert_deliveries_total',
+    help: 'Webhook alert delivery attempts by event and outcome (gave_up: retries exhausted)',
+    labelNames: ['event', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'grantkeeper_' });
+    const metrics = this;
+    new Gauge({
+      name: 'grantkeeper_grants',
+      help: 'Grants by state',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        const stats = metrics.fleet();
+        if (!stats) return;
+        for (const state of GRANT_STATES) this.set({ state }, 0);
+        for (const { state, count } of stats.byState) this.set({ state }, count);
+      },
+    });
+    new Gauge({
+      name: 'grantkeeper_earliest_access_expiry_seconds',
+      help: 'Seconds until the earliest access-token expiry among live eager grants (negative: overdue)',
+      registers: [this.registry],
+      collect() {
+        const at = metrics.fleet()?.earliestEagerExpiry;
+        if (at === null || at === undefined) this.reset();
+        else this.set((at - metrics.now()) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'grantkeeper_earliest_keepalive_deadline_seconds',
+      help: "Seconds until the earliest live grant reaches its provider's keep-alive deadline",
+      registers: [this.registry],
+      collect() {
+        const at = metrics.earliestKeepAliveDeadline();
+        if (at === undefined) this.reset();
+        else this.set((at - metrics.now()) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'grantkeeper_queue_jobs',
+      help: 'Jobs in each BullMQ queue by state',
+      labelNames: ['queue', 'state'] as const,
+      registers: [this.registry],
+      async collect() {
+        for (const { name, queue } of metrics.sources?.queues ?? []) {
+          const counts = await withTimeout(queue.getJobCounts(...QUEUE_STATES), QUEUE_COUNT_TIMEOUT_MS);
+          if (!counts) continue;
+          for (const state of QUEUE_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+        }
+      },
+    });
+  }
+
+  bind(sources: MetricsSources): void {
+    this.sources = sources;
+  }
+
+  onRefreshResult(attempt: RefreshAttempt, result: RefreshResult): void {
+    const outcome = outcomeOf(result);
+    this.attempts.inc({ provider: attempt.provider, trigger: attempt.trigger, outcome });
+    this.duration.observe({ provider: attempt.provider, outcome }, attempt.durationMs / 1000);
+  }
+
+  observeLateness(seconds: number): void {
+    this.lateness.observe(Math.max(0, seconds));
+  }
+
+  alertDelivery(event: string, outcome: AlertDeliveryOutcome): void {
+    this.alertDeliveries.inc({ event, outcome });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    this.fleetCache = undefined;
+    return this.registry.metrics();
+  }
+
+  private now(): number {
+    return (this.sources?.now ?? Date.now)();
+  }
+
+  private fleet(): FleetStats | undefined {
+    if (!this.sources) return undefined;
+    this.fleetCache ??= this.sources.grants.fleetStats();
+    return this.fleetCache;
+  }
+
+  private earliestKeepAliveDeadline(): number | undefined {
+    const sources = this.sources;
+    if (!sources) return undefined;
+    let earliest: number | undefined;
+    for (const { clientRef, usedAt } of this.fleet()?.oldestUseByClient ?? []) {
+      const profile = sources.clients.get(clientRef)?.profile as ProviderProfile | undefined;
+      if (!profile) continue;
+      const deadline = usedAt + profile.keepAliveIntervalSec * 1000;
+      earliest = earliest === undefined ? deadline : Math.min(earliest, deadline);
+    }
+    return earliest;
+  }
+}
+
+function outcomeOf(result: RefreshResult): string {
+  switch (result.status) {
+    case 'retrying':
+      return 'transient_error';
+    case 'stopped':
+      return result.grant.state;
+    default:
+      return result.status;
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,154 @@
+import type { Queue, Worker } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import {
+  type AlertJobData,
+  type AlertQueue,
+  type AlertRetryPolicy,
+  createAlertQueue,
+  webhookTargetId,
+} from '../../jobs/alert-queue.js';
+import { createAlertWorker } from '../../jobs/alert-worker.js';
+import { ApiKeyAuthenticator } from '../api/auth.js';
+import { buildApiServer } from '../api/server.js';
+import type { LoadedConfig } from '../config/load-config.js';
+import { UserError } from '../errors/user-error.js';
+import type { Logger } from '../log/logger.js';
+import { Metrics } from '../metrics/metrics.js';
+import { AlertMonitor } from '../notify/alert-monitor.js';
+import type { RefreshObserver } from '../refresh/refresh-observer.js';
+import { ApiKeyStore } from '../store/api-key-store.js';
+import { type RefreshService, startRefreshService } from './refresh-service.js';
+
+export interface GrantkeeperOptions {
+  env?: NodeJS.ProcessEnv;
+  /** `run` (default): refresh and alert workers plus the API; `serve`: the API alone. */
+  runWorker?: boolean;
+  /** Tests shorten the webhook retry back-off. */
+  alertRetry?: AlertRetryPolicy;
+}
+
+export interface Grantkeeper {
+  service: RefreshService;
+  api: FastifyInstance;
+  /** Where the API listens, e.g. http://127.0.0.1:7420. */
+  url: string;
+  metrics: Metrics;
+  alerts?: AlertMonitor;
+  alertQueue?: AlertQueue;
+  stop(): Promise<void>;
+}
+
+/**
+ * The one composition behind `grantkeeper run` and `grantkeeper serve`: the refresh service with
+ * metrics and alert observers, the alert queue and its worker, and the HTTP API.
+ */
+export async function startGrantkeeper(
+  loaded: LoadedConfig,
+  logger: Logger,
+  options: GrantkeeperOptions = {},
+): Promise<Grantkeeper> {
+  const { config } = loaded;
+  const runWorker = options.runWorker !== false;
+  const webhookSecret = loaded.secrets.webhookSecret;
+  if (config.webhookUrls.length > 0 && !webhookSecret) {
+    throw new UserError(
+      'GRANTKEEPER_WEBHOOK_URLS is set but GRANTKEEPER_WEBHOOK_SECRET is not: alerts must be signed',
+    );
+  }
+  const metrics = new Metrics();
+  // The alert monitor needs the service's Redis connection, so observers find it once it exists.
+  let alerts: AlertMonitor | undefined;
+  const alertObserver: RefreshObserver = { onRefreshResult: (a, r) => alerts?.onRefreshResult(a, r) };
+  const service = await startRefreshService(loaded, logger, {
+    ...(options.env ? { env: options.env } : {}),
+    runWorker,
+    observers: [metrics, alertObserver],
+  });
+  const cleanups: Array<() => Promise<void> | void> = [() => service.stop()];
+  const stop = async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  };
+  try {
+    const queues: Queue[] = [service.engine.queue];
+    let alertQueue: AlertQueue | undefined;
+    if (webhookSecret && config.webhookUrls.length > 0) {
+      const queue = createAlertQueue(service.connection, config.queuePrefix);
+      alertQueue = queue;
+      cleanups.push(() => queue.close());
+      queues.push(queue);
+      const monitor = new AlertMonitor({
+        grants: service.app.grants,
+        queue,
+        targets: config.webhookUrls.map(webhookTargetId),
+        failingAfter: config.failingAlertAfter,
+        logger,
+        ...(options.alertRetry ? { retry: options.alertRetry } : {}),
+      });
+      alerts = monitor;
+      cleanups.push(() => monitor.stop());
+      if (runWorker) {
+        const worker: Worker<AlertJobData, string> = createAlertWorker({
+          connection: service.connection,
+          prefix: config.queuePrefix,
+          grants: service.app.grants,
+          webhookUrls: config.webhookUrls,
+          secret: webhookSecret,
+          metrics,
+          logger,
+        });
+        cleanups.push(() => worker.close());
+        // The sweep catches transitions no observer saw (CLI refreshes, re-consent by `seed`).
+        monitor.start(config.reconcileIntervalSeconds * 1000);
+      }
+    }
+    metrics.bind({
+      grants: service.app.grants,
+      clients: service.app.clients,
+      queues: queues.map((queue) => ({ name: queue.name, queue })),
+    });
+    service.worker?.on('active', (job) => {
+      metrics.observeLateness((Date.now() - job.timestamp - (job.delay ?? 0)) / 1000);
+    });
+
+    const authenticator = new ApiKeyAuthenticator(new ApiKeyStore(service.app.store.db), logger);
+    authenticator.start();
+    cleanups.push(() => authenticator.stop());
+    const api = await buildApiServer({
+      app: service.app,
+      engine: service.engine,
+      connection: service.connection,
+      ...(service.worker ? { worker: service.worker } : {}),
+      queues,
+      metrics,
+      authenticator,
+      logger,
+    });
+    cleanups.push(() => api.close());
+    try {
+      await api.listen({ host: config.apiHost, port: config.apiPort });
+    } catch (err) {
+      throw new UserError(
+        `the API cannot listen on ${config.apiHost}:${config.apiPort} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): set GRANTKEEPER_API_HOST / GRANTKEEPER_API_PORT`,
+        1,
+        { cause: err },
+      );
+    }
+    const address = api.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.apiPort;
+    const host = config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost;
+    const url = `http://${host}:${port}`;
+    logger.info({ url, worker: runWorker, alerts: alerts !== undefined }, 'grantkeeper API listening');
+    return {
+      service,
+      api,
+      url,
+      metrics,
+      ...(alerts ? { alerts } : {}),
+      ...(alertQueue ? { alertQueue } : {}),
+      stop,
+    };
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,118 @@
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ApiKeyAuthenticator } from '../../src/api/auth.js';
+import { registerApiKeyCommands } from '../../src/cli/commands/apikey.js';
+import { configSchema } from '../../src/config/config-schema.js';
+import { createLogger } from '../../src/log/logger.js';
+import { type AppContext, openAppContext } from '../../src/service/app-context.js';
+import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { removeDir, tempDataDir, testKey } from '../support/engine.js';
+import { readDbFiles } from '../support/secret-scan.js';
+
+/** The apikey commands on a program of their own, as main.ts will register them. */
+async function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const program = new Command('grantkeeper').option('--config <path>').exitOverride();
+  registerApiKeyCommands(program);
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    await program.parseAsync(['node', 'grantkeeper', ...args]);
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+  return { stdout, stderr };
+}
+
+describe('grantkeeper apikey', () => {
+  let dataDir: string;
+  let app: AppContext;
+  let grantId: string;
+
+  beforeAll(async () => {
+    dataDir = tempDataDir();
+    const key = testKey();
+    vi.stubEnv('GRANTKEEPER_DATA_DIR', dataDir);
+    vi.stubEnv('GRANTKEEPER_KEY', key);
+    app = await openAppContext(
+      { config: configSchema.parse({ dataDir }), secrets: { key } },
+      createLogger({ level: 'silent' }),
+    );
+    const client = app.clients.upsert({
+      name: 'c',
+      profile: {
+        kind: 'oidc',
+        authorizationEndpoint: 'http://127.0.0.1:1/auth',
+        tokenEndpoint: 'http://127.0.0.1:1/token',
+        defaultScopes: [],
+        extraAuthorizeParams: {},
+        confidentialAuthMethod: 'client_secret_basic',
+        rotatesRefreshTokens: true,
+        defaultAccessLifetimeSec: 3600,
+        refreshIdleLimitSec: 86_400,
+        keepAliveIntervalSec: 3600,
+      },
+      clientId: 'c',
+      authMethod: 'none',
+      scopes: [],
+      now: Date.now(),
+    });
+    const now = Date.now();
+    grantId = app.grants.saveConsent({
+      clientRef: client.id,
+      label: '@bot',
+      accessToken: 'at',
+      refreshToken: 'rt',
+      accessExpiresAt: now + 3600_000,
+      accessLifetimeMs: 3600_000,
+      refreshTokenUsedAt: now,
+      nextRefreshAt: now + 3000_000,
+      now,
+    }).id;
+  });
+
+  afterAll(() => {
+    app?.close();
+    vi.unstubAllEnvs();
+    if (dataDir) removeDir(dataDir);
+  });
+
+  it('creates a key shown once, stored only as a hash, scoped by label to grant ids', async () => {
+    const { stdout, stderr } = await cli('apikey', 'create', 'poster', '--grants', '@bot');
+    const key = stdout.trim();
+    expect(key).toMatch(/^gk_[A-Za-z0-9_-]{43}$/);
+    expect(stderr).toMatch(/shown only this once/);
+    expect(readDbFiles(app.store.path)).not.toContain(key);
+    const row = new ApiKeyStore(app.store.db).findByName('poster');
+    expect(row?.grantIds).toEqual([grantId]);
+
+    const auth = new ApiKeyAuthenticator(new ApiKeyStore(app.store.db), createLogger({ level: 'silent' }));
+    expect(auth.authenticate(key)?.grantIds).toEqual(new Set([grantId]));
+    expect(auth.authenticate(`${key.slice(0, -1)}x`)).toBeUndefined();
+    auth.stop();
+    expect(new ApiKeyStore(app.store.db).findByName('poster')?.lastUsedAt).toBeGreaterThan(0);
+
+    const listed = await cli('apikey', 'list');
+    expect(listed.stdout).toContain('poster');
+    expect(listed.stdout).not.toContain(key);
+  });
+
+  it('refuses unknown grants and duplicate names, and revokes', async () => {
+    await expect(cli('apikey', 'create', 'x', '--grants', '@nobody')).rejects.toThrow(
+      /no grant has the id or label/,
+    );
+    await expect(cli('apikey', 'create', 'poster')).rejects.toThrow(/already exists/);
+    await expect(cli('apikey', 'create', 'bad name!')).rejects.toThrow(/NAME/);
+    await cli('apikey', 'revoke', 'poster');
+    expect(new ApiKeyStore(app.store.db).findByName('poster')).toBeUndefined();
+    await expect(cli('apikey', 'revoke', 'poster')).rejects.toThrow(/no API key/);
+  });
+});
