@@ -1,6 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors/user-error.js';
+import { registerApiKeyCommands } from './commands/apikey.js';
+import { registerClientCommands } from './commands/client.js';
+import { registerGrantListCommands } from './commands/grants.js';
+import { registerRevokeCommands } from './commands/revoke.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerSeedCommand } from './commands/seed.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerStatusCommand } from './commands/status.js';
+import { registerTokenCommands } from './commands/token.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -16,6 +24,20 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerRunCommand(program);
+  registerServeCommand(program);
+  registerClientCommands(program);
+  registerSeedCommand(program);
+  registerGrantListCommands(program);
+  registerTokenCommands(program);
+  registerRevokeCommands(program);
+  registerStatusCommand(program);
+  registerApiKeyCommands(program);
+  program.addHelpText(
+    'after',
+    '\nExample:\n  grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET\n' +
+      '  grantkeeper seed x --label @ourbot && grantkeeper run\n\n' +
+      'Exit codes: 0 ok, 1 failure, 2 usage error.',
+  );
   return program;
 }
 

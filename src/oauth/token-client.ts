@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { UserError } from '../errors/user-error.js';
@@ -108,12 +109,53 @@ export class TokenClient {
     return this.#agent.close();
   }
 
+  /**
+   * RFC 7009 revocation, authenticated like a token request. Revoking a refresh token ends the whole
+   * grant at most servers. Any 2xx is success (the spec answers 200 even for unknown tokens).
+   */
+  async revoke(
+    target: TokenEndpointTarget,
+    revocationEndpoint: string,
+    token: string,
+    hint: 'refresh_token' | 'access_token',
+  ): Promise<void> {
+    if (!token) throw new TypeError('token to revoke is empty');
+    const url = assertSecureEndpoint(revocationEndpoint, 'revocation endpoint');
+    const secrets = [token];
+    const { status, json, headers, now } = await this.#send(
+      url,
+      target,
+      { token, token_type_hint: hint },
+      secrets,
+    );
+    if (status >= 200 && status < 300) return;
+    throw classifyTokenError({ status, body: json, headers, now, redact: secrets });
+  }
+
   async #post(
     target: TokenEndpointTarget,
     params: Record<string, string>,
     secrets: string[],
   ): Promise<TokenSet> {
     const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
+    const { status, json, headers, now } = await this.#send(url, target, params, secrets);
+    if (status >= 200 && status < 300) {
+      try {
+        return parseTokenResponse(json);
+      } catch {
+        // Falls through to classification, which reports bad_response without echoing the body.
+      }
+    }
+    throw classifyTokenError({ status, body: json, headers, now, redact: secrets });
+  }
+
+  /** One authenticated form POST, bounded in time and size; `secrets` gains the client secret for redaction. */
+  async #send(
+    url: URL,
+    target: TokenEndpointTarget,
+    params: Record<string, string>,
+    secrets: string[],
+  ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders; now: number }> {
     if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
@@ -159,21 +201,7 @@ export class TokenClient {
         discardBody(res.body);
         throw responseTooLargeError(limit, res.statusCode, parseRetryAfter(res.headers['retry-after'], now));
       }
-      const json = parseJson(raw);
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        try {
-          return parseTokenResponse(json);
-        } catch {
-          // Falls through to classification, which reports bad_response without echoing the body.
-        }
-      }
-      throw classifyTokenError({
-        status: res.statusCode,
-        body: json,
-        headers: res.headers,
-        now,
-        redact: secrets,
-      });
+      return { status: res.statusCode, json: parseJson(raw), headers: res.headers, now };
     } catch (err) {
       if (err instanceof TokenEndpointError) throw err;
       throw controller.signal.aborted ? timeoutError(this.#timeoutMs) : networkError(err);

@@ -71,6 +71,11 @@ export class ClientStore {
       .get();
   }
 
+  /** Deletes a client; the caller removes its grants first (they reference it). */
+  remove(id: string): boolean {
+    return this.db.delete(clients).where(eq(clients.id, id)).run().changes === 1;
+  }
+
   open(row: ClientRow): OpenedClient {
     const profile = row.profile as ProviderProfile;
     return {

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { Db } from '../../db/connection.js';
 import {
+  type GrantMode,
   type GrantRow,
   type GrantState,
   grants,
@@ -39,6 +40,18 @@ export interface SchedulableGrant {
   version: number;
   nextRefreshAt: number;
 }
+
+/** Aggregates for metrics, computed in SQL so a scrape does not load every row. */
+export interface FleetStats {
+  byState: Array<{ state: GrantState; count: number }>;
+  /** Earliest access-token expiry among live `eager` grants (keepalive tokens lapse by design). */
+  earliestEagerExpiry: number | null;
+  /** Per client, the live grant whose refresh token has sat unused longest. */
+  oldestUseByClient: Array<{ clientRef: string; usedAt: number }>;
+}
+
+/** What the alert logic needs to know about a grant. */
+export type AlertView = Pick<GrantRow, 'id' | 'state' | 'consecutiveFailures' | 'alertedState'>;
 
 export interface SaveConsentInput extends TokenUpdate {
   clientRef: string;
@@ -271,6 +284,92 @@ export class GrantStore {
       .where(and(eq(grants.id, id), inArray(grants.state, [...LIVE_GRANT_STATES])))
       .returning()
       .get();
+  }
+
+  /**
+   * Switches between eager and keepalive refreshing with the next refresh replanned by the caller.
+   * Leaves `version` alone: only a lease holder may move it, or an in-flight refresh would be lost.
+   */
+  setMode(id: string, mode: GrantMode, nextRefreshAt: number, now: number): GrantRow | undefined {
+    return this.db
+      .update(grants)
+      .set({ mode, nextRefreshAt, updatedAt: now })
+      .where(eq(grants.id, id))
+      .returning()
+      .get();
+  }
+
+  fleetStats(): FleetStats {
+    const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
+    const byState = this.db
+      .select({ state: grants.state, count: sql<number>`count(*)` })
+      .from(grants)
+      .groupBy(grants.state)
+      .all();
+    const earliest = this.db
+      .select({ at: sql<number | null>`min(${grants.accessExpiresAt})` })
+      .from(grants)
+      .where(and(live, eq(grants.mode, 'eager')))
+      .get();
+    const oldestUseByClient = this.db
+      .select({ clientRef: grants.clientRef, usedAt: sql<number>`min(${grants.refreshTokenUsedAt})` })
+      .from(grants)
+      .where(live)
+      .groupBy(grants.clientRef)
+      .all();
+    return { byState, earliestEagerExpiry: earliest?.at ?? null, oldestUseByClient };
+  }
+
+  /** Grants an alert may be due for: anything not plainly active, or alerted and not yet cleared. */
+  listAlertCandidates(): AlertView[] {
+    return this.db
+      .select({
+        id: grants.id,
+        state: grants.state,
+        consecutiveFailures: grants.consecutiveFailures,
+        alertedState: grants.alertedState,
+      })
+      .from(grants)
+      .where(or(sql`${grants.state} <> 'active'`, sql`${grants.alertedState} IS NOT NULL`))
+      .all();
+  }
+
+  /** Compare-and-swap on `alertedState`, so each transition is alerted once across processes. */
+  markAlerted(id: string, from: string | null, to: string | null): boolean {
+    const matchFrom = from === null ? isNull(grants.alertedState) : eq(grants.alertedState, from);
+    return (
+      this.db
+        .update(grants)
+        .set({ alertedState: to })
+        .where(and(eq(grants.id, id), matchFrom))
+        .run().changes === 1
+    );
+  }
+
+  listByClient(clientRef: string): GrantRow[] {
+    return this.db.select().from(grants).where(eq(grants.clientRef, clientRef)).all();
+  }
+
+  /**
+   * An operator's retry: a stopped grant (needs_reconsent, client_error) becomes `failing` again and
+   * any live grant is due now. The version is kept, so a job already planned for it still counts.
+   */
+  reviveForRetry(id: string, now: number): GrantRow | undefined {
+    return this.db
+      .update(grants)
+      .set({
+        state: sql`case when ${grants.state} in ('active', 'failing') then ${grants.state} else 'failing' end`,
+        nextRefreshAt: now,
+        updatedAt: now,
+      })
+      .where(eq(grants.id, id))
+      .returning()
+      .get();
+  }
+
+  /** Deletes a grant and (by cascade) its events; its queued jobs go stale and do nothing. */
+  remove(id: string): boolean {
+    return this.db.delete(grants).where(eq(grants.id, id)).run().changes === 1;
   }
 
   recentEvents(id: string, limit = 20): RefreshEventRow[] {

@@ -16,12 +16,17 @@ export interface CliProcess {
 }
 
 /** Starts the real CLI from source in a child process, with only the environment given. */
-export function spawnCli(args: string[], env: Record<string, string>): CliProcess {
+export function spawnCli(
+  args: string[],
+  env: Record<string, string>,
+  opts: { stdin?: boolean } = {},
+): CliProcess {
   const root = packageRoot();
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/entry.ts'), ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // A piped stdin lets a test type into the CLI (manual consent, --client-secret-stdin).
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';

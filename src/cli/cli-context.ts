@@ -1,0 +1,72 @@
+import type { Command } from 'commander';
+import type { Redis } from 'ioredis';
+import { type LoadedConfig, loadConfig } from '../config/load-config.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { redisUrlForTools } from '../redis/managed-redis-endpoint.js';
+import { checkRedisReachable, createQueueConnection } from '../redis/redis-connection.js';
+import { type AppContext, openAppContext } from '../service/app-context.js';
+import { createRefreshEngine, type RefreshEngine } from '../service/refresh-engine.js';
+
+/** Where the service's Redis stands, as seen by a one-shot command. */
+export type RedisHealth =
+  | { state: 'connected'; url: string }
+  | { state: 'unreachable'; url: string; error: string }
+  /** No REDIS_URL and no managed redis-server running: the service is not up. */
+  | { state: 'not_running' };
+
+export interface CliContext {
+  loaded: LoadedConfig;
+  logger: Logger;
+  app: AppContext;
+  engine: RefreshEngine;
+  redis: RedisHealth;
+  /** Present when Redis answered: the engine then has a queue and a scheduler. */
+  connection?: Redis;
+}
+
+/** How long a one-shot command waits for Redis before carrying on without it. */
+const REDIS_PROBE_MS = 1500;
+
+/**
+ * Opens what a command needs: config, store, and the refresh engine, with the service's Redis when
+ * it is reachable (jobs are then queued directly; otherwise the service's reconciler catches up).
+ * Runs `fn` and closes everything, whatever happens.
+ */
+export async function withCliContext<T>(
+  program: Command,
+  fn: (ctx: CliContext) => Promise<T>,
+  opts: { redis?: boolean } = {},
+): Promise<T> {
+  const globals = program.opts<{ config?: string; verbose?: boolean }>();
+  const loaded = loadConfig(process.env, globals.config);
+  // Commands talk to people on stdout/stderr; engine logs only show with --verbose, on stderr.
+  const logger = createLogger({ level: globals.verbose ? 'debug' : 'silent', destination: process.stderr });
+  const app = await openAppContext(loaded, logger);
+  let connection: Redis | undefined;
+  let engine: RefreshEngine | undefined;
+  try {
+    const redis = opts.redis === false ? ({ state: 'not_running' } as const) : await probeRedis(loaded, app);
+    if (redis.state === 'connected') {
+      connection = createQueueConnection(redis.url);
+      connection.on('error', () => {});
+    }
+    engine = createRefreshEngine(app, loaded.config, logger, connection ? { connection } : {});
+    return await fn({ loaded, logger, app, engine, redis, ...(connection ? { connection } : {}) });
+  } finally {
+    await engine?.close();
+    if (connection) await connection.quit().catch(() => connection?.disconnect());
+    app.close();
+  }
+}
+
+async function probeRedis(loaded: LoadedConfig, app: AppContext): Promise<RedisHealth> {
+  const url = redisUrlForTools(loaded.config.redisUrl, app.dataDir);
+  if (!url) return { state: 'not_running' };
+  try {
+    await checkRedisReachable(url, REDIS_PROBE_MS);
+    return { state: 'connected', url };
+  } catch (err) {
+    // The message names the host, never the URL's password.
+    return { state: 'unreachable', url, error: (err as Error).message };
+  }
+}

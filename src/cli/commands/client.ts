@@ -1,0 +1,280 @@
+import { type Command, Option } from 'commander';
+import { z } from 'zod';
+import type { ClientRow } from '../../../db/schema.js';
+import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
+import { UserError } from '../../errors/user-error.js';
+import { type ProviderProfile, type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
+import { assertSecureEndpoint } from '../../oauth/token-client.js';
+import type { ClientStore } from '../../store/client-store.js';
+import type { GrantStore } from '../../store/grant-store.js';
+import { withCliContext } from '../cli-context.js';
+import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
+import { clientNameArg, parseWith, scopesArg } from '../parsers.js';
+
+const envVarArg = parseWith(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+);
+const clientIdArg = parseWith(z.string().regex(/^[\x21-\x7e]{1,512}$/, 'expected a printable client id'));
+const urlArg = parseWith(z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }));
+
+interface AddOptions {
+  provider: 'x' | 'microsoft' | 'google' | 'oidc';
+  tenant?: string;
+  issuer?: string;
+  clientId: string;
+  clientSecretEnv?: string;
+  clientSecretStdin?: boolean;
+  scopes?: string[];
+  redirectUri?: string;
+  json?: boolean;
+}
+
+export function registerClientCommands(program: Command): void {
+  const client = program
+    .command('client')
+    .description('register and inspect OAuth clients (app registrations)')
+    .addHelpText(
+      'after',
+      examples(
+        'grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET',
+        'grantkeeper client list',
+      ),
+    );
+
+  client
+    .command('add')
+    .description('add a client, or update the one with this name (its grants stay attached)')
+    .argument('<name>', 'a short name for the client, used by seed', clientNameArg)
+    .addOption(
+      new Option('--provider <kind>', 'provider preset')
+        .choices(['x', 'microsoft', 'google', 'oidc'])
+        .makeOptionMandatory(),
+    )
+    .option('--tenant <tenant>', 'microsoft: tenant id or domain (default common)')
+    .option('--issuer <url>', 'oidc: issuer URL, discovered via .well-known', urlArg)
+    .requiredOption('--client-id <id>', 'the client id from the app registration', clientIdArg)
+    .option('--client-secret-env <VAR>', 'read the client secret from this environment variable', envVarArg)
+    .option('--client-secret-stdin', 'read the client secret from standard input (piped)')
+    .option(
+      '--scopes <scopes>',
+      "space-separated scopes (default: the preset's; the offline scope is always added)",
+      scopesArg,
+    )
+    .option(
+      '--redirect-uri <uri>',
+      `redirect URI registered with the provider (default ${DEFAULT_REDIRECT_URI}; no port = any loopback port)`,
+    )
+    .option('--json', 'print the client as JSON')
+    .addHelpText(
+      'after',
+      examples(
+        'X_SECRET=… grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET',
+        'grantkeeper client add contoso --provider microsoft --tenant contoso.onmicrosoft.com --client-id GUID --client-secret-env MS_SECRET',
+        'pass show google/secret | grantkeeper client add google --provider google --client-id ID.apps.googleusercontent.com --client-secret-stdin',
+      ),
+    )
+    .action(async (name: string, opts: AddOptions) => {
+      const spec = providerSpec(opts);
+      const redirectUri = opts.redirectUri === undefined ? undefined : checkRedirectUri(opts.redirectUri);
+      const secret = await readSecret(opts);
+      const profile = await resolveProvider(spec);
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const row = app.clients.upsert({
+            name,
+            profile,
+            clientId: opts.clientId,
+            ...(secret === undefined ? {} : { clientSecret: secret }),
+            authMethod: secret === undefined ? 'none' : profile.confidentialAuthMethod,
+            scopes: opts.scopes ?? profile.defaultScopes,
+            ...(redirectUri ? { redirectUri } : {}),
+            now: Date.now(),
+          });
+          const view = clientView(row, app.grants);
+          if (opts.json) return printJson(view);
+          printLine(
+            `client ${name} saved (${view.provider}, ${view.public ? 'public' : 'confidential'} client)`,
+          );
+          printLine(`register this redirect URI with the provider: ${view.redirectUri}`);
+          printLine(`next: grantkeeper seed ${name}`);
+        },
+        { redis: false },
+      );
+    });
+
+  client
+    .command('list')
+    .description('list the registered clients')
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples('grantkeeper client list --json'))
+    .action(async (opts: { json?: boolean }) => {
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const views = app.clients.list().map((row) => clientView(row, app.grants));
+          if (opts.json) return printJson(views);
+          if (views.length === 0) return printLine('no clients yet: grantkeeper client add --help');
+          printLine(
+            renderTable(
+              ['NAME', 'PROVIDER', 'CLIENT ID', 'TYPE', 'GRANTS', 'REDIRECT URI'],
+              views.map((v) => [
+                v.name,
+                v.provider,
+                v.clientId,
+                v.public ? 'public' : 'confidential',
+                String(v.grants),
+                v.redirectUri,
+              ]),
+            ),
+          );
+        },
+        { redis: false },
+      );
+    });
+
+  client
+    .command('show')
+    .description('show one client (never its secret)')
+    .argument('<name>', 'client name', clientNameArg)
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples('grantkeeper client show x'))
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const view = clientView(findClient(app.clients, name), app.grants);
+          if (opts.json) return printJson(view);
+          printLine(
+            renderFields([
+              ['name', view.name],
+              ['id', view.id],
+              ['provider', view.provider],
+              ['client id', view.clientId],
+              ['authentication', view.authMethod],
+              ['secret', view.hasSecret ? 'set (sealed)' : 'none (public client)'],
+              ['scopes', view.scopes.join(' ')],
+              ['redirect URI', view.redirectUri],
+              ['authorize', view.authorizationEndpoint],
+              ['token', view.tokenEndpoint],
+              ['revocation', view.revocationEndpoint ?? '-'],
+              ['grants', String(view.grants)],
+            ]),
+          );
+        },
+        { redis: false },
+      );
+    });
+
+  client
+    .command('remove')
+    .description('remove a client; refused while grants use it unless --force (which removes them too)')
+    .argument('<name>', 'client name', clientNameArg)
+    .option('--force', 'also remove the grants that use it (without revoking them)')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples('grantkeeper client remove old-app', 'grantkeeper client remove old-app --force'),
+    )
+    .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const row = findClient(app.clients, name);
+          const grants = app.grants.listByClient(row.id);
+          if (grants.length > 0 && !opts.force) {
+            const labels = grants.map((g) => g.label).slice(0, 5);
+            throw new UserError(
+              `client ${name} is used by ${grants.length} grant(s) (${labels.join(', ')}): ` +
+                'revoke or remove them first, or pass --force to remove them with it',
+            );
+          }
+          app.store.db.transaction(() => {
+            for (const g of grants) app.grants.remove(g.id);
+            app.clients.remove(row.id);
+          });
+          if (opts.json) return printJson({ removed: name, grantsRemoved: grants.map((g) => g.label) });
+          printLine(`client ${name} removed${grants.length ? ` with ${grants.length} grant(s)` : ''}`);
+        },
+        { redis: false },
+      );
+    });
+}
+
+export function findClient(clients: ClientStore, name: string): ClientRow {
+  const row = clients.findByName(name);
+  if (!row) throw new UserError(`no client is named "${name}" (grantkeeper client list)`);
+  return row;
+}
+
+function clientView(row: ClientRow, grants: GrantStore) {
+  const profile = row.profile as ProviderProfile;
+  return {
+    id: row.id,
+    name: row.name,
+    provider: row.provider,
+    clientId: row.clientId,
+    authMethod: row.authMethod,
+    public: row.authMethod === 'none',
+    hasSecret: row.clientSecretSealed !== null,
+    scopes: row.scopes.split(' ').filter(Boolean),
+    redirectUri: row.redirectUri ?? DEFAULT_REDIRECT_URI,
+    authorizationEndpoint: profile.authorizationEndpoint,
+    tokenEndpoint: profile.tokenEndpoint,
+    revocationEndpoint: profile.revocationEndpoint ?? null,
+    grants: grants.listByClient(row.id).length,
+  };
+}
+
+function providerSpec(opts: AddOptions): ProviderSpec {
+  if (opts.tenant !== undefined && opts.provider !== 'microsoft') {
+    throw new UserError('--tenant is only for --provider microsoft', 2);
+  }
+  if (opts.issuer !== undefined && opts.provider !== 'oidc') {
+    throw new UserError('--issuer is only for --provider oidc', 2);
+  }
+  if (opts.provider === 'microsoft')
+    return { kind: 'microsoft', ...(opts.tenant ? { tenant: opts.tenant } : {}) };
+  if (opts.provider === 'oidc') {
+    if (!opts.issuer) throw new UserError('--provider oidc needs --issuer URL', 2);
+    return { kind: 'oidc', issuer: opts.issuer };
+  }
+  return { kind: opts.provider };
+}
+
+/** https, or http on loopback (RFC 8252 §7.3); kept as typed, since providers compare it as a string. */
+function checkRedirectUri(raw: string): string {
+  try {
+    assertSecureEndpoint(raw, 'the redirect URI');
+  } catch (err) {
+    throw new UserError((err as Error).message, 2);
+  }
+  return raw;
+}
+
+/** Never a flag value (shell history, ps): an environment variable or a pipe. */
+async function readSecret(opts: AddOptions): Promise<string | undefined> {
+  if (opts.clientSecretEnv && opts.clientSecretStdin) {
+    throw new UserError('use either --client-secret-env or --client-secret-stdin, not both', 2);
+  }
+  if (opts.clientSecretEnv) {
+    const value = process.env[opts.clientSecretEnv];
+    if (!value)
+      throw new UserError(`${opts.clientSecretEnv} is not set: export the client secret in it first`);
+    return value;
+  }
+  if (!opts.clientSecretStdin) return undefined;
+  if (process.stdin.isTTY) {
+    throw new UserError(
+      '--client-secret-stdin reads a piped secret (… | grantkeeper client add …); to type it, export it and use --client-secret-env',
+      2,
+    );
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const secret = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+  if (!secret) throw new UserError('no client secret arrived on standard input');
+  return secret;
+}

@@ -1,0 +1,155 @@
+import type { Command } from 'commander';
+import { withCliContext } from '../cli-context.js';
+import { clientsById, eventView, findGrant, grantView } from '../grant-view.js';
+import {
+  colorState,
+  colors,
+  examples,
+  formatRelative,
+  printJson,
+  printLine,
+  renderFields,
+  renderTable,
+} from '../output.js';
+import { grantRefArg, wholeNumberArg } from '../parsers.js';
+
+export function registerGrantListCommands(program: Command): void {
+  program
+    .command('grants')
+    .description('list every grant with its state and schedule')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples(
+        'grantkeeper grants',
+        'grantkeeper grants --json | jq -r \'.[] | select(.state != "active") | .label\'',
+      ),
+    )
+    .action(async (opts: { json?: boolean }) => {
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const clients = clientsById(app);
+          const grants = app.grants.list();
+          if (opts.json) return printJson(grants.map((g) => grantView(g, clients.get(g.clientRef))));
+          if (grants.length === 0) return printLine('no grants yet: grantkeeper seed --help');
+          const now = Date.now();
+          printLine(
+            renderTable(
+              ['LABEL', 'PROVIDER', 'STATE', 'ACCESS EXPIRES', 'NEXT REFRESH', 'LAST REFRESH', 'FAILURES'],
+              grants.map((g) => [
+                g.label,
+                clients.get(g.clientRef)?.provider ?? '?',
+                colorState(g.state),
+                formatRelative(g.accessExpiresAt, now),
+                g.state === 'active' || g.state === 'failing' ? formatRelative(g.nextRefreshAt, now) : '-',
+                formatRelative(g.lastRefreshedAt, now),
+                g.consecutiveFailures ? colors.yellow(String(g.consecutiveFailures)) : '0',
+              ]),
+            ),
+          );
+        },
+        { redis: false },
+      );
+    });
+
+  program
+    .command('grant')
+    .description('inspect one grant')
+    .addHelpText('after', examples('grantkeeper grant show @ourbot'))
+    .command('show')
+    .description('show a grant and its recent refresh events')
+    .argument('<grant>', 'grant id or label', grantRefArg)
+    .option('--events <n>', 'how many recent events', wholeNumberArg(1, 500), 20)
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples('grantkeeper grant show @ourbot', 'grantkeeper grant show g_AbC123 --json'),
+    )
+    .action(async (ref: string, opts: { events: number; json?: boolean }) => {
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const grant = findGrant(app, ref);
+          const view = grantView(grant, app.clients.get(grant.clientRef));
+          const events = app.grants.recentEvents(grant.id, opts.events).map(eventView);
+          if (opts.json) return printJson({ grant: view, events });
+          const now = Date.now();
+          printLine(
+            renderFields([
+              ['label', view.label],
+              ['id', view.id],
+              ['client', `${view.client} (${view.provider})`],
+              ['account', view.subject ?? '-'],
+              ['state', colorState(view.state)],
+              ['scope', view.scope ?? '-'],
+              ['access expires', `${formatRelative(grant.accessExpiresAt, now)} (${view.accessExpiresAt})`],
+              ['next refresh', `${formatRelative(grant.nextRefreshAt, now)} (${view.nextRefreshAt})`],
+              ['last refresh', formatRelative(grant.lastRefreshedAt, now)],
+              ['failures', String(view.consecutiveFailures)],
+              [
+                'last error',
+                view.lastError ? `${view.lastError} (${formatRelative(grant.lastErrorAt, now)})` : '-',
+              ],
+              ['version', String(view.version)],
+            ]),
+          );
+          printLine();
+          if (events.length === 0) return printLine('no refresh events yet');
+          printLine(
+            renderTable(
+              ['AT', 'TRIGGER', 'OUTCOME', 'HTTP', 'MS', 'DETAIL'],
+              events.map((e) => [
+                e.at ?? '-',
+                e.trigger,
+                e.outcome === 'refreshed' ? colors.green(e.outcome) : colors.yellow(e.outcome),
+                e.httpStatus === null ? '-' : String(e.httpStatus),
+                e.durationMs === null ? '-' : String(e.durationMs),
+                [e.errorCode, e.message].filter(Boolean).join(': ') || (e.rotated ? 'rotated' : ''),
+              ]),
+            ),
+          );
+        },
+        { redis: false },
+      );
+    });
+
+  program
+    .command('failed')
+    .description('grants whose refreshes fail, with their last error and failed jobs in the queue')
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples('grantkeeper failed', 'grantkeeper retry --all-failed'))
+    .action(async (opts: { json?: boolean }) => {
+      await withCliContext(program, async ({ app, engine }) => {
+        const clients = clientsById(app);
+        const failedJobs = new Map<string, number>();
+        if (engine.queue) {
+          for (const job of await engine.queue.getFailed(0, 9999)) {
+            const id = job?.data?.grantId;
+            if (id) failedJobs.set(id, (failedJobs.get(id) ?? 0) + 1);
+          }
+        }
+        const failing = app.grants.list().filter((g) => g.state !== 'active');
+        const rows = failing.map((g) => ({
+          ...grantView(g, clients.get(g.clientRef)),
+          failedJobs: engine.queue ? (failedJobs.get(g.id) ?? 0) : null,
+        }));
+        if (opts.json) return printJson(rows);
+        if (rows.length === 0) return printLine(colors.green('no failing grants'));
+        const now = Date.now();
+        printLine(
+          renderTable(
+            ['LABEL', 'STATE', 'FAILURES', 'FAILED JOBS', 'LAST ERROR AT', 'LAST ERROR'],
+            failing.map((g, i) => [
+              g.label,
+              colorState(g.state),
+              String(g.consecutiveFailures),
+              rows[i]?.failedJobs === null ? '-' : String(rows[i]?.failedJobs),
+              formatRelative(g.lastErrorAt, now),
+              g.lastError ?? '-',
+            ]),
+          ),
+        );
+      });
+    });
+}

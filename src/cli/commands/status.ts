@@ -1,0 +1,108 @@
+import type { Command } from 'commander';
+import { GRANT_STATES, type GrantState } from '../../../db/schema.js';
+import { describeRedisUrl } from '../../redis/redis-connection.js';
+import { withCliContext } from '../cli-context.js';
+import {
+  colorState,
+  colors,
+  examples,
+  formatRelative,
+  isoOrNull,
+  printJson,
+  printLine,
+  renderFields,
+} from '../output.js';
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description('one-screen overview: grants by state, queue depth, oldest failure, Redis and db health')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples(
+        'grantkeeper status',
+        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error)',
+      ),
+    )
+    .action(async (opts: { json?: boolean }) => {
+      await withCliContext(program, async ({ app, engine, redis }) => {
+        const now = Date.now();
+        const grants = app.grants.list();
+        const byState = Object.fromEntries(GRANT_STATES.map((s) => [s, 0])) as Record<GrantState, number>;
+        for (const g of grants) byState[g.state]++;
+        const oldest = grants
+          .filter((g) => g.state !== 'active' && g.lastErrorAt !== null)
+          .sort((a, b) => (a.lastErrorAt ?? 0) - (b.lastErrorAt ?? 0))[0];
+        const nextDue = grants
+          .filter((g) => g.state === 'active' || g.state === 'failing')
+          .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt)[0];
+        const queue = engine.queue
+          ? await engine.queue.getJobCounts('waiting', 'delayed', 'active', 'failed')
+          : null;
+        const dbCheck = String(app.store.sqlite.pragma('quick_check', { simple: true }));
+        const status = {
+          db: { path: app.store.path, ok: dbCheck === 'ok', check: dbCheck },
+          redis: {
+            state: redis.state,
+            ...(redis.state === 'not_running' ? {} : { url: describeRedisUrl(redis.url) }),
+            ...(redis.state === 'unreachable' ? { error: redis.error } : {}),
+          },
+          queue,
+          grants: { total: grants.length, ...byState },
+          oldestFailure: oldest
+            ? {
+                label: oldest.label,
+                state: oldest.state,
+                at: isoOrNull(oldest.lastErrorAt),
+                error: oldest.lastError,
+              }
+            : null,
+          nextRefresh: nextDue ? { label: nextDue.label, at: isoOrNull(nextDue.nextRefreshAt) } : null,
+        };
+        if (opts.json) printJson(status);
+        else {
+          const redisLine =
+            redis.state === 'connected'
+              ? colors.green(`connected (${status.redis.url})`)
+              : redis.state === 'unreachable'
+                ? colors.red(`unreachable: ${redis.error}`)
+                : colors.yellow(
+                    'not running (no REDIS_URL and no managed redis-server: start grantkeeper run)',
+                  );
+          printLine(
+            renderFields([
+              [
+                'grants',
+                `${grants.length} (${GRANT_STATES.map((s) => `${colorState(s)} ${byState[s]}`).join(', ')})`,
+              ],
+              [
+                'next refresh',
+                nextDue ? `${nextDue.label} ${formatRelative(nextDue.nextRefreshAt, now)}` : '-',
+              ],
+              [
+                'oldest failure',
+                oldest
+                  ? `${oldest.label} (${oldest.state}) ${formatRelative(oldest.lastErrorAt, now)}: ${oldest.lastError}`
+                  : '-',
+              ],
+              [
+                'queue',
+                queue
+                  ? `${queue.delayed ?? 0} delayed, ${queue.waiting ?? 0} waiting, ${queue.active ?? 0} active, ${queue.failed ?? 0} failed`
+                  : '-',
+              ],
+              ['redis', redisLine],
+              [
+                'db',
+                status.db.ok
+                  ? colors.green(`ok (${app.store.path})`)
+                  : colors.red(`check failed: ${dbCheck}`),
+              ],
+            ]),
+          );
+        }
+        if (byState.needs_reconsent + byState.client_error > 0 || !status.db.ok) process.exitCode = 1;
+      });
+    });
+}

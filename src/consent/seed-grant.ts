@@ -1,0 +1,269 @@
+import { randomBytes } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
+import type { GrantRow } from '../../db/schema.js';
+import { UserError } from '../errors/user-error.js';
+import type { ProviderProfile } from '../oauth/providers.js';
+import type { TokenClient } from '../oauth/token-client.js';
+import { TokenEndpointError } from '../oauth/token-errors.js';
+import type { TokenSet } from '../oauth/token-response.js';
+import { planAfterTokenResponse } from '../policy/refresh-plan.js';
+import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
+import type { ClientStore, OpenedClient } from '../store/client-store.js';
+import type { GrantStore } from '../store/grant-store.js';
+import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
+import { ConsentError } from './callback.js';
+import { type AccountIdentity, type BearerGet, resolveIdentity } from './identity.js';
+import { startLoopbackReceiver } from './loopback-receiver.js';
+import { readPastedCode } from './paste-reader.js';
+
+export type ConsentMode = 'loopback' | 'manual';
+
+/** Grant labels: what operators type (`@ourbot`, `ops@example.com`), safe in a URL path and a shell. */
+export const LABEL_PATTERN = /^[A-Za-z0-9@][A-Za-z0-9._@+-]{0,127}$/;
+
+export interface ConsentIo {
+  /** Instructions for the person seeding (stderr in the CLI). */
+  messages: Writable;
+  /** Manual mode reads the pasted redirect from here. */
+  input: Readable;
+  /** Opens the consent page; absent means the URL is only printed. */
+  openBrowser?: (url: string) => Promise<void>;
+}
+
+export interface CaptureOptions {
+  mode: ConsentMode;
+  scopes: readonly string[];
+  timeoutMs: number;
+}
+
+export interface CapturedConsent {
+  code: string;
+  codeVerifier: string;
+  /** The redirect URI the code was issued for, which the exchange must repeat. */
+  redirectUri: string;
+  /** Tells the waiting browser tab how it ended (loopback only; a no-op when pasting). */
+  reply(outcome: { ok: boolean; message: string }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Builds the consent URL, shows or opens it, and waits for the code by loopback redirect or paste. */
+export async function captureConsent(
+  client: OpenedClient,
+  options: CaptureOptions,
+  io: ConsentIo,
+): Promise<CapturedConsent> {
+  const configured = client.redirectUri ?? DEFAULT_REDIRECT_URI;
+  // Fixed before the listener starts, which checks it; the URL itself needs the listener's port.
+  const state = randomBytes(32).toString('base64url');
+  const build = (redirectUri: string) =>
+    buildAuthorizationRequest({
+      profile: client.profile,
+      clientId: client.target.clientId,
+      redirectUri,
+      scopes: options.scopes,
+      state,
+    });
+  const seconds = Math.round(options.timeoutMs / 1000);
+
+  if (options.mode === 'manual') {
+    const auth = build(configured);
+    io.messages.write(
+      `Open this URL in any browser and grant access:\n\n  ${auth.url}\n\n` +
+        `The browser then goes to ${configured}, which may fail to load: that is expected.\n` +
+        `Paste the full address it ended on (or just the code) here and press Enter (waiting ${seconds} s):\n`,
+    );
+    const code = await readPastedCode(io.input, { state, timeoutMs: options.timeoutMs });
+    return {
+      code,
+      codeVerifier: auth.codeVerifier,
+      redirectUri: auth.redirectUri,
+      reply: async () => {},
+      close: async () => {},
+    };
+  }
+
+  const receiver = await startLoopbackReceiver(configured, { state, timeoutMs: options.timeoutMs });
+  try {
+    const auth = build(receiver.redirectUri);
+    io.messages.write(
+      `Grant access in the browser at:\n\n  ${auth.url}\n\nWaiting up to ${seconds} s for the redirect to ${receiver.redirectUri}\n`,
+    );
+    if (io.openBrowser) {
+      await io.openBrowser(auth.url).catch(() => {
+        io.messages.write('Could not open a browser: open the URL above yourself.\n');
+      });
+    }
+    const received = await receiver.callback;
+    return {
+      code: received.code,
+      codeVerifier: auth.codeVerifier,
+      redirectUri: receiver.redirectUri,
+      reply: received.reply,
+      close: receiver.close,
+    };
+  } catch (err) {
+    await receiver.close();
+    throw err;
+  }
+}
+
+/** What to add when a consent yields no refresh token, per provider. */
+export function missingRefreshTokenAdvice(profile: ProviderProfile): string {
+  switch (profile.kind) {
+    case 'google':
+      return 'Google returned no refresh token: the request needs access_type=offline and prompt=consent (the google preset sends both; the account may also remove the app at https://myaccount.google.com/permissions and consent again)';
+    case 'x':
+      return 'X returned no refresh token: add the offline.access scope (and make sure OAuth 2.0 is enabled for the app)';
+    case 'microsoft':
+      return 'Microsoft returned no refresh token: add the offline_access scope (and check that the app is not registered as a single-page application)';
+    default:
+      return 'the server returned no refresh token: add the offline_access scope, send prompt=consent, and allow the client the refresh_token grant';
+  }
+}
+
+export interface SeedDeps {
+  grants: GrantStore;
+  clients: ClientStore;
+  tokenClient: Pick<TokenClient, 'exchangeCode'>;
+  timing: RefreshTimingPolicy;
+  /** Puts the first refresh in the queue; absent when Redis is out of reach (the reconciler will). */
+  schedule?: (grant: GrantRow) => Promise<unknown>;
+  io: ConsentIo;
+  getIdentity?: BearerGet;
+  now?: () => number;
+}
+
+export interface SeedOptions {
+  client: string;
+  label?: string;
+  /** Replaces the client's scopes; the offline scope is added either way. */
+  scopes?: readonly string[];
+  mode: ConsentMode;
+  timeoutMs: number;
+}
+
+export interface SeedResult {
+  grant: GrantRow;
+  /** An existing grant with this label got the new tokens. */
+  replaced: boolean;
+  /** The first refresh is in the queue (else the service's reconciler adds it). */
+  scheduled: boolean;
+  identity: AccountIdentity;
+  /** Why the account could not be named, when it could not. */
+  identityProblem?: string;
+}
+
+/**
+ * Consent capture end to end: authorization request, code, exchange, refresh-token check, identity,
+ * the sealed grant and its first job. Nothing is stored unless every step before the save succeeded.
+ */
+export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<SeedResult> {
+  const now = deps.now ?? Date.now;
+  if (options.label !== undefined && !LABEL_PATTERN.test(options.label)) {
+    throw new UserError(
+      `label "${options.label.slice(0, 80)}" is not valid: letters, digits, "@", ".", "_", "+" or "-", at most 128`,
+      2,
+    );
+  }
+  const row = deps.clients.findByName(options.client);
+  if (!row) {
+    const names = deps.clients.list().map((c) => c.name);
+    throw new UserError(
+      `no client is named "${options.client}" (${names.length ? `known: ${names.join(', ')}` : 'add one with grantkeeper client add'})`,
+    );
+  }
+  const client = deps.clients.open(row);
+  const consent = await captureConsent(
+    client,
+    { mode: options.mode, scopes: options.scopes ?? client.scopes, timeoutMs: options.timeoutMs },
+    deps.io,
+  );
+  try {
+    const result = await completeSeed(deps, options, client, consent, now);
+    await consent.reply({ ok: true, message: `grantkeeper stored the grant "${result.grant.label}".` });
+    return result;
+  } catch (err) {
+    await consent.reply({
+      ok: false,
+      message:
+        err instanceof UserError ? err.message : 'grantkeeper could not store the grant; see the terminal.',
+    });
+    throw err;
+  } finally {
+    await consent.close();
+  }
+}
+
+async function completeSeed(
+  deps: SeedDeps,
+  options: SeedOptions,
+  client: OpenedClient,
+  consent: CapturedConsent,
+  now: () => number,
+): Promise<SeedResult> {
+  const sentAt = now();
+  let tokens: TokenSet;
+  try {
+    tokens = await deps.tokenClient.exchangeCode(client.target, {
+      code: consent.code,
+      redirectUri: consent.redirectUri,
+      codeVerifier: consent.codeVerifier,
+    });
+  } catch (err) {
+    if (err instanceof TokenEndpointError) {
+      throw new ConsentError(`the provider refused to exchange the authorization code: ${err.message}`, 1, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  if (!tokens.refreshToken) throw new ConsentError(missingRefreshTokenAdvice(client.profile));
+
+  let identity: AccountIdentity = {};
+  let identityProblem: string | undefined;
+  try {
+    identity = await resolveIdentity(client.profile, tokens, deps.getIdentity);
+  } catch (err) {
+    // The consent is spent once exchanged: a missing name must not lose the grant.
+    identityProblem = `could not look up the account (${(err as Error).message})`;
+  }
+  const label = options.label ?? labelFor(identity, client.name);
+  const existing = deps.grants.find(label);
+  const plan = planAfterTokenResponse(tokens, sentAt, now(), client.profile, deps.timing, existing?.mode);
+  const grant = deps.grants.saveConsent({
+    clientRef: client.id,
+    label,
+    ...(identity.subject ? { subject: identity.subject } : {}),
+    accessToken: tokens.accessToken,
+    refreshToken: tokens.refreshToken,
+    ...(tokens.tokenType ? { tokenType: tokens.tokenType } : {}),
+    ...(tokens.scope ? { scope: tokens.scope } : {}),
+    accessExpiresAt: plan.accessExpiresAt,
+    accessLifetimeMs: plan.accessLifetimeMs,
+    refreshTokenUsedAt: plan.refreshTokenUsedAt,
+    nextRefreshAt: plan.nextRefreshAt,
+    now: now(),
+  });
+  let scheduled = false;
+  if (deps.schedule) {
+    scheduled = await deps.schedule(grant).then(
+      () => true,
+      () => false,
+    );
+  }
+  return {
+    grant,
+    replaced: existing !== undefined,
+    scheduled,
+    identity,
+    ...(identityProblem ? { identityProblem } : {}),
+  };
+}
+
+/** The account's name when it makes a valid label, else the client name with the subject or a random tail. */
+function labelFor(identity: AccountIdentity, clientName: string): string {
+  for (const candidate of [identity.name, identity.subject && `${clientName}-${identity.subject}`]) {
+    if (candidate && LABEL_PATTERN.test(candidate)) return candidate;
+  }
+  return `${clientName}-${randomBytes(4).toString('hex')}`;
+}
