@@ -25,4 +25,5 @@ RUN mkdir -p /data && chown node:node /data && chmod 700 /data
 USER node
 VOLUME /data
 # SIGTERM from `docker stop` lets running refreshes commit before exit (raise stop_grace_period to match).
+EXPOSE 7420
 CMD ["node", "bin/grantkeeper.js", "run"]
