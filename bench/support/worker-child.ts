@@ -1,0 +1,260 @@
+/**
+ * The process a refresh workload runs in, one fresh process per run so that peak RSS and CPU
+ * profiles belong to that workload alone. Modes:
+ * - grantkeeper: the real refresh service (startRefreshService) on a seeded db, until `expected`
+ *   refreshes have been committed;
+ * - bare-bullmq: the floor of this stack, a BullMQ worker doing one undici POST per job;
+ * - raw-undici: the limit, POSTs to the token endpoint at the same concurrency and nothing else.
+ * Protocol: parent sends { type: 'run', ...RunRequest }; child sends 'progress' messages and one
+ * 'result', then exits.
+ */
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { Agent, request } from 'undici';
+import { configSchema } from '../../src/config/config-schema.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { RefreshObserver } from '../../src/refresh/refresh-observer.js';
+import { startRefreshService } from '../../src/service/refresh-service.js';
+import { childMain } from './processes.js';
+
+export type RunRequest =
+  | {
+      mode: 'grantkeeper';
+      dataDir: string;
+      key: string;
+      redisUrl: string;
+      concurrency: number;
+      expected: number;
+      /** Send back when each grant's refresh started (after its claim), for lateness. */
+      reportStarts: boolean;
+    }
+  | {
+      mode: 'bare-bullmq';
+      redisUrl: string;
+      tokenEndpoint: string;
+      concurrency: number;
+      /** One job per entry, due at that time (0: due now). */
+      plannedAt: number[];
+      reportStarts: boolean;
+    }
+  | { mode: 'raw-undici'; tokenEndpoint: string; concurrency: number; count: number };
+
+export interface RunResult {
+  type: 'result';
+  /** When the workload was started: service start, worker start or first request. */
+  startedAt: number;
+  /** First claim (grantkeeper) or first job start (bare) or first request. */
+  firstStart: number;
+  /** Last commit (grantkeeper) or last job completion or last response. */
+  lastEnd: number;
+  completed: number;
+  /** Outcomes other than a committed refresh (grantkeeper only). */
+  other: Record<string, number>;
+  /** [index or grantId, start] pairs when asked for. */
+  starts?: Array<[string | number, number]>;
+  rssAtStartBytes: number;
+  maxRssBytes: number;
+}
+
+const PROGRESS_MS = 250;
+const BARE_QUEUE = 'bare';
+
+function reportProgress(done: () => number): NodeJS.Timeout {
+  return setInterval(() => process.send?.({ type: 'progress', done: done() }), PROGRESS_MS);
+}
+
+function maxRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/** The form a refresh sends, with HTTP Basic client authentication. */
+function tokenRequest(tokenEndpoint: string) {
+  return {
+    url: tokenEndpoint,
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      authorization: `Basic ${Buffer.from('bench-client:bench-client-secret').toString('base64')}`,
+    },
+    body: 'grant_type=refresh_token&refresh_token=rt_bench',
+  };
+}
+
+async function post(agent: Agent, req: ReturnType<typeof tokenRequest>): Promise<unknown> {
+  const res = await request(req.url, {
+    method: 'POST',
+    headers: req.headers,
+    body: req.body,
+    dispatcher: agent,
+  });
+  const json = await res.body.json();
+  if (res.statusCode !== 200) throw new Error(`token endpoint answered ${res.statusCode}`);
+  return json;
+}
+
+async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>): Promise<RunResult> {
+  const rssAtStartBytes = process.memoryUsage.rss();
+  // Production logs at info, one line per refresh; the bench pays that cost but discards the lines.
+  const logger = createLogger({
+    level: 'info',
+    destination: pino.destination({ dest: '/dev/null', sync: false }),
+  });
+  let completed = 0;
+  let firstStart = Number.POSITIVE_INFINITY;
+  let lastEnd = 0;
+  const other: Record<string, number> = {};
+  const starts: Array<[string, number]> = [];
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const observer: RefreshObserver = {
+    onRefreshResult(attempt, result) {
+      const now = Date.now();
+      const start = now - attempt.durationMs;
+      if (start < firstStart) firstStart = start;
+      lastEnd = now;
+      if (result.status === 'refreshed') completed += 1;
+      else other[result.status] = (other[result.status] ?? 0) + 1;
+      if (req.reportStarts) starts.push([attempt.grantId, start]);
+      if (completed + Object.values(other).reduce((a, b) => a + b, 0) >= req.expected) finish();
+    },
+  };
+  const timer = reportProgress(() => completed);
+  const startedAt = Date.now();
+  const service = await startRefreshService(
+    {
+      config: configSchema.parse({
+        dataDir: req.dataDir,
+        redisUrl: req.redisUrl,
+        concurrency: req.concurrency,
+      }),
+      secrets: { key: req.key },
+    },
+    logger,
+    { env: {}, observers: [observer] },
+  );
+  await finished;
+  clearInterval(timer);
+  const result: RunResult = {
+    type: 'result',
+    startedAt,
+    firstStart,
+    lastEnd,
+    completed,
+    other,
+    ...(req.reportStarts ? { starts } : {}),
+    rssAtStartBytes,
+    maxRssBytes: maxRss(),
+  };
+  await service.stop();
+  return result;
+}
+
+async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>): Promise<RunResult> {
+  const rssAtStartBytes = process.memoryUsage.rss();
+  const connection = new Redis(req.redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(BARE_QUEUE, { connection, prefix: 'bench-bare' });
+  const now = Date.now();
+  for (let i = 0; i < req.plannedAt.length; i += 5000) {
+    await queue.addBulk(
+      req.plannedAt.slice(i, i + 5000).map((planned, j) => ({
+        name: 'refresh',
+        data: { i: i + j, planned },
+        // Completed jobs removed as grantkeeper's are, so both leave Redis equally clean.
+        opts: { delay: Math.max(0, planned - now), removeOnComplete: true },
+      })),
+    );
+  }
+  const agent = new Agent();
+  const tokenReq = tokenRequest(req.tokenEndpoint);
+  let completed = 0;
+  let firstStart = Number.POSITIVE_INFINITY;
+  let lastEnd = 0;
+  const starts: Array<[number, number]> = [];
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const timer = reportProgress(() => completed);
+  const startedAt = Date.now();
+  const worker = new Worker(
+    BARE_QUEUE,
+    async (job) => {
+      const start = Date.now();
+      if (start < firstStart) firstStart = start;
+      if (req.reportStarts) starts.push([job.data.i, start]);
+      await post(agent, tokenReq);
+    },
+    { connection, prefix: 'bench-bare', concurrency: req.concurrency },
+  );
+  worker.on('completed', () => {
+    completed += 1;
+    lastEnd = Date.now();
+    if (completed >= req.plannedAt.length) finish();
+  });
+  await finished;
+  clearInterval(timer);
+  const result: RunResult = {
+    type: 'result',
+    startedAt,
+    firstStart,
+    lastEnd,
+    completed,
+    other: {},
+    ...(req.reportStarts ? { starts } : {}),
+    rssAtStartBytes,
+    maxRssBytes: maxRss(),
+  };
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  await agent.close();
+  connection.disconnect();
+  return result;
+}
+
+async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): Promise<RunResult> {
+  const rssAtStartBytes = process.memoryUsage.rss();
+  const agent = new Agent();
+  const tokenReq = tokenRequest(req.tokenEndpoint);
+  let issued = 0;
+  let completed = 0;
+  const timer = reportProgress(() => completed);
+  const startedAt = Date.now();
+  const lane = async () => {
+    while (issued < req.count) {
+      issued += 1;
+      await post(agent, tokenReq);
+      completed += 1;
+    }
+  };
+  await Promise.all(Array.from({ length: req.concurrency }, lane));
+  const lastEnd = Date.now();
+  clearInterval(timer);
+  await agent.close();
+  return {
+    type: 'result',
+    startedAt,
+    firstStart: startedAt,
+    lastEnd,
+    completed,
+    other: {},
+    rssAtStartBytes,
+    maxRssBytes: maxRss(),
+  };
+}
+
+childMain(async () => {
+  const req = await new Promise<RunRequest>((resolve) =>
+    process.once('message', (m) => resolve(m as RunRequest & { type: 'run' })),
+  );
+  const result =
+    req.mode === 'grantkeeper'
+      ? await runGrantkeeper(req)
+      : req.mode === 'bare-bullmq'
+        ? await runBareBullmq(req)
+        : await runRawUndici(req);
+  process.send?.(result, () => process.disconnect());
+});

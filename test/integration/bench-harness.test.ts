@@ -1,0 +1,36 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runBench, SCENARIOS } from '../../bench/run.js';
+
+// The bench must keep working as the engine changes; this runs every scenario end to end at a tiny
+// size. It asserts that the harness works and reports, never how fast anything is.
+describe('bench harness', () => {
+  const out = mkdtempSync(join(tmpdir(), 'gk-bench-test-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('runs every scenario at small N and writes JSON and Markdown results', { timeout: 90_000 }, async () => {
+    const result = await runBench({ grants: 120, quick: true, out, progress: false });
+
+    expect(result.scenarios.map((s) => s.id)).toEqual([...SCENARIOS]);
+    for (const scenario of result.scenarios) {
+      expect(scenario.figures.length).toBeGreaterThan(0);
+      for (const f of scenario.figures) {
+        // Every figure has a reference measured in the same run; only the API side may be pending.
+        expect(f.reference?.value, `${scenario.id}: ${f.name}`).toBeGreaterThan(0);
+        if (f.value === null) expect(scenario.id).toBe('token-reads');
+        else expect(Number.isFinite(f.value), `${scenario.id}: ${f.name}`).toBe(true);
+      }
+    }
+    const refreshed = result.scenarios.filter((s) => ['throughput', 'catch-up', 'lateness'].includes(s.id));
+    for (const s of refreshed) expect(s.details.failedOutcomes ?? {}).toEqual({});
+    expect(result.environment.redis).toMatch(/^\d+\.\d+/);
+
+    const json = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8'));
+    expect(json.scenarios).toHaveLength(SCENARIOS.length);
+    const markdown = readFileSync(join(out, 'latest.md'), 'utf8');
+    expect(markdown).toContain('| Scenario | Figure | grantkeeper | Reference | Ratio | Target | Holds |');
+    expect(markdown).toContain('6 Token-endpoint client');
+  });
+});
