@@ -16,7 +16,8 @@ export type RefreshJobData = z.infer<typeof refreshJobDataSchema>;
  * is a new plan. (BullMQ forbids ':' in custom ids.)
  */
 export function refreshJobId(grantId: string, version: number, dueAt: number): string {
-  return `${grantId}-v${version}-${dueAt}`;
+  // Base 36 keeps the id short: ids are stored several times per job in Redis.
+  return `${grantId}-v${version}-${dueAt.toString(36)}`;
 }
 
 export type RefreshQueue = Queue<RefreshJobData, unknown, string>;

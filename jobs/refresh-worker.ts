@@ -16,6 +16,9 @@ export function createRefreshWorker(options: RefreshWorkerOptions): Worker<Refre
     connection: options.connection,
     prefix: options.prefix ?? DEFAULT_QUEUE_PREFIX,
     concurrency: options.concurrency,
+    removeOnComplete: { count: 0 },
+    // Failed attempts stay browsable for a week (dashboard, `grantkeeper failed`), bounded in count.
+    removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
   });
   worker.on('error', (err) => options.logger.warn({ err: { message: err.message } }, 'refresh worker error'));
   return worker;

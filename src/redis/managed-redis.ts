@@ -96,6 +96,10 @@ function redisArgs(opts: ManagedRedisOptions, port: number): string[] {
     // BullMQ refuses to run when Redis may evict its keys.
     '--maxmemory-policy',
     'noeviction',
+    // A refresh job's opts ({jobId, delay, attempts}) run a little past the default 64 bytes; under
+    // 128 Redis keeps each job hash as a compact listpack, about half the memory of a hashtable.
+    '--hash-max-listpack-value',
+    '128',
     '--daemonize',
     'no',
     '--logfile',

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import type { GrantRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
-import type { ProviderKind } from '../oauth/providers.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
@@ -239,10 +238,10 @@ export class GrantRefresher {
   }
 
   private notify(grant: GrantRow, trigger: RefreshTrigger, durationMs: number, result: RefreshResult): void {
-    const client = this.deps.clients.get(grant.clientRef);
+    if (!this.deps.observers?.length) return;
     const attempt: RefreshAttempt = {
       grantId: grant.id,
-      provider: (client?.provider ?? 'oidc') as ProviderKind,
+      provider: this.deps.clients.openById(grant.clientRef)?.profile.kind ?? 'oidc',
       trigger,
       durationMs,
       previousState: grant.state,
@@ -258,9 +257,9 @@ export class GrantRefresher {
   }
 
   private openClient(grant: GrantRow): OpenedClient {
-    const row = this.deps.clients.get(grant.clientRef);
-    if (!row) throw new Error(`grant ${grant.id} names client ${grant.clientRef}, which no longer exists`);
-    return this.deps.clients.open(row);
+    const client = this.deps.clients.openById(grant.clientRef);
+    if (!client) throw new Error(`grant ${grant.id} names client ${grant.clientRef}, which no longer exists`);
+    return client;
   }
 }
 

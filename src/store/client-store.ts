@@ -1,4 +1,4 @@
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import type { Db } from '../../db/connection.js';
 import { type ClientRow, clients } from '../../db/schema.js';
 import type { Sealer } from '../crypto/sealer.js';
@@ -29,10 +29,37 @@ export interface OpenedClient {
 
 /** The OAuth client repository; client secrets are sealed at rest like tokens. */
 export class ClientStore {
+  /** Opened clients by id, valid while the row's updated_at is unchanged: a refresh opens its client
+   * with one cheap lookup instead of a full read, JSON parse and unseal. */
+  private readonly opened = new Map<string, { updatedAt: number; client: OpenedClient }>();
+  private readonly updatedAtById;
+
   constructor(
     private readonly db: Db,
     private readonly sealer: Sealer,
-  ) {}
+  ) {
+    this.updatedAtById = db
+      .select({ updatedAt: clients.updatedAt })
+      .from(clients)
+      .where(eq(clients.id, sql.placeholder('id')))
+      .prepare();
+  }
+
+  /** The opened client for a grant's client id, or undefined when it no longer exists. */
+  openById(id: string): OpenedClient | undefined {
+    const current = this.updatedAtById.get({ id });
+    if (!current) {
+      this.opened.delete(id);
+      return undefined;
+    }
+    const cached = this.opened.get(id);
+    if (cached?.updatedAt === current.updatedAt) return cached.client;
+    const row = this.get(id);
+    if (!row) return undefined;
+    const client = this.open(row);
+    this.opened.set(id, { updatedAt: row.updatedAt, client });
+    return client;
+  }
 
   get(id: string): ClientRow | undefined {
     return this.db.select().from(clients).where(eq(clients.id, id)).get();
