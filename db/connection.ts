@@ -65,18 +65,28 @@ export function openStore(options: OpenStoreOptions): Store {
   return { db, sqlite, path, close: () => sqlite.close() };
 }
 
-/** SQLite creates the WAL and SHM files with the db file's mode, so 0600 here covers all three. */
+/**
+ * SQLite creates the WAL and SHM files with the db file's mode, so 0600 here covers all three; WAL
+ * and SHM files left over with looser modes (a copy, a restore) hold recent tokens too and are refused.
+ */
 function createOwnerOnly(path: string): void {
   try {
     closeSync(openSync(path, 'a', 0o600));
   } catch (err) {
     throw describeSqliteError(err, path);
   }
-  const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077) {
-    throw new UserError(
-      `the database ${path} is readable by other users (mode ${mode.toString(8)}): run \`chmod 600 ${path}\``,
-    );
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    let mode: number;
+    try {
+      mode = statSync(file).mode & 0o777;
+    } catch {
+      continue; // no WAL or SHM yet
+    }
+    if (mode & 0o077) {
+      throw new UserError(
+        `the database file ${file} is readable by other users (mode ${mode.toString(8)}): run \`chmod 600 ${file}\``,
+      );
+    }
   }
 }
 

@@ -8,6 +8,11 @@ export interface RefreshWorkerOptions {
   concurrency: number;
   logger: Logger;
   prefix?: string;
+  /**
+   * How long BullMQ keeps a job locked to a worker that stopped renewing it (a kill -9), and how
+   * often it looks for such jobs. Both default to BullMQ's 30 s.
+   */
+  stalledAfterMs?: number;
 }
 
 /** The BullMQ worker that runs refresh jobs; several processes may run one against one Redis. */
@@ -16,6 +21,9 @@ export function createRefreshWorker(options: RefreshWorkerOptions): Worker<Refre
     connection: options.connection,
     prefix: options.prefix ?? DEFAULT_QUEUE_PREFIX,
     concurrency: options.concurrency,
+    ...(options.stalledAfterMs === undefined
+      ? {}
+      : { lockDuration: options.stalledAfterMs, stalledInterval: options.stalledAfterMs }),
     removeOnComplete: { count: 0 },
     // Failed attempts stay browsable for a week (dashboard, `grantkeeper failed`), bounded in count.
     removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },

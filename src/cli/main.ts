@@ -3,6 +3,7 @@ import { UserError } from '../errors/user-error.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
+import { registerRekeyCommand } from './commands/rekey.js';
 import { registerRevokeCommands } from './commands/revoke.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerSeedCommand } from './commands/seed.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerRevokeCommands(program);
   registerStatusCommand(program);
   registerApiKeyCommands(program);
+  registerRekeyCommand(program);
   program.addHelpText(
     'after',
     '\nExample:\n  grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET\n' +

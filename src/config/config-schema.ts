@@ -101,7 +101,13 @@ export const configSchema = z
       .default([]),
     failingAlertAfter: wholeNumber(1, 1000).default(3),
   })
-  .strict();
+  .strict()
+  // A stop that gives up before a token request can time out would exit with a refresh in flight,
+  // whose rotated refresh token would then be lost.
+  .refine((c) => c.shutdownGraceSeconds > c.requestTimeoutSeconds, {
+    path: ['shutdownGraceSeconds'],
+    message: 'must be longer than the request timeout, so a stop never abandons a refresh in flight',
+  });
 
 export type Config = z.infer<typeof configSchema>;
 

@@ -110,6 +110,16 @@ export class Sealer {
     }
   }
 
+  /** The id of the key new values are sealed under. */
+  get primaryKeyId(): string {
+    return this.keyring.primary.id;
+  }
+
+  /** Every loaded key id, primary first. */
+  keyIds(): string[] {
+    return this.keyring.ids();
+  }
+
   keyIdOf(sealed: string): string {
     return parse(sealed, 'sealed value').keyId;
   }

@@ -107,6 +107,14 @@ const CLIENT_ERROR_CODES = new Set([
   'unsupported_grant_type',
   'invalid_scope',
 ]);
+const RFC_CODES = new Set([
+  'invalid_request',
+  'invalid_grant',
+  'temporarily_unavailable',
+  'server_error',
+  ...RECONSENT_CODES,
+  ...CLIENT_ERROR_CODES,
+]);
 // X's answer when a spent refresh token is replayed: "Value passed for the token was invalid."
 const X_SPENT_TOKEN = /\btoken\b.*\binvalid\b/i;
 // Error codes become metrics labels and log fields; anything odd falls back to the HTTP status.
@@ -163,7 +171,11 @@ export function classifyTokenError({
   if (status === 429) return transient('rate_limited');
   if (status < 400 || status >= 500 || !oauth) return transient(`http_${status}`);
 
-  const code = SAFE_CODE.test(oauth.error) ? oauth.error : `http_${status}`;
+  // A server echoing a secret as its error code must not put it in messages, logs or metric labels
+  // (the RFC's own codes are public words, so a short secret inside one does not count).
+  const echoesSecret =
+    !RFC_CODES.has(oauth.error) && (redact?.some((s) => s.length >= 4 && oauth.error.includes(s)) ?? false);
+  const code = SAFE_CODE.test(oauth.error) && !echoesSecret ? oauth.error : `http_${status}`;
   if (
     code === 'invalid_grant' ||
     (code === 'invalid_request' && status === 400 && X_SPENT_TOKEN.test(oauth.error_description ?? ''))

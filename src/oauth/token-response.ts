@@ -21,11 +21,14 @@ const optionalString = z
   .nullish()
   .transform((v) => v ?? undefined);
 
+const finite = (n: number): number | undefined => (Number.isFinite(n) ? n : undefined);
+
 const expiresIn = z
   .unknown()
   .transform((v): number | undefined => {
-    if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
-    if (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) return Number(v);
+    if (typeof v === 'number') return finite(v);
+    // A string of 309+ digits is Infinity: as unusable as a non-finite number.
+    if (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) return finite(Number(v));
     return undefined;
   })
   .optional();

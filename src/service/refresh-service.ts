@@ -95,6 +95,11 @@ export async function startRefreshService(
         }),
         concurrency: config.concurrency,
         logger,
+        // A crashed worker's jobs come back once BullMQ sees their lock gone: scale that with the db
+        // lease (which is what actually guards the grant) instead of BullMQ's fixed 30 s lock plus
+        // 30 s check, which held a killed worker's grants for up to a minute and a half. The 5 s
+        // floor keeps lock renewals clear of event-loop stalls; the 30 s cap is BullMQ's default.
+        stalledAfterMs: Math.min(30_000, Math.max(5_000, engine.leaseMs)),
         prefix: config.queuePrefix,
       });
       worker = started;

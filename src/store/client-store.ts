@@ -123,6 +123,6 @@ export class ClientStore {
   }
 }
 
-function secretContext(clientId: string): string {
+export function secretContext(clientId: string): string {
   return `client:${clientId}:secret`;
 }

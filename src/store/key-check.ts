@@ -3,8 +3,8 @@ import type { Db } from '../../db/connection.js';
 import { meta } from '../../db/schema.js';
 import type { Sealer } from '../crypto/sealer.js';
 
-const KEY_CHECK = 'key_check';
-const KEY_CHECK_CONTEXT = 'meta:key_check';
+export const KEY_CHECK = 'key_check';
+export const KEY_CHECK_CONTEXT = 'meta:key_check';
 const KEY_CHECK_VALUE = 'grantkeeper';
 
 /**

@@ -59,6 +59,10 @@ describe('loadConfig', () => {
     ],
     [{ GRANTKEEPER_LOG_LEVEL: 'loud' }, /GRANTKEEPER_LOG_LEVEL="loud"/],
     [{ GRANTKEEPER_QUEUE_PREFIX: 'a:b' }, /GRANTKEEPER_QUEUE_PREFIX="a:b"/],
+    [
+      { GRANTKEEPER_SHUTDOWN_GRACE_SECONDS: '10', GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '15' },
+      /GRANTKEEPER_SHUTDOWN_GRACE_SECONDS="10": must be longer than the request timeout/,
+    ],
   ])('rejects %o with a message naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
   });
@@ -93,6 +97,9 @@ describe('loadConfig', () => {
   it('reports an unreadable or malformed file', () => {
     expect(() => loadConfig({}, join(dir, 'missing.json'))).toThrow(/cannot read the config file .*ENOENT/);
     expect(() => loadConfig({}, configFile('[1,2]'))).toThrow(/must hold a JSON object/);
-    expect(() => loadConfig({}, configFile('{'))).toThrow(/is not valid JSON/);
+    expect(() => loadConfig({}, configFile('{'))).toThrow(/is not valid JSON \(at character 1\)/);
+    const leaky = configFile('{ "redisUrl": "redis://:hunter2@redis.internal", oops }');
+    expect(() => loadConfig({}, leaky)).toThrow(/is not valid JSON/);
+    expect(() => loadConfig({}, leaky)).not.toThrow(/hunter2/);
   });
 });

@@ -21,8 +21,12 @@ export async function runUntilSignal(program: Command, options: { runWorker: boo
   const globals = program.opts<{ config?: string }>();
   const loaded = loadConfig(process.env, globals.config);
   const logger = createLogger({ level: loaded.config.logLevel });
+  // Listen before starting: the worker takes jobs before the API listens, and a SIGTERM in that
+  // window used to kill the process outright (default action) with refreshes in flight; now it
+  // stops it gracefully as soon as it is up.
+  const signalled = waitForShutdownSignal();
   const keeper = await startGrantkeeper(loaded, logger, options);
-  await waitForShutdownSignal();
+  await signalled;
   logger.info(options.runWorker ? 'shutting down: letting running refreshes commit' : 'shutting down');
   const graceMs = loaded.config.shutdownGraceSeconds * 1000;
   const timedOut = Symbol('timeout');

@@ -1,0 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fetch } from 'undici';
+import type { GrantRow } from '../../db/schema.js';
+import { configSchema } from '../../src/config/config-schema.js';
+import { createLogger } from '../../src/log/logger.js';
+import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
+import type { TokenSet } from '../../src/oauth/token-response.js';
+import { type AppContext, openAppContext } from '../../src/service/app-context.js';
+import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { type CliProcess, spawnCli } from '../support/cli.js';
+import { waitFor } from '../support/engine.js';
+
+/**
+ * Shared pieces of the process-level fault scenarios: the real `grantkeeper run` as a child process,
+ * grants seeded into its data folder beforehand, and a read of the db afterwards.
+ */
+
+export const CLIENT_NAME = 'faulty';
+export const SECRET_ENV = 'FAULTY_CLIENT_SECRET';
+
+/** Scaled-down timing for the config file (the env has no knob for these). */
+export const FAST_FILE_TIMING = {
+  refreshTiming: { leadFraction: 0.3, minLeadMs: 300, minIntervalMs: 200, jitterFraction: 0.3 },
+  backoff: { baseMs: 200, maxMs: 1000, maxRetryAfterMs: 5000 },
+};
+
+/** Things to undo whatever happens; run in reverse order, each failure swallowed after the first. */
+export class Cleanup {
+  private readonly fns: Array<() => unknown> = [];
+  add(fn: () => unknown): void {
+    this.fns.push(fn);
+  }
+  async run(): Promise<void> {
+    let first: unknown;
+    for (const fn of this.fns.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first) throw first;
+  }
+}
+
+export interface ClientSpec {
+  endpoints: { authorization: string; token: string };
+  clientId: string;
+  clientSecret: string;
+  authMethod?: 'client_secret_basic' | 'client_secret_post';
+}
+
+/** The JSON config file `run --config` reads: one oidc client with explicit endpoints. */
+export function writeRunConfig(
+  dataDir: string,
+  client: ClientSpec,
+  extra: Record<string, unknown> = {},
+): string {
+  const path = join(dataDir, 'grantkeeper.json');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      ...FAST_FILE_TIMING,
+      ...extra,
+      clients: [
+        {
+          name: CLIENT_NAME,
+          provider: 'oidc',
+          endpoints: client.endpoints,
+          clientId: client.clientId,
+          clientSecretEnv: SECRET_ENV,
+          authMethod: client.authMethod ?? 'client_secret_basic',
+        },
+      ],
+    }),
+  );
+  return path;
+}
+
+export async function openData(dataDir: string, key: string): Promise<AppContext> {
+  return openAppContext(
+    { config: configSchema.parse({ dataDir }), secrets: { key } },
+    createLogger({ level: 'silent' }),
+  );
+}
+
+/**
+ * Registers the client and stores `count` grants as consent capture would, all due at `dueAt`
+ * (default: now). `mint` produces each grant's first tokens (consent at oidc-provider, or the fault
+ * endpoint's mintGrant).
+ */
+export async function seedGrants(opts: {
+  dataDir: string;
+  key: string;
+  client: ClientSpec;
+  count: number;
+  mint: (i: number) => Promise<TokenSet & { refreshToken: string }>;
+  dueAt?: (i: number) => number;
+}): Promise<{ ids: string[]; profile: ProviderProfile }> {
+  const app = await openData(opts.dataDir, opts.key);
+  try {
+    const profile = await resolveProvider({ kind: 'oidc', endpoints: opts.client.endpoints });
+    const client = app.clients.upsert({
+      name: CLIENT_NAME,
+      profile,
+      clientId: opts.client.clientId,
+      clientSecret: opts.client.clientSecret,
+      authMethod: opts.client.authMethod ?? 'client_secret_basic',
+      scopes: ['openid', 'offline_access'],
+      now: Date.now(),
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < opts.count; i++) {
+      const tokens = await opts.mint(i);
+      const now = Date.now();
+      const lifetime = (tokens.expiresIn ?? 3600) * 1000;
+      const grant = app.grants.saveConsent({
+        clientRef: client.id,
+        label: `@fault-${i}-${randomBytes(2).toString('hex')}`,
+        accessToken: tokens.accessToken,
+        refreshToken: tokens.refreshToken,
+        accessExpiresAt: now + lifetime,
+        accessLifetimeMs: lifetime,
+        refreshTokenUsedAt: now,
+        nextRefreshAt: opts.dueAt?.(i) ?? now,
+        now,
+      });
+      ids.push(grant.id);
+    }
+    return { ids, profile };
+  } finally {
+    app.close();
+  }
+}
+
+export async function createApiKey(dataDir: string, key: string): Promise<string> {
+  const app = await openData(dataDir, key);
+  try {
+    return new ApiKeyStore(app.store.db).create({ name: 'faults', grantIds: null, now: Date.now() }).key;
+  } finally {
+    app.close();
+  }
+}
+
+export interface GrantSnapshot {
+  row: GrantRow;
+  accessToken: string;
+  refreshToken: string;
+}
+
+/** Every grant with its tokens opened, read while the workers may still be running (WAL). */
+export async function snapshotGrants(dataDir: string, key: string): Promise<GrantSnapshot[]> {
+  const app = await openData(dataDir, key);
+  try {
+    return app.grants.list().map((row) => ({ row, ...app.grants.openTokens(row) }));
+  } finally {
+    app.close();
+  }
+}
+
+export interface RunProcess {
+  cli: CliProcess;
+  pid: number;
+  /** Parsed JSON log lines so far. */
+  logs(): Array<Record<string, unknown>>;
+  waitForLog(msg: string | RegExp, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** The API's URL from its "grantkeeper API listening" line. */
+  apiUrl(): Promise<string>;
+  running(): boolean;
+  /** SIGTERM, then the exit with how long it took. */
+  terminate(): Promise<{ code: number | null; ms: number }>;
+  /** SIGKILL, as a crash; resolves once the child is reaped. */
+  kill9(): Promise<void>;
+}
+
+/** `grantkeeper run --config <path>` as a child process against the given Redis. */
+export function startRun(opts: {
+  configPath: string;
+  dataDir: string;
+  key: string;
+  redisUrl: string;
+  clientSecret: string;
+  env?: Record<string, string>;
+}): RunProcess {
+  const cli = spawnCli(['run', '--config', opts.configPath], {
+    GRANTKEEPER_DATA_DIR: opts.dataDir,
+    GRANTKEEPER_KEY: opts.key,
+    REDIS_URL: opts.redisUrl,
+    [SECRET_ENV]: opts.clientSecret,
+    GRANTKEEPER_API_PORT: '0',
+    GRANTKEEPER_LOG_LEVEL: 'info',
+    ...opts.env,
+  });
+  let exited = false;
+  cli.exited.then(
+    () => {
+      exited = true;
+    },
+    () => {
+      exited = true;
+    },
+  );
+  const logs = () =>
+    cli
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return {};
+        }
+      });
+  const waitForLog = (msg: string | RegExp, timeoutMs = 20_000) =>
+    waitFor(
+      () => {
+        if (exited)
+          throw new Error(`grantkeeper run exited early\nstdout: ${cli.stdout()}\nstderr: ${cli.stderr()}`);
+        return logs().find((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg))));
+      },
+      `log line ${String(msg)}`,
+      timeoutMs,
+    );
+  return {
+    cli,
+    pid: cli.child.pid ?? 0,
+    logs,
+    waitForLog,
+    apiUrl: async () => String((await waitForLog('grantkeeper API listening')).url),
+    running: () => !exited,
+    async terminate() {
+      const started = Date.now();
+      if (!exited) cli.child.kill('SIGTERM');
+      const result = await cli.exited;
+      return { code: result.code, ms: Date.now() - started };
+    },
+    async kill9() {
+      if (!exited) cli.child.kill('SIGKILL');
+      await cli.exited.catch(() => {});
+    },
+  };
+}
+
+/**
+ * A slow network hop in front of a token endpoint: each request is held for `holdMs` before it is
+ * forwarded, and dropped unforwarded if its client went away meanwhile. So a worker killed while
+ * its requests are held has provably not reached the provider: the only crash window a client can
+ * make safe (a crash after the provider rotated loses the new token, whatever the client does).
+ */
+export interface HoldingGate {
+  url: string;
+  holdMs: number;
+  arrivals: Array<{ at: number; refreshToken: string }>;
+  held: number;
+  forwarded: number;
+  dropped: number;
+  /** How often each refresh token reached the provider; any count above 1 is a replay. */
+  forwardedTokens: Map<string, number>;
+  close(): Promise<void>;
+}
+
+export async function startHoldingGate(upstream: string, holdMs: number): Promise<HoldingGate> {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    let gone = false;
+    res.on('close', () => {
+      if (!res.writableFinished) gone = true;
+    });
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    const refreshToken = new URLSearchParams(body).get('refresh_token') ?? '';
+    gate.arrivals.push({ at: Date.now(), refreshToken });
+    gate.held++;
+    await new Promise((r) => setTimeout(r, gate.holdMs));
+    gate.held--;
+    if (gone || res.destroyed) {
+      gate.dropped++;
+      return;
+    }
+    gate.forwarded++;
+    gate.forwardedTokens.set(refreshToken, (gate.forwardedTokens.get(refreshToken) ?? 0) + 1);
+    const answer = await fetch(upstream, {
+      method: 'POST',
+      headers: {
+        'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded',
+        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+      },
+      body,
+    });
+    const text = await answer.text();
+    res.writeHead(answer.status, {
+      'content-type': answer.headers.get('content-type') ?? 'application/json',
+      'cache-control': 'no-store',
+    });
+    res.end(text);
+  };
+  const server = createServer((req, res) => {
+    handle(req, res).catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const gate: HoldingGate = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
+    holdMs,
+    arrivals: [],
+    held: 0,
+    forwarded: 0,
+    dropped: 0,
+    forwardedTokens: new Map(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+  return gate;
+}
+
+/** Introspects every grant's current access token; returns the labels whose token is not active. */
+export async function inactiveAccessTokens(
+  introspect: (token: string) => Promise<{ active: boolean }>,
+  grants: GrantSnapshot[],
+): Promise<string[]> {
+  const results = await Promise.all(
+    grants.map(async (g) => ((await introspect(g.accessToken)).active ? undefined : g.row.label)),
+  );
+  return results.filter((l): l is string => l !== undefined);
+}
+
+export function envSeconds(name: string, fallback: number): number {
+  const value = Number(process.env[name]);
+  return Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+export const soak = process.env.GK_SOAK === '1';

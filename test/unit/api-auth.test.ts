@@ -1,0 +1,77 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it, vi } from 'vitest';
+
+// Watch every constant-time comparison the authenticator makes, keeping the real implementation.
+const compare = vi.hoisted(() => ({ calls: [] as Array<[Buffer, Buffer]> }));
+vi.mock('node:crypto', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:crypto')>();
+  return {
+    ...real,
+    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
+      compare.calls.push([Buffer.from(a as Buffer), Buffer.from(b as Buffer)]);
+      return real.timingSafeEqual(a, b);
+    },
+  };
+});
+
+const { ApiKeyAuthenticator } = await import('../../src/api/auth.js');
+const { createLogger } = await import('../../src/log/logger.js');
+type Store = ConstructorParameters<typeof ApiKeyAuthenticator>[0];
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+function fakeStore(keys: string[]) {
+  const rows = keys.map((key, i) => ({
+    id: `k${i}`,
+    name: `key${i}`,
+    keyHash: sha256(key).toString('hex'),
+    grantIds: null,
+    createdAt: 0,
+    lastUsedAt: null,
+  }));
+  const lookups: string[] = [];
+  const store = {
+    list: () => rows,
+    findByHash: (hex: string) => {
+      lookups.push(hex);
+      return rows.find((r) => r.keyHash === hex);
+    },
+    touch: () => {},
+  } as unknown as Store;
+  return { store, lookups };
+}
+
+describe('API key authentication', () => {
+  const real = `gk_${randomBytes(32).toString('base64url')}`;
+
+  it('hashes the presented key and decides with timingSafeEqual on the 32-byte digests', () => {
+    const { store } = fakeStore([real]);
+    const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
+    compare.calls.length = 0;
+    expect(auth.authenticate(real)?.keyId).toBe('k0');
+    expect(compare.calls).toHaveLength(1);
+    const [stored, presented] = compare.calls[0]!;
+    expect(stored.equals(sha256(real))).toBe(true);
+    expect(presented.equals(sha256(real))).toBe(true);
+    expect(presented.length).toBe(32);
+  });
+
+  it('a wrong key is only ever looked up by its hash, never in clear, and is refused', () => {
+    const { store, lookups } = fakeStore([real]);
+    const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
+    // Differs from the real key in its last character: the case a byte-wise early-exit compare leaks.
+    const near = `${real.slice(0, -1)}${real.endsWith('A') ? 'B' : 'A'}`;
+    expect(auth.authenticate(near)).toBeUndefined();
+    expect(lookups).toEqual([sha256(near).toString('hex')]);
+    expect(lookups.join()).not.toContain(near);
+  });
+
+  it('refuses without any lookup what cannot be a key (no prefix, oversized, empty)', () => {
+    const { store, lookups } = fakeStore([real]);
+    const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
+    for (const k of [undefined, '', real.slice(3), `gk_${'a'.repeat(500)}`]) {
+      expect(auth.authenticate(k)).toBeUndefined();
+    }
+    expect(lookups).toEqual([]);
+  });
+});
