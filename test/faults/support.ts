@@ -321,12 +321,19 @@ export async function startHoldingGate(upstream: string, holdMs: number): Promis
 }
 
 /** Introspects every grant's current access token; returns the labels whose token is not active. */
+/**
+ * Labels of grants whose stored access token the provider rejects although it has not expired yet:
+ * a revoked token. An expired one is lateness (a loaded machine), which the lateness checks cover.
+ */
 export async function inactiveAccessTokens(
   introspect: (token: string) => Promise<{ active: boolean }>,
   grants: GrantSnapshot[],
 ): Promise<string[]> {
+  const checkedAt = Date.now();
   const results = await Promise.all(
-    grants.map(async (g) => ((await introspect(g.accessToken)).active ? undefined : g.row.label)),
+    grants
+      .filter((g) => g.row.accessExpiresAt > checkedAt + 500)
+      .map(async (g) => ((await introspect(g.accessToken)).active ? undefined : g.row.label)),
   );
   return results.filter((l): l is string => l !== undefined);
 }
