@@ -12,13 +12,19 @@ export interface RefreshSchedulerOptions {
 
 type JobSpec = Parameters<RefreshQueue['addBulk']>[0][number];
 
+/** A grant waiting for the next flush, with its delay fixed when it was scheduled. */
+interface Pending {
+  grant: SchedulableGrant;
+  delay: number;
+}
+
 /**
  * Turns a grant's `nextRefreshAt` from the db into a delayed job in Redis. Calls made in the same
  * turn of the event loop (many refreshes finishing together) share one addBulk round trip.
  */
 export class RefreshScheduler {
   private readonly now: () => number;
-  private buffer: JobSpec[] = [];
+  private buffer: Pending[] = [];
   private nextFlush: Promise<void> | undefined;
 
   constructor(
@@ -33,27 +39,29 @@ export class RefreshScheduler {
     const now = this.now();
     const due = grants.filter((g) => g.nextRefreshAt <= now + this.options.horizonMs);
     if (due.length === 0) return 0;
-    for (const g of due) {
-      this.buffer.push({
-        name: 'refresh',
-        data: { grantId: g.id, version: g.version },
-        // Only what differs per job: retention lives on the worker, so each job's opts stay small
-        // enough for Redis to keep the job hash compact.
-        opts: {
-          jobId: refreshJobId(g.id, g.version, g.nextRefreshAt),
-          delay: Math.max(0, g.nextRefreshAt - now),
-        },
-      });
-    }
+    for (const g of due) this.buffer.push({ grant: g, delay: Math.max(0, g.nextRefreshAt - now) });
     this.nextFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
     await this.nextFlush;
     return due.length;
   }
 
   private async flush(): Promise<void> {
-    const jobs = this.buffer;
+    const pending = this.buffer;
     this.buffer = [];
     this.nextFlush = undefined;
-    for (let i = 0; i < jobs.length; i += BATCH) await this.queue.addBulk(jobs.slice(i, i + BATCH));
+    // Job specs are built one batch at a time: a reconcile pass of 100,000 grants would otherwise
+    // hold 100,000 of them at once.
+    for (let i = 0; i < pending.length; i += BATCH)
+      await this.queue.addBulk(pending.slice(i, i + BATCH).map(toJobSpec));
   }
+}
+
+function toJobSpec({ grant: g, delay }: Pending): JobSpec {
+  return {
+    name: 'refresh',
+    data: { grantId: g.id, version: g.version },
+    // Only what differs per job: retention lives on the worker, so each job's opts stay small
+    // enough for Redis to keep the job hash compact.
+    opts: { jobId: refreshJobId(g.id, g.version, g.nextRefreshAt), delay },
+  };
 }

@@ -50,7 +50,10 @@ export class ApiKeyAuthenticator {
         this.keys.set(hex, known);
       }
     }
-    // The map lookup found the candidate; the constant-time compare is what decides.
+    // The map lookup found the candidate; the constant-time compare is what decides. Keying the map
+    // (and the db index) by SHA-256 of the key is what makes the lookup safe too: its timing depends
+    // only on the hash, and an attacker cannot steer a hash toward a stored one byte by byte without
+    // a preimage, so timing reveals nothing about a real key.
     if (!known || !timingSafeEqual(known.hash, hash)) return undefined;
     this.used.add(known.keyId);
     return known;

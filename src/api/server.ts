@@ -128,7 +128,13 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))),
   );
 
-  await server.register(fastifyCookie);
+  // No parsing hook: only the session fallback and the page read the cookie (sessionKey), so the
+  // bearer-authenticated token route skips a hook per request.
+  await server.register(fastifyCookie, { hook: false });
+  const sessionKey = (req: FastifyRequest): string | undefined => {
+    const header = req.headers.cookie;
+    return header ? server.parseCookie(header)[SESSION_COOKIE] : undefined;
+  };
   await server.register(fastifySwagger, {
     openapi: {
       info: {
@@ -145,7 +151,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   // Answers itself rather than throwing: @bull-board's routes have an error handler of their own.
   const authenticate = async (req: FastifyRequest, reply: FastifyReply) => {
     const header = req.headers.authorization;
-    const presented = header?.startsWith('Bearer ') ? header.slice(7).trim() : req.cookies[SESSION_COOKIE];
+    const presented = header?.startsWith('Bearer ') ? header.slice(7).trim() : sessionKey(req);
     const principal = deps.authenticator.authenticate(presented);
     if (!principal) {
       return reply
@@ -213,7 +219,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       .type('text/html');
     const queryKey = (req.query as { key?: unknown }).key;
     if (typeof queryKey === 'string') return signIn(reply, queryKey, nonce);
-    const signedIn = deps.authenticator.authenticate(req.cookies[SESSION_COOKIE]);
+    const signedIn = deps.authenticator.authenticate(sessionKey(req));
     return signedIn ? renderGrantsPage(nonce) : reply.code(401).send(renderLoginPage(nonce, false));
   });
 
@@ -382,7 +388,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   /** Reads through the shared reader; its errors become statuses with messages of our own. */
   async function readToken(grant: GrantRow, options: { minValidSec?: number; force?: boolean }) {
     try {
-      return await engine.reader.read(grant.id, options);
+      return await engine.reader.readGrant(grant, options);
     } catch (err) {
       if (!(err instanceof TokenReadError)) throw err;
       const current = app.grants.get(grant.id) ?? grant;

@@ -56,7 +56,9 @@ function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     // V8's message quotes the text around the error, which may be a password: give the position only.
     const position = /position (\d+)/.exec((err as Error).message)?.[1];
-    throw new UserError(`the config file ${path} is not valid JSON${position ? ` (at character ${position})` : ''}`);
+    throw new UserError(
+      `the config file ${path} is not valid JSON${position ? ` (at character ${position})` : ''}`,
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new UserError(`the config file ${path} must hold a JSON object`);

@@ -43,8 +43,13 @@ export interface AccessTokenReaderDeps {
   /** How long to wait for another holder's refresh before giving up (the lease length is plenty). */
   waitLimitMs: number;
   pollMs?: number;
+  /** How long an answer waits for the next job to reach Redis (default PLAN_WAIT_MS). */
+  planWaitMs?: number;
   now?: () => number;
 }
+
+/** Queueing the next job takes a millisecond or two when Redis is up; longer means it is not. */
+const PLAN_WAIT_MS = 1000;
 
 /**
  * Hands out access tokens, refreshing on demand under the same lease the worker uses, so however
@@ -62,6 +67,11 @@ export class AccessTokenReader {
   async read(idOrLabel: string, options: ReadOptions = {}): Promise<AccessToken> {
     const grant = this.deps.grants.find(idOrLabel);
     if (!grant) throw new TokenReadError('not_found', `no grant has the id or label "${idOrLabel}"`);
+    return this.readGrant(grant, options);
+  }
+
+  /** `read` for a caller that has just loaded the row (the API, to check access): no second lookup. */
+  async readGrant(grant: GrantRow, options: ReadOptions = {}): Promise<AccessToken> {
     const minValidMs = Math.max(0, options.minValidSec ?? 0) * 1000;
     if (!options.force && usable(grant) && grant.accessExpiresAt - this.now() >= minValidMs) {
       return this.toAccessToken(grant, false);
@@ -71,7 +81,7 @@ export class AccessTokenReader {
     if (pending) {
       const shared = await pending;
       if (shared.expiresAt - this.now() >= minValidMs) return shared;
-      return this.read(idOrLabel, options);
+      return this.read(grant.id, options);
     }
     // A forced read only needs a token newer than the one the caller saw.
     const promise = this.refreshUntilFresh(
@@ -139,15 +149,34 @@ export class AccessTokenReader {
     }
   }
 
-  /** The worker's job for the new plan; when Redis is out of reach the reconciler adds it later. */
+  /**
+   * The worker's job for the new plan; when Redis is out of reach the reconciler adds it later.
+   * The queue connection holds commands until Redis is back instead of failing them, so the wait is
+   * bounded: a reader whose token is committed is never held hostage by a Redis outage (the add
+   * still lands once Redis returns, and the reconciler covers it otherwise).
+   */
   private async plan(grant: GrantRow): Promise<void> {
     if (!this.deps.schedule) return;
-    try {
-      await this.deps.schedule(grant);
-    } catch (err) {
+    let timer: NodeJS.Timeout | undefined;
+    const queued = this.deps.schedule(grant).then(
+      () => true,
+      (err: Error) => {
+        this.deps.logger.warn(
+          { grantId: grant.id, err: { message: err.message } },
+          'could not queue the next refresh; the reconciler will',
+        );
+        return true;
+      },
+    );
+    const waited = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.deps.planWaitMs ?? PLAN_WAIT_MS);
+    });
+    const done = await Promise.race([queued, waited]);
+    clearTimeout(timer);
+    if (!done) {
       this.deps.logger.warn(
-        { grantId: grant.id, err: { message: (err as Error).message } },
-        'could not queue the next refresh; the reconciler will',
+        { grantId: grant.id },
+        'Redis is not answering: the next refresh is queued when it is back, or by the reconciler',
       );
     }
   }
@@ -171,7 +200,7 @@ export class AccessTokenReader {
     return {
       grantId: grant.id,
       label: grant.label,
-      accessToken: this.deps.grants.openTokens(grant).accessToken,
+      accessToken: this.deps.grants.openAccessToken(grant),
       tokenType: grant.tokenType ?? 'Bearer',
       expiresAt: grant.accessExpiresAt,
       refreshed,

@@ -65,19 +65,19 @@ export class GrantRefresher {
   async refresh(grantId: string, version: number, trigger: RefreshTrigger): Promise<RefreshResult> {
     const { grants } = this.deps;
     const owner = `${this.ownerPrefix}.${++this.claims}`;
-    if (!grants.claimLease(grantId, version, owner, this.now(), this.deps.leaseMs)) {
+    const grant = grants.claim(grantId, version, owner, this.now(), this.deps.leaseMs);
+    if (!grant) {
       const current = grants.get(grantId);
       if (current?.version === version && current.leaseUntil !== null && current.leaseUntil >= this.now()) {
         return { status: 'busy', leaseUntil: current.leaseUntil };
       }
       return { status: 'stale' };
     }
-    const grant = grants.get(grantId);
-    if (!grant) return { status: 'stale' };
     try {
       const started = this.now();
-      const result = await this.refreshClaimed(grant, owner, trigger);
-      this.notify(grant, trigger, this.now() - started, result);
+      const client = this.openClient(grant);
+      const result = await this.refreshClaimed(grant, client, owner, trigger);
+      this.notify(grant, client, trigger, this.now() - started, result);
       return result;
     } catch (err) {
       // Anything unexpected (a db error, a sealing error): free the grant for the next attempt.
@@ -88,11 +88,11 @@ export class GrantRefresher {
 
   private async refreshClaimed(
     grant: GrantRow,
+    client: OpenedClient,
     owner: string,
     trigger: RefreshTrigger,
   ): Promise<RefreshResult> {
-    const client = this.openClient(grant);
-    const { refreshToken } = this.deps.grants.openTokens(grant);
+    const refreshToken = this.deps.grants.openRefreshToken(grant);
     const sentAt = this.now();
     let tokens: TokenSet;
     try {
@@ -237,11 +237,17 @@ export class GrantRefresher {
     return { status: 'retrying', grant: failing, error };
   }
 
-  private notify(grant: GrantRow, trigger: RefreshTrigger, durationMs: number, result: RefreshResult): void {
+  private notify(
+    grant: GrantRow,
+    client: OpenedClient,
+    trigger: RefreshTrigger,
+    durationMs: number,
+    result: RefreshResult,
+  ): void {
     if (!this.deps.observers?.length) return;
     const attempt: RefreshAttempt = {
       grantId: grant.id,
-      provider: this.deps.clients.openById(grant.clientRef)?.profile.kind ?? 'oidc',
+      provider: client.profile.kind,
       trigger,
       durationMs,
       previousState: grant.state,
