@@ -4,7 +4,7 @@
  * redis-server and a token endpoint child, seeds synthetic grants into fresh dbs, runs the
  * scenarios, prints a Markdown table and writes bench/results/latest.{json,md}.
  *   npm run bench -- [--grants 100000] [--scenarios throughput,catch-up,...] [--quick] [--out dir]
- *                    [--concurrency 16] [--latency 0] [--profile]
+ *                    [--concurrency 16] [--latency 0] [--profile] [--tsx]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { redisMemory } from './scenarios/redis-memory.js';
 import { throughput } from './scenarios/throughput.js';
 import { tokenClient } from './scenarios/token-client.js';
 import { tokenReads } from './scenarios/token-reads.js';
+import { compileBenchChildren } from './support/compiled.js';
 import { describeEnvironment } from './support/metrics.js';
 import { forkBenchChild } from './support/processes.js';
 import { Progress } from './support/progress.js';
@@ -48,6 +49,8 @@ export interface BenchOptions {
   /** Token endpoint latency in ms. Default 0: what is measured is our overhead, not the provider's. */
   latencyMs?: number;
   profile?: boolean;
+  /** Run the measured children under tsx instead of compiled to JavaScript (as production runs). */
+  tsx?: boolean;
   progress?: boolean;
 }
 
@@ -75,6 +78,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     cleanups.push(() => endpoint.stop());
     const { port } = await endpoint.next<{ type: 'ready'; port: number }>('ready', 30_000);
 
+    const compiledDir = options.tsx ? undefined : compileBenchChildren();
+    if (compiledDir) cleanups.push(() => rmSync(compiledDir, { recursive: true, force: true }));
     const ctx: BenchContext = {
       redisUrl: redisServer.url,
       redis,
@@ -83,6 +88,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       quick,
       tempDir,
       profile: options.profile ?? false,
+      ...(compiledDir ? { compiledDir } : {}),
       progress,
     };
     const run: Record<ScenarioId, () => Promise<ScenarioResult>> = {
@@ -105,6 +111,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
         quick,
         concurrency: ctx.concurrency,
         latencyMs: options.latencyMs ?? 0,
+        children: options.tsx ? 'tsx' : 'compiled',
         scenarios: [...scenarios],
       },
       scenarios: results,
@@ -133,6 +140,7 @@ function parseCli(argv: string[]): BenchOptions {
       concurrency: { type: 'string' },
       latency: { type: 'string' },
       profile: { type: 'boolean' },
+      tsx: { type: 'boolean' },
     },
   });
   const whole = (name: string, text: string | undefined, min: number): number | undefined => {
@@ -156,6 +164,7 @@ function parseCli(argv: string[]): BenchOptions {
     ...(concurrency === undefined ? {} : { concurrency }),
     ...(latencyMs === undefined ? {} : { latencyMs }),
     ...(values.profile ? { profile: true } : {}),
+    ...(values.tsx ? { tsx: true } : {}),
   };
 }
 

@@ -75,7 +75,7 @@ export async function catchUp(ctx: BenchContext, count: number): Promise<Scenari
           better: 'lower',
           reference: { name: 'bare BullMQ worker', value: bare.maxRssBytes / MIB },
           target: { text: `≤ ${CATCH_UP_TARGET_RSS_MIB} MiB`, holds: rssMiB <= CATCH_UP_TARGET_RSS_MIB },
-          note: `both run under tsx (TypeScript loader thread included); RSS at start ${(gk.rssAtStartBytes / MIB).toFixed(0)} MiB for grantkeeper, ${(bare.rssAtStartBytes / MIB).toFixed(0)} MiB for the bare worker.`,
+          note: `both run ${ctx.compiledDir ? 'compiled, without a loader' : 'under tsx (TypeScript loader thread included)'}; RSS at start ${(gk.rssAtStartBytes / MIB).toFixed(0)} MiB for grantkeeper, ${(bare.rssAtStartBytes / MIB).toFixed(0)} MiB for the bare worker.`,
         }),
       ],
       ...(gk.profile ? { profile: gk.profile } : {}),

@@ -1,7 +1,10 @@
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool, request } from 'undici';
 import type { ApiServerReady, ApiServerRequest } from '../support/api-server-child.js';
-import { percentiles } from '../support/metrics.js';
+import { benchChildUrl } from '../support/compiled.js';
+import { type ProfileSummary, percentiles, summarizeCpuProfiles } from '../support/metrics.js';
 import { forkBenchChild } from '../support/processes.js';
 import { figure, type ScenarioResult } from '../support/report.js';
 import { seedGrants } from '../support/seed.js';
@@ -88,7 +91,7 @@ export async function measureHttpReads(
  */
 export async function tokenReads(ctx: BenchContext, durationMs: number): Promise<ScenarioResult> {
   const ref = await measureReference(ctx, durationMs);
-  const gk = await measureGrantkeeper(ctx, durationMs);
+  const { stats: gk, profile } = await measureGrantkeeper(ctx, durationMs);
   const share = gk.ratePerSecond / ref.ratePerSecond;
   return {
     id: 'token-reads',
@@ -126,6 +129,7 @@ export async function tokenReads(ctx: BenchContext, durationMs: number): Promise
         target: { text: `≤ ${READS_TARGET_P99_MS} ms`, holds: gk.p99Ms <= READS_TARGET_P99_MS },
       }),
     ],
+    ...(profile ? { profile } : {}),
     details: {
       concurrency: READ_CONCURRENCY,
       durationMs,
@@ -138,7 +142,7 @@ export async function tokenReads(ctx: BenchContext, durationMs: number): Promise
 }
 
 async function measureReference(ctx: BenchContext, durationMs: number): Promise<HttpReadStats> {
-  const server = forkBenchChild(new URL('../support/constant-route-server.ts', import.meta.url));
+  const server = forkBenchChild(benchChildUrl('constant-route-server', ctx.compiledDir));
   try {
     const { port } = await server.next<{ type: 'ready'; port: number }>('ready', 30_000);
     ctx.progress.line(`  5 bare fastify route: ${durationMs / 1000} s at concurrency ${READ_CONCURRENCY}`);
@@ -151,7 +155,10 @@ async function measureReference(ctx: BenchContext, durationMs: number): Promise<
   }
 }
 
-async function measureGrantkeeper(ctx: BenchContext, durationMs: number): Promise<HttpReadStats> {
+async function measureGrantkeeper(
+  ctx: BenchContext,
+  durationMs: number,
+): Promise<{ stats: HttpReadStats; profile?: ProfileSummary }> {
   await ctx.redis.flushall();
   const now = Date.now();
   // Refresh planned a minute before expiry: access tokens valid for the next hour.
@@ -161,7 +168,10 @@ async function measureGrantkeeper(ctx: BenchContext, durationMs: number): Promis
     tokenEndpoint: ctx.tokenEndpoint,
     plannedAt: () => now + 3_540_000,
   });
-  const server = forkBenchChild(new URL('../support/api-server-child.ts', import.meta.url));
+  const profileDir = ctx.profile ? mkdtempSync(join(ctx.tempDir, 'profile-')) : undefined;
+  const server = forkBenchChild(benchChildUrl('api-server-child', ctx.compiledDir), {
+    ...(profileDir ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
+  });
   try {
     const ready = server.next<ApiServerReady>('ready', 60_000);
     const request: ApiServerRequest = { dataDir: db.dataDir, key: db.key, redisUrl: ctx.redisUrl };
@@ -179,10 +189,12 @@ async function measureGrantkeeper(ctx: BenchContext, durationMs: number): Promis
     server.send({ type: 'stop' });
     await stopped;
     await server.exited(10_000);
-    return stats;
+    const profile = profileDir ? summarizeCpuProfiles(profileDir) : undefined;
+    return { stats, ...(profile ? { profile } : {}) };
   } finally {
     await server.stop();
     removeDir(db.dataDir);
+    if (profileDir) removeDir(profileDir);
   }
 }
 

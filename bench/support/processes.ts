@@ -35,7 +35,10 @@ function installExitHook(): void {
   });
 }
 
-/** Forks a TypeScript module under tsx; resolved from this package's root so any cwd works. */
+/**
+ * Forks a module, TypeScript under tsx or compiled JavaScript as is; resolved from this package's
+ * root so any cwd works.
+ */
 export function forkBenchChild(
   moduleUrl: URL,
   opts: { args?: string[]; execArgv?: string[]; env?: NodeJS.ProcessEnv } = {},
@@ -43,7 +46,7 @@ export function forkBenchChild(
   installExitHook();
   const child = fork(fileURLToPath(moduleUrl), opts.args ?? [], {
     cwd: packageRoot(),
-    execArgv: ['--import', 'tsx', ...(opts.execArgv ?? [])],
+    execArgv: [...(moduleUrl.pathname.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(opts.execArgv ?? [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...opts.env },
   });

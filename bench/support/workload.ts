@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { benchChildUrl } from './compiled.js';
 import { type ProfileSummary, summarizeCpuProfiles } from './metrics.js';
 import { forkBenchChild } from './processes.js';
 import type { Progress } from './progress.js';
@@ -19,6 +20,8 @@ export interface BenchContext {
   tempDir: string;
   /** CPU-profile the grantkeeper workloads (node --cpu-prof) and summarise what dominates. */
   profile: boolean;
+  /** The measured children compiled to JavaScript (see compiled.ts); unset: they run under tsx. */
+  compiledDir?: string;
   progress: Progress;
 }
 
@@ -37,7 +40,7 @@ export async function runWorkload(
 ): Promise<WorkloadResult> {
   await ctx.redis.flushall();
   const profileDir = opts.profile ? mkdtempSync(join(ctx.tempDir, 'profile-')) : undefined;
-  const child = forkBenchChild(new URL('./worker-child.ts', import.meta.url), {
+  const child = forkBenchChild(benchChildUrl('worker-child', ctx.compiledDir), {
     ...(profileDir ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
   });
   const startedAt = Date.now();
