@@ -100,7 +100,7 @@ export async function redisMemory(ctx: BenchContext, count: number): Promise<Sce
           text: `≤ ${REDIS_TARGET_BYTES_PER_GRANT} B`,
           holds: ours.bytesPerGrant <= REDIS_TARGET_BYTES_PER_GRANT,
         },
-        note: `one grantkeeper job hash is ${ours.sampleJob.bytes} B (${ours.sampleJob.encoding}); a default one ${plain.sampleJob.bytes} B (${plain.sampleJob.encoding}). Redis keeps a hash as a compact listpack only while every value is ≤ hash-max-listpack-value (64 B); grantkeeper's opts field is ${ours.sampleJob.fields.opts?.length ?? 0} B. With hash-max-listpack-value 192 the same jobs cost ${oursListpack.bytesPerGrant} B per grant.`,
+        note: `one grantkeeper job hash is ${ours.sampleJob.bytes} B (${ours.sampleJob.encoding}); a default one ${plain.sampleJob.bytes} B (${plain.sampleJob.encoding}). Redis keeps a hash as a compact listpack only while every value is ≤ hash-max-listpack-value (${listpackLimit} B in this run; the managed redis-server sets 128, Redis's default is 64); grantkeeper's opts field is ${ours.sampleJob.fields.opts?.length ?? 0} B. With hash-max-listpack-value 192 the same jobs cost ${oursListpack.bytesPerGrant} B per grant.`,
       }),
       figure({
         name: atMillion ? 'MiB for 1,000,000 grants' : 'MiB for 1,000,000 grants (projected)',
