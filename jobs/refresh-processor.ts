@@ -12,6 +12,8 @@ export interface RefreshProcessorDeps {
 
 /** Extra wait past a busy lease, so the retry does not land a hair before it expires. */
 const LEASE_SLACK_MS = 250;
+/** How long a job waits when the database stayed locked past its busy timeout. */
+const DB_LOCKED_RETRY_MS = 2000;
 
 /**
  * The BullMQ side of a refresh: run it, then plan what comes next. Transient failures fail the job
@@ -23,7 +25,17 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
     const parsed = refreshJobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError('malformed refresh job data');
     const { grantId, version } = parsed.data;
-    const result = await deps.refresher.refresh(grantId, version, 'schedule');
+    let result: Awaited<ReturnType<GrantRefresher['refresh']>>;
+    try {
+      result = await deps.refresher.refresh(grantId, version, 'schedule');
+    } catch (err) {
+      // Another process held the write lock past the busy timeout: nothing was claimed or sent, so
+      // the same plan simply runs again shortly instead of failing until the reconciler revives it.
+      if (!isDatabaseLocked(err)) throw err;
+      deps.logger.warn({ grantId }, 'database locked by another writer; retrying the refresh shortly');
+      await job.moveToDelayed(Date.now() + DB_LOCKED_RETRY_MS, token);
+      throw new DelayedError();
+    }
     switch (result.status) {
       case 'refreshed':
         await deps.scheduler.schedule([result.grant]);
@@ -45,4 +57,9 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
         return result.status;
     }
   };
+}
+
+function isDatabaseLocked(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
 }

@@ -1,0 +1,88 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DB_FILE_NAME } from '../../db/connection.js';
+import { packageRoot } from '../../src/util/package-root.js';
+import {
+  addClient,
+  type Engine,
+  removeDir,
+  seedGrant,
+  startEngine,
+  tempDataDir,
+  testKey,
+  testProfile,
+  waitFor,
+} from '../support/engine.js';
+import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+
+const LOCK_MS = 7000;
+/** Takes the write lock, says so, holds it, lets go. */
+const HOLD_LOCK = `
+const Database = require('better-sqlite3');
+const db = new Database(process.argv[1]);
+db.exec('BEGIN EXCLUSIVE');
+process.stdout.write('locked\\n');
+setTimeout(() => { db.exec('COMMIT'); db.close(); }, Number(process.argv[2]));
+`;
+
+/**
+ * Another process holds the database's write lock for a few seconds while grants fall due: the
+ * worker waits (busy timeout) instead of failing, and every grant is refreshed exactly once with
+ * its tokens intact.
+ */
+describe('the database locked by another writer', () => {
+  let redis: PrivateRedis;
+  let endpoint: FaultEndpoint;
+  let engine: Engine;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    [redis, endpoint] = await Promise.all([startPrivateRedis(), startFaultEndpoint()]);
+    dataDir = tempDataDir();
+    engine = await startEngine({ redisUrl: redis.url, dataDir, key: testKey() });
+  });
+
+  afterAll(async () => {
+    await engine?.stop();
+    await Promise.all([redis?.stop(), endpoint?.close()]);
+    if (dataDir) removeDir(dataDir);
+  });
+
+  it(`outlasts a ${LOCK_MS / 1000} s exclusive lock (longer than the busy timeout) and refreshes every grant once`, async () => {
+    const profile = testProfile(endpoint.url);
+    const clientRef = addClient(engine, profile, { clientId: 'gk', clientSecret: 'locked-secret' }).id;
+    const seeded = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        seedGrant(engine, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 3 }),
+      ),
+    );
+    // The lock is held by another process, as it would be: better-sqlite3 waits synchronously, so a
+    // holder in this process could never let go while the engine waits.
+    const lockedAt = Date.now();
+    const holder = spawn(process.execPath, ['-e', HOLD_LOCK, join(dataDir, DB_FILE_NAME), String(LOCK_MS)], {
+      cwd: packageRoot(),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    const released = new Promise((resolve) => holder.once('exit', resolve));
+    await released;
+    expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(LOCK_MS);
+    const grants = engine.service.app.grants;
+    await waitFor(
+      () => seeded.every((g) => (grants.get(g.id)?.version ?? 0) >= 1),
+      'every grant refreshed',
+      15_000,
+    );
+    for (const g of seeded) {
+      const row = grants.get(g.id)!;
+      expect(row.state).toBe('active');
+      expect(endpoint.isAccessTokenValid(grants.openTokens(row).accessToken)).toBe(true);
+    }
+    const refreshed = endpoint.requests.filter((r) => r.at >= lockedAt).map((r) => r.form.refresh_token);
+    expect(new Set(refreshed).size).toBe(refreshed.length);
+    expect(endpoint.reuseDetections).toBe(0);
+    expect(engine.service.app.store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+  }, 30_000);
+});
