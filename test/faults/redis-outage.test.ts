@@ -1,21 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveProvider } from '../../src/oauth/providers.js';
-import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
-import { consentTokens } from '../support/oidc-consent.js';
-import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
-import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { sleep, testKey, waitFor } from '../support/engine.js';
+import type { OidcServer } from '../support/oidc-server.js';
+import type { PrivateRedis } from '../support/private-redis.js';
 import { leakedSecrets } from '../support/secret-scan.js';
 import {
   Cleanup,
-  type ClientSpec,
   createApiKey,
   envSeconds,
+  providerClient,
   type RunProcess,
   seedGrants,
   snapshotGrants,
   soak,
+  startRotatingProvider,
   startRun,
   writeRunConfig,
 } from './support.js';
@@ -46,23 +45,11 @@ describe('Redis unreachable while the API serves tokens', () => {
   const secret = `gk-outage-secret-${randomBytes(8).toString('hex')}`;
 
   beforeAll(async () => {
-    redis = await startPrivateRedis();
-    cleanup.add(() => redis.stop());
-    oidc = await startOidcServer({
+    ({ redis, oidc, dataDir } = await startRotatingProvider(cleanup, {
+      clientId: 'gk-outage',
+      clientSecret: secret,
       accessTokenTtlSec: TTL_SEC,
-      rotateRefreshToken: true,
-      clients: [
-        {
-          clientId: 'gk-outage',
-          clientSecret: secret,
-          redirectUris: [DEFAULT_REDIRECT_URI],
-          authMethod: 'client_secret_basic',
-        },
-      ],
-    });
-    cleanup.add(() => oidc.close());
-    dataDir = tempDataDir();
-    cleanup.add(() => removeDir(dataDir));
+    }));
   });
 
   afterAll(() => cleanup.run());
@@ -70,29 +57,19 @@ describe('Redis unreachable while the API serves tokens', () => {
   it(
     `serves valid tokens through a ${OUTAGE_SEC} s outage and resumes the schedule after it`,
     async () => {
-      const client: ClientSpec = {
-        endpoints: { authorization: oidc.authorizationEndpoint, token: oidc.tokenEndpoint },
-        clientId: 'gk-outage',
-        clientSecret: secret,
-      };
-      const profile = await resolveProvider({ kind: 'oidc', endpoints: client.endpoints });
-      const target = {
-        tokenEndpoint: oidc.tokenEndpoint,
-        clientId: 'gk-outage',
-        clientSecret: secret,
-        authMethod: 'client_secret_basic' as const,
-      };
+      const { client, consent } = await providerClient(oidc, 'gk-outage', secret);
       const { ids } = await seedGrants({
         dataDir,
         key,
         client,
         count: GRANTS,
-        mint: (i) => consentTokens(oidc, profile, target, DEFAULT_REDIRECT_URI, `outage-user-${i}`),
+        mint: (i) => consent(`outage-user-${i}`),
         dueAt: () => Date.now() + 3_600_000,
       });
       const apiKey = await createApiKey(dataDir, key);
       const configPath = writeRunConfig(dataDir, client);
       const run: RunProcess = startRun({
+        cleanup,
         configPath,
         dataDir,
         key,
@@ -100,7 +77,6 @@ describe('Redis unreachable while the API serves tokens', () => {
         clientSecret: secret,
         env: WORKER_ENV,
       });
-      cleanup.add(() => run.kill9());
       const api = await run.apiUrl();
 
       const answers = { ok: 0, failed: [] as string[], slowestMs: 0, inactive: 0, tokens: new Set<string>() };

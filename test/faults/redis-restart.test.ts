@@ -1,19 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveProvider } from '../../src/oauth/providers.js';
 import type { AppContext } from '../../src/service/app-context.js';
-import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
-import { consentTokens } from '../support/oidc-consent.js';
-import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
-import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { sleep, testKey, waitFor } from '../support/engine.js';
+import type { OidcServer } from '../support/oidc-server.js';
+import type { PrivateRedis } from '../support/private-redis.js';
 import {
   Cleanup,
-  type ClientSpec,
   inactiveAccessTokens,
   openData,
+  providerClient,
   type RunProcess,
   seedGrants,
   snapshotGrants,
+  startRotatingProvider,
   startRun,
   writeRunConfig,
 } from './support.js';
@@ -48,47 +47,25 @@ describe('redis-server killed and restarted under a running worker', () => {
   let sampler: NodeJS.Timeout | undefined;
 
   beforeAll(async () => {
-    redis = await startPrivateRedis({ persistence: true });
-    cleanup.add(() => redis.stop());
-    oidc = await startOidcServer({
+    ({ redis, oidc, dataDir } = await startRotatingProvider(cleanup, {
+      clientId: 'gk-redis',
+      clientSecret: secret,
       accessTokenTtlSec: TTL_SEC,
-      rotateRefreshToken: true,
-      clients: [
-        {
-          clientId: 'gk-redis',
-          clientSecret: secret,
-          redirectUris: [DEFAULT_REDIRECT_URI],
-          authMethod: 'client_secret_basic',
-        },
-      ],
-    });
-    cleanup.add(() => oidc.close());
-    dataDir = tempDataDir();
-    cleanup.add(() => removeDir(dataDir));
-
-    const client: ClientSpec = {
-      endpoints: { authorization: oidc.authorizationEndpoint, token: oidc.tokenEndpoint },
-      clientId: 'gk-redis',
-      clientSecret: secret,
-    };
-    const profile = await resolveProvider({ kind: 'oidc', endpoints: client.endpoints });
-    const target = {
-      tokenEndpoint: oidc.tokenEndpoint,
-      clientId: 'gk-redis',
-      clientSecret: secret,
-      authMethod: 'client_secret_basic' as const,
-    };
+      redisPersistence: true,
+    }));
+    const { client, consent } = await providerClient(oidc, 'gk-redis', secret);
     await seedGrants({
       dataDir,
       key,
       client,
       count: GRANTS,
-      mint: (i) => consentTokens(oidc, profile, target, DEFAULT_REDIRECT_URI, `redis-user-${i}`),
+      mint: (i) => consent(`redis-user-${i}`),
       // Spread over the first 2 s, as grants consented at different times would be.
       dueAt: (i) => Date.now() + (i * 2000) / GRANTS,
     });
     const configPath = writeRunConfig(dataDir, client);
     worker = startRun({
+      cleanup,
       configPath,
       dataDir,
       key,
@@ -96,7 +73,6 @@ describe('redis-server killed and restarted under a running worker', () => {
       clientSecret: secret,
       env: WORKER_ENV,
     });
-    cleanup.add(() => worker.kill9());
     await worker.waitForLog('grantkeeper refresh service running', 25_000);
     watch = await openData(dataDir, key);
     cleanup.add(() => watch.close());

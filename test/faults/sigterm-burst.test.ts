@@ -68,6 +68,7 @@ describe('SIGTERM during a burst of refreshes', () => {
     const runs: RunProcess[] = [];
     const start = () => {
       const run = startRun({
+        cleanup,
         configPath,
         dataDir,
         key,
@@ -76,7 +77,6 @@ describe('SIGTERM during a burst of refreshes', () => {
         env: WORKER_ENV,
       });
       runs.push(run);
-      cleanup.add(() => run.kill9());
       return run;
     };
 

@@ -12,7 +12,10 @@ import type { TokenSet } from '../../src/oauth/token-response.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import { type CliProcess, spawnCli } from '../support/cli.js';
-import { waitFor } from '../support/engine.js';
+import { removeDir, tempDataDir, waitFor } from '../support/engine.js';
+import { consentTokens } from '../support/oidc-consent.js';
+import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 
 /**
  * Shared pieces of the process-level fault scenarios: the real `grantkeeper run` as a child process,
@@ -52,6 +55,64 @@ export interface ClientSpec {
   clientId: string;
   clientSecret: string;
   authMethod?: 'client_secret_basic' | 'client_secret_post';
+}
+
+export interface RotatingProvider {
+  redis: PrivateRedis;
+  oidc: OidcServer;
+  dataDir: string;
+}
+
+/**
+ * What most scenarios stand on: a private redis-server, oidc-provider rotating refresh tokens on
+ * every use with one confidential client, and a data folder; all undone by `cleanup`.
+ */
+export async function startRotatingProvider(
+  cleanup: Cleanup,
+  opts: { clientId: string; clientSecret: string; accessTokenTtlSec: number; redisPersistence?: boolean },
+): Promise<RotatingProvider> {
+  const redis = await startPrivateRedis({ persistence: opts.redisPersistence });
+  cleanup.add(() => redis.stop());
+  const oidc = await startOidcServer({
+    accessTokenTtlSec: opts.accessTokenTtlSec,
+    rotateRefreshToken: true,
+    clients: [
+      {
+        clientId: opts.clientId,
+        clientSecret: opts.clientSecret,
+        redirectUris: [DEFAULT_REDIRECT_URI],
+        authMethod: 'client_secret_basic',
+      },
+    ],
+  });
+  cleanup.add(() => oidc.close());
+  const dataDir = tempDataDir();
+  cleanup.add(() => removeDir(dataDir));
+  return { redis, oidc, dataDir };
+}
+
+/**
+ * The provider's client as `run` sees it (token requests to `tokenEndpoint`, e.g. a gate in front
+ * of the provider), and consent of a fresh account straight at the provider, for seeding.
+ */
+export async function providerClient(
+  oidc: OidcServer,
+  clientId: string,
+  clientSecret: string,
+  tokenEndpoint = oidc.tokenEndpoint,
+): Promise<{ client: ClientSpec; consent(account: string): Promise<TokenSet & { refreshToken: string }> }> {
+  const direct = { authorization: oidc.authorizationEndpoint, token: oidc.tokenEndpoint };
+  const profile = await resolveProvider({ kind: 'oidc', endpoints: direct });
+  const target = {
+    tokenEndpoint: oidc.tokenEndpoint,
+    clientId,
+    clientSecret,
+    authMethod: 'client_secret_basic' as const,
+  };
+  return {
+    client: { endpoints: { ...direct, token: tokenEndpoint }, clientId, clientSecret },
+    consent: (account) => consentTokens(oidc, profile, target, DEFAULT_REDIRECT_URI, account),
+  };
 }
 
 /** The JSON config file `run --config` reads: one oidc client with explicit endpoints. */
@@ -179,6 +240,8 @@ export interface RunProcess {
 
 /** `grantkeeper run --config <path>` as a child process against the given Redis. */
 export function startRun(opts: {
+  /** Kills the child (-9) when the scenario is over, whatever happened. */
+  cleanup: Cleanup;
   configPath: string;
   dataDir: string;
   key: string;
@@ -226,7 +289,7 @@ export function startRun(opts: {
       `log line ${String(msg)}`,
       timeoutMs,
     );
-  return {
+  const run: RunProcess = {
     cli,
     pid: cli.child.pid ?? 0,
     logs,
@@ -244,6 +307,8 @@ export function startRun(opts: {
       await cli.exited.catch(() => {});
     },
   };
+  opts.cleanup.add(() => run.kill9());
+  return run;
 }
 
 /**

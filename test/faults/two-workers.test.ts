@@ -1,20 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveProvider } from '../../src/oauth/providers.js';
-import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
-import { consentTokens } from '../support/oidc-consent.js';
-import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
-import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { sleep, testKey, waitFor } from '../support/engine.js';
+import type { OidcServer } from '../support/oidc-server.js';
+import type { PrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets } from '../support/secret-scan.js';
 import {
   Cleanup,
-  type ClientSpec,
   envSeconds,
   inactiveAccessTokens,
+  providerClient,
   type RunProcess,
   seedGrants,
   snapshotGrants,
   soak,
+  startRotatingProvider,
   startRun,
   writeRunConfig,
 } from './support.js';
@@ -45,23 +44,11 @@ describe('two worker processes against a provider that rotates on every use', ()
   const secret = `gk-two-secret-${randomBytes(8).toString('hex')}`;
 
   beforeAll(async () => {
-    redis = await startPrivateRedis();
-    cleanup.add(() => redis.stop());
-    oidc = await startOidcServer({
+    ({ redis, oidc, dataDir } = await startRotatingProvider(cleanup, {
+      clientId: 'gk-two',
+      clientSecret: secret,
       accessTokenTtlSec: TTL_SEC,
-      rotateRefreshToken: true,
-      clients: [
-        {
-          clientId: 'gk-two',
-          clientSecret: secret,
-          redirectUris: [DEFAULT_REDIRECT_URI],
-          authMethod: 'client_secret_basic',
-        },
-      ],
-    });
-    cleanup.add(() => oidc.close());
-    dataDir = tempDataDir();
-    cleanup.add(() => removeDir(dataDir));
+    }));
   });
 
   afterAll(() => cleanup.run());
@@ -69,40 +56,28 @@ describe('two worker processes against a provider that rotates on every use', ()
   it(
     `runs ${DURATION_SEC} s with zero reuse detections and every access token live`,
     async () => {
-      const client: ClientSpec = {
-        endpoints: { authorization: oidc.authorizationEndpoint, token: oidc.tokenEndpoint },
-        clientId: 'gk-two',
-        clientSecret: secret,
-      };
-      const profile = await resolveProvider({ kind: 'oidc', endpoints: client.endpoints });
-      const target = {
-        tokenEndpoint: oidc.tokenEndpoint,
-        clientId: 'gk-two',
-        clientSecret: secret,
-        authMethod: 'client_secret_basic' as const,
-      };
+      const { client, consent } = await providerClient(oidc, 'gk-two', secret);
       const { ids } = await seedGrants({
         dataDir,
         key,
         client,
         count: GRANTS,
-        mint: (i) => consentTokens(oidc, profile, target, DEFAULT_REDIRECT_URI, `two-user-${i}`),
+        mint: (i) => consent(`two-user-${i}`),
         // All due at once: both workers start in a race for the same grants.
         dueAt: () => Date.now() + 3000,
       });
       const configPath = writeRunConfig(dataDir, client);
-      const workers: RunProcess[] = [0, 1].map(() => {
-        const run = startRun({
+      const workers: RunProcess[] = [0, 1].map(() =>
+        startRun({
+          cleanup,
           configPath,
           dataDir,
           key,
           redisUrl: redis.url,
           clientSecret: secret,
           env: WORKER_ENV,
-        });
-        cleanup.add(() => run.kill9());
-        return run;
-      });
+        }),
+      );
       await Promise.all(workers.map((w) => w.waitForLog('grantkeeper refresh service running', 25_000)));
       await waitFor(
         async () => (await snapshotGrants(dataDir, key)).every((g) => g.row.version >= 1),

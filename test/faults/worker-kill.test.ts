@@ -1,20 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveProvider } from '../../src/oauth/providers.js';
-import { removeDir, tempDataDir, testKey, waitFor } from '../support/engine.js';
-import { consentTokens } from '../support/oidc-consent.js';
-import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
-import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { testKey, waitFor } from '../support/engine.js';
+import type { OidcServer } from '../support/oidc-server.js';
+import type { PrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets } from '../support/secret-scan.js';
 import {
   Cleanup,
-  type ClientSpec,
   type HoldingGate,
   inactiveAccessTokens,
+  providerClient,
   type RunProcess,
   seedGrants,
   snapshotGrants,
   startHoldingGate,
+  startRotatingProvider,
   startRun,
   writeRunConfig,
 } from './support.js';
@@ -44,56 +43,31 @@ describe('worker killed with -9 while refreshes are in flight', () => {
   const secret = `gk-kill-secret-${randomBytes(8).toString('hex')}`;
 
   beforeAll(async () => {
-    redis = await startPrivateRedis();
-    cleanup.add(() => redis.stop());
-    oidc = await startOidcServer({
+    ({ redis, oidc, dataDir } = await startRotatingProvider(cleanup, {
+      clientId: 'gk-kill',
+      clientSecret: secret,
       accessTokenTtlSec: 6,
-      rotateRefreshToken: true,
-      clients: [
-        {
-          clientId: 'gk-kill',
-          clientSecret: secret,
-          redirectUris: [DEFAULT_REDIRECT_URI],
-          authMethod: 'client_secret_basic',
-        },
-      ],
-    });
-    cleanup.add(() => oidc.close());
+    }));
     gate = await startHoldingGate(oidc.tokenEndpoint, HOLD_MS);
     cleanup.add(() => gate.close());
-    dataDir = tempDataDir();
-    cleanup.add(() => removeDir(dataDir));
   });
 
   afterAll(() => cleanup.run());
 
   it('restarts, takes the expired leases over and keeps every grant alive with no replay', async () => {
-    const client: ClientSpec = {
-      endpoints: { authorization: oidc.authorizationEndpoint, token: gate.url },
-      clientId: 'gk-kill',
-      clientSecret: secret,
-    };
-    const consentProfile = await resolveProvider({
-      kind: 'oidc',
-      endpoints: { authorization: oidc.authorizationEndpoint, token: oidc.tokenEndpoint },
-    });
-    const target = {
-      tokenEndpoint: oidc.tokenEndpoint,
-      clientId: 'gk-kill',
-      clientSecret: secret,
-      authMethod: 'client_secret_basic' as const,
-    };
+    const { client, consent } = await providerClient(oidc, 'gk-kill', secret, gate.url);
     const { ids } = await seedGrants({
       dataDir,
       key,
       client,
       count: GRANTS,
-      mint: (i) => consentTokens(oidc, consentProfile, target, DEFAULT_REDIRECT_URI, `kill-user-${i}`),
+      mint: (i) => consent(`kill-user-${i}`),
     });
     const configPath = writeRunConfig(dataDir, client);
     const runs: RunProcess[] = [];
     const start = () => {
       const run = startRun({
+        cleanup,
         configPath,
         dataDir,
         key,
@@ -102,7 +76,6 @@ describe('worker killed with -9 while refreshes are in flight', () => {
         env: WORKER_ENV,
       });
       runs.push(run);
-      cleanup.add(() => run.kill9());
       return run;
     };
 
