@@ -244,7 +244,8 @@ export class GrantRefresher {
     durationMs: number,
     result: RefreshResult,
   ): void {
-    if (!this.deps.observers?.length) return;
+    const { observers } = this.deps;
+    if (!observers?.length) return;
     const attempt: RefreshAttempt = {
       grantId: grant.id,
       provider: client.profile.kind,
@@ -253,7 +254,7 @@ export class GrantRefresher {
       previousState: grant.state,
       previousFailures: grant.consecutiveFailures,
     };
-    for (const observer of this.deps.observers ?? []) {
+    for (const observer of observers) {
       try {
         observer.onRefreshResult(attempt, result);
       } catch (err) {

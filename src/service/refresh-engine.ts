@@ -23,11 +23,31 @@ export interface RefreshEngine {
   close(): Promise<void>;
 }
 
+/** An engine given a Redis connection, which therefore has its queue and scheduler. */
+export type QueuedRefreshEngine = RefreshEngine & Required<Pick<RefreshEngine, 'queue' | 'scheduler'>>;
+
+interface EngineOptions {
+  connection?: Redis;
+  observers?: RefreshObserver[];
+}
+
 export function createRefreshEngine(
   app: AppContext,
   config: Config,
   logger: Logger,
-  options: { connection?: Redis; observers?: RefreshObserver[] } = {},
+  options: EngineOptions & { connection: Redis },
+): QueuedRefreshEngine;
+export function createRefreshEngine(
+  app: AppContext,
+  config: Config,
+  logger: Logger,
+  options?: EngineOptions,
+): RefreshEngine;
+export function createRefreshEngine(
+  app: AppContext,
+  config: Config,
+  logger: Logger,
+  options: EngineOptions = {},
 ): RefreshEngine {
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
   const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;

@@ -3,8 +3,7 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Reconciler } from '../../jobs/reconciler.js';
 import { createRefreshProcessor } from '../../jobs/refresh-processor.js';
-import type { RefreshJobData, RefreshQueue } from '../../jobs/refresh-queue.js';
-import type { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
+import type { RefreshJobData } from '../../jobs/refresh-queue.js';
 import { createRefreshWorker } from '../../jobs/refresh-worker.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import type { Logger } from '../log/logger.js';
@@ -13,7 +12,7 @@ import { clearManagedRedisEndpoint, writeManagedRedisEndpoint } from '../redis/m
 import { checkRedisReachable, createQueueConnection, describeRedisUrl } from '../redis/redis-connection.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AppContext, openAppContext } from './app-context.js';
-import { createRefreshEngine, type RefreshEngine } from './refresh-engine.js';
+import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
 import { syncConfigClients } from './sync-config-clients.js';
 
 /** A grant overdue by this much whose job has ended gets its job back at the next reconcile. */
@@ -21,7 +20,7 @@ const OVERDUE_GRACE_MS = 60_000;
 
 export interface RefreshService {
   app: AppContext;
-  engine: RefreshEngine & { queue: RefreshQueue; scheduler: RefreshScheduler };
+  engine: QueuedRefreshEngine;
   redisUrl: string;
   connection: Redis;
   reconciler: Reconciler;
@@ -75,7 +74,7 @@ export async function startRefreshService(
     const engine = createRefreshEngine(app, config, logger, {
       connection,
       ...(options.observers ? { observers: options.observers } : {}),
-    }) as RefreshService['engine'];
+    });
     cleanups.push(() => engine.close());
     const reconciler = new Reconciler(app.grants, engine.queue, connection, engine.scheduler, logger, {
       intervalMs: config.reconcileIntervalSeconds * 1000,
