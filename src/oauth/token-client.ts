@@ -73,11 +73,12 @@ export class TokenClient {
     this.#timeoutMs = opts.timeoutMs;
     this.#maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.#userAgent = opts.userAgent ?? 'grantkeeper';
-    // undici's per-phase timeouts are backstops; the abort timer in #post bounds the request as a whole.
+    // undici's per-phase timeouts are backstops; the abort timer in #post bounds the request as a
+    // whole. They run longer so they never cut in before that timer's stall check.
     this.#agent = new Agent({
       connections: opts.connections ?? null,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
+      headersTimeout: opts.timeoutMs * 2,
+      bodyTimeout: opts.timeoutMs * 2,
     });
   }
 
@@ -184,7 +185,7 @@ export class TokenClient {
     }
 
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.#timeoutMs);
+    const timer = abortAfter(controller, this.#timeoutMs);
     try {
       const res = await request(url, {
         method: 'POST',
@@ -206,9 +207,33 @@ export class TokenClient {
       if (err instanceof TokenEndpointError) throw err;
       throw controller.signal.aborted ? timeoutError(this.#timeoutMs) : networkError(err);
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
     }
   }
+}
+
+/** How late a timer may fire before we call it an event-loop stall rather than a slow server. */
+const STALL_MS = 200;
+/** After a stall, how long I/O that arrived meanwhile gets to be read before the verdict. */
+const STALL_GRACE_MS = 100;
+
+/**
+ * Aborts after `ms` of time in which the event loop was running. A timer that fires late means the
+ * loop was blocked (a long synchronous db wait, a GC pause): a response may be sitting unread in the
+ * socket, and throwing it away would lose a rotated refresh token. Timers run before I/O in the
+ * loop, so the late timer first gives that I/O a short turn.
+ */
+function abortAfter(controller: AbortController, ms: number): { cancel(): void } {
+  let timer: NodeJS.Timeout;
+  const arm = (delay: number) => {
+    const due = Date.now() + delay;
+    timer = setTimeout(() => {
+      if (Date.now() - due > STALL_MS) arm(STALL_GRACE_MS);
+      else controller.abort();
+    }, delay);
+  };
+  arm(ms);
+  return { cancel: () => clearTimeout(timer) };
 }
 
 /** Drops an unread or half-read body and its connection; undici reports that as an abort we expect. */

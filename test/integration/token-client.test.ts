@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors/user-error.js';
 import { TokenClient, type TokenEndpointTarget } from '../../src/oauth/token-client.js';
@@ -345,5 +347,47 @@ describe('transient errors', () => {
   it('keeps working after faults (connections recover)', async () => {
     const { refreshToken } = fault.mintGrant();
     expect((await client.refresh(publicTarget(), refreshToken)).accessToken).toMatch(/^gk-test-at-/);
+  });
+});
+
+describe('event-loop stalls', () => {
+  /** A token endpoint in a process of its own, so it answers while this one is blocked. */
+  const SERVER = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    process.stdout.write('received\\n');
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ access_token: 'at-after-stall', token_type: 'bearer', expires_in: 60, refresh_token: 'rt-after-stall' }));
+    }, 50);
+  });
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+`;
+
+  it('a response that arrived while the event loop was blocked past the timeout is still read', async () => {
+    const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const lines = createInterface({ input: child.stdout });
+      const next = () => new Promise<string>((resolve) => lines.once('line', resolve));
+      const port = Number(await next());
+      const received = next();
+      const pending = client.refresh(
+        { ...publicTarget(), tokenEndpoint: `http://127.0.0.1:${port}/token` },
+        'rt-0',
+      );
+      await received;
+      // A synchronous wait three times the timeout (as a long SQLite busy wait would be): the answer
+      // comes in meanwhile, and the overdue timer must not throw it away unread.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TIMEOUT_MS * 3);
+      await expect(pending).resolves.toMatchObject({
+        accessToken: 'at-after-stall',
+        refreshToken: 'rt-after-stall',
+      });
+    } finally {
+      child.kill();
+    }
   });
 });
