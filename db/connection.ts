@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { UserError } from '../src/errors/user-error.js';
+import { storageFailureOf } from '../src/store/storage-errors.js';
 import { packageRoot } from '../src/util/package-root.js';
 import * as schema from './schema.js';
 
@@ -95,7 +96,8 @@ export function describeSqliteError(err: unknown, path: string): Error {
   if (err instanceof UserError) return err;
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message ?? String(err);
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+  const failure = storageFailureOf(err);
+  if (failure === 'locked') {
     return new UserError(`the database ${path} is locked by another process; stop it or retry`, 1, {
       cause: err,
     });
@@ -109,7 +111,7 @@ export function describeSqliteError(err: unknown, path: string): Error {
       },
     );
   }
-  if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+  if (failure === 'disk_full') {
     return new UserError(`the disk holding ${path} is full: free space and restart`, 1, { cause: err });
   }
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {

@@ -12,8 +12,6 @@ export interface RefreshProcessorDeps {
 
 /** Extra wait past a busy lease, so the retry does not land a hair before it expires. */
 const LEASE_SLACK_MS = 250;
-/** How long a job waits when the database stayed locked past its busy timeout. */
-const DB_LOCKED_RETRY_MS = 2000;
 
 /**
  * The BullMQ side of a refresh: run it, then plan what comes next. Transient failures fail the job
@@ -25,17 +23,7 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
     const parsed = refreshJobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError('malformed refresh job data');
     const { grantId, version } = parsed.data;
-    let result: Awaited<ReturnType<GrantRefresher['refresh']>>;
-    try {
-      result = await deps.refresher.refresh(grantId, version, 'schedule');
-    } catch (err) {
-      // Another process held the write lock past the busy timeout: nothing was claimed or sent, so
-      // the same plan simply runs again shortly instead of failing until the reconciler revives it.
-      if (!isDatabaseLocked(err)) throw err;
-      deps.logger.warn({ grantId }, 'database locked by another writer; retrying the refresh shortly');
-      await job.moveToDelayed(Date.now() + DB_LOCKED_RETRY_MS, token);
-      throw new DelayedError();
-    }
+    const result = await deps.refresher.refresh(grantId, version, 'schedule');
     switch (result.status) {
       case 'refreshed':
         await deps.scheduler.schedule([result.grant]);
@@ -52,14 +40,21 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
         // version on, making this job stale, or crashed, leaving the work to us).
         await job.moveToDelayed(result.leaseUntil + LEASE_SLACK_MS, token);
         throw new DelayedError();
+      case 'deferred':
+        // Nothing was claimed or sent: the same plan runs again once the database takes writes,
+        // instead of failing until the reconciler revives it.
+        // (A full disk is logged once by the storage gate, not once per waiting job.)
+        if (result.cause !== 'disk_full') {
+          deps.logger.warn(
+            { grantId, cause: result.cause },
+            'refresh deferred: the database cannot take writes',
+          );
+        }
+        await job.moveToDelayed(result.retryAt, token);
+        throw new DelayedError();
       default:
         deps.logger.debug({ grantId, version, status: result.status }, 'refresh job had nothing to do');
         return result.status;
     }
   };
-}
-
-function isDatabaseLocked(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
 }

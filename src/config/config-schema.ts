@@ -66,6 +66,14 @@ export const configSchema = z
     reconcileIntervalSeconds: seconds(86_400).default(120),
     scheduleHorizonSeconds: seconds(30 * 86_400).default(6 * 3600),
     shutdownGraceSeconds: seconds(3600).default(30),
+    // Set aside beside the database and given back when the disk fills, so tokens a provider has
+    // already rotated can still be stored. 0 turns it off.
+    diskReserveMb: numeric(
+      z
+        .number({ error: 'expected a number of MiB' })
+        .min(0, 'must be at least 0')
+        .max(1024, 'must be at most 1024'),
+    ).default(8),
     queuePrefix: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-"')
@@ -122,6 +130,7 @@ export const ENV_VARS = {
   GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: 'reconcileIntervalSeconds',
   GRANTKEEPER_SCHEDULE_HORIZON_SECONDS: 'scheduleHorizonSeconds',
   GRANTKEEPER_SHUTDOWN_GRACE_SECONDS: 'shutdownGraceSeconds',
+  GRANTKEEPER_DISK_RESERVE_MB: 'diskReserveMb',
   GRANTKEEPER_QUEUE_PREFIX: 'queuePrefix',
   GRANTKEEPER_API_HOST: 'apiHost',
   GRANTKEEPER_API_PORT: 'apiPort',

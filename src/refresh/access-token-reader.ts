@@ -2,6 +2,7 @@ import type { GrantRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import type { GrantStore } from '../store/grant-store.js';
+import { describeStorageFailure } from '../store/storage-errors.js';
 import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
 
 export type TokenReadFailure = 'not_found' | 'unusable' | 'unavailable' | 'unsatisfiable';
@@ -144,6 +145,12 @@ export class AccessTokenReader {
       case 'stopped':
         assertUsable(result.grant);
         return undefined;
+      case 'deferred':
+        throw new TokenReadError(
+          'unavailable',
+          `${describeStorageFailure(result.cause)}, so no new token can be stored now; try again shortly`,
+          result.retryAt,
+        );
       default:
         return undefined;
     }

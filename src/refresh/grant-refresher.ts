@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { GrantRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
@@ -10,6 +11,8 @@ import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { ClientStore, OpenedClient } from '../store/client-store.js';
 import type { GrantStore } from '../store/grant-store.js';
+import { type StorageFailure, storageFailureOf } from '../store/storage-errors.js';
+import type { StorageGate } from '../store/storage-gate.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 
 export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
@@ -26,7 +29,9 @@ export type RefreshResult =
   /** A transient failure: recorded, and the grant is due again at `grant.nextRefreshAt`. */
   | { status: 'retrying'; grant: GrantRow; error: TokenEndpointError }
   /** A permanent failure: the grant now needs an operator (`needs_reconsent` or `client_error`). */
-  | { status: 'stopped'; grant: GrantRow; error: TokenEndpointError };
+  | { status: 'stopped'; grant: GrantRow; error: TokenEndpointError }
+  /** The database cannot take writes (locked, disk full): nothing was sent; ask again at `retryAt`. */
+  | { status: 'deferred'; retryAt: number; cause: StorageFailure };
 
 export interface GrantRefresherDeps {
   grants: GrantStore;
@@ -35,6 +40,8 @@ export interface GrantRefresherDeps {
   timing: RefreshTimingPolicy;
   backoff: BackoffPolicy;
   logger: Logger;
+  /** Closed while the disk is full: no refresh may start whose answer could not be stored. */
+  storage: StorageGate;
   /**
    * How long a claim is held. It must outlive the token request's timeout by a margin, so a second
    * claim can never start while our request may still reach the provider.
@@ -44,6 +51,14 @@ export interface GrantRefresherDeps {
   now?: () => number;
 }
 
+/** How long a refresh refused by a locked or failing database waits before it is tried again. */
+const STORAGE_RETRY_MS = 2000;
+/**
+ * Retry pace for storing tokens already received: often, so that when space returns these writes
+ * land before anyone's next claim (a locked database paces them by its busy timeout anyway).
+ */
+const HELD_RETRY_MS = 250;
+
 /**
  * The one place a grant's tokens are refreshed, for the worker and for on-demand readers alike:
  * claim the lease, ask the token endpoint, commit the answer, classify a failure.
@@ -52,6 +67,10 @@ export class GrantRefresher {
   private readonly now: () => number;
   private readonly ownerPrefix = randomBytes(4).toString('hex');
   private claims = 0;
+  /** Grants this process has claimed and not yet settled. */
+  private readonly active = new Set<string>();
+  /** Of those, the ones whose received tokens the db has refused so far. */
+  private readonly held = new Set<string>();
 
   constructor(private readonly deps: GrantRefresherDeps) {
     this.now = deps.now ?? Date.now;
@@ -63,9 +82,21 @@ export class GrantRefresher {
   }
 
   async refresh(grantId: string, version: number, trigger: RefreshTrigger): Promise<RefreshResult> {
-    const { grants } = this.deps;
+    const { grants, storage } = this.deps;
+    const blockedUntil = storage.blockedUntil();
+    if (blockedUntil !== undefined) {
+      return { status: 'deferred', retryAt: blockedUntil, cause: 'disk_full' };
+    }
+    // Our own lease may have run out under us (a long lock stalls the event loop, and BullMQ then
+    // hands the same job out again): a grant this process is refreshing is never claimed twice.
+    if (this.active.has(grantId)) return { status: 'busy', leaseUntil: this.now() + this.deps.leaseMs };
     const owner = `${this.ownerPrefix}.${++this.claims}`;
-    const grant = grants.claim(grantId, version, owner, this.now(), this.deps.leaseMs);
+    let grant: GrantRow | undefined;
+    try {
+      grant = grants.claim(grantId, version, owner, this.now(), this.deps.leaseMs);
+    } catch (err) {
+      return this.deferForStorage(err);
+    }
     if (!grant) {
       const current = grants.get(grantId);
       if (current?.version === version && current.leaseUntil !== null && current.leaseUntil >= this.now()) {
@@ -73,6 +104,7 @@ export class GrantRefresher {
       }
       return { status: 'stale' };
     }
+    this.active.add(grantId);
     try {
       const started = this.now();
       const client = this.openClient(grant);
@@ -80,10 +112,30 @@ export class GrantRefresher {
       this.notify(grant, client, trigger, this.now() - started, result);
       return result;
     } catch (err) {
-      // Anything unexpected (a db error, a sealing error): free the grant for the next attempt.
-      grants.releaseLease(grantId, owner);
-      throw err;
+      // Anything unexpected (a failure record the db refused, a sealing error): free the grant for
+      // the next attempt. Received tokens never get here: they are held until stored.
+      try {
+        grants.releaseLease(grantId, owner);
+      } catch {
+        // The lease then runs out on its own.
+      }
+      return this.deferForStorage(err);
+    } finally {
+      this.active.delete(grantId);
     }
+  }
+
+  /** Grants whose new tokens this process holds in memory because the database refused them. */
+  heldGrantIds(): string[] {
+    return [...this.held];
+  }
+
+  /** A storage failure before anything was sent becomes a deferral; anything else is a bug. */
+  private deferForStorage(err: unknown): RefreshResult {
+    const cause = storageFailureOf(err);
+    if (!cause) throw err;
+    if (cause === 'disk_full') this.deps.storage.reportOutOfSpace();
+    return { status: 'deferred', retryAt: this.now() + STORAGE_RETRY_MS, cause };
   }
 
   private async refreshClaimed(
@@ -100,42 +152,45 @@ export class GrantRefresher {
     } catch (err) {
       return this.recordFailure(grant, owner, trigger, client, asTokenError(err), this.now() - sentAt);
     }
-    return this.commit(grant, trigger, client, tokens, sentAt);
+    return this.commit(grant, owner, trigger, client, tokens, sentAt);
   }
 
-  private commit(
+  private async commit(
     grant: GrantRow,
+    owner: string,
     trigger: RefreshTrigger,
     client: OpenedClient,
     tokens: TokenSet,
     sentAt: number,
-  ): RefreshResult {
+  ): Promise<RefreshResult> {
     const now = this.now();
     const plan = planAfterTokenResponse(tokens, sentAt, now, client.profile, this.deps.timing, grant.mode);
-    const committed = this.deps.grants.commitRefresh(
-      grant.id,
-      grant.version,
-      {
-        accessToken: tokens.accessToken,
-        ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
-        ...(tokens.tokenType === undefined ? {} : { tokenType: tokens.tokenType }),
-        ...(tokens.scope === undefined ? {} : { scope: tokens.scope }),
-        accessExpiresAt: plan.accessExpiresAt,
-        accessLifetimeMs: plan.accessLifetimeMs,
-        refreshTokenUsedAt: plan.refreshTokenUsedAt,
-        nextRefreshAt: plan.nextRefreshAt,
-      },
-      {
-        at: now,
-        trigger,
-        outcome: 'refreshed',
-        durationMs: now - sentAt,
-        rotated: tokens.refreshToken !== undefined,
-        message: plan.defaultedLifetime
-          ? 'no expires_in in the response: provider default lifetime used'
-          : null,
-      },
-    );
+    const write = () =>
+      this.deps.grants.commitRefresh(
+        grant.id,
+        grant.version,
+        {
+          accessToken: tokens.accessToken,
+          ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
+          ...(tokens.tokenType === undefined ? {} : { tokenType: tokens.tokenType }),
+          ...(tokens.scope === undefined ? {} : { scope: tokens.scope }),
+          accessExpiresAt: plan.accessExpiresAt,
+          accessLifetimeMs: plan.accessLifetimeMs,
+          refreshTokenUsedAt: plan.refreshTokenUsedAt,
+          nextRefreshAt: plan.nextRefreshAt,
+        },
+        {
+          at: now,
+          trigger,
+          outcome: 'refreshed',
+          durationMs: now - sentAt,
+          rotated: tokens.refreshToken !== undefined,
+          message: plan.defaultedLifetime
+            ? 'no expires_in in the response: provider default lifetime used'
+            : null,
+        },
+      );
+    const committed = await this.storeReceived(grant, owner, write);
     if (!committed) {
       this.deps.logger.warn(
         { grantId: grant.id, version: grant.version },
@@ -155,6 +210,54 @@ export class GrantRefresher {
       'grant refreshed',
     );
     return { status: 'refreshed', grant: committed };
+  }
+
+  /**
+   * Stores tokens the provider has already issued. The refresh token they replace may be spent, so
+   * dropping them could lose the grant: a write refused by a full disk, a lock or an I/O error is
+   * held and retried, under a lease kept alive, for as long as this process lives.
+   */
+  private async storeReceived(
+    grant: GrantRow,
+    owner: string,
+    write: () => GrantRow | undefined,
+  ): Promise<GrantRow | undefined> {
+    let failure: StorageFailure | undefined;
+    try {
+      return write();
+    } catch (err) {
+      failure = storageFailureOf(err);
+      if (!failure) throw err;
+    }
+    const { logger, grants, storage } = this.deps;
+    const heldSince = this.now();
+    this.held.add(grant.id);
+    logger.error(
+      { grantId: grant.id, version: grant.version, cause: failure },
+      'new tokens received but the database refused them: holding them in memory and retrying',
+    );
+    try {
+      for (let attempt = 0; ; attempt++) {
+        // The first retry is immediate: a full disk has just had the reserve given back.
+        if (failure === 'disk_full') storage.reportOutOfSpace();
+        try {
+          grants.extendLease(grant.id, grant.version, owner, this.now() + this.deps.leaseMs);
+        } catch {
+          // A write like any other: while it fails, other claims fail the same way.
+        }
+        if (attempt > 0) await sleep(HELD_RETRY_MS);
+        try {
+          const row = write();
+          logger.warn({ grantId: grant.id, heldMs: this.now() - heldSince }, 'held tokens stored');
+          return row;
+        } catch (err) {
+          failure = storageFailureOf(err);
+          if (!failure) throw err;
+        }
+      }
+    } finally {
+      this.held.delete(grant.id);
+    }
   }
 
   private recordFailure(

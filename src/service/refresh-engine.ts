@@ -9,6 +9,8 @@ import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
 import { AccessTokenReader } from '../refresh/access-token-reader.js';
 import { GrantRefresher } from '../refresh/grant-refresher.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
+import { DiskReserve } from '../store/disk-reserve.js';
+import { StorageGate } from '../store/storage-gate.js';
 import type { AppContext } from './app-context.js';
 
 /** Everything that refreshes or reads tokens, for the service and for one-shot CLI commands alike. */
@@ -16,6 +18,8 @@ export interface RefreshEngine {
   tokenClient: TokenClient;
   refresher: GrantRefresher;
   reader: AccessTokenReader;
+  /** Pauses refreshes while the disk holding the database is full. */
+  storage: StorageGate;
   /** Present when a Redis connection was given. */
   queue?: RefreshQueue;
   scheduler?: RefreshScheduler;
@@ -52,6 +56,10 @@ export function createRefreshEngine(
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
   const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;
   const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
+  const storage = new StorageGate({
+    reserve: new DiskReserve(app.dataDir, Math.round(config.diskReserveMb * 1024 * 1024)),
+    logger,
+  });
   const refresher = new GrantRefresher({
     grants: app.grants,
     clients: app.clients,
@@ -59,6 +67,7 @@ export function createRefreshEngine(
     timing: { ...DEFAULT_REFRESH_TIMING, ...config.refreshTiming },
     backoff: { ...DEFAULT_BACKOFF, ...config.backoff },
     logger,
+    storage,
     leaseMs,
     ...(options.observers ? { observers: options.observers } : {}),
   });
@@ -77,6 +86,7 @@ export function createRefreshEngine(
     tokenClient,
     refresher,
     reader,
+    storage,
     ...(queue ? { queue } : {}),
     ...(scheduler ? { scheduler } : {}),
     leaseMs,

@@ -76,6 +76,7 @@ export async function startRefreshService(
       ...(options.observers ? { observers: options.observers } : {}),
     });
     cleanups.push(() => engine.close());
+    engine.storage.prepare();
     const reconciler = new Reconciler(app.grants, engine.queue, connection, engine.scheduler, logger, {
       intervalMs: config.reconcileIntervalSeconds * 1000,
       horizonMs: config.scheduleHorizonSeconds * 1000,

@@ -186,6 +186,11 @@ export class GrantStore {
     this.hot.releaseLease.run({ id, owner });
   }
 
+  /** Keeps our lease alive while we still hold the grant's work (tokens the db has not taken yet). */
+  extendLease(id: string, version: number, owner: string, until: number): boolean {
+    return this.hot.extendLease.run({ id, version, owner, until }).changes === 1;
+  }
+
   /**
    * Commits a token response and its event in one transaction (invariant 3). Conditional on the
    * version only: a successful response is the newest truth about the grant, so it is kept even if
@@ -405,6 +410,11 @@ function prepareHotStatements(db: Db) {
         ),
       )
       .returning()
+      .prepare(),
+    extendLease: db
+      .update(grants)
+      .set({ leaseUntil: sql`${p('until')}` })
+      .where(and(eq(grants.id, p('id')), eq(grants.version, p('version')), eq(grants.leaseOwner, p('owner'))))
       .prepare(),
     releaseLease: db
       .update(grants)

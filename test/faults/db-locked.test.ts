@@ -58,16 +58,8 @@ describe('the database locked by another writer', () => {
         seedGrant(engine, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 3 }),
       ),
     );
-    // The lock is held by another process, as it would be: better-sqlite3 waits synchronously, so a
-    // holder in this process could never let go while the engine waits.
     const lockedAt = Date.now();
-    const holder = spawn(process.execPath, ['-e', HOLD_LOCK, join(dataDir, DB_FILE_NAME), String(LOCK_MS)], {
-      cwd: packageRoot(),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
-    const released = new Promise((resolve) => holder.once('exit', resolve));
-    await released;
+    await (await lockDatabase(dataDir)).released;
     expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(LOCK_MS);
     const grants = engine.service.app.grants;
     await waitFor(
@@ -85,4 +77,51 @@ describe('the database locked by another writer', () => {
     expect(endpoint.reuseDetections).toBe(0);
     expect(engine.service.app.store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
   }, 30_000);
+
+  it('holds answers that arrive while the database is locked and stores them once it is free: no replay', async () => {
+    const profile = testProfile(endpoint.url);
+    const clientRef = addClient(engine, profile, { clientId: 'gk2', clientSecret: 'locked-secret' }).id;
+    // Each answer takes 1.5 s, so the provider rotates while the lock is held and the commit waits.
+    endpoint.setDefault({ type: 'rotate', expiresIn: 3600, latencyMs: 1500 });
+    const sentBefore = endpoint.requests.length;
+    const seeded = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        seedGrant(engine, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 2 }),
+      ),
+    );
+    await waitFor(() => endpoint.requests.length >= sentBefore + seeded.length, 'every grant sent', 10_000);
+    await (await lockDatabase(dataDir)).released;
+    const grants = engine.service.app.grants;
+    await waitFor(
+      () => seeded.every((g) => (grants.get(g.id)?.version ?? 0) >= 1) || endpoint.reuseDetections > 0,
+      'every answer stored',
+      20_000,
+    );
+    expect(endpoint.reuseDetections).toBe(0);
+    expect(endpoint.requests.length).toBe(sentBefore + seeded.length);
+    for (const g of seeded) {
+      const row = grants.get(g.id)!;
+      expect(row.state).toBe('active');
+      expect(endpoint.isAccessTokenValid(grants.openTokens(row).accessToken)).toBe(true);
+    }
+    // The scenario really hit the window it is about.
+    expect(engine.logs.some((l) => l.includes('new tokens received but the database refused them'))).toBe(
+      true,
+    );
+    expect(engine.service.app.store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+  }, 40_000);
+
+  /**
+   * Another process takes the write lock (as it would: better-sqlite3 waits synchronously, so a
+   * holder in this process could never let go while the engine waits) and lets go after LOCK_MS.
+   */
+  async function lockDatabase(dir: string): Promise<{ released: Promise<unknown> }> {
+    const holder = spawn(process.execPath, ['-e', HOLD_LOCK, join(dir, DB_FILE_NAME), String(LOCK_MS)], {
+      cwd: packageRoot(),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const released = new Promise((resolve) => holder.once('exit', resolve));
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    return { released };
+  }
 });

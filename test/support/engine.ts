@@ -26,6 +26,8 @@ export const FAST_TIMING: Partial<Config> = {
   refreshTiming: { leadFraction: 0.3, minLeadMs: 300, minIntervalMs: 200 },
   backoff: { baseMs: 200, maxMs: 1000, maxRetryAfterMs: 5000 },
   concurrency: 4,
+  // A quarter MiB is enough for a test's few commits, and cheap to write for every engine.
+  diskReserveMb: 0.25,
 };
 
 export interface Engine {
