@@ -196,6 +196,8 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
             if (!deps.worker?.isRunning()) throw new Error('not running');
           })
         : Promise.resolve('not_started' as const),
+      // Not a failure: stored tokens are still served; only refreshes wait for space.
+      storage: Promise.resolve(deps.engine.storage.paused ? ('disk_full' as const) : ('ok' as const)),
     };
     const results = Object.fromEntries(
       await Promise.all(Object.entries(checks).map(async ([k, v]) => [k, await v] as const)),

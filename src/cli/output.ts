@@ -39,6 +39,17 @@ export function renderFields(fields: Array<[string, string]>): string {
 }
 
 /** A short span such as `4m 10s`, `3h 2m` or `12d 4h`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
 export function formatSpan(ms: number): string {
   const s = Math.round(Math.abs(ms) / 1000);
   const units: Array<[string, number]> = [

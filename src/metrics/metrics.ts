@@ -6,12 +6,14 @@ import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import type { ClientStore } from '../store/client-store.js';
 import type { FleetStats, GrantStore } from '../store/grant-store.js';
+import type { StorageGate } from '../store/storage-gate.js';
 
 /** Where the scrape-time gauges read from; bound once the service is up. */
 export interface MetricsSources {
   grants: GrantStore;
   clients: ClientStore;
   queues: Array<{ name: string; queue: Queue }>;
+  storage: StorageGate;
   now?: () => number;
 }
 
@@ -93,6 +95,14 @@ export class Metrics implements RefreshObserver {
         const at = metrics.earliestKeepAliveDeadline();
         if (at === undefined) this.reset();
         else this.set((at - metrics.now()) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'grantkeeper_refreshes_paused',
+      help: '1 while the disk holding the database is full and no new refresh may start',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.sources?.storage.paused ? 1 : 0);
       },
     });
     new Gauge({

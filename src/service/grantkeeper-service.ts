@@ -105,6 +105,7 @@ export async function startGrantkeeper(
       grants: service.app.grants,
       clients: service.app.clients,
       queues: queues.map((queue) => ({ name: queue.name, queue })),
+      storage: service.engine.storage,
     });
     service.worker?.on('active', (job) => {
       metrics.observeLateness((Date.now() - job.timestamp - (job.delay ?? 0)) / 1000);

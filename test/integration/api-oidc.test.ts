@@ -325,7 +325,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
     expect(await (await get('/healthz')).json()).toEqual({ status: 'ok' });
     expect(await (await get('/readyz')).json()).toEqual({
       status: 'ready',
-      checks: { db: 'ok', redis: 'ok', worker: 'ok' },
+      checks: { db: 'ok', redis: 'ok', worker: 'ok', storage: 'ok' },
     });
   });
 

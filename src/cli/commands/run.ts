@@ -39,8 +39,17 @@ export async function runUntilSignal(program: Command, options: { runWorker: boo
   ]);
   clearTimeout(timer);
   if (outcome === timedOut) {
-    // Uncommitted refreshes keep their lease and version: the next start retries them safely.
-    logger.error({ graceMs }, 'shutdown grace period exceeded; exiting with refreshes still running');
+    // Refreshes still waiting on the provider keep their lease and version: the next start retries
+    // them safely. Tokens received but refused by the database are lost with the process.
+    const unstored = keeper.service.engine.refresher.heldGrantIds();
+    if (unstored.length > 0) {
+      logger.error(
+        { graceMs, grantIds: unstored },
+        'shutdown grace period exceeded while the database refused new tokens: these grants may need a new consent (grantkeeper seed)',
+      );
+    } else {
+      logger.error({ graceMs }, 'shutdown grace period exceeded; exiting with refreshes still running');
+    }
     process.exit(1);
   }
   logger.info('stopped');

@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { GRANT_STATES, type GrantState } from '../../../db/schema.js';
 import { describeRedisUrl } from '../../redis/redis-connection.js';
+import type { StorageGate } from '../../store/storage-gate.js';
 import { withCliContext } from '../cli-context.js';
 import {
   colorState,
   colors,
   examples,
+  formatBytes,
   formatRelative,
   isoOrNull,
   printJson,
@@ -41,8 +43,10 @@ export function registerStatusCommand(program: Command): void {
           ? await engine.queue.getJobCounts('waiting', 'delayed', 'active', 'failed')
           : null;
         const dbCheck = String(app.store.sqlite.pragma('quick_check', { simple: true }));
+        const disk = engine.storage.diskReport();
         const status = {
           db: { path: app.store.path, ok: dbCheck === 'ok', check: dbCheck },
+          disk,
           redis: {
             state: redis.state,
             ...(redis.state === 'not_running' ? {} : { url: describeRedisUrl(redis.url) }),
@@ -99,10 +103,28 @@ export function registerStatusCommand(program: Command): void {
                   ? colors.green(`ok (${app.store.path})`)
                   : colors.red(`check failed: ${dbCheck}`),
               ],
+              ['disk', diskLine(disk)],
             ]),
           );
         }
-        if (byState.needs_reconsent + byState.client_error > 0 || !status.db.ok) process.exitCode = 1;
+        if (byState.needs_reconsent + byState.client_error > 0 || !status.db.ok || disk.low) {
+          process.exitCode = 1;
+        }
       });
     });
+}
+
+function diskLine(disk: ReturnType<StorageGate['diskReport']>): string {
+  const free = `${formatBytes(disk.freeBytes)} free`;
+  if (disk.low) {
+    return colors.red(`${free}: too little for the database; new refreshes pause while the disk is full`);
+  }
+  if (disk.reserveHeldBytes < disk.reserveBytes) {
+    return colors.yellow(
+      `${free}; the ${formatBytes(disk.reserveBytes)} reserve is not in place (grantkeeper run writes it)`,
+    );
+  }
+  return colors.green(
+    disk.reserveBytes > 0 ? `${free}, ${formatBytes(disk.reserveBytes)} reserve in place` : free,
+  );
 }
