@@ -385,7 +385,6 @@ export async function startHoldingGate(upstream: string, holdMs: number): Promis
   return gate;
 }
 
-/** Introspects every grant's current access token; returns the labels whose token is not active. */
 /**
  * Labels of grants whose stored access token the provider rejects although it has not expired yet:
  * a revoked token. An expired one is lateness (a loaded machine), which the lateness checks cover.
