@@ -53,6 +53,8 @@ export async function startEngine(opts: {
   redisUrl: string;
   dataDir: string;
   key: string;
+  /** Older keys still able to open values, as GRANTKEEPER_PREVIOUS_KEYS (a rotation in progress). */
+  previousKeys?: string;
   config?: Partial<Config>;
   /** Start the HTTP API (port 0 unless config says otherwise), alerts and metrics too. */
   api?: Omit<GrantkeeperOptions, 'env'> & { webhookSecret?: string };
@@ -67,7 +69,11 @@ export async function startEngine(opts: {
       dataDir: opts.dataDir,
       redisUrl: opts.redisUrl,
     }),
-    secrets: { key: opts.key, ...(opts.api?.webhookSecret ? { webhookSecret: opts.api.webhookSecret } : {}) },
+    secrets: {
+      key: opts.key,
+      ...(opts.previousKeys ? { previousKeys: opts.previousKeys } : {}),
+      ...(opts.api?.webhookSecret ? { webhookSecret: opts.api.webhookSecret } : {}),
+    },
   };
   if (opts.api) {
     const { webhookSecret: _secret, ...apiOptions } = opts.api;
