@@ -21,6 +21,7 @@ import { TokenReadError } from '../refresh/access-token-reader.js';
 import type { AppContext } from '../service/app-context.js';
 import { setGrantMode } from '../service/grant-mode.js';
 import type { RefreshService } from '../service/refresh-service.js';
+import { describeStorageFailure, storageFailureOf } from '../store/storage-errors.js';
 import { type ApiKeyAuthenticator, allows, type Principal } from './auth.js';
 import { toGrantView } from './grant-views.js';
 import { grantsPageCsp, renderGrantsPage, renderLoginPage } from './grants-page.js';
@@ -105,6 +106,15 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
         return reply
           .code(400)
           .send({ error: 'bad_request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
+      }
+      // A write the db refused (disk full, locked past the busy timeout): worth retrying, not a bug.
+      const storage = storageFailureOf(err);
+      if (storage) {
+        req.log.warn({ route: req.routeOptions.url, cause: storage }, 'database refused a write');
+        return reply
+          .code(503)
+          .header('retry-after', '2')
+          .send({ error: 'storage_unavailable', message: describeStorageFailure(storage) });
       }
       const status = err.statusCode ?? 500;
       if (status < 500) {
@@ -347,7 +357,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
           summary:
             'Retry now through the worker (202): a live grant becomes due, a stopped one (needs_reconsent, client_error) is tried again as failing',
           params: routeSchema(grantParams),
-          response: { 202: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404) },
+          response: { 202: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 503) },
         },
       },
       async (req, reply) => {
@@ -374,7 +384,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
           summary: 'Switch between eager refreshing and keepalive (refresh on demand, keep the grant alive)',
           params: routeSchema(grantParams),
           body: routeSchema(modeBody),
-          response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404) },
+          response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 503) },
         },
       },
       async (req) => {
@@ -401,6 +411,10 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
           throw unusable(current);
         case 'unsatisfiable':
           throw new ApiError(422, 'min_valid_unsatisfiable', err.message);
+        case 'storage_unavailable':
+          throw new ApiError(503, 'storage_unavailable', err.message, {
+            'retry-after': String(Math.max(1, Math.ceil(((err.retryAt ?? Date.now()) - Date.now()) / 1000))),
+          });
         case 'unavailable': {
           const retryAt = err.retryAt ?? Date.now() + engine.leaseMs;
           const seconds = Math.max(1, Math.ceil((retryAt - Date.now()) / 1000));

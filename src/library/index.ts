@@ -57,7 +57,8 @@ export type KeeperOptions =
 /**
  * Why no token could be had. `code` is the API's error code (remote) or the reader's reason
  * (in-process): not_found, forbidden, unauthorized, needs_reconsent / client_error / unusable,
- * min_valid_unsatisfiable / unsatisfiable, unavailable (retry after `retryAt`).
+ * min_valid_unsatisfiable / unsatisfiable, unavailable and storage_unavailable (retry after
+ * `retryAt`).
  */
 export class KeeperError extends Error {
   constructor(

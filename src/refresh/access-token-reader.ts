@@ -5,7 +5,13 @@ import type { GrantStore } from '../store/grant-store.js';
 import { describeStorageFailure } from '../store/storage-errors.js';
 import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
 
-export type TokenReadFailure = 'not_found' | 'unusable' | 'unavailable' | 'unsatisfiable';
+export type TokenReadFailure =
+  | 'not_found'
+  | 'unusable'
+  | 'unavailable'
+  | 'unsatisfiable'
+  /** The database cannot store a new token now (disk full, locked): its message names no grant. */
+  | 'storage_unavailable';
 
 /** Why a token could not be handed out; the API maps `reason` to a status, the CLI to exit 1. */
 export class TokenReadError extends UserError {
@@ -147,7 +153,7 @@ export class AccessTokenReader {
         return undefined;
       case 'deferred':
         throw new TokenReadError(
-          'unavailable',
+          'storage_unavailable',
           `${describeStorageFailure(result.cause)}, so no new token can be stored now; try again shortly`,
           result.retryAt,
         );

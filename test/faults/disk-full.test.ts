@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import { RESERVE_FILE_NAME } from '../../src/store/disk-reserve.js';
 import { runCli } from '../support/cli.js';
 import {
@@ -100,6 +101,11 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
     const key = testKey();
     const engine = await engineOn(dataDir, key, 1, true);
     const api = engine.keeper!.url;
+    const apiKey = new ApiKeyStore(engine.service.app.store.db).create({
+      name: 'disk',
+      grantIds: null,
+      now: Date.now(),
+    }).key;
     const probes = async () => ({
       ready: (await (await fetch(`${api}/readyz`)).json()) as { checks: { storage: string } },
       paused: /^grantkeeper_refreshes_paused (\d)$/m.exec(await (await fetch(`${api}/metrics`)).text())?.[1],
@@ -112,6 +118,7 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
 
     await waitFor(() => endpoint.requests.length >= ids.length, 'every grant claimed and sent', 10_000);
     const filler = fillDisk(disk.dir);
+    cleanup.add(() => filler.release());
     await waitFor(
       () => ids.every((id) => grants.get(id)!.version >= 1) || endpoint.reuseDetections > 0,
       'the answers stored',
@@ -137,7 +144,16 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
     const versionsWhileFull = ids.map((id) => grants.get(id)!.version);
     const pausedAt = Date.now();
     await expect(reader.read(ids[0]!, { minValidSec: 3600 })).rejects.toMatchObject({
-      reason: 'unavailable',
+      reason: 'storage_unavailable',
+      message: expect.stringMatching(/^the disk holding the database is full/),
+    });
+    const answer = await fetch(`${api}/v1/grants/${ids[1]}/token?min_valid=3600`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    expect(answer.status).toBe(503);
+    expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(await answer.json()).toEqual({
+      error: 'storage_unavailable',
       message: expect.stringMatching(/^the disk holding the database is full/),
     });
     const status = await runCli(['status', '--json'], {
@@ -149,7 +165,9 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
     expect(status.code).toBe(1);
     expect(JSON.parse(status.stdout)).toMatchObject({ disk: { low: true, reserveHeldBytes: 0 } });
     await sleep(Math.max(0, 4000 - (Date.now() - pausedAt)));
-    expect(endpoint.requests.length).toBe(sentWhileFull);
+    const sentDuringPause = endpoint.requests.length - sentWhileFull;
+    const pausedMs = Date.now() - pausedAt;
+    expect(sentDuringPause).toBe(0);
     expect(ids.map((id) => grants.get(id)!.version)).toEqual(versionsWhileFull);
 
     filler.release();
@@ -163,6 +181,10 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
     expect(statSync(reservePath).size).toBe(1024 * 1024);
     expect(messages(engine).map((m) => m.msg)).toContain('disk space is back: refreshes resumed');
     expectEveryGrantKept(engine, ids);
+    const held = messages(engine).filter((m) => m.msg === 'held tokens stored').length;
+    console.log(
+      `[faults] disk full with reserve: filled ${(filler.bytes / 1048576).toFixed(1)} MiB with ${ids.length} answers in flight; ${held} commits refused then stored from the reserve; ${sentDuringPause} requests in ${(pausedMs / 1000).toFixed(1)} s paused; kept ${ids.length}/${ids.length}; replays 0; reuse detections ${endpoint.reuseDetections}`,
+    );
   }, 45_000);
 
   it('without a reserve, holds received tokens past the lease until space returns, and no other worker replays them', async () => {
@@ -176,6 +198,8 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
 
     await waitFor(() => endpoint.requests.length >= ids.length, 'every grant claimed and sent', 10_000);
     const filler = fillDisk(disk.dir);
+    cleanup.add(() => filler.release());
+    const filledAt = Date.now();
     // The answers arrive, and then longer than the lease (5.5 s) goes by: the leases could not be
     // extended on a full disk, yet nobody may claim these grants and resend spent refresh tokens.
     await sleep(ANSWER_DELAY_MS + first.service.engine.leaseMs + 2000);
@@ -184,6 +208,7 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
     expect(held().sort()).toEqual([...ids].sort());
 
     filler.release();
+    const heldMs = Date.now() - filledAt;
     await waitFor(
       () => ids.every((id) => grants.get(id)!.version >= 1) || endpoint.reuseDetections > 0,
       'held tokens stored',
@@ -194,5 +219,8 @@ describe.skipIf(!tmpfs)('the disk holding the database full', () => {
     // And the grants go on rotating from the stored tokens.
     await waitFor(() => ids.every((id) => grants.get(id)!.version >= 2), 'refreshes resumed', 15_000);
     expectEveryGrantKept(first, ids);
+    console.log(
+      `[faults] disk full without reserve: ${ids.length} answers held ${(heldMs / 1000).toFixed(1)} s by 2 workers (lease ${first.service.engine.leaseMs} ms); kept ${ids.length}/${ids.length}; replays 0; reuse detections ${endpoint.reuseDetections}`,
+    );
   }, 45_000);
 });

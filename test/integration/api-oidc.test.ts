@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DB_FILE_NAME } from '../../db/connection.js';
 import type { GrantRow } from '../../db/schema.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -304,6 +307,24 @@ describe('HTTP API against a running service and oidc-provider', () => {
       10_000,
     );
   });
+
+  it('answers a write the database refuses with 503 storage_unavailable, not an internal error', async () => {
+    // Another connection holds the write lock past the busy timeout (5 s).
+    const locker = new Database(join(dataDir, DB_FILE_NAME));
+    try {
+      locker.exec('BEGIN IMMEDIATE');
+      const res = await get('/v1/grants/@beta/retry', allKey, { method: 'POST' });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('2');
+      expect(await res.json()).toEqual({
+        error: 'storage_unavailable',
+        message: 'the database is locked by another writer',
+      });
+    } finally {
+      if (locker.inTransaction) locker.exec('ROLLBACK');
+      locker.close();
+    }
+  }, 15_000);
 
   it('describes its routes in /openapi.json and answers health and readiness probes', async () => {
     const doc = (await (await get('/openapi.json')).json()) as {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -37,7 +37,7 @@ export function mountTmpfs(sizeBytes: number): Tmpfs | { unavailable: string } {
 
 export interface Filler {
   bytes: number;
-  /** Gives the space back. */
+  /** Gives the space back (again is harmless). */
   release(): void;
 }
 
@@ -58,5 +58,5 @@ export function fillDisk(dir: string): Filler {
   } finally {
     closeSync(fd);
   }
-  return { bytes, release: () => unlinkSync(path) };
+  return { bytes, release: () => rmSync(path, { force: true }) };
 }
