@@ -17,7 +17,11 @@ export interface AppContext {
   close(): void;
 }
 
-export async function openAppContext(loaded: LoadedConfig, logger: Logger): Promise<AppContext> {
+export async function openAppContext(
+  loaded: LoadedConfig,
+  logger: Logger,
+  options: { busyTimeoutMs?: number } = {},
+): Promise<AppContext> {
   const dataDir = ensureDataDir(loaded.config.dataDir);
   const keyring = await loadKeyring({
     dataDir,
@@ -26,7 +30,7 @@ export async function openAppContext(loaded: LoadedConfig, logger: Logger): Prom
     ...(loaded.secrets.previousKeys ? { previousKeys: loaded.secrets.previousKeys } : {}),
   });
   const sealer = new Sealer(keyring);
-  const store = openStore({ dataDir });
+  const store = openStore({ dataDir, ...options });
   try {
     verifySealingKey(store.db, sealer);
   } catch (err) {

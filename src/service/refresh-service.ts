@@ -17,6 +17,12 @@ import { syncConfigClients } from './sync-config-clients.js';
 
 /** A grant overdue by this much whose job has ended gets its job back at the next reconcile. */
 const OVERDUE_GRACE_MS = 60_000;
+/**
+ * better-sqlite3 waits for a lock synchronously, freezing the whole service (API, BullMQ lock
+ * renewals) meanwhile. The service waits briefly and then defers claims and holds received answers
+ * asynchronously; one-shot CLI commands keep the longer default.
+ */
+const SERVICE_BUSY_TIMEOUT_MS = 1000;
 
 export interface RefreshService {
   app: AppContext;
@@ -50,7 +56,7 @@ export async function startRefreshService(
     for (const fn of cleanups.splice(0).reverse()) await fn();
   };
   try {
-    const app = await openAppContext(loaded, logger);
+    const app = await openAppContext(loaded, logger, { busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
     cleanups.push(() => app.close());
     await syncConfigClients(config.clients, app.clients, options.env ?? process.env, Date.now());
 

@@ -29,8 +29,8 @@ setTimeout(() => { db.exec('COMMIT'); db.close(); }, Number(process.argv[2]));
 
 /**
  * Another process holds the database's write lock for a few seconds while grants fall due: the
- * worker waits (busy timeout) instead of failing, and every grant is refreshed exactly once with
- * its tokens intact.
+ * worker waits out its busy timeout, then defers claims and holds received answers instead of
+ * failing, and every grant is refreshed exactly once with its tokens intact.
  */
 describe('the database locked by another writer', () => {
   let redis: PrivateRedis;

@@ -309,7 +309,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
   });
 
   it('answers a write the database refuses with 503 storage_unavailable, not an internal error', async () => {
-    // Another connection holds the write lock past the busy timeout (5 s).
+    // Another connection holds the write lock past the service's busy timeout (1 s).
     const locker = new Database(join(dataDir, DB_FILE_NAME));
     try {
       locker.exec('BEGIN IMMEDIATE');
