@@ -35,6 +35,14 @@ export function mountTmpfs(sizeBytes: number): Tmpfs | { unavailable: string } {
   };
 }
 
+/** Why this machine cannot mount a tmpfs (checked by mounting one), or undefined when it can. */
+export function tmpfsUnavailable(): string | undefined {
+  const probe = mountTmpfs(64 * 1024);
+  if ('unavailable' in probe) return probe.unavailable;
+  probe.unmount();
+  return undefined;
+}
+
 export interface Filler {
   bytes: number;
   /** Gives the space back (again is harmless). */
