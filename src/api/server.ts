@@ -21,7 +21,7 @@ import { TokenReadError } from '../refresh/access-token-reader.js';
 import type { AppContext } from '../service/app-context.js';
 import { setGrantMode } from '../service/grant-mode.js';
 import type { RefreshService } from '../service/refresh-service.js';
-import { describeStorageFailure, storageFailureOf } from '../store/storage-errors.js';
+import { describeStorageFailure, STORAGE_RETRY_MS, storageFailureOf } from '../store/storage-errors.js';
 import { type ApiKeyAuthenticator, allows, type Principal } from './auth.js';
 import { toGrantView } from './grant-views.js';
 import { grantsPageCsp, renderGrantsPage, renderLoginPage } from './grants-page.js';
@@ -113,7 +113,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
         req.log.warn({ route: req.routeOptions.url, cause: storage }, 'database refused a write');
         return reply
           .code(503)
-          .header('retry-after', '2')
+          .headers(retryAfter(Date.now() + STORAGE_RETRY_MS))
           .send({ error: 'storage_unavailable', message: describeStorageFailure(storage) });
       }
       const status = err.statusCode ?? 500;
@@ -412,19 +412,21 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
         case 'unsatisfiable':
           throw new ApiError(422, 'min_valid_unsatisfiable', err.message);
         case 'storage_unavailable':
-          throw new ApiError(503, 'storage_unavailable', err.message, {
-            'retry-after': String(Math.max(1, Math.ceil(((err.retryAt ?? Date.now()) - Date.now()) / 1000))),
-          });
+          throw new ApiError(
+            503,
+            'storage_unavailable',
+            err.message,
+            retryAfter(err.retryAt ?? Date.now() + STORAGE_RETRY_MS),
+          );
         case 'unavailable': {
           const retryAt = err.retryAt ?? Date.now() + engine.leaseMs;
-          const seconds = Math.max(1, Math.ceil((retryAt - Date.now()) / 1000));
           throw new ApiError(
             503,
             'unavailable',
             err.retryAt
               ? `the provider did not issue a new token; the next attempt is at ${new Date(retryAt).toISOString()}`
               : 'the grant is being refreshed by another process; try again',
-            { 'retry-after': String(seconds) },
+            retryAfter(retryAt),
           );
         }
       }
@@ -473,4 +475,9 @@ async function probe(check: () => unknown): Promise<'ok' | 'failed'> {
 
 function describe(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ');
+}
+
+/** A Retry-After header (whole seconds, at least 1) for a retry at `at`. */
+function retryAfter(at: number): Record<string, string> {
+  return { 'retry-after': String(Math.max(1, Math.ceil((at - Date.now()) / 1000))) };
 }

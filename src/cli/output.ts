@@ -38,7 +38,7 @@ export function renderFields(fields: Array<[string, string]>): string {
   return fields.map(([k, v]) => `${colors.dim(`${k}:`.padEnd(width + 1))} ${v}`).join('\n');
 }
 
-/** A short span such as `4m 10s`, `3h 2m` or `12d 4h`. */
+/** A size such as `512 B`, `8.0 MiB` or `1.2 GiB`. */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
@@ -50,6 +50,7 @@ export function formatBytes(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
+/** A short span such as `4m 10s`, `3h 2m` or `12d 4h`. */
 export function formatSpan(ms: number): string {
   const s = Math.round(Math.abs(ms) / 1000);
   const units: Array<[string, number]> = [

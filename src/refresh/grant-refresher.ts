@@ -11,7 +11,7 @@ import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { ClientStore, OpenedClient } from '../store/client-store.js';
 import type { GrantStore } from '../store/grant-store.js';
-import { type StorageFailure, storageFailureOf } from '../store/storage-errors.js';
+import { STORAGE_RETRY_MS, type StorageFailure, storageFailureOf } from '../store/storage-errors.js';
 import type { StorageGate } from '../store/storage-gate.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 
@@ -51,8 +51,6 @@ export interface GrantRefresherDeps {
   now?: () => number;
 }
 
-/** How long a refresh refused by a locked or failing database waits before it is tried again. */
-const STORAGE_RETRY_MS = 2000;
 /**
  * Retry pace for storing tokens already received: often, so that when space returns these writes
  * land before anyone's next claim (a locked database paces them by its busy timeout anyway).

@@ -1,6 +1,9 @@
 /** Why the database would not take a write that may succeed later. */
 export type StorageFailure = 'disk_full' | 'locked' | 'io_error';
 
+/** How long work the database refused waits before it is tried again (refreshes, API callers). */
+export const STORAGE_RETRY_MS = 2000;
+
 function codeOf(err: unknown): string {
   const code = (err as { code?: unknown } | null | undefined)?.code;
   return typeof code === 'string' ? code : '';

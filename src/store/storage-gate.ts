@@ -1,9 +1,9 @@
 import type { Logger } from '../log/logger.js';
 import type { DiskReserve } from './disk-reserve.js';
+import { STORAGE_RETRY_MS } from './storage-errors.js';
 
 /** Free space wanted beyond a rewritten reserve before refreshes start again. */
 const RESUME_HEADROOM_BYTES = 1024 * 1024;
-const DEFAULT_RETRY_MS = 2000;
 
 /** What the gate uses of the reserve (a fake one in unit tests). */
 export type Reserve = Pick<
@@ -38,7 +38,7 @@ export class StorageGate {
   private readonly now: () => number;
 
   constructor(private readonly options: StorageGateOptions) {
-    this.retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
+    this.retryMs = options.retryMs ?? STORAGE_RETRY_MS;
     this.now = options.now ?? Date.now;
   }
 
