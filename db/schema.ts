@@ -1,7 +1,11 @@
 import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
-/** States a grant moves through; only the first two are refreshed by the worker. */
-export const GRANT_STATES = ['active', 'failing', 'needs_reconsent', 'client_error'] as const;
+/**
+ * States a grant moves through; only the first two are refreshed by the worker. `broken` means
+ * grantkeeper itself cannot use the grant (its tokens do not open with the loaded keys, or its
+ * client was removed): nothing the provider said, and nothing a retry fixes without an operator.
+ */
+export const GRANT_STATES = ['active', 'failing', 'needs_reconsent', 'client_error', 'broken'] as const;
 export type GrantState = (typeof GRANT_STATES)[number];
 export const LIVE_GRANT_STATES: readonly GrantState[] = ['active', 'failing'];
 
@@ -18,6 +22,11 @@ export const REFRESH_OUTCOMES = [
   'needs_reconsent',
   'client_error',
   'overtaken',
+  /** The request was sent but no readable answer came back: the provider may have rotated. */
+  'in_doubt',
+  /** An answer arrived for a grant that had been stopped meanwhile: tokens kept, state left alone. */
+  'conflict',
+  'broken',
 ] as const;
 export type RefreshOutcomeName = (typeof REFRESH_OUTCOMES)[number];
 
@@ -32,6 +41,8 @@ export const clients = sqliteTable('clients', {
   authMethod: text('auth_method').notNull(),
   scopes: text('scopes').notNull(),
   redirectUri: text('redirect_uri'),
+  /** Extra authorization-request parameters of this client (e.g. `domain_hint`), over the preset's. */
+  authorizeParams: text('authorize_params', { mode: 'json' }).$type<Record<string, string> | null>(),
   createdAt: integer('created_at').notNull(),
   updatedAt: integer('updated_at').notNull(),
 });
@@ -64,7 +75,13 @@ export const grants = sqliteTable(
     refreshTokenUsedAt: integer('refresh_token_used_at').notNull(),
     nextRefreshAt: integer('next_refresh_at').notNull(),
     leaseOwner: text('lease_owner'),
+    /** On the store's clock (invariant 2): a lease is compared only with the time the store reads. */
     leaseUntil: integer('lease_until'),
+    /**
+     * Set (store clock) by the holder immediately before its token request is written. A lease that
+     * ran out with this set and nothing committed is "in doubt": the provider may have rotated.
+     */
+    leaseSentAt: integer('lease_sent_at'),
     consecutiveFailures: integer('consecutive_failures').notNull(),
     lastError: text('last_error'),
     lastErrorAt: integer('last_error_at'),
@@ -96,15 +113,40 @@ export const refreshEvents = sqliteTable(
   (t) => [index('refresh_events_grant_at').on(t.grantId, t.at)],
 );
 
+/**
+ * `admin` keys reach every grant, the write routes and the queue dashboard; `reader` keys read the
+ * tokens and views of the grants in `grantIds` only (invariant 9).
+ */
+export const API_KEY_ROLES = ['admin', 'reader'] as const;
+export type ApiKeyRole = (typeof API_KEY_ROLES)[number];
+
 /** Bearer keys for the HTTP API, stored as SHA-256 hashes; `grantIds` null means every grant. */
 export const apiKeys = sqliteTable('api_keys', {
   id: text('id').primaryKey(),
   name: text('name').notNull().unique(),
   keyHash: text('key_hash').notNull().unique(),
+  role: text('role', { enum: API_KEY_ROLES }).notNull().default('reader'),
   grantIds: text('grant_ids', { mode: 'json' }).$type<string[] | null>(),
   createdAt: integer('created_at').notNull(),
   lastUsedAt: integer('last_used_at'),
 });
+
+/**
+ * Browser sessions of the grants page and queue dashboard: the cookie carries a random id, stored
+ * here only as its SHA-256 hash, never the API key it was opened with.
+ */
+export const apiSessions = sqliteTable(
+  'api_sessions',
+  {
+    idHash: text('id_hash').primaryKey(),
+    apiKeyId: text('api_key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+  },
+  (t) => [index('api_sessions_expires_at').on(t.expiresAt)],
+);
 
 /** Small key/value facts about the store itself (e.g. the sealing-key check value). */
 export const meta = sqliteTable('meta', {
@@ -116,5 +158,6 @@ export type ClientRow = typeof clients.$inferSelect;
 export type GrantRow = typeof grants.$inferSelect;
 export type NewGrantRow = typeof grants.$inferInsert;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type ApiSessionRow = typeof apiSessions.$inferSelect;
 export type RefreshEventRow = typeof refreshEvents.$inferSelect;
 export type NewRefreshEventRow = typeof refreshEvents.$inferInsert;

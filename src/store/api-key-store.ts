@@ -22,6 +22,8 @@ export class ApiKeyStore {
   constructor(private readonly db: Db) {}
 
   create(input: { name: string; grantIds: string[] | null; now: number }): CreatedApiKey {
+    // Until keys are created with an explicit role, an unlimited key is what an admin key was.
+    const role = input.grantIds === null ? 'admin' : 'reader';
     if (this.findByName(input.name)) throw new UserError(`an API key named "${input.name}" already exists`);
     const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
     const row = this.db
@@ -30,6 +32,7 @@ export class ApiKeyStore {
         id: `k_${randomBytes(9).toString('base64url')}`,
         name: input.name,
         keyHash: hashApiKey(key).toString('hex'),
+        role,
         grantIds: input.grantIds,
         createdAt: input.now,
         lastUsedAt: null,
