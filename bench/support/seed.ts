@@ -30,6 +30,7 @@ export function benchProfile(tokenEndpoint: string): ProviderProfile {
     extraAuthorizeParams: {},
     confidentialAuthMethod: 'client_secret_basic',
     rotatesRefreshTokens: true,
+    oldRefreshTokensStayValid: false,
     defaultAccessLifetimeSec: 3600,
     refreshIdleLimitSec: 90 * 86_400,
     keepAliveIntervalSec: 30 * 86_400,

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { UserError } from '../errors/user-error.js';
+import { plainText } from '../util/plain-text.js';
 
 /** Why consent capture stopped; the message is written for the person at the terminal and the browser. */
 export class ConsentError extends UserError {}
@@ -18,18 +19,11 @@ const PLAIN_WORDS: Record<string, string> = {
   interaction_required: 'the provider needs the account holder to interact with its page',
 };
 
-/** Provider-supplied text is shown to a human: printable characters only, bounded. */
-function clean(text: string, max = 200): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
-  const printable = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
-  return printable.length > max ? `${printable.slice(0, max)}…` : printable;
-}
-
 /** An RFC 6749 §4.1.2.1 error in plain words, with the provider's own code and description. */
 export function describeAuthorizationError(error: string, description?: string | null): string {
-  const code = clean(error, 64);
+  const code = plainText(error, 64);
   const plain = PLAIN_WORDS[code] ?? 'the provider refused the authorization request';
-  const detail = description ? `: ${clean(description)}` : '';
+  const detail = description ? `: ${plainText(description)}` : '';
   return `${plain} (${code}${detail})`;
 }
 

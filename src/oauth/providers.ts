@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { UserError } from '../errors/user-error.js';
 import { discoverIssuer, type IssuerMetadata } from './discovery.js';
 import { assertSecureEndpoint, type ClientAuthMethod } from './token-client.js';
@@ -17,6 +18,14 @@ export interface ProviderProfile {
   extraAuthorizeParams: Record<string, string>;
   confidentialAuthMethod: ClientAuthMethod;
   rotatesRefreshTokens: boolean;
+  /**
+   * A rotated-out refresh token keeps working (Microsoft). With this, or without rotation, a request
+   * whose answer was lost can be retried at once; otherwise a replay may revoke the whole grant, so
+   * a grant in doubt waits a long grace first (invariant 2).
+   */
+  oldRefreshTokensStayValid: boolean;
+  /** The issuer's JSON Web Key Set, for validating id_tokens. */
+  jwksUri?: string;
   /** Used when a token response has no expires_in. */
   defaultAccessLifetimeSec: number;
   refreshIdleLimitSec: number;
@@ -48,6 +57,8 @@ function xProfile(): ProviderProfile {
     extraAuthorizeParams: {},
     confidentialAuthMethod: 'client_secret_basic',
     rotatesRefreshTokens: true,
+    // A replayed spent token is refused and, reportedly, ends the grant.
+    oldRefreshTokensStayValid: false,
     defaultAccessLifetimeSec: 2 * HOUR,
     refreshIdleLimitSec: 180 * DAY,
     keepAliveIntervalSec: 30 * DAY,
@@ -81,6 +92,8 @@ function microsoftProfile(tenant = 'common'): ProviderProfile {
     extraAuthorizeParams: {},
     confidentialAuthMethod: 'client_secret_post',
     rotatesRefreshTokens: true,
+    // Microsoft issues a new refresh token on each use but does not revoke the one presented.
+    oldRefreshTokensStayValid: true,
     defaultAccessLifetimeSec: HOUR,
     // Web and native clients; SPA registrations get a fixed 24 h and cannot be kept alive at all.
     refreshIdleLimitSec: 90 * DAY,
@@ -105,6 +118,7 @@ function googleProfile(): ProviderProfile {
     extraAuthorizeParams: { access_type: 'offline', prompt: 'consent' },
     confidentialAuthMethod: 'client_secret_post',
     rotatesRefreshTokens: false,
+    oldRefreshTokensStayValid: true,
     defaultAccessLifetimeSec: HOUR,
     // Apps still in Testing status lose refresh tokens after 7 days whatever we do; that is not idleness.
     refreshIdleLimitSec: 180 * DAY,
@@ -133,8 +147,9 @@ function oidcProfile(meta: Omit<IssuerMetadata, 'issuer'> & { issuer?: string })
     // OIDC Core §11: servers may ignore offline_access unless the user is prompted for consent.
     extraAuthorizeParams: { prompt: 'consent' },
     confidentialAuthMethod: pickAuthMethod(meta.tokenEndpointAuthMethodsSupported, meta.issuer ?? 'server'),
-    // Unknown servers may rotate; treating every refresh as rotating is the safe side.
+    // Unknown servers may rotate and revoke on replay; assuming both is the safe side.
     rotatesRefreshTokens: true,
+    oldRefreshTokensStayValid: false,
     defaultAccessLifetimeSec: HOUR,
     // Unknown, so assume a short one (Auth0 defaults to 15 days of inactivity).
     refreshIdleLimitSec: 14 * DAY,
@@ -174,4 +189,41 @@ export async function resolveProvider(
       return oidcProfile(await (opts.discover ?? discoverIssuer)(spec.issuer));
     }
   }
+}
+
+/**
+ * A provider profile as stored with its client (JSON), parsed rather than cast. Profiles written by
+ * older versions lack newer fields; those default per provider kind, on the safe side.
+ */
+export const providerProfileSchema = z
+  .object({
+    kind: z.enum(['x', 'microsoft', 'google', 'oidc']),
+    issuer: z.string().optional(),
+    authorizationEndpoint: z.string(),
+    tokenEndpoint: z.string(),
+    revocationEndpoint: z.string().optional(),
+    userinfoEndpoint: z.string().optional(),
+    jwksUri: z.string().optional(),
+    defaultScopes: z.array(z.string()),
+    offlineScope: z.string().optional(),
+    extraAuthorizeParams: z.record(z.string(), z.string()).default({}),
+    confidentialAuthMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']),
+    rotatesRefreshTokens: z.boolean(),
+    oldRefreshTokensStayValid: z.boolean().optional(),
+    defaultAccessLifetimeSec: z.number().positive(),
+    refreshIdleLimitSec: z.number().positive(),
+    keepAliveIntervalSec: z.number().positive(),
+  })
+  .transform(
+    (p): ProviderProfile => ({
+      ...p,
+      oldRefreshTokensStayValid:
+        p.oldRefreshTokensStayValid ?? (p.kind === 'microsoft' || !p.rotatesRefreshTokens),
+    }),
+  );
+
+export function parseStoredProfile(value: unknown): ProviderProfile {
+  const parsed = providerProfileSchema.safeParse(value);
+  if (!parsed.success) throw new UserError('a stored client has a damaged provider profile');
+  return parsed.data;
 }

@@ -1,3 +1,4 @@
+import { plainText } from '../util/plain-text.js';
 import { tokenErrorResponseSchema } from './token-response.js';
 
 export type TokenErrorKind = 'permanent' | 'transient';
@@ -69,8 +70,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * anything token-like redacted, then capped. Secrets are replaced before truncation so no fragment survives.
  */
 export function sanitizeText(raw: string, secrets: readonly string[] = []): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
-  let text = raw.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+  let text = plainText(raw, Number.POSITIVE_INFINITY);
   for (const secret of secrets) {
     if (secret.length >= 4) text = text.split(secret).join('[redacted]');
   }

@@ -2,7 +2,7 @@ import { asc, eq, sql } from 'drizzle-orm';
 import type { Db } from '../../db/connection.js';
 import { type ClientRow, clients } from '../../db/schema.js';
 import type { Sealer } from '../crypto/sealer.js';
-import type { ProviderProfile } from '../oauth/providers.js';
+import { type ProviderProfile, parseStoredProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
 import { newId } from './ids.js';
 
@@ -104,7 +104,7 @@ export class ClientStore {
   }
 
   open(row: ClientRow): OpenedClient {
-    const profile = row.profile as ProviderProfile;
+    const profile = parseStoredProfile(row.profile);
     return {
       id: row.id,
       name: row.name,

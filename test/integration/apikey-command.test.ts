@@ -56,6 +56,7 @@ describe('grantkeeper apikey', () => {
         extraAuthorizeParams: {},
         confidentialAuthMethod: 'client_secret_basic',
         rotatesRefreshTokens: true,
+        oldRefreshTokensStayValid: false,
         defaultAccessLifetimeSec: 3600,
         refreshIdleLimitSec: 86_400,
         keepAliveIntervalSec: 3600,

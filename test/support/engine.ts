@@ -102,6 +102,7 @@ export function testProfile(
     extraAuthorizeParams: {},
     confidentialAuthMethod: 'client_secret_basic',
     rotatesRefreshTokens: true,
+    oldRefreshTokensStayValid: false,
     defaultAccessLifetimeSec: 3600,
     refreshIdleLimitSec: 30 * 86_400,
     keepAliveIntervalSec: 7 * 86_400,

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { UserError } from '../../src/errors/user-error.js';
 import type { IssuerMetadata } from '../../src/oauth/discovery.js';
-import { resolveProvider } from '../../src/oauth/providers.js';
+import { parseStoredProfile, resolveProvider } from '../../src/oauth/providers.js';
 
 const DAY = 86_400;
 
@@ -127,6 +127,7 @@ describe('oidc resolution', () => {
       extraAuthorizeParams: { prompt: 'consent' },
       confidentialAuthMethod: 'client_secret_basic',
       rotatesRefreshTokens: true,
+      oldRefreshTokensStayValid: false,
       defaultAccessLifetimeSec: 3600,
       refreshIdleLimitSec: 14 * DAY,
       keepAliveIntervalSec: 7 * DAY,
@@ -199,3 +200,34 @@ describe('oidc resolution', () => {
     );
   });
 });
+
+describe('stored profiles', () => {
+  it('parses a profile stored before the replay flag existed, defaulting per kind', () => {
+    const { oldRefreshTokensStayValid: _, ...legacy } = resolveXLike();
+    expect(parseStoredProfile(legacy).oldRefreshTokensStayValid).toBe(false);
+    expect(parseStoredProfile({ ...legacy, kind: 'microsoft' }).oldRefreshTokensStayValid).toBe(true);
+    expect(parseStoredProfile({ ...legacy, rotatesRefreshTokens: false }).oldRefreshTokensStayValid).toBe(
+      true,
+    );
+  });
+
+  it('refuses a damaged profile in one line', () => {
+    expect(() => parseStoredProfile({ kind: 'x' })).toThrow(/damaged provider profile/);
+  });
+});
+
+function resolveXLike() {
+  return {
+    kind: 'x' as const,
+    authorizationEndpoint: 'https://x.com/i/oauth2/authorize',
+    tokenEndpoint: 'https://api.x.com/2/oauth2/token',
+    defaultScopes: ['offline.access'],
+    extraAuthorizeParams: {},
+    confidentialAuthMethod: 'client_secret_basic' as const,
+    rotatesRefreshTokens: true,
+    oldRefreshTokensStayValid: false,
+    defaultAccessLifetimeSec: 7200,
+    refreshIdleLimitSec: 100,
+    keepAliveIntervalSec: 50,
+  };
+}
