@@ -1,6 +1,7 @@
 import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from '../src/log/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
+import { type AlertEvent, alertStillHolds } from '../src/notify/alert-policy.js';
 import {
   DELIVERY_HEADER,
   EVENT_HEADER,
@@ -8,7 +9,13 @@ import {
   signWebhook,
 } from '../src/notify/webhook-signature.js';
 import type { GrantStore } from '../src/store/grant-store.js';
-import { ALERT_QUEUE_NAME, type AlertJobData, alertJobDataSchema, webhookTargetId } from './alert-queue.js';
+import {
+  ALERT_QUEUE_NAME,
+  type AlertJobData,
+  alertJobDataSchema,
+  alertJobIsAuthentic,
+  webhookTargetId,
+} from './alert-queue.js';
 import { DEFAULT_QUEUE_PREFIX } from './refresh-queue.js';
 
 const DELIVERY_TIMEOUT_MS = 10_000;
@@ -23,7 +30,14 @@ export interface AlertWorkerOptions {
   logger: Logger;
 }
 
-/** Delivers alert jobs to their webhooks; a non-2xx answer fails the attempt and BullMQ retries it. */
+/** A conflict event this close to the alert's time is the one the alert was queued for. */
+const CONFLICT_MATCH_MS = 60_000;
+
+/**
+ * Delivers alert jobs to their webhooks; a non-2xx answer fails the attempt and BullMQ retries it.
+ * What is sent comes from the store: a job that was not made with the webhook secret, or whose
+ * condition no longer holds, sends nothing.
+ */
 export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobData, string> {
   const urls = new Map(options.webhookUrls.map((url) => [webhookTargetId(url), url]));
   const { logger, metrics } = options;
@@ -33,9 +47,17 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       const parsed = alertJobDataSchema.safeParse(job.data);
       if (!parsed.success) throw new UnrecoverableError('malformed alert job data');
       const alert = parsed.data;
+      if (!alertJobIsAuthentic(options.secret, alert)) {
+        logger.warn(
+          { event: alert.event, grantId: alert.grantId },
+          'refused an alert job not made by grantkeeper',
+        );
+        throw new UnrecoverableError('alert job not signed by this service');
+      }
       const url = urls.get(alert.target);
       // The webhook was removed from the config since: nobody left to tell.
       if (!url) return 'target_gone';
+      if (!holds(alert, options.grants)) return 'no_longer_true';
       const body = JSON.stringify(alertBody(alert, options.grants, job.id ?? ''));
       const res = await fetch(url, {
         method: 'POST',
@@ -76,6 +98,17 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
   });
   worker.on('error', (err) => logger.warn({ err: { message: err.message } }, 'alert worker error'));
   return worker;
+}
+
+function holds(alert: AlertJobData, grants: GrantStore): boolean {
+  const view = grants.alertView(alert.grantId);
+  // A removed grant is still news for the alert that was queued before the removal.
+  if (!view) return alert.event !== 'grant.recovered';
+  const conflictNear = (at: number) =>
+    grants
+      .recentEvents(alert.grantId, 20)
+      .some((e) => e.outcome === 'conflict' && Math.abs(e.at - at) < CONFLICT_MATCH_MS);
+  return alertStillHolds(alert.event as AlertEvent, view, conflictNear, alert.at);
 }
 
 function alertBody(alert: AlertJobData, grants: GrantStore, deliveryId: string) {

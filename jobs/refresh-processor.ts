@@ -10,9 +10,6 @@ export interface RefreshProcessorDeps {
   logger: Logger;
 }
 
-/** Extra wait past a busy lease, so the retry does not land a hair before it expires. */
-const LEASE_SLACK_MS = 250;
-
 /**
  * The BullMQ side of a refresh: run it, then plan what comes next. Transient failures fail the job
  * (so operators see them as failed jobs) but the retry is a new job planned from the db, so a
@@ -35,10 +32,15 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
         );
       case 'stopped':
         throw new UnrecoverableError(`${result.error.message}; grant is now ${result.grant.state}`);
+      case 'broken':
+        throw new UnrecoverableError(result.grant.lastError ?? 'grant is broken');
       case 'busy':
-        // Someone else is refreshing: look again once their lease is over (they will have moved the
-        // version on, making this job stale, or crashed, leaving the work to us).
-        await job.moveToDelayed(result.leaseUntil + LEASE_SLACK_MS, token);
+      case 'in_doubt':
+      case 'lease_lost':
+        // Someone else is refreshing, or an answer may still be on its way, or we stalled before
+        // sending: look again then (the version will have moved on, making this job stale, or the
+        // work is still ours to do).
+        await job.moveToDelayed(result.retryAt, token);
         throw new DelayedError();
       case 'deferred':
         // Nothing was claimed or sent: the same plan runs again once the database takes writes,

@@ -63,6 +63,10 @@ export const configSchema = z
     concurrency: wholeNumber(1, 1000).default(16),
     requestTimeoutSeconds: seconds(300).default(15),
     leaseMarginSeconds: seconds(3600).default(30),
+    // How long nobody sends a refresh token whose earlier request may have reached the provider
+    // without its answer reaching us (a timeout, a crash, a pause), on providers where replaying a
+    // spent refresh token may revoke the grant (invariant 2).
+    inDoubtGraceSeconds: seconds(7 * 86_400).default(600),
     reconcileIntervalSeconds: seconds(86_400).default(120),
     scheduleHorizonSeconds: seconds(30 * 86_400).default(6 * 3600),
     shutdownGraceSeconds: seconds(3600).default(30),
@@ -91,6 +95,19 @@ export const configSchema = z
       .strict()
       .default({}),
     backoff: z.object({ baseMs: ms, maxMs: ms, maxRetryAfterMs: ms }).partial().strict().default({}),
+    // An HTTP 4xx without an OAuth error body this many times in a row, over at least this span,
+    // makes the grant need a new consent (src/policy/failure-plan.ts).
+    reconsentAfterUnexplained: z
+      .object({
+        count: z.number().int().min(1).max(1000),
+        spanSeconds: z
+          .number()
+          .min(0)
+          .max(30 * 86_400),
+      })
+      .partial()
+      .strict()
+      .default({}),
     clients: z.array(configClientSchema).default([]),
     // HTTP API, metrics and alerts (issue #4).
     apiHost: z.string().min(1).default('127.0.0.1'),
@@ -127,6 +144,7 @@ export const ENV_VARS = {
   GRANTKEEPER_CONCURRENCY: 'concurrency',
   GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: 'requestTimeoutSeconds',
   GRANTKEEPER_LEASE_MARGIN_SECONDS: 'leaseMarginSeconds',
+  GRANTKEEPER_IN_DOUBT_GRACE_SECONDS: 'inDoubtGraceSeconds',
   GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: 'reconcileIntervalSeconds',
   GRANTKEEPER_SCHEDULE_HORIZON_SECONDS: 'scheduleHorizonSeconds',
   GRANTKEEPER_SHUTDOWN_GRACE_SECONDS: 'shutdownGraceSeconds',

@@ -10,12 +10,14 @@ import type { LoadedConfig } from '../config/load-config.js';
 import type { Logger } from '../log/logger.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
-import type { AlertView, GrantStore } from '../store/grant-store.js';
-import { decideAlert } from './alert-policy.js';
+import type { GrantStore } from '../store/grant-store.js';
+import { type AlertEvent, type AlertView, decideAlert } from './alert-policy.js';
 
 export interface AlertMonitorDeps {
   grants: GrantStore;
   queue: AlertQueue;
+  /** Signs each job, so the worker can tell ours from anything else written to Redis. */
+  secret: string;
   /** Webhook target ids (hashes of their URLs). */
   targets: readonly string[];
   failingAfter: number;
@@ -39,7 +41,12 @@ export class AlertMonitor implements RefreshObserver {
   }
 
   onRefreshResult(_attempt: RefreshAttempt, result: RefreshResult): void {
-    if ('grant' in result) this.evaluate(result.grant);
+    if (result.status === 'conflict') {
+      // Not a condition but an event: the grant's state did not change, so no transition shows it.
+      void this.queue('grant.conflict', result.grant.id, () => {});
+      return;
+    }
+    if ('grant' in result) void this.evaluate(result.grant);
   }
 
   /** Call after a consent is saved: a grant that was alerted as dead gets its `grant.recovered`. */
@@ -73,21 +80,30 @@ export class AlertMonitor implements RefreshObserver {
    * queues it; if Redis refuses, the claim is undone so the next sweep tries again.
    */
   private evaluate(grant: AlertView): Promise<void> {
-    const decision = decideAlert(grant, this.deps.failingAfter);
+    const decision = decideAlert(grant, this.deps.failingAfter, this.now());
     if (!decision) return Promise.resolve();
-    const { grants, logger } = this.deps;
+    const { grants } = this.deps;
     if (!grants.markAlerted(grant.id, grant.alertedState, decision.alertedState)) return Promise.resolve();
+    return this.queue(decision.event, grant.id, () =>
+      grants.markAlerted(grant.id, decision.alertedState, grant.alertedState),
+    );
+  }
+
+  /** Queues one alert; `undo` runs when Redis refuses it, so the next sweep tries again. */
+  private queue(event: AlertEvent, grantId: string, undo: () => unknown): Promise<void> {
+    const { logger } = this.deps;
     const queued = enqueueAlert(
       this.deps.queue,
-      { event: decision.event, grantId: grant.id, at: this.now() },
+      this.deps.secret,
+      { event, grantId, at: this.now() },
       this.deps.targets,
       this.deps.retry,
     )
-      .then(() => logger.info({ grantId: grant.id, event: decision.event }, 'alert queued'))
+      .then(() => logger.info({ grantId, event }, 'alert queued'))
       .catch((err: Error) => {
-        grants.markAlerted(grant.id, decision.alertedState, grant.alertedState);
+        undo();
         logger.warn(
-          { grantId: grant.id, event: decision.event, err: { message: err.message } },
+          { grantId, event, err: { message: err.message } },
           'could not queue an alert; the next sweep retries',
         );
       })
@@ -107,7 +123,8 @@ export async function onConsentSaved(
   grant: AlertView,
 ): Promise<void> {
   const { config } = deps.loaded;
-  if (!deps.redisUrl || config.webhookUrls.length === 0 || !deps.loaded.secrets.webhookSecret) return;
+  const secret = deps.loaded.secrets.webhookSecret;
+  if (!deps.redisUrl || config.webhookUrls.length === 0 || !secret) return;
   const connection = new Redis(deps.redisUrl, {
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
@@ -119,6 +136,7 @@ export async function onConsentSaved(
     const monitor = new AlertMonitor({
       grants: deps.grants,
       queue,
+      secret,
       targets: config.webhookUrls.map(webhookTargetId),
       failingAfter: config.failingAlertAfter,
       logger: deps.logger,

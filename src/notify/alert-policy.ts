@@ -1,12 +1,27 @@
-import type { AlertView } from '../store/grant-store.js';
+import type { GrantState } from '../../db/schema.js';
 
 export const ALERT_EVENTS = [
   'grant.failing',
   'grant.needs_reconsent',
   'grant.client_error',
+  'grant.broken',
+  'grant.in_doubt',
+  'grant.conflict',
   'grant.recovered',
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
+
+/** What the alert logic needs to know about a grant. */
+export interface AlertView {
+  id: string;
+  state: GrantState;
+  consecutiveFailures: number;
+  /** The last condition an alert was sent for (a stopped state, `failing` or `in_doubt`). */
+  alertedState: string | null;
+  /** A request was sent under a lease and nothing has settled it. */
+  leaseSentAt: number | null;
+  leaseUntil: number | null;
+}
 
 export interface AlertDecision {
   event: AlertEvent;
@@ -15,23 +30,62 @@ export interface AlertDecision {
 }
 
 /**
- * Which alert a grant's current state calls for, given the last one sent. Pure, so the refresh
- * observer, the periodic sweep and the consent hook all decide alike; the store's compare-and-swap
- * on `alertedState` then makes each transition alert once.
+ * In doubt: a request went out, its lease is over, and no answer settled it. The provider may
+ * have rotated the refresh token, and nobody can know until the grace ends (invariant 2).
  */
-export function decideAlert(grant: AlertView, failingAfter: number): AlertDecision | undefined {
+export function isInDoubt(grant: Pick<AlertView, 'leaseSentAt' | 'leaseUntil'>, now: number): boolean {
+  return grant.leaseSentAt !== null && (grant.leaseUntil === null || grant.leaseUntil < now);
+}
+
+/**
+ * Which alert a grant's current condition calls for, given the last one sent. Pure, so the refresh
+ * observer, the periodic sweep, the consent hook and the delivering worker all decide alike; the
+ * store's compare-and-swap on `alertedState` then makes each transition alert once.
+ */
+export function decideAlert(grant: AlertView, failingAfter: number, now: number): AlertDecision | undefined {
   const alerted = grant.alertedState;
   switch (grant.state) {
     case 'needs_reconsent':
     case 'client_error':
+    case 'broken':
       return alerted === grant.state
         ? undefined
         : { event: `grant.${grant.state}`, alertedState: grant.state };
     case 'failing':
-      return grant.consecutiveFailures >= failingAfter && alerted !== 'failing'
-        ? { event: 'grant.failing', alertedState: 'failing' }
-        : undefined;
     case 'active':
+      if (isInDoubt(grant, now)) {
+        return alerted === 'in_doubt' ? undefined : { event: 'grant.in_doubt', alertedState: 'in_doubt' };
+      }
+      if (grant.state === 'failing') {
+        return grant.consecutiveFailures >= failingAfter && alerted !== 'failing'
+          ? { event: 'grant.failing', alertedState: 'failing' }
+          : undefined;
+      }
       return alerted === null ? undefined : { event: 'grant.recovered', alertedState: null };
+  }
+}
+
+/**
+ * Whether a queued alert still tells the truth about the grant, decided from the store at delivery
+ * time: the job only names it. A job nobody's decision produced, or one overtaken by a newer
+ * condition, sends nothing.
+ */
+export function alertStillHolds(
+  event: AlertEvent,
+  grant: AlertView,
+  conflictNear: (at: number) => boolean,
+  at: number,
+): boolean {
+  switch (event) {
+    case 'grant.conflict':
+      return conflictNear(at);
+    case 'grant.recovered':
+      return grant.state === 'active' && grant.alertedState === null;
+    case 'grant.in_doubt':
+      return grant.alertedState === 'in_doubt';
+    case 'grant.failing':
+      return grant.state === 'failing' && grant.alertedState === 'failing';
+    default:
+      return grant.state === event.slice('grant.'.length) && grant.alertedState === grant.state;
   }
 }

@@ -1,16 +1,17 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import { UserError } from '../errors/user-error.js';
 import {
   classifyTokenError,
   networkError,
+  notSentError,
   parseRetryAfter,
   responseTooLargeError,
   TokenEndpointError,
   timeoutError,
 } from './token-errors.js';
-import { parseTokenResponse, type TokenSet } from './token-response.js';
+import { parseTokenResponse, TokenResponseError, type TokenSet } from './token-response.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
 
@@ -31,6 +32,35 @@ export interface TokenClientOptions {
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024;
+
+/**
+ * Where a request may run, on the monotonic clock (`performance.now()`), for a caller holding a
+ * lease (invariant 2). Nothing is written after `abortAt`; the request is abandoned at `abortAt`;
+ * an answer that arrived while the event loop was stalled is still read, but only until
+ * `protectedUntil`, past which another holder may act on the grant.
+ */
+export interface SendWindow {
+  abortAt: number;
+  protectedUntil: number;
+}
+
+/** A token response that could not be used, but whose rotated refresh token could. */
+export class UnusableTokenResponse extends TokenEndpointError {
+  readonly #response: TokenResponseError;
+  constructor(status: number, response: TokenResponseError) {
+    super({
+      kind: 'transient',
+      outcome: 'retry',
+      code: 'protocol_error',
+      status,
+      message: `token endpoint answered HTTP ${status}, but ${response.message.replace(/^the token response /, 'the response ')}; its new refresh token is kept`,
+    });
+    this.#response = response;
+  }
+  salvagedRefreshToken(): string {
+    return this.#response.salvagedRefreshToken() as string;
+  }
+}
 
 export function isLoopbackHost(hostname: string): boolean {
   return (
@@ -82,15 +112,20 @@ export class TokenClient {
     });
   }
 
+  /** The request timeout: a lease holder must have more than this left before it sends. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
   async refresh(
     target: TokenEndpointTarget,
     refreshToken: string,
-    opts: { scope?: string } = {},
+    opts: { scope?: string; window?: SendWindow } = {},
   ): Promise<TokenSet> {
     if (!refreshToken) throw new TypeError('refresh token is empty');
     const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (opts.scope) params.scope = opts.scope;
-    return this.#post(target, params, [refreshToken]);
+    return this.#post(target, params, [refreshToken], opts.window);
   }
 
   exchangeCode(
@@ -137,17 +172,21 @@ export class TokenClient {
     target: TokenEndpointTarget,
     params: Record<string, string>,
     secrets: string[],
+    window?: SendWindow,
   ): Promise<TokenSet> {
     const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
-    const { status, json, headers, now } = await this.#send(url, target, params, secrets);
+    const { status, json, headers, now } = await this.#send(url, target, params, secrets, window);
+    let problem: string | undefined;
     if (status >= 200 && status < 300) {
       try {
         return parseTokenResponse(json);
-      } catch {
-        // Falls through to classification, which reports bad_response without echoing the body.
+      } catch (err) {
+        if (!(err instanceof TokenResponseError)) throw err;
+        if (err.salvagedRefreshToken() !== undefined) throw new UnusableTokenResponse(status, err);
+        problem = err.message.replace(/^the token response carries /, '');
       }
     }
-    throw classifyTokenError({ status, body: json, headers, now, redact: secrets });
+    throw classifyTokenError({ status, body: json, headers, now, redact: secrets, problem });
   }
 
   /** One authenticated form POST, bounded in time and size; `secrets` gains the client secret for redaction. */
@@ -156,6 +195,7 @@ export class TokenClient {
     target: TokenEndpointTarget,
     params: Record<string, string>,
     secrets: string[],
+    window: SendWindow = this.#defaultWindow(),
   ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders; now: number }> {
     if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
     const headers: Record<string, string> = {
@@ -185,13 +225,14 @@ export class TokenClient {
     }
 
     const controller = new AbortController();
-    const timer = abortAfter(controller, this.#timeoutMs);
+    const timer = abortAt(controller, window);
+    const guard = { sendBy: window.abortAt, sent: false, refused: false };
     try {
       const res = await request(url, {
         method: 'POST',
         headers,
         body: form.toString(),
-        dispatcher: this.#agent,
+        dispatcher: this.#agent.compose(sendGuard(guard)),
         signal: controller.signal,
       });
       const now = Date.now();
@@ -205,11 +246,52 @@ export class TokenClient {
       return { status: res.statusCode, json: parseJson(raw), headers: res.headers, now };
     } catch (err) {
       if (err instanceof TokenEndpointError) throw err;
-      throw controller.signal.aborted ? timeoutError(this.#timeoutMs) : networkError(err);
+      if (guard.refused) throw notSentError();
+      throw controller.signal.aborted
+        ? timeoutError(this.#timeoutMs, guard.sent)
+        : networkError(err, guard.sent);
     } finally {
       timer.cancel();
     }
   }
+
+  /** Without a lease (code exchange, revocation) the timeout alone bounds the request. */
+  #defaultWindow(): SendWindow {
+    const abortAt = performance.now() + this.#timeoutMs;
+    return { abortAt, protectedUntil: Number.POSITIVE_INFINITY };
+  }
+}
+
+/**
+ * Refuses to write a request once its window has closed. undici calls onRequestStart synchronously
+ * right before it writes the request to the socket, after connecting: the last point where a
+ * process that stalled (SIGSTOP, a long GC pause, a blocked loop) since its fence can still decide
+ * not to send.
+ */
+function sendGuard(guard: {
+  sendBy: number;
+  sent: boolean;
+  refused: boolean;
+}): Dispatcher.DispatcherComposeInterceptor {
+  return (dispatch) => (opts, handler) =>
+    dispatch(opts, {
+      onRequestStart(controller, context) {
+        if (performance.now() > guard.sendBy) {
+          guard.refused = true;
+          controller.abort(new Error('send window closed'));
+          return;
+        }
+        guard.sent = true;
+        handler.onRequestStart?.(controller, context);
+      },
+      onRequestUpgrade: (controller, statusCode, headers, socket) =>
+        handler.onRequestUpgrade?.(controller, statusCode, headers, socket),
+      onResponseStart: (controller, statusCode, headers, statusMessage) =>
+        handler.onResponseStart?.(controller, statusCode, headers, statusMessage),
+      onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+      onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
+      onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
+    });
 }
 
 /** How late a timer may fire before we call it an event-loop stall rather than a slow server. */
@@ -218,21 +300,26 @@ const STALL_MS = 200;
 const STALL_GRACE_MS = 100;
 
 /**
- * Aborts after `ms` of time in which the event loop was running. A timer that fires late means the
- * loop was blocked (a long synchronous db wait, a GC pause): a response may be sitting unread in the
- * socket, and throwing it away would lose a rotated refresh token. Timers run before I/O in the
- * loop, so the late timer first gives that I/O a short turn.
+ * Aborts at `window.abortAt`, counting only time in which the event loop was running. A timer that
+ * fires late means the loop was blocked (a long synchronous db wait, a GC pause, SIGSTOP): a
+ * response may be sitting unread in the socket, and throwing it away would lose a rotated refresh
+ * token. Timers run before I/O in the loop, so the late timer first gives that I/O a short turn,
+ * but never past `window.protectedUntil`, when another holder may take the grant over.
  */
-function abortAfter(controller: AbortController, ms: number): { cancel(): void } {
+function abortAt(controller: AbortController, window: SendWindow): { cancel(): void } {
   let timer: NodeJS.Timeout;
-  const arm = (delay: number) => {
-    const due = Date.now() + delay;
-    timer = setTimeout(() => {
-      if (Date.now() - due > STALL_MS) arm(STALL_GRACE_MS);
-      else controller.abort();
-    }, delay);
+  const arm = (due: number) => {
+    timer = setTimeout(
+      () => {
+        const now = performance.now();
+        const late = now - due > STALL_MS;
+        if (late && now + STALL_GRACE_MS < window.protectedUntil) arm(now + STALL_GRACE_MS);
+        else controller.abort();
+      },
+      Math.max(0, due - performance.now()),
+    );
   };
-  arm(ms);
+  arm(window.abortAt);
   return { cancel: () => clearTimeout(timer) };
 }
 

@@ -14,6 +14,12 @@ export interface TokenEndpointErrorInit {
   /** The server's error_description; sanitized again here, so raw text is safe to pass. */
   description?: string;
   spentToken?: boolean;
+  /** False when the request never left this process (refused connection, closed send window). */
+  requestSent?: boolean;
+  /** The provider may have acted on the request, but no usable answer came back (invariant 2). */
+  answerLost?: boolean;
+  /** A 4xx without an RFC 6749 error body: the server gives no reason. */
+  unexplained?: boolean;
   /** Replaces the default message; must not contain secrets. */
   message?: string;
 }
@@ -23,7 +29,7 @@ const MAX_DESCRIPTION = 200;
 const OUTCOME_TEXT: Record<TokenErrorOutcome, string> = {
   needs_reconsent: 'the grant is dead and the account must consent again',
   client_error: 'the client registration was rejected; check its id, secret and allowed grants',
-  retry: 'transient, will retry',
+  retry: 'transient',
 };
 
 /**
@@ -40,6 +46,9 @@ export class TokenEndpointError extends Error {
   readonly description?: string;
   /** The refresh token we sent is no longer usable (invariant 4: check the db before declaring death). */
   readonly spentToken: boolean;
+  readonly requestSent: boolean;
+  readonly answerLost: boolean;
+  readonly unexplained: boolean;
 
   constructor(init: TokenEndpointErrorInit, options?: { cause?: unknown }) {
     const description = init.description === undefined ? undefined : sanitizeText(init.description);
@@ -48,6 +57,9 @@ export class TokenEndpointError extends Error {
     this.outcome = init.outcome;
     this.code = init.code;
     this.spentToken = init.spentToken ?? false;
+    this.requestSent = init.requestSent ?? true;
+    this.answerLost = this.requestSent && (init.answerLost ?? false);
+    this.unexplained = init.unexplained ?? false;
     if (init.status !== undefined) this.status = init.status;
     if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
     if (description) this.description = description;
@@ -128,6 +140,8 @@ export interface TokenErrorInput {
   now: number;
   /** The secrets we sent (refresh token, client secret, code, verifier): never echoed even if the server does. */
   redact?: readonly string[];
+  /** For a 2xx: what was wrong with the body (our words, no token). */
+  problem?: string;
 }
 
 /**
@@ -141,6 +155,7 @@ export function classifyTokenError({
   headers,
   now,
   redact,
+  problem,
 }: TokenErrorInput): TokenEndpointError {
   const retryAfterMs = parseRetryAfter(headers?.['retry-after'], now);
   const parsed = tokenErrorResponseSchema.safeParse(body);
@@ -152,24 +167,21 @@ export function classifyTokenError({
       ? {}
       : { description: sanitizeText(oauth.error_description, redact) }),
   };
-  const transient = (code: string, message?: string) =>
-    new TokenEndpointError({
-      ...base,
-      kind: 'transient',
-      outcome: 'retry',
-      code,
-      ...(message === undefined ? {} : { message }),
-    });
+  const transient = (code: string, extra: Partial<TokenEndpointErrorInit> = {}) =>
+    new TokenEndpointError({ ...base, kind: 'transient', outcome: 'retry', code, ...extra });
 
   if (status >= 200 && status < 300) {
-    const what = body === undefined ? 'a body that is not JSON' : 'JSON without a usable access_token';
-    return transient(
-      'bad_response',
-      `token endpoint answered HTTP ${status} with ${what}: transient, will retry`,
-    );
+    const what =
+      body === undefined ? 'a body that is not JSON' : (problem ?? 'JSON without a usable access_token');
+    // The provider says it succeeded: it may have rotated the refresh token we can no longer read.
+    return transient('bad_response', {
+      answerLost: true,
+      message: `token endpoint answered HTTP ${status} with ${what}`,
+    });
   }
   if (status === 429) return transient('rate_limited');
-  if (status < 400 || status >= 500 || !oauth) return transient(`http_${status}`);
+  if (status < 400 || status >= 500) return transient(`http_${status}`);
+  if (!oauth) return transient(`http_${status}`, { unexplained: status !== 408 });
 
   // A server echoing a secret as its error code must not put it in messages, logs or metric labels
   // (the RFC's own codes are public words, so a short secret inside one does not count).
@@ -197,7 +209,7 @@ export function classifyTokenError({
   return transient(code);
 }
 
-export function networkError(cause: unknown): TokenEndpointError {
+export function networkError(cause: unknown, requestSent: boolean): TokenEndpointError {
   const detail = cause instanceof Error ? sanitizeText(cause.message) : 'unknown error';
   const code = (cause as { code?: unknown } | undefined)?.code;
   const label = typeof code === 'string' && SAFE_CODE.test(code) ? ` [${code}]` : '';
@@ -206,18 +218,33 @@ export function networkError(cause: unknown): TokenEndpointError {
       kind: 'transient',
       outcome: 'retry',
       code: 'network',
-      message: `token endpoint unreachable: ${detail}${label}; transient, will retry`,
+      requestSent,
+      answerLost: true,
+      message: `token endpoint unreachable: ${detail}${label}`,
     },
     { cause },
   );
 }
 
-export function timeoutError(timeoutMs: number): TokenEndpointError {
+export function timeoutError(timeoutMs: number, requestSent: boolean): TokenEndpointError {
   return new TokenEndpointError({
     kind: 'transient',
     outcome: 'retry',
     code: 'timeout',
-    message: `token endpoint gave no complete answer within ${timeoutMs} ms; transient, will retry`,
+    requestSent,
+    answerLost: true,
+    message: `token endpoint gave no complete answer within ${timeoutMs} ms`,
+  });
+}
+
+/** The send window closed before the request was written (the process stalled): nothing left. */
+export function notSentError(): TokenEndpointError {
+  return new TokenEndpointError({
+    kind: 'transient',
+    outcome: 'retry',
+    code: 'not_sent',
+    requestSent: false,
+    message: 'the token request was not sent: its lease could have run out before an answer',
   });
 }
 
@@ -226,12 +253,15 @@ export function responseTooLargeError(
   status?: number,
   retryAfterMs?: number,
 ): TokenEndpointError {
+  const success = status !== undefined && status >= 200 && status < 300;
   return new TokenEndpointError({
     kind: 'transient',
     outcome: 'retry',
     code: 'response_too_large',
     ...(status === undefined ? {} : { status }),
     ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    message: `token endpoint response exceeded ${limitBytes} bytes and was abandoned; transient, will retry`,
+    // A success over the cap may carry a rotated refresh token we refused to read.
+    answerLost: success,
+    message: `token endpoint response exceeded ${limitBytes} bytes and was abandoned`,
   });
 }

@@ -11,15 +11,45 @@ export interface TokenSet {
 }
 
 /**
- * Once a rotating server has answered 200 the old refresh token is spent, so rejecting the whole
- * body over a cosmetic field would kill the grant on the next retry. Optional fields therefore
- * degrade to "absent" (null, or an unusable expires_in) instead of failing the parse; only what we
- * cannot store safely (no access token, a non-string token) fails.
+ * Tokens travel in HTTP headers and form bodies, so they are visible ASCII (RFC 6749 Appendix A:
+ * VSCHAR). An access token goes into `Authorization: Bearer …` and so may not contain a space
+ * either. A control character (CR, LF, NUL…) in either one is a protocol error, never stored.
+ * (RFC 6750's token68 would be stricter still, but real providers issue opaque tokens with `!`
+ * and `|`, which are harmless in a header.)
  */
-const optionalString = z
-  .string()
-  .nullish()
-  .transform((v) => v ?? undefined);
+const ACCESS_TOKEN = /^[\x21-\x7e]+$/;
+const REFRESH_TOKEN = /^[\x20-\x7e]+$/;
+
+/** A 2xx body we cannot use as it stands. Its message never quotes the body. */
+export class TokenResponseError extends Error {
+  override readonly name = 'TokenResponseError';
+  /** Private so that no serializer (pino, JSON.stringify, util.inspect) ever reaches it. */
+  readonly #salvaged: string | undefined;
+
+  constructor(message: string, salvagedRefreshToken?: string) {
+    super(message);
+    this.#salvaged = salvagedRefreshToken;
+  }
+
+  /**
+   * A valid rotated refresh token found in an otherwise unusable answer. The one we sent is spent,
+   * so this one is the grant: it must be stored even though the answer is refused.
+   */
+  salvagedRefreshToken(): string | undefined {
+    return this.#salvaged;
+  }
+}
+
+/**
+ * Once a rotating server has answered 200 the old refresh token is spent, so rejecting the whole
+ * body over a cosmetic field would kill the grant on the next retry. Cosmetic fields therefore
+ * degrade to "absent" (null, a wrong type, an unusable expires_in) instead of failing the parse;
+ * only the two tokens are strict.
+ */
+const cosmetic = z
+  .unknown()
+  .transform((v) => (typeof v === 'string' && /^[\x20-\x7e]+$/.test(v) ? v : undefined))
+  .optional();
 
 const finite = (n: number): number | undefined => (Number.isFinite(n) ? n : undefined);
 
@@ -33,14 +63,13 @@ const expiresIn = z
   })
   .optional();
 
-export const tokenResponseSchema = z.object({
-  access_token: z.string().min(1),
-  // An empty refresh token is unusable; treating it as absent keeps the one we already hold.
-  refresh_token: optionalString.transform((v) => (v === '' ? undefined : v)),
+const bodySchema = z.object({
+  access_token: z.unknown().optional(),
+  refresh_token: z.unknown().optional(),
   expires_in: expiresIn,
-  token_type: optionalString,
-  scope: optionalString,
-  id_token: optionalString,
+  token_type: cosmetic,
+  scope: cosmetic,
+  id_token: cosmetic,
 });
 
 /** RFC 6749 §5.2 error body. A malformed optional field must not hide the error code that decides the grant's fate. */
@@ -50,11 +79,33 @@ export const tokenErrorResponseSchema = z.object({
   error_uri: z.string().optional().catch(undefined),
 });
 
-/** Parses a successful token endpoint body; throws when it holds no usable access token. */
+/**
+ * Parses a successful token endpoint body. Throws a TokenResponseError when it holds no usable
+ * access token or an unusable refresh token; a valid refresh token beside an unusable access token
+ * travels with the error (see salvagedRefreshToken).
+ */
 export function parseTokenResponse(json: unknown): TokenSet {
-  const body = tokenResponseSchema.parse(json);
-  const set: TokenSet = { accessToken: body.access_token };
-  if (body.refresh_token !== undefined) set.refreshToken = body.refresh_token;
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new TokenResponseError('the token response is not a JSON object');
+  }
+  const body = bodySchema.parse(json);
+  // An empty refresh token is unusable; treating it as absent keeps the one we already hold.
+  const refresh = body.refresh_token === null || body.refresh_token === '' ? undefined : body.refresh_token;
+  if (refresh !== undefined && !(typeof refresh === 'string' && REFRESH_TOKEN.test(refresh))) {
+    throw new TokenResponseError(
+      'the token response carries a refresh_token that is not visible ASCII text (a protocol error)',
+    );
+  }
+  const access = body.access_token;
+  if (!(typeof access === 'string' && ACCESS_TOKEN.test(access))) {
+    const what =
+      access === undefined || access === null || access === ''
+        ? 'no access_token'
+        : 'an access_token that is not visible ASCII text without spaces (a protocol error)';
+    throw new TokenResponseError(`the token response carries ${what}`, refresh);
+  }
+  const set: TokenSet = { accessToken: access };
+  if (refresh !== undefined) set.refreshToken = refresh;
   if (body.expires_in !== undefined) set.expiresIn = body.expires_in;
   if (body.token_type !== undefined) set.tokenType = body.token_type;
   if (body.scope !== undefined) set.scope = body.scope;

@@ -1,7 +1,7 @@
-import type { GrantRow } from '../../db/schema.js';
+import type { GrantRow, GrantState } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
-import type { GrantStore } from '../store/grant-store.js';
+import { type GrantStore, isLive } from '../store/grant-store.js';
 import { describeStorageFailure } from '../store/storage-errors.js';
 import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
 
@@ -57,11 +57,18 @@ export interface AccessTokenReaderDeps {
 
 /** Queueing the next job takes a millisecond or two when Redis is up; longer means it is not. */
 const PLAN_WAIT_MS = 1000;
+/**
+ * A forced read this soon after a refresh answers from that refresh: a burst of callers that all
+ * saw a 401 costs one token request, not one each (invariant 10).
+ */
+export const FORCE_COALESCE_MS = 10_000;
 
 /**
  * Hands out access tokens, refreshing on demand under the same lease the worker uses, so however
  * many readers ask at once, one token request goes out per version. Readers in this process share
- * one in-flight refresh per grant; readers elsewhere wait for the lease holder's commit.
+ * one in-flight refresh per grant; readers elsewhere wait for the lease holder's commit. The
+ * provider is called only when that can help (invariant 10): never for a minimum no token of this
+ * provider reaches, never inside a backoff.
  */
 export class AccessTokenReader {
   private readonly inFlight = new Map<string, Promise<AccessToken>>();
@@ -80,8 +87,20 @@ export class AccessTokenReader {
   /** `read` for a caller that has just loaded the row (the API, to check access): no second lookup. */
   async readGrant(grant: GrantRow, options: ReadOptions = {}): Promise<AccessToken> {
     const minValidMs = Math.max(0, options.minValidSec ?? 0) * 1000;
-    if (!options.force && usable(grant) && grant.accessExpiresAt - this.now() >= minValidMs) {
-      return this.toAccessToken(grant, false);
+    assertUsable(grant);
+    if (minValidMs > grant.accessLifetimeMs) throw unsatisfiable(minValidMs, grant.accessLifetimeMs);
+    const now = this.now();
+    const force =
+      options.force === true &&
+      !(grant.lastRefreshedAt !== null && now - grant.lastRefreshedAt < FORCE_COALESCE_MS);
+    if (!force && grant.accessExpiresAt - now >= minValidMs) return this.toAccessToken(grant, false);
+    if (grant.state === 'failing' && grant.nextRefreshAt > now) {
+      // Inside the worker's backoff (or a Retry-After): asking now cannot help and must not push it.
+      throw new TokenReadError(
+        'unavailable',
+        `the provider did not issue a new token (${grant.lastError ?? 'it is failing'}); next attempt at ${new Date(grant.nextRefreshAt).toISOString()}`,
+        grant.nextRefreshAt,
+      );
     }
     const key = grant.id;
     const pending = this.inFlight.get(key);
@@ -91,11 +110,9 @@ export class AccessTokenReader {
       return this.read(grant.id, options);
     }
     // A forced read only needs a token newer than the one the caller saw.
-    const promise = this.refreshUntilFresh(
-      grant,
-      minValidMs,
-      options.force ? grant.version : undefined,
-    ).finally(() => this.inFlight.delete(key));
+    const promise = this.refreshUntilFresh(grant, minValidMs, force ? grant.version : undefined).finally(() =>
+      this.inFlight.delete(key),
+    );
     this.inFlight.set(key, promise);
     return promise;
   }
@@ -116,12 +133,8 @@ export class AccessTokenReader {
       const result = await this.deps.refresher.refresh(grant.id, grant.version, 'on_demand');
       const done = await this.settle(result);
       if (done) {
-        if (done.accessExpiresAt - this.now() < minValidMs) {
-          throw new TokenReadError(
-            'unsatisfiable',
-            `a token valid for ${minValidMs / 1000} s was asked for, but a fresh one from this provider lives ${Math.round(done.accessLifetimeMs / 1000)} s`,
-          );
-        }
+        if (done.accessExpiresAt - this.now() < minValidMs)
+          throw unsatisfiable(minValidMs, done.accessLifetimeMs);
         return this.toAccessToken(done, true);
       }
       if (this.now() > deadline) {
@@ -130,7 +143,7 @@ export class AccessTokenReader {
           `grant ${grant.label} is being refreshed elsewhere; try again`,
         );
       }
-      if (result.status === 'busy') await this.waitForMove(grant, Math.min(result.leaseUntil, deadline));
+      if (result.status === 'busy') await this.waitForMove(grant, Math.min(result.retryAt, deadline));
       grant = this.reload(grant.id);
     }
   }
@@ -149,8 +162,16 @@ export class AccessTokenReader {
           result.grant.nextRefreshAt,
         );
       case 'stopped':
+      case 'broken':
+      case 'conflict':
         assertUsable(result.grant);
         return undefined;
+      case 'in_doubt':
+        throw new TokenReadError(
+          'unavailable',
+          `an earlier refresh of this grant may have reached the provider without its answer reaching us; its refresh token is not sent again before ${new Date(result.retryAt).toISOString()}`,
+          result.retryAt,
+        );
       case 'deferred':
         throw new TokenReadError(
           'storage_unavailable',
@@ -221,15 +242,21 @@ export class AccessTokenReader {
   }
 }
 
-function usable(grant: GrantRow): boolean {
-  return grant.state === 'active' || grant.state === 'failing';
-}
+const STOPPED_BECAUSE: Record<Exclude<GrantState, 'active' | 'failing'>, string> = {
+  needs_reconsent: 'the provider refused it: capture consent again (grantkeeper seed)',
+  client_error: 'the provider refused its client: fix the client registration',
+  broken: 'grantkeeper cannot open it or its client: see grantkeeper grant show',
+};
 
 function assertUsable(grant: GrantRow): void {
-  if (usable(grant)) return;
-  const what =
-    grant.state === 'needs_reconsent'
-      ? 'the provider refused it: capture consent again (grantkeeper seed)'
-      : 'the provider refused its client: fix the client registration';
-  throw new TokenReadError('unusable', `grant ${grant.label} is ${grant.state}: ${what}`);
+  if (isLive(grant.state)) return;
+  const state = grant.state as keyof typeof STOPPED_BECAUSE;
+  throw new TokenReadError('unusable', `grant ${grant.label} is ${state}: ${STOPPED_BECAUSE[state]}`);
+}
+
+function unsatisfiable(minValidMs: number, lifetimeMs: number): TokenReadError {
+  return new TokenReadError(
+    'unsatisfiable',
+    `a token valid for ${Math.round(minValidMs / 1000)} s was asked for, but this provider's access tokens live ${Math.round(lifetimeMs / 1000)} s`,
+  );
 }

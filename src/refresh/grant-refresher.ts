@@ -1,18 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
 import type { GrantRow } from '../../db/schema.js';
+import { SealError } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
+import { reachFaultPoint } from '../fault-injection/fault-points.js';
 import type { Logger } from '../log/logger.js';
-import type { TokenClient } from '../oauth/token-client.js';
+import type { ProviderProfile } from '../oauth/providers.js';
+import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
-import { type BackoffPolicy, retryDelayMs } from '../policy/backoff.js';
+import type { BackoffPolicy } from '../policy/backoff.js';
+import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
 import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { ClientStore, OpenedClient } from '../store/client-store.js';
-import type { GrantStore } from '../store/grant-store.js';
+import { type GrantStore, isLive, type RefreshEvent } from '../store/grant-store.js';
 import { STORAGE_RETRY_MS, type StorageFailure, storageFailureOf } from '../store/storage-errors.js';
 import type { StorageGate } from '../store/storage-gate.js';
+import { HeldCommit } from './held-commit.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 
 export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
@@ -22,14 +27,25 @@ export type RefreshResult =
   | { status: 'refreshed'; grant: GrantRow }
   /** The grant moved on, stopped or vanished since the caller looked: nothing to do. */
   | { status: 'stale' }
-  /** Another refresh holds the lease until `leaseUntil`. */
-  | { status: 'busy'; leaseUntil: number }
+  /** Another refresh holds the lease; ask again at `retryAt` (this process's clock). */
+  | { status: 'busy'; retryAt: number }
+  /**
+   * An earlier request's answer was lost on a provider that may revoke the grant on a replay:
+   * nobody may send the stored refresh token before `retryAt` (invariant 2).
+   */
+  | { status: 'in_doubt'; retryAt: number }
+  /** Our lease was gone or too short when we were about to send: nothing was sent. */
+  | { status: 'lease_lost'; retryAt: number }
   /** Another holder of the grant rotated it while we were asking: its tokens stand. */
   | { status: 'overtaken' }
-  /** A transient failure: recorded, and the grant is due again at `grant.nextRefreshAt`. */
-  | { status: 'retrying'; grant: GrantRow; error: TokenEndpointError }
+  /** A transient failure (or a lost answer): recorded; the grant is due again at `grant.nextRefreshAt`. */
+  | { status: 'retrying'; grant: GrantRow; error: TokenEndpointError; inDoubt: boolean }
   /** A permanent failure: the grant now needs an operator (`needs_reconsent` or `client_error`). */
   | { status: 'stopped'; grant: GrantRow; error: TokenEndpointError }
+  /** An answer came for a grant stopped meanwhile: its tokens are stored, its state is kept. */
+  | { status: 'conflict'; grant: GrantRow }
+  /** grantkeeper cannot use the grant (its tokens do not open, its client is gone): `broken`. */
+  | { status: 'broken'; grant: GrantRow }
   /** The database cannot take writes (locked, disk full): nothing was sent; ask again at `retryAt`. */
   | { status: 'deferred'; retryAt: number; cause: StorageFailure };
 
@@ -43,23 +59,33 @@ export interface GrantRefresherDeps {
   /** Closed while the disk is full: no refresh may start whose answer could not be stored. */
   storage: StorageGate;
   /**
-   * How long a claim is held. It must outlive the token request's timeout by a margin, so a second
-   * claim can never start while our request may still reach the provider.
+   * How long a claim is held. It must outlive the token request's timeout by a margin: the fence
+   * refuses to send with less than the timeout left.
    */
   leaseMs: number;
+  /** How long nobody sends a refresh token whose earlier request's answer was lost (invariant 2). */
+  inDoubtGraceMs: number;
+  unexplained: UnexplainedRule;
   observers?: RefreshObserver[];
   now?: () => number;
 }
 
+/** Extra wait past another holder's lease, so the retry does not land a hair before it expires. */
+const LEASE_SLACK_MS = 250;
 /**
- * Retry pace for storing tokens already received: often, so that when space returns these writes
- * land before anyone's next claim (a locked database paces them by its busy timeout anyway).
+ * The fence wants this much lease beyond the request timeout: the statement itself, the first
+ * write and timer granularity all come out of it.
  */
-const HELD_RETRY_MS = 250;
+const FENCE_SLACK_MS = 100;
+/** A late answer is read only this far inside the grace, clear of a takeover at its end. */
+const GRACE_SAFETY_MS = 1000;
+
+/** Where a claim attempt ended: a claimed row, or the answer for the caller. */
+type ClaimOutcome = { grant: GrantRow } | { result: RefreshResult };
 
 /**
  * The one place a grant's tokens are refreshed, for the worker and for on-demand readers alike:
- * claim the lease, ask the token endpoint, commit the answer, classify a failure.
+ * claim the lease, fence it, ask the token endpoint, commit the answer, decide about a failure.
  */
 export class GrantRefresher {
   private readonly now: () => number;
@@ -67,11 +93,16 @@ export class GrantRefresher {
   private claims = 0;
   /** Grants this process has claimed and not yet settled. */
   private readonly active = new Set<string>();
-  /** Of those, the ones whose received tokens the db has refused so far. */
-  private readonly held = new Set<string>();
+  private readonly held: HeldCommit;
 
   constructor(private readonly deps: GrantRefresherDeps) {
     this.now = deps.now ?? Date.now;
+    this.held = new HeldCommit({
+      logger: deps.logger,
+      storage: deps.storage,
+      keepLease: (grant, owner) => deps.grants.extendLease(grant.id, grant.version, owner, deps.leaseMs),
+      now: this.now,
+    });
   }
 
   /** The timing policy in force, for callers that plan a schedule the same way (consent capture). */
@@ -79,41 +110,53 @@ export class GrantRefresher {
     return this.deps.timing;
   }
 
+  /** Grants whose new tokens this process holds in memory because the database refused them. */
+  heldGrantIds(): string[] {
+    return this.held.grantIds();
+  }
+
   async refresh(grantId: string, version: number, trigger: RefreshTrigger): Promise<RefreshResult> {
-    const { grants, storage } = this.deps;
-    const blockedUntil = storage.blockedUntil();
+    const blockedUntil = this.deps.storage.blockedUntil();
     if (blockedUntil !== undefined) {
       return { status: 'deferred', retryAt: blockedUntil, cause: 'disk_full' };
     }
     // Our own lease may have run out under us (a long lock stalls the event loop, and BullMQ then
     // hands the same job out again): a grant this process is refreshing is never claimed twice.
-    if (this.active.has(grantId)) return { status: 'busy', leaseUntil: this.now() + this.deps.leaseMs };
+    if (this.active.has(grantId)) return { status: 'busy', retryAt: this.now() + this.deps.leaseMs };
     const owner = `${this.ownerPrefix}.${++this.claims}`;
-    let grant: GrantRow | undefined;
+    let claimed: ClaimOutcome;
     try {
-      grant = grants.claim(grantId, version, owner, this.now(), this.deps.leaseMs);
+      claimed = this.claim(grantId, version, owner);
     } catch (err) {
       return this.deferForStorage(err);
     }
-    if (!grant) {
-      const current = grants.get(grantId);
-      if (current?.version === version && current.leaseUntil !== null && current.leaseUntil >= this.now()) {
-        return { status: 'busy', leaseUntil: current.leaseUntil };
-      }
-      return { status: 'stale' };
-    }
+    if ('result' in claimed) return claimed.result;
+    const { grant } = claimed;
     this.active.add(grantId);
+    const started = this.now();
+    let client: OpenedClient | undefined;
     try {
-      const started = this.now();
-      const client = this.openClient(grant);
-      const result = await this.refreshClaimed(grant, client, owner, trigger);
+      client = this.deps.clients.openById(grant.clientRef);
+      const result = client
+        ? await this.refreshClaimed(grant, client, owner, trigger)
+        : this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`);
       this.notify(grant, client, trigger, this.now() - started, result);
       return result;
     } catch (err) {
-      // Anything unexpected (a failure record the db refused, a sealing error): free the grant for
-      // the next attempt. Received tokens never get here: they are held until stored.
+      if (err instanceof SealError) {
+        const result = this.markBroken(
+          grant,
+          owner,
+          trigger,
+          `its sealed values cannot be opened: ${err.message}`,
+        );
+        this.notify(grant, client, trigger, this.now() - started, result);
+        return result;
+      }
+      // Anything unexpected (a failure record the db refused): free the grant for the next attempt,
+      // leaving any earlier in-doubt mark as it was. Received tokens never get here: they are held.
       try {
-        grants.releaseLease(grantId, owner);
+        this.deps.grants.releaseLease(grantId, owner, grant.leaseSentAt);
       } catch {
         // The lease then runs out on its own.
       }
@@ -123,9 +166,42 @@ export class GrantRefresher {
     }
   }
 
-  /** Grants whose new tokens this process holds in memory because the database refused them. */
-  heldGrantIds(): string[] {
-    return [...this.held];
+  /**
+   * Claims the lease, or says why not. A grant in doubt is claimed at once only where the provider
+   * lets a lost answer's refresh token be replayed harmlessly (its preset says so).
+   */
+  private claim(grantId: string, version: number, owner: string): ClaimOutcome {
+    const { grants, leaseMs, inDoubtGraceMs } = this.deps;
+    const grant = grants.claim(grantId, version, owner, leaseMs, inDoubtGraceMs);
+    if (grant) return { grant };
+    const view = grants.leaseView(grantId);
+    if (!view || view.grant.version !== version || !isLive(view.grant.state)) {
+      return { result: { status: 'stale' } };
+    }
+    const now = this.now();
+    if (view.leaseRemainingMs !== null && view.leaseRemainingMs >= 0) {
+      return { result: { status: 'busy', retryAt: now + view.leaseRemainingMs + LEASE_SLACK_MS } };
+    }
+    if (view.sentAgoMs !== null) {
+      if (this.replayIsHarmless(view.grant.clientRef)) {
+        const retried = grants.claim(grantId, version, owner, leaseMs, 0);
+        if (retried) return { grant: retried };
+      }
+      return { result: { status: 'in_doubt', retryAt: now + Math.max(0, inDoubtGraceMs - view.sentAgoMs) } };
+    }
+    // Freed between our claim and our look: someone else is about to hold it, or just did.
+    return { result: { status: 'busy', retryAt: now + LEASE_SLACK_MS } };
+  }
+
+  /** Whether this grant's provider lets a lost answer's refresh token be sent again at once. */
+  private replayIsHarmless(clientRef: string): boolean {
+    try {
+      const client = this.deps.clients.openById(clientRef);
+      return client !== undefined && !replayMayRevoke(client.profile);
+    } catch {
+      // A client that cannot be opened is found by the refresh itself; here, the safe side.
+      return false;
+    }
   }
 
   /** A storage failure before anything was sent becomes a deferral; anything else is a bug. */
@@ -142,15 +218,51 @@ export class GrantRefresher {
     owner: string,
     trigger: RefreshTrigger,
   ): Promise<RefreshResult> {
-    const refreshToken = this.deps.grants.openRefreshToken(grant);
+    const { grants, tokenClient, inDoubtGraceMs } = this.deps;
+    const refreshToken = grants.openRefreshToken(grant);
+    reachFaultPoint('stop-after-claim');
+    // The fence (invariant 2): the lease must still be ours with more than the request timeout
+    // left, checked and marked sent in one statement immediately before the request is written.
+    // The local deadlines below are counted from before the statement, so they err early.
+    const fencedAt = performance.now();
+    let remainingMs: number | undefined;
+    try {
+      remainingMs = grants.markSent(grant.id, grant.version, owner, tokenClient.timeoutMs + FENCE_SLACK_MS);
+    } catch (err) {
+      grants.releaseLease(grant.id, owner, grant.leaseSentAt);
+      return this.deferForStorage(err);
+    }
+    if (remainingMs === undefined) return this.leaseLost(grant, owner);
+    const window: SendWindow = {
+      abortAt: fencedAt + tokenClient.timeoutMs,
+      // Nobody sends this grant's refresh token again before our lease ends, or, where a replay may
+      // revoke it, before the in-doubt grace has passed: an answer that arrives until then is ours.
+      protectedUntil:
+        fencedAt + (replayMayRevoke(client.profile) ? inDoubtGraceMs - GRACE_SAFETY_MS : remainingMs),
+    };
     const sentAt = this.now();
     let tokens: TokenSet;
     try {
-      tokens = await this.deps.tokenClient.refresh(client.target, refreshToken);
+      tokens = await tokenClient.refresh(client.target, refreshToken, { window });
     } catch (err) {
-      return this.recordFailure(grant, owner, trigger, client, asTokenError(err), this.now() - sentAt);
+      const error = asTokenError(err);
+      if (error.code === 'not_sent') return this.leaseLost(grant, owner);
+      if (error instanceof UnusableTokenResponse) {
+        return this.storeSalvaged(grant, owner, trigger, client, error, sentAt);
+      }
+      return this.recordFailure(grant, owner, trigger, client, error, this.now() - sentAt);
     }
     return this.commit(grant, owner, trigger, client, tokens, sentAt);
+  }
+
+  /** The fence refused, or the send window closed: nothing was sent, nothing changed. */
+  private leaseLost(grant: GrantRow, owner: string): RefreshResult {
+    this.deps.grants.releaseLease(grant.id, owner, grant.leaseSentAt);
+    this.deps.logger.warn(
+      { grantId: grant.id, version: grant.version },
+      'refresh not sent: the lease ran out before the request could be written (the process stalled); retrying later',
+    );
+    return { status: 'lease_lost', retryAt: this.now() + LEASE_SLACK_MS };
   }
 
   private async commit(
@@ -163,7 +275,17 @@ export class GrantRefresher {
   ): Promise<RefreshResult> {
     const now = this.now();
     const plan = planAfterTokenResponse(tokens, sentAt, now, client.profile, this.deps.timing, grant.mode);
-    const write = () =>
+    const event: RefreshEvent = {
+      at: now,
+      trigger,
+      outcome: 'refreshed',
+      durationMs: now - sentAt,
+      rotated: tokens.refreshToken !== undefined,
+      message: plan.defaultedLifetime
+        ? 'no expires_in in the response: provider default lifetime used'
+        : null,
+    };
+    const committed = await this.held.store(grant, owner, () =>
       this.deps.grants.commitRefresh(
         grant.id,
         grant.version,
@@ -177,18 +299,9 @@ export class GrantRefresher {
           refreshTokenUsedAt: plan.refreshTokenUsedAt,
           nextRefreshAt: plan.nextRefreshAt,
         },
-        {
-          at: now,
-          trigger,
-          outcome: 'refreshed',
-          durationMs: now - sentAt,
-          rotated: tokens.refreshToken !== undefined,
-          message: plan.defaultedLifetime
-            ? 'no expires_in in the response: provider default lifetime used'
-            : null,
-        },
-      );
-    const committed = await this.storeReceived(grant, owner, write);
+        event,
+      ),
+    );
     if (!committed) {
       this.deps.logger.warn(
         { grantId: grant.id, version: grant.version },
@@ -196,66 +309,58 @@ export class GrantRefresher {
       );
       return { status: 'overtaken' };
     }
+    if (committed.conflict) {
+      this.deps.logger.error(
+        { grantId: grant.id, version: committed.grant.version, state: committed.grant.state },
+        'new tokens arrived for a grant that was stopped meanwhile: stored, the grant stays stopped; check it (grantkeeper grant show)',
+      );
+      return { status: 'conflict', grant: committed.grant };
+    }
     this.deps.logger.info(
       {
         grantId: grant.id,
-        version: committed.version,
+        version: committed.grant.version,
         trigger,
         rotated: tokens.refreshToken !== undefined,
-        expiresAt: new Date(committed.accessExpiresAt).toISOString(),
-        nextRefreshAt: new Date(committed.nextRefreshAt).toISOString(),
+        expiresAt: new Date(committed.grant.accessExpiresAt).toISOString(),
+        nextRefreshAt: new Date(committed.grant.nextRefreshAt).toISOString(),
       },
       'grant refreshed',
     );
-    return { status: 'refreshed', grant: committed };
+    return { status: 'refreshed', grant: committed.grant };
   }
 
   /**
-   * Stores tokens the provider has already issued. The refresh token they replace may be spent, so
-   * dropping them could lose the grant: a write refused by a full disk, a lock or an I/O error is
-   * held and retried, under a lease kept alive, for as long as this process lives.
+   * An unusable answer that still carried a valid rotated refresh token: the one we sent is spent,
+   * so the new one is stored (held like any received token) and the attempt counts as a failure.
    */
-  private async storeReceived(
+  private async storeSalvaged(
     grant: GrantRow,
     owner: string,
-    write: () => GrantRow | undefined,
-  ): Promise<GrantRow | undefined> {
-    let failure: StorageFailure | undefined;
-    try {
-      return write();
-    } catch (err) {
-      failure = storageFailureOf(err);
-      if (!failure) throw err;
-    }
-    const { logger, grants, storage } = this.deps;
-    const heldSince = this.now();
-    this.held.add(grant.id);
-    logger.error(
-      { grantId: grant.id, version: grant.version, cause: failure },
-      'new tokens received but the database refused them: holding them in memory and retrying',
+    trigger: RefreshTrigger,
+    client: OpenedClient,
+    error: UnusableTokenResponse,
+    sentAt: number,
+  ): Promise<RefreshResult> {
+    const now = this.now();
+    const plan = this.planFailure(grant, error, client, now);
+    const nextRefreshAt = plan.action === 'stop' ? now : plan.nextRefreshAt;
+    const stored = await this.held.store(grant, owner, () =>
+      this.deps.grants.commitRotationOnly(
+        grant.id,
+        grant.version,
+        owner,
+        { refreshToken: error.salvagedRefreshToken(), refreshTokenUsedAt: sentAt },
+        { nextRefreshAt, message: error.message },
+        { ...failureEvent(error, trigger, now, now - sentAt), outcome: 'transient_error', rotated: true },
+      ),
     );
-    try {
-      for (let attempt = 0; ; attempt++) {
-        // The first retry is immediate: a full disk has just had the reserve given back.
-        if (failure === 'disk_full') storage.reportOutOfSpace();
-        try {
-          grants.extendLease(grant.id, grant.version, owner, this.now() + this.deps.leaseMs);
-        } catch {
-          // A write like any other: while it fails, other claims fail the same way.
-        }
-        if (attempt > 0) await sleep(HELD_RETRY_MS);
-        try {
-          const row = write();
-          logger.warn({ grantId: grant.id, heldMs: this.now() - heldSince }, 'held tokens stored');
-          return row;
-        } catch (err) {
-          failure = storageFailureOf(err);
-          if (!failure) throw err;
-        }
-      }
-    } finally {
-      this.held.delete(grant.id);
-    }
+    if (!stored) return { status: 'overtaken' };
+    this.deps.logger.warn(
+      { grantId: grant.id, provider: client.profile.kind, errorCode: error.code, status: error.status },
+      'token endpoint answered with an unusable access token; its rotated refresh token was stored, will retry',
+    );
+    return { status: 'retrying', grant: stored, error, inDoubt: false };
   }
 
   private recordFailure(
@@ -268,79 +373,127 @@ export class GrantRefresher {
   ): RefreshResult {
     const { grants, logger } = this.deps;
     const now = this.now();
-    const event = {
-      at: now,
-      trigger,
-      durationMs,
-      httpStatus: error.status ?? null,
-      errorCode: error.code,
-      message: error.message,
-    };
+    const event = failureEvent(error, trigger, now, durationMs);
     // A spent token may only mean that someone else rotated first (invariant 4): ask the db.
     if (error.spentToken) {
       const current = grants.get(grant.id);
       if (current && current.version !== grant.version) {
         grants.recordEvent(grant.id, grant.version, { ...event, outcome: 'overtaken' });
-        logger.info(
-          { grantId: grant.id, version: grant.version },
-          'refresh token already rotated by another holder',
+        // Usually a race we lost; if nobody here rotated it, a family revocation is the other reading.
+        logger.warn(
+          {
+            grantId: grant.id,
+            version: grant.version,
+            currentVersion: current.version,
+            errorCode: error.code,
+          },
+          'refresh token refused as spent, but the grant had moved on: another holder rotated it first',
         );
         return { status: 'overtaken' };
       }
     }
-    if (error.kind === 'permanent') {
-      const state = error.outcome === 'client_error' ? 'client_error' : 'needs_reconsent';
+    const plan = this.planFailure(grant, error, client, now);
+    const log = {
+      grantId: grant.id,
+      provider: client.profile.kind,
+      errorCode: error.code,
+      status: error.status,
+    };
+    if (plan.action === 'stop') {
       const stopped = grants.recordFailure(
         grant.id,
         grant.version,
         owner,
-        { state, message: error.message },
-        {
-          ...event,
-          outcome: state,
-        },
+        { state: plan.state, message: plan.message },
+        { ...event, outcome: plan.state, message: plan.message },
       );
       if (!stopped) return { status: 'overtaken' };
       logger.error(
-        { grantId: grant.id, provider: client.profile.kind, code: error.code, status: error.status, state },
-        state === 'needs_reconsent'
+        { ...log, state: plan.state },
+        plan.state === 'needs_reconsent'
           ? 'grant refused by the provider: it needs a new consent (grantkeeper seed)'
           : 'client rejected by the provider: check the client id and secret',
       );
       return { status: 'stopped', grant: stopped, error };
     }
-    const delay = retryDelayMs(
-      {
-        consecutiveFailures: grant.consecutiveFailures + 1,
-        ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
-      },
-      this.deps.backoff,
-    );
+    const inDoubt = plan.action === 'in_doubt';
     const failing = grants.recordFailure(
       grant.id,
       grant.version,
       owner,
-      { state: 'failing', nextRefreshAt: now + delay, message: error.message },
-      { ...event, outcome: 'transient_error' },
+      { state: 'failing', nextRefreshAt: plan.nextRefreshAt, message: plan.message, inDoubt },
+      { ...event, outcome: inDoubt ? 'in_doubt' : 'transient_error', message: plan.message },
     );
     if (!failing) return { status: 'overtaken' };
-    logger.warn(
+    if (inDoubt) {
+      logger.error(
+        {
+          ...log,
+          failures: failing.consecutiveFailures,
+          retryAt: new Date(plan.nextRefreshAt).toISOString(),
+        },
+        'refresh sent but its answer was lost: the grant is in doubt (the provider may have rotated); nobody retries before the grace ends',
+      );
+    } else {
+      logger.warn(
+        { ...log, failures: failing.consecutiveFailures, retryInMs: plan.nextRefreshAt - now },
+        'refresh failed; will retry',
+      );
+    }
+    return { status: 'retrying', grant: failing, error, inDoubt };
+  }
+
+  private planFailure(
+    grant: GrantRow,
+    error: TokenEndpointError,
+    client: OpenedClient,
+    now: number,
+  ): FailurePlan {
+    return planAfterFailure(
       {
-        grantId: grant.id,
-        provider: client.profile.kind,
-        code: error.code,
-        status: error.status,
-        failures: failing.consecutiveFailures,
-        retryInMs: delay,
+        kind: error.kind,
+        outcome: error.outcome,
+        ...(error.status === undefined ? {} : { status: error.status }),
+        ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+        message: error.message,
+        answerLost: error.answerLost,
+        unexplained: error.unexplained,
       },
-      'refresh failed; will retry',
+      {
+        consecutiveFailures: grant.consecutiveFailures,
+        // The event log is read only for the rare unexplained answer.
+        history: error.unexplained
+          ? this.deps.grants.recentEvents(grant.id, this.deps.unexplained.count)
+          : [],
+        replayMayRevoke: replayMayRevoke(client.profile),
+        inDoubtGraceMs: this.deps.inDoubtGraceMs,
+        backoff: this.deps.backoff,
+        unexplained: this.deps.unexplained,
+        now,
+      },
     );
-    return { status: 'retrying', grant: failing, error };
+  }
+
+  /** Nothing grantkeeper can do with this grant until an operator acts: say so, loudly, once. */
+  private markBroken(grant: GrantRow, owner: string, trigger: RefreshTrigger, why: string): RefreshResult {
+    const now = this.now();
+    const message = `grantkeeper cannot use this grant: ${why}`;
+    const broken = this.deps.grants.recordFailure(
+      grant.id,
+      grant.version,
+      owner,
+      // Nothing was sent: an earlier in-doubt mark stays as it was.
+      { state: 'broken', message, inDoubt: grant.leaseSentAt !== null },
+      { at: now, trigger, outcome: 'broken', message },
+    );
+    if (!broken) return { status: 'overtaken' };
+    this.deps.logger.error({ grantId: grant.id, state: 'broken' }, message);
+    return { status: 'broken', grant: broken };
   }
 
   private notify(
     grant: GrantRow,
-    client: OpenedClient,
+    client: OpenedClient | undefined,
     trigger: RefreshTrigger,
     durationMs: number,
     result: RefreshResult,
@@ -349,7 +502,7 @@ export class GrantRefresher {
     if (!observers?.length) return;
     const attempt: RefreshAttempt = {
       grantId: grant.id,
-      provider: client.profile.kind,
+      provider: client?.profile.kind ?? 'unknown',
       trigger,
       durationMs,
       previousState: grant.state,
@@ -363,12 +516,24 @@ export class GrantRefresher {
       }
     }
   }
+}
 
-  private openClient(grant: GrantRow): OpenedClient {
-    const client = this.deps.clients.openById(grant.clientRef);
-    if (!client) throw new Error(`grant ${grant.id} names client ${grant.clientRef}, which no longer exists`);
-    return client;
-  }
+/** Replaying a refresh token whose request's answer was lost may revoke the grant on this provider. */
+export function replayMayRevoke(
+  profile: Pick<ProviderProfile, 'rotatesRefreshTokens' | 'oldRefreshTokensStayValid'>,
+): boolean {
+  return profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
+}
+
+function failureEvent(error: TokenEndpointError, trigger: RefreshTrigger, at: number, durationMs: number) {
+  return {
+    at,
+    trigger,
+    durationMs,
+    httpStatus: error.status ?? null,
+    errorCode: error.code,
+    message: error.message,
+  };
 }
 
 /**

@@ -5,7 +5,8 @@ import type { RefreshResult, RefreshTrigger } from './grant-refresher.js';
 /** One token request made under a lease, as metrics and alerts see it. */
 export interface RefreshAttempt {
   grantId: string;
-  provider: ProviderKind;
+  /** `unknown` when the grant's client could not be found. */
+  provider: ProviderKind | 'unknown';
   trigger: RefreshTrigger;
   durationMs: number;
   /** The grant as it was before the attempt. */

@@ -79,6 +79,7 @@ export async function startGrantkeeper(
       const monitor = new AlertMonitor({
         grants: service.app.grants,
         queue,
+        secret: webhookSecret,
         targets: config.webhookUrls.map(webhookTargetId),
         failingAfter: config.failingAlertAfter,
         logger,

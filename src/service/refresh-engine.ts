@@ -5,6 +5,7 @@ import type { Config } from '../config/config-schema.js';
 import type { Logger } from '../log/logger.js';
 import { TokenClient } from '../oauth/token-client.js';
 import { DEFAULT_BACKOFF } from '../policy/backoff.js';
+import { DEFAULT_UNEXPLAINED_RULE } from '../policy/failure-plan.js';
 import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
 import { AccessTokenReader } from '../refresh/access-token-reader.js';
 import { GrantRefresher } from '../refresh/grant-refresher.js';
@@ -24,6 +25,7 @@ export interface RefreshEngine {
   queue?: RefreshQueue;
   scheduler?: RefreshScheduler;
   leaseMs: number;
+  inDoubtGraceMs: number;
   close(): Promise<void>;
 }
 
@@ -69,6 +71,14 @@ export function createRefreshEngine(
     logger,
     storage,
     leaseMs,
+    inDoubtGraceMs: config.inDoubtGraceSeconds * 1000,
+    unexplained: {
+      count: config.reconsentAfterUnexplained.count ?? DEFAULT_UNEXPLAINED_RULE.count,
+      spanMs:
+        config.reconsentAfterUnexplained.spanSeconds === undefined
+          ? DEFAULT_UNEXPLAINED_RULE.spanMs
+          : config.reconsentAfterUnexplained.spanSeconds * 1000,
+    },
     ...(options.observers ? { observers: options.observers } : {}),
   });
   const queue = options.connection ? createRefreshQueue(options.connection, config.queuePrefix) : undefined;
@@ -90,6 +100,7 @@ export function createRefreshEngine(
     ...(queue ? { queue } : {}),
     ...(scheduler ? { scheduler } : {}),
     leaseMs,
+    inDoubtGraceMs: config.inDoubtGraceSeconds * 1000,
     close: async () => {
       await queue?.close();
       await tokenClient.close();

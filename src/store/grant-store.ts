@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { and, asc, desc, eq, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { Db } from '../../db/connection.js';
 import {
   type GrantMode,
@@ -12,6 +12,7 @@ import {
   refreshEvents,
 } from '../../db/schema.js';
 import type { Sealer } from '../crypto/sealer.js';
+import type { AlertView } from '../notify/alert-policy.js';
 import { newId } from './ids.js';
 
 export interface GrantTokens {
@@ -40,6 +41,21 @@ export interface SchedulableGrant {
   nextRefreshAt: number;
 }
 
+/** A grant with its lease read on the store's clock. */
+export interface LeaseView {
+  grant: GrantRow;
+  /** Lease time left (negative: expired); null when no lease is held. */
+  leaseRemainingMs: number | null;
+  /** How long ago an unsettled request was sent; null when none is outstanding. */
+  sentAgoMs: number | null;
+}
+
+export interface CommitResult {
+  grant: GrantRow;
+  /** The grant had been stopped meanwhile: tokens stored, state and evidence left as they were. */
+  conflict: boolean;
+}
+
 /** Aggregates for metrics, computed in SQL so a scrape does not load every row. */
 export interface FleetStats {
   byState: Array<{ state: GrantState; count: number }>;
@@ -48,9 +64,6 @@ export interface FleetStats {
   /** Per client, the live grant whose refresh token has sat unused longest. */
   oldestUseByClient: Array<{ clientRef: string; usedAt: number }>;
 }
-
-/** What the alert logic needs to know about a grant. */
-export type AlertView = Pick<GrantRow, 'id' | 'state' | 'consecutiveFailures' | 'alertedState'>;
 
 export interface SaveConsentInput extends TokenUpdate {
   clientRef: string;
@@ -170,33 +183,67 @@ export class GrantStore {
   }
 
   /**
-   * Claims the right to refresh: succeeds only for a live grant still at `version` whose lease is
-   * free or expired. No lease, no refresh (invariant 2).
+   * Claims the right to refresh (invariant 2): succeeds only for a live grant still at `version`
+   * whose lease is free or expired, and, when a holder marked a request sent and nothing settled it,
+   * only once `inDoubtGraceMs` has passed since that send (its answer may still be on its way, and a
+   * replay of the refresh token may revoke the grant). Lease times are the store's clock, never the
+   * caller's. The claimed row keeps `leaseSentAt` of an unsettled earlier send: the grant stays in
+   * doubt until an answer settles it. Undefined: someone else holds it, it moved on, or it stopped.
    */
-  claimLease(id: string, version: number, owner: string, now: number, leaseMs: number): boolean {
-    return this.claim(id, version, owner, now, leaseMs) !== undefined;
+  claim(
+    id: string,
+    version: number,
+    owner: string,
+    leaseMs: number,
+    inDoubtGraceMs: number,
+  ): GrantRow | undefined {
+    return this.hot.claimLease.get({ id, version, owner, leaseMs, graceMs: inDoubtGraceMs });
   }
 
-  /** claimLease that also returns the claimed row: the refresher's claim and read in one statement. */
-  claim(id: string, version: number, owner: string, now: number, leaseMs: number): GrantRow | undefined {
-    return this.hot.claimLease.get({ id, version, owner, now, until: now + leaseMs });
+  /** The grant with its lease measured on the store's clock; undefined when it no longer exists. */
+  leaseView(id: string): LeaseView | undefined {
+    const row = this.hot.leaseView.get({ id });
+    if (!row) return undefined;
+    const { leaseRemainingMs, sentAgoMs, ...grant } = row;
+    return { grant, leaseRemainingMs, sentAgoMs };
   }
 
-  releaseLease(id: string, owner: string): void {
-    this.hot.releaseLease.run({ id, owner });
+  /**
+   * The fence, run immediately before a token request is written: the lease must still be ours, at
+   * `version`, with more than `minRemainingMs` left on the store's clock. Marks the request sent in
+   * the same statement. Returns the lease time left, or undefined: do not send, nothing was spent.
+   */
+  markSent(id: string, version: number, owner: string, minRemainingMs: number): number | undefined {
+    return this.hot.markSent.get({ id, version, owner, minRemainingMs })?.remainingMs;
+  }
+
+  /**
+   * Gives a lease back without an answer. `sentAt` is what the in-doubt mark must be afterwards:
+   * the value the claim found (an earlier unsettled send, or null) when our own request never left.
+   */
+  releaseLease(id: string, owner: string, sentAt: number | null): void {
+    this.hot.releaseLease.run({ id, owner, sentAt });
   }
 
   /** Keeps our lease alive while we still hold the grant's work (tokens the db has not taken yet). */
-  extendLease(id: string, version: number, owner: string, until: number): boolean {
-    return this.hot.extendLease.run({ id, version, owner, until }).changes === 1;
+  extendLease(id: string, version: number, owner: string, leaseMs: number): boolean {
+    return this.hot.extendLease.run({ id, version, owner, leaseMs }).changes === 1;
   }
 
   /**
    * Commits a token response and its event in one transaction (invariant 3). Conditional on the
    * version only: a successful response is the newest truth about the grant, so it is kept even if
-   * our lease ran out, while a worker that was overtaken can never overwrite newer tokens.
+   * our lease ran out, while a worker that was overtaken can never overwrite newer tokens. A grant
+   * stopped meanwhile keeps its state and evidence (a late commit never revives it): the tokens are
+   * stored, since they may be the live ones, and the event says `conflict`.
+   * Undefined: the version moved on, nothing was written.
    */
-  commitRefresh(id: string, version: number, update: TokenUpdate, event: RefreshEvent): GrantRow | undefined {
+  commitRefresh(
+    id: string,
+    version: number,
+    update: TokenUpdate,
+    event: RefreshEvent,
+  ): CommitResult | undefined {
     const params = {
       id,
       version,
@@ -214,7 +261,39 @@ export class GrantStore {
       nextAt: update.nextRefreshAt,
       at: event.at,
     };
-    return this.withEvent(id, version, event, () => this.hot.commitRefresh.get(params));
+    return this.inTransaction(() => {
+      const grant = this.hot.commitRefresh.get(params);
+      if (!grant) return undefined;
+      const conflict = !isLive(grant.state);
+      this.recordEvent(id, version, conflict ? { ...event, outcome: 'conflict' } : event);
+      return { grant, conflict };
+    });
+  }
+
+  /**
+   * An answer whose access token could not be used but whose rotated refresh token could: the new
+   * refresh token is stored (the old one is spent) and the attempt is recorded as a failure, in one
+   * transaction. Conditional on the version and our lease, like recordFailure.
+   */
+  commitRotationOnly(
+    id: string,
+    version: number,
+    owner: string,
+    update: { refreshToken: string; refreshTokenUsedAt: number },
+    failure: { nextRefreshAt: number; message: string },
+    event: RefreshEvent,
+  ): GrantRow | undefined {
+    const params = {
+      id,
+      version,
+      owner,
+      refresh: this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
+      usedAt: update.refreshTokenUsedAt,
+      nextAt: failure.nextRefreshAt,
+      message: failure.message,
+      at: event.at,
+    };
+    return this.withEvent(id, version, event, () => this.hot.commitRotationOnly.get(params));
   }
 
   /**
@@ -225,7 +304,13 @@ export class GrantStore {
     id: string,
     version: number,
     owner: string,
-    failure: { state: GrantState; nextRefreshAt?: number; message: string },
+    failure: {
+      state: GrantState;
+      nextRefreshAt?: number;
+      message: string;
+      /** The answer never came: the grant stays in doubt (the mark is kept) instead of settled. */
+      inDoubt?: boolean;
+    },
     event: RefreshEvent,
   ): GrantRow | undefined {
     const params = {
@@ -235,6 +320,7 @@ export class GrantStore {
       state: failure.state,
       message: failure.message,
       nextAt: failure.nextRefreshAt ?? null,
+      keepSent: failure.inDoubt ? 1 : 0,
       at: event.at,
     };
     return this.withEvent(id, version, event, () => this.hot.recordFailure.get(params));
@@ -315,18 +401,27 @@ export class GrantStore {
     return { byState, earliestEagerExpiry: earliest?.at ?? null, oldestUseByClient };
   }
 
-  /** Grants an alert may be due for: anything not plainly active, or alerted and not yet cleared. */
+  /**
+   * Grants an alert may be due for: anything not plainly active, in doubt, or alerted and not yet
+   * cleared.
+   */
   listAlertCandidates(): AlertView[] {
     return this.db
-      .select({
-        id: grants.id,
-        state: grants.state,
-        consecutiveFailures: grants.consecutiveFailures,
-        alertedState: grants.alertedState,
-      })
+      .select(ALERT_COLUMNS)
       .from(grants)
-      .where(or(sql`${grants.state} <> 'active'`, sql`${grants.alertedState} IS NOT NULL`))
+      .where(
+        or(
+          sql`${grants.state} <> 'active'`,
+          sql`${grants.alertedState} IS NOT NULL`,
+          sql`${grants.leaseSentAt} IS NOT NULL`,
+        ),
+      )
       .all();
+  }
+
+  /** One grant as the alert logic sees it; undefined when it no longer exists. */
+  alertView(id: string): AlertView | undefined {
+    return this.db.select(ALERT_COLUMNS).from(grants).where(eq(grants.id, id)).get();
   }
 
   /** Compare-and-swap on `alertedState`, so each transition is alerted once across processes. */
@@ -378,11 +473,27 @@ export class GrantStore {
   }
 }
 
+export function isLive(state: GrantState): boolean {
+  return LIVE_GRANT_STATES.includes(state);
+}
+
 export function sealContext(grantId: string, field: 'access_token' | 'refresh_token'): string {
   return `grant:${grantId}:${field}`;
 }
 
+const ALERT_COLUMNS = {
+  id: grants.id,
+  state: grants.state,
+  consecutiveFailures: grants.consecutiveFailures,
+  alertedState: grants.alertedState,
+  leaseSentAt: grants.leaseSentAt,
+  leaseUntil: grants.leaseUntil,
+};
+
 const p = sql.placeholder;
+
+/** The store's clock in epoch ms: leases are measured on it so callers' clocks may disagree (invariant 2). */
+const STORE_NOW = sql`cast(unixepoch('subsec') * 1000 as integer)`;
 
 /** Plain SQL with placeholders (it runs on PostgreSQL too), prepared once per store. */
 function prepareHotStatements(db: Db) {
@@ -400,25 +511,48 @@ function prepareHotStatements(db: Db) {
       .prepare(),
     claimLease: db
       .update(grants)
-      .set({ leaseOwner: sql`${p('owner')}`, leaseUntil: sql`${p('until')}` })
+      .set({ leaseOwner: sql`${p('owner')}`, leaseUntil: sql`${STORE_NOW} + ${p('leaseMs')}` })
       .where(
         and(
           eq(grants.id, p('id')),
           eq(grants.version, p('version')),
           live,
-          or(isNull(grants.leaseUntil), lt(grants.leaseUntil, p('now'))),
+          or(isNull(grants.leaseUntil), lt(grants.leaseUntil, STORE_NOW)),
+          or(isNull(grants.leaseSentAt), sql`${grants.leaseSentAt} + ${p('graceMs')} < ${STORE_NOW}`),
         ),
       )
       .returning()
       .prepare(),
+    leaseView: db
+      .select({
+        ...getTableColumns(grants),
+        leaseRemainingMs: sql<number | null>`${grants.leaseUntil} - ${STORE_NOW}`,
+        sentAgoMs: sql<number | null>`${STORE_NOW} - ${grants.leaseSentAt}`,
+      })
+      .from(grants)
+      .where(eq(grants.id, p('id')))
+      .prepare(),
+    markSent: db
+      .update(grants)
+      .set({ leaseSentAt: STORE_NOW })
+      .where(
+        and(
+          eq(grants.id, p('id')),
+          eq(grants.version, p('version')),
+          eq(grants.leaseOwner, p('owner')),
+          sql`${grants.leaseUntil} - ${STORE_NOW} > ${p('minRemainingMs')}`,
+        ),
+      )
+      .returning({ remainingMs: sql<number>`${grants.leaseUntil} - ${STORE_NOW}` })
+      .prepare(),
     extendLease: db
       .update(grants)
-      .set({ leaseUntil: sql`${p('until')}` })
+      .set({ leaseUntil: sql`${STORE_NOW} + ${p('leaseMs')}` })
       .where(and(eq(grants.id, p('id')), eq(grants.version, p('version')), eq(grants.leaseOwner, p('owner'))))
       .prepare(),
     releaseLease: db
       .update(grants)
-      .set({ leaseOwner: null, leaseUntil: null })
+      .set({ leaseOwner: null, leaseUntil: null, leaseSentAt: sql`${p('sentAt')}` })
       .where(and(eq(grants.id, p('id')), eq(grants.leaseOwner, p('owner'))))
       .prepare(),
     commitRefresh: db
@@ -433,16 +567,37 @@ function prepareHotStatements(db: Db) {
         refreshTokenUsedAt: sql`${p('usedAt')}`,
         nextRefreshAt: sql`${p('nextAt')}`,
         version: sql`${grants.version} + 1`,
-        state: 'active',
-        consecutiveFailures: 0,
-        lastError: null,
-        lastErrorAt: null,
+        // A stopped grant keeps its state and evidence (invariant 2: no silent revival).
+        state: sql`case when ${live} then 'active' else ${grants.state} end`,
+        consecutiveFailures: sql`case when ${live} then 0 else ${grants.consecutiveFailures} end`,
+        lastError: sql`case when ${live} then null else ${grants.lastError} end`,
+        lastErrorAt: sql`case when ${live} then null else ${grants.lastErrorAt} end`,
         lastRefreshedAt: sql`${p('at')}`,
         leaseOwner: null,
         leaseUntil: null,
+        leaseSentAt: null,
         updatedAt: sql`${p('at')}`,
       })
       .where(and(eq(grants.id, p('id')), eq(grants.version, p('version'))))
+      .returning()
+      .prepare(),
+    commitRotationOnly: db
+      .update(grants)
+      .set({
+        refreshTokenSealed: sql`${p('refresh')}`,
+        refreshTokenUsedAt: sql`${p('usedAt')}`,
+        version: sql`${grants.version} + 1`,
+        state: 'failing',
+        consecutiveFailures: sql`${grants.consecutiveFailures} + 1`,
+        lastError: sql`${p('message')}`,
+        lastErrorAt: sql`${p('at')}`,
+        nextRefreshAt: sql`${p('nextAt')}`,
+        leaseOwner: null,
+        leaseUntil: null,
+        leaseSentAt: null,
+        updatedAt: sql`${p('at')}`,
+      })
+      .where(and(eq(grants.id, p('id')), eq(grants.version, p('version')), eq(grants.leaseOwner, p('owner'))))
       .returning()
       .prepare(),
     recordFailure: db
@@ -455,6 +610,8 @@ function prepareHotStatements(db: Db) {
         nextRefreshAt: sql`coalesce(${p('nextAt')}, ${grants.nextRefreshAt})`,
         leaseOwner: null,
         leaseUntil: null,
+        // An answer settles the send; a lost one leaves the grant in doubt.
+        leaseSentAt: sql`case when ${p('keepSent')} = 1 then ${grants.leaseSentAt} else null end`,
         updatedAt: sql`${p('at')}`,
       })
       .where(and(eq(grants.id, p('id')), eq(grants.version, p('version')), eq(grants.leaseOwner, p('owner'))))

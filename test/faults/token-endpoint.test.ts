@@ -39,7 +39,13 @@ describe('a misbehaving token endpoint never causes a retry storm', () => {
       dataDir,
       key: testKey(),
       // Backoff as in production, scaled: 500 ms doubling to 4 s.
-      config: { requestTimeoutSeconds: 10, shutdownGraceSeconds: 20, backoff: { baseMs: 500, maxMs: 4000 } },
+      // Junk 2xx answers leave grants in doubt: the 10-minute grace is scaled to 2 s.
+      config: {
+        requestTimeoutSeconds: 10,
+        shutdownGraceSeconds: 20,
+        inDoubtGraceSeconds: 2,
+        backoff: { baseMs: 500, maxMs: 4000 },
+      },
     });
     clientRef = addClient(engine, testProfile(endpoint.url), {
       clientId: 'gk',
@@ -125,7 +131,7 @@ describe('a misbehaving token endpoint never causes a retry storm', () => {
     expect(firstRetry - since).toBeGreaterThanOrEqual(RETRY_AFTER_SEC * 1000);
   }, 60_000);
 
-  it('junk answers (truncated JSON, a 200 without access_token) back off and recover', async () => {
+  it('junk answers (truncated JSON, a 200 without access_token) wait in doubt and recover', async () => {
     endpoint.push(
       ...Array.from({ length: GRANTS }, () => ({ type: 'truncated' }) as const),
       ...Array.from(

@@ -59,8 +59,16 @@ describe('on-demand token reads', () => {
   it('refreshes once for 50 simultaneous readers in two processes, and the worker does not refresh that version again', async () => {
     endpoint.setDefault({ type: 'rotate', expiresIn: 3600, latencyMs: 100 });
     const minted = endpoint.mintGrant();
-    // Expires in 5 s: due for the worker in a few seconds, too short for readers asking 60 s.
-    const grant = await seedGrant(engines[0]!, clientRef, profile(), { ...minted, expiresIn: 5 }, '@burst');
+    // An hour-long token issued 5 s short of an hour ago: due for the worker in a few seconds, too
+    // short for readers asking 60 s.
+    const grant = await seedGrant(
+      engines[0]!,
+      clientRef,
+      profile(),
+      { ...minted, expiresIn: 3600 },
+      '@burst',
+      Date.now() - 3595_000,
+    );
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) => readers()[i % 2]!.read(grant.id, { minValidSec: 60 })),
     );
@@ -102,7 +110,14 @@ describe('on-demand token reads', () => {
 
   it('reports a dead grant as unusable and a provider outage as unavailable', async () => {
     const dead = endpoint.mintGrant();
-    await seedGrant(engines[0]!, clientRef, profile(), { ...dead, expiresIn: 1 }, '@dead');
+    await seedGrant(
+      engines[0]!,
+      clientRef,
+      profile(),
+      { ...dead, expiresIn: 3600 },
+      '@dead',
+      Date.now() - 3599_000,
+    );
     endpoint.push({ type: 'status', status: 400, json: { error: 'invalid_grant' } });
     const unusable = (await readers()[0]!
       .read('@dead', { minValidSec: 60 })
@@ -111,7 +126,14 @@ describe('on-demand token reads', () => {
     expect(unusable.message).toMatch(/needs_reconsent/);
 
     const flaky = endpoint.mintGrant();
-    await seedGrant(engines[0]!, clientRef, profile(), { ...flaky, expiresIn: 1 }, '@flaky');
+    await seedGrant(
+      engines[0]!,
+      clientRef,
+      profile(),
+      { ...flaky, expiresIn: 3600 },
+      '@flaky',
+      Date.now() - 3599_000,
+    );
     endpoint.push({ type: 'status', status: 503, body: 'down' });
     const unavailable = (await readers()[0]!
       .read('@flaky', { minValidSec: 60 })
@@ -119,5 +141,74 @@ describe('on-demand token reads', () => {
     expect(unavailable.reason).toBe('unavailable');
     expect(unavailable.retryAt).toBeGreaterThan(Date.now());
     expect(unavailable.message).not.toContain(flaky.refreshToken);
+  });
+
+  it('refuses a minimum no token of this provider reaches without asking the provider', async () => {
+    const minted = endpoint.mintGrant();
+    await seedGrant(engines[0]!, clientRef, profile(), { ...minted, expiresIn: 600 }, '@short-lived');
+    const reasons = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const err = (await readers()[0]!
+          .read('@short-lived', { minValidSec: 900 })
+          .catch((e: unknown) => e)) as TokenReadError;
+        return err.reason;
+      }),
+    );
+    expect(new Set(reasons)).toEqual(new Set(['unsatisfiable']));
+    expect(requestsFor(minted.refreshToken)).toBe(0);
+  });
+
+  it('answers from the store inside a backoff and leaves the backoff where the worker put it', async () => {
+    endpoint.setDefault({ type: 'rotate', expiresIn: 3600 });
+    const minted = endpoint.mintGrant();
+    const grant = await seedGrant(
+      engines[0]!,
+      clientRef,
+      profile(),
+      { ...minted, expiresIn: 3600 },
+      '@outage',
+      Date.now() - 3599_000,
+    );
+    endpoint.push({ type: 'status', status: 503, body: 'down' });
+    const first = (await readers()[0]!
+      .read('@outage', { minValidSec: 60 })
+      .catch((e: unknown) => e)) as TokenReadError;
+    expect(first.reason).toBe('unavailable');
+    const failing = engines[0]!.service.app.grants.get(grant.id)!;
+    expect(failing).toMatchObject({ state: 'failing', consecutiveFailures: 1 });
+    const before = requestsFor(minted.refreshToken);
+    for (const reader of [...readers(), ...readers()]) {
+      const err = (await reader
+        .read('@outage', { minValidSec: 60 })
+        .catch((e: unknown) => e)) as TokenReadError;
+      expect(err.reason).toBe('unavailable');
+      expect(err.retryAt).toBe(failing.nextRefreshAt);
+    }
+    const forced = (await readers()[1]!
+      .read('@outage', { force: true })
+      .catch((e: unknown) => e)) as TokenReadError;
+    expect(forced.reason).toBe('unavailable');
+    expect(requestsFor(minted.refreshToken)).toBe(before);
+    expect(engines[0]!.service.app.grants.get(grant.id)).toMatchObject({
+      consecutiveFailures: 1,
+      nextRefreshAt: failing.nextRefreshAt,
+    });
+  });
+
+  it('answers forced reads right after a refresh from that refresh', async () => {
+    endpoint.setDefault({ type: 'rotate', expiresIn: 3600 });
+    const minted = endpoint.mintGrant();
+    await seedGrant(engines[0]!, clientRef, profile(), { ...minted, expiresIn: 3600 }, '@forced-burst');
+    const first = await readers()[0]!.read('@forced-burst', { force: true });
+    expect(first.refreshed).toBe(true);
+    await sleep(300);
+    const again = await Promise.all([
+      readers()[0]!.read('@forced-burst', { force: true }),
+      readers()[1]!.read('@forced-burst', { force: true }),
+    ]);
+    expect(again.map((t) => t.accessToken)).toEqual([first.accessToken, first.accessToken]);
+    expect(requestsFor(minted.refreshToken)).toBe(1);
+    // No second rotation: the version the first forced read made is still the current one.
+    expect(engines[0]!.service.app.grants.find('@forced-burst')?.version).toBe(1);
   });
 });

@@ -6,6 +6,7 @@ import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import { createLogger } from '../../src/log/logger.js';
 import { TokenClient } from '../../src/oauth/token-client.js';
 import { DEFAULT_BACKOFF } from '../../src/policy/backoff.js';
+import { DEFAULT_UNEXPLAINED_RULE } from '../../src/policy/failure-plan.js';
 import { DEFAULT_REFRESH_TIMING } from '../../src/policy/refresh-timing.js';
 import { GrantRefresher } from '../../src/refresh/grant-refresher.js';
 import { ClientStore } from '../../src/store/client-store.js';
@@ -62,6 +63,8 @@ describe('grant refresher when the database refuses writes', () => {
       logger,
       storage: new StorageGate({ reserve: new DiskReserve(dataDir, 0), logger, now }),
       leaseMs: LEASE_MS,
+      inDoubtGraceMs: 60_000,
+      unexplained: DEFAULT_UNEXPLAINED_RULE,
       now,
     });
   });
@@ -125,7 +128,7 @@ describe('grant refresher when the database refuses writes', () => {
     endpoint.setDefault({ type: 'rotate', latencyMs: 300 });
     const first = refresher.refresh(grant.id, 0, 'schedule');
     await waitFor(() => endpoint.requests.length === 1, 'the request sent');
-    // As after an event-loop stall longer than the lease: the db would let anyone claim again.
+    // As after an event-loop stall longer than the lease: this process's clock says it is over.
     clock.offset = LEASE_MS + 1000;
     const second = await refresher.refresh(grant.id, 0, 'schedule');
     expect(second.status).toBe('busy');

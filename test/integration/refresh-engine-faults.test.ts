@@ -13,11 +13,13 @@ import {
   testProfile,
   waitFor,
 } from '../support/engine.js';
-import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
+import { type Behaviour, type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets, readDbFiles } from '../support/secret-scan.js';
 
 const CLIENT_SECRET = `gk-test-secret-${Math.random().toString(36).slice(2)}`;
+/** Short, so the suite sees the in-doubt wait end; the default is 10 minutes. */
+const IN_DOUBT_GRACE_S = 3;
 
 describe('refresh engine against a fault-injecting token endpoint', () => {
   let redis: PrivateRedis;
@@ -25,7 +27,11 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
   let engine: Engine;
   let dataDir: string;
   let clientRef: string;
+  let harmlessReplayClientRef: string;
   const profile = () => testProfile(endpoint.url, { defaultAccessLifetimeSec: 1800 });
+  /** A provider whose rotated-out refresh tokens stay valid (Microsoft): a lost answer retries at once. */
+  const harmlessReplayProfile = () =>
+    testProfile(endpoint.url, { defaultAccessLifetimeSec: 1800, oldRefreshTokensStayValid: true });
 
   beforeAll(async () => {
     [redis, endpoint] = await Promise.all([startPrivateRedis(), startFaultEndpoint()]);
@@ -34,9 +40,14 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
       redisUrl: redis.url,
       dataDir,
       key: testKey(),
-      config: { requestTimeoutSeconds: 1 },
+      config: { requestTimeoutSeconds: 1, inDoubtGraceSeconds: IN_DOUBT_GRACE_S },
     });
     clientRef = addClient(engine, profile(), { clientId: 'gk-client', clientSecret: CLIENT_SECRET }).id;
+    harmlessReplayClientRef = addClient(engine, harmlessReplayProfile(), {
+      name: 'replay-harmless',
+      clientId: 'gk-client',
+      clientSecret: CLIENT_SECRET,
+    }).id;
   });
 
   afterAll(async () => {
@@ -54,9 +65,11 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).length;
 
   /** A grant due now, refreshed by the worker once it is seeded. */
-  async function seedDueGrant(): Promise<GrantRow> {
+  async function seedDueGrant(opts: { replayHarmless?: boolean } = {}): Promise<GrantRow> {
     const minted = endpoint.mintGrant();
-    return seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 0 });
+    return opts.replayHarmless
+      ? seedGrant(engine, harmlessReplayClientRef, harmlessReplayProfile(), { ...minted, expiresIn: 0 })
+      : seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 0 });
   }
 
   async function waitForVersion(id: string, version: number, timeoutMs = 15_000): Promise<GrantRow> {
@@ -96,12 +109,15 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     expect(await job?.getState()).toBe('delayed');
   });
 
-  it.each([
+  const answered = [
     ['a 500', { type: 'status', status: 500, json: { error: 'server_error' } }],
     [
       'a 503 with an HTML body',
       { type: 'status', status: 503, body: '<html>down</html>', contentType: 'text/html' },
     ],
+  ] as const;
+  /** Faults after which the provider may have rotated: the answer was lost or unreadable. */
+  const lost = [
     [
       'a 200 with an HTML body',
       { type: 'status', status: 200, body: '<html>hi</html>', contentType: 'text/html' },
@@ -110,9 +126,11 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     ['a 10 MB body', { type: 'huge', bytes: 10 * 1024 * 1024 }],
     ['truncated JSON', { type: 'truncated' }],
     ['a 200 without access_token', { type: 'status', status: 200, json: { token_type: 'bearer' } }],
-  ] as const)('retries after %s, shows the grant failing, and recovers', async (_name, fault) => {
+  ] as const;
+
+  async function failTwiceThenRecover(fault: Behaviour, opts: { replayHarmless?: boolean } = {}) {
     endpoint.push(fault, fault);
-    const seeded = await seedDueGrant();
+    const seeded = await seedDueGrant(opts);
     const { refreshToken } = grants().openTokens(seeded);
     const failing = await waitFor(() => {
       const g = grants().get(seeded.id);
@@ -123,14 +141,41 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     const recovered = await waitForVersion(seeded.id, 1);
     expect(recovered.state).toBe('active');
     expect(recovered.consecutiveFailures).toBe(0);
+    expect(recovered.leaseSentAt).toBeNull();
     // Two failures then one success, each a separate attempt with the same (unspent) token.
     expect(requestsFor(refreshToken)).toBe(3);
+    const times = endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).map((r) => r.at);
     const outcomes = grants()
       .recentEvents(seeded.id)
       .map((e) => e.outcome)
       .reverse();
+    return { failing, outcomes, gaps: times.slice(1).map((t, i) => t - (times[i] ?? 0)) };
+  }
+
+  it.each(answered)('retries after %s, shows the grant failing, and recovers', async (_name, fault) => {
+    const { outcomes } = await failTwiceThenRecover(fault);
     expect(outcomes).toEqual(['transient_error', 'transient_error', 'refreshed']);
   });
+
+  it.each(lost)(
+    'after %s, holds the grant in doubt for the grace, never sooner, then recovers',
+    async (_name, fault) => {
+      const { failing, outcomes, gaps } = await failTwiceThenRecover(fault);
+      expect(failing.lastError).toMatch(/in doubt/);
+      expect(outcomes).toEqual(['in_doubt', 'in_doubt', 'refreshed']);
+      // Nobody sent the refresh token again before the grace had passed since the last send.
+      for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(IN_DOUBT_GRACE_S * 1000);
+    },
+  );
+
+  it.each(lost)(
+    'after %s, retries at once where a replay is harmless (old refresh tokens stay valid)',
+    async (_name, fault) => {
+      const { outcomes, gaps } = await failTwiceThenRecover(fault, { replayHarmless: true });
+      expect(outcomes).toEqual(['transient_error', 'transient_error', 'refreshed']);
+      for (const gap of gaps) expect(gap).toBeLessThan(IN_DOUBT_GRACE_S * 1000);
+    },
+  );
 
   it('backs off exponentially between transient failures instead of looping', async () => {
     endpoint.push(

@@ -126,16 +126,20 @@ export function addClient(
   });
 }
 
-/** Stores a grant from a token response the way consent capture does, and schedules it. */
+/**
+ * Stores a grant from a token response the way consent capture does, and schedules it. `issuedAt`
+ * back-dates the response (a token issued an hour ago that lives an hour has little left).
+ */
 export async function seedGrant(
   engine: Engine,
   clientRef: string,
   profile: ProviderProfile,
   tokens: TokenSet & { refreshToken: string },
   label = `acct-${randomBytes(3).toString('hex')}`,
+  issuedAt = Date.now(),
 ) {
   const now = Date.now();
-  const plan = planAfterTokenResponse(tokens, now, now, profile, engine.service.engine.refresher.timing);
+  const plan = planAfterTokenResponse(tokens, issuedAt, now, profile, engine.service.engine.refresher.timing);
   const grant = engine.service.app.grants.saveConsent({
     clientRef,
     label,

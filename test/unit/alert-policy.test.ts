@@ -1,9 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { decideAlert } from '../../src/notify/alert-policy.js';
+import { alertJobIsAuthentic } from '../../jobs/alert-queue.js';
+import { type AlertView, alertStillHolds, decideAlert } from '../../src/notify/alert-policy.js';
 import { signWebhook, verifyWebhookSignature } from '../../src/notify/webhook-signature.js';
 
-const grant = (state: string, consecutiveFailures: number, alertedState: string | null) =>
-  ({ id: 'g_1', state, consecutiveFailures, alertedState }) as Parameters<typeof decideAlert>[0];
+const NOW = 1_800_000_000_000;
+const grant = (
+  state: string,
+  consecutiveFailures: number,
+  alertedState: string | null,
+  lease: { leaseSentAt?: number; leaseUntil?: number } = {},
+) =>
+  ({
+    id: 'g_1',
+    state,
+    consecutiveFailures,
+    alertedState,
+    leaseSentAt: lease.leaseSentAt ?? null,
+    leaseUntil: lease.leaseUntil ?? null,
+  }) as AlertView;
 
 describe('decideAlert', () => {
   it.each([
@@ -31,8 +45,60 @@ describe('decideAlert', () => {
       grant('active', 0, 'needs_reconsent'),
       { event: 'grant.recovered', alertedState: null },
     ],
+    ['broken', grant('broken', 1, 'failing'), { event: 'grant.broken', alertedState: 'broken' }],
+    [
+      'an answer lost, the lease over',
+      grant('failing', 1, null, { leaseSentAt: NOW - 5000, leaseUntil: NOW - 1000 }),
+      { event: 'grant.in_doubt', alertedState: 'in_doubt' },
+    ],
+    [
+      'a holder killed after sending (nothing recorded)',
+      grant('active', 0, null, { leaseSentAt: NOW - 5000, leaseUntil: NOW - 1 }),
+      { event: 'grant.in_doubt', alertedState: 'in_doubt' },
+    ],
+    [
+      'a request in flight under its lease',
+      grant('active', 0, null, { leaseSentAt: NOW - 50, leaseUntil: NOW + 1000 }),
+      undefined,
+    ],
+    ['in doubt, already alerted', grant('failing', 9, 'in_doubt', { leaseSentAt: NOW - 5000 }), undefined],
+    ['settled after doubt', grant('active', 0, 'in_doubt'), { event: 'grant.recovered', alertedState: null }],
   ])('%s', (_what, view, expected) => {
-    expect(decideAlert(view, 3)).toEqual(expected);
+    expect(decideAlert(view, 3, NOW)).toEqual(expected);
+  });
+});
+
+describe('alertStillHolds (the worker decides from the store, not from the job)', () => {
+  const never = () => false;
+  it.each([
+    ['grant.needs_reconsent', grant('active', 0, null), false],
+    ['grant.needs_reconsent', grant('needs_reconsent', 1, 'needs_reconsent'), true],
+    ['grant.failing', grant('failing', 5, null), false],
+    ['grant.failing', grant('failing', 5, 'failing'), true],
+    ['grant.recovered', grant('failing', 1, 'failing'), false],
+    ['grant.recovered', grant('active', 0, null), true],
+    ['grant.in_doubt', grant('active', 0, null), false],
+    ['grant.broken', grant('broken', 1, 'broken'), true],
+    ['grant.conflict', grant('needs_reconsent', 1, 'needs_reconsent'), false],
+  ] as const)('%s for %o: %s', (event, view, expected) => {
+    expect(alertStillHolds(event, view, never, NOW)).toBe(expected);
+  });
+
+  it('sends a conflict only when the store recorded one then', () => {
+    expect(
+      alertStillHolds('grant.conflict', grant('needs_reconsent', 1, null), (at) => at === NOW, NOW),
+    ).toBe(true);
+  });
+
+  it('refuses job data not signed with the webhook secret', () => {
+    const forged = {
+      event: 'grant.recovered' as const,
+      grantId: 'g_1',
+      at: NOW,
+      target: '0'.repeat(16),
+      mac: 'a'.repeat(64),
+    };
+    expect(alertJobIsAuthentic('s3cret', forged)).toBe(false);
   });
 });
 

@@ -196,17 +196,28 @@ describe('secrets and descriptions', () => {
 
   it('factories build transient errors with readable messages', () => {
     const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
-    const net = networkError(refused);
-    expect(net).toMatchObject({ kind: 'transient', outcome: 'retry', code: 'network', spentToken: false });
+    const net = networkError(refused, false);
+    expect(net).toMatchObject({
+      kind: 'transient',
+      outcome: 'retry',
+      code: 'network',
+      spentToken: false,
+      requestSent: false,
+      answerLost: false,
+    });
+    expect(networkError(refused, true)).toMatchObject({ requestSent: true, answerLost: true });
     expect(net.message).toContain('ECONNREFUSED');
     expect(net.cause).toBe(refused);
-    expect(timeoutError(2500)).toMatchObject({ kind: 'transient', code: 'timeout' });
-    expect(timeoutError(2500).message).toContain('2500 ms');
+    expect(timeoutError(2500, true)).toMatchObject({ kind: 'transient', code: 'timeout', answerLost: true });
+    expect(timeoutError(2500, true).message).toContain('2500 ms');
     expect(responseTooLargeError(1024, 200, 3000)).toMatchObject({
       kind: 'transient',
       code: 'response_too_large',
       status: 200,
       retryAfterMs: 3000,
+      answerLost: true,
     });
+    // A refusal over the cap settled nothing at the provider.
+    expect(responseTooLargeError(1024, 503).answerLost).toBe(false);
   });
 });

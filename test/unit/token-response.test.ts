@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseTokenResponse, tokenErrorResponseSchema } from '../../src/oauth/token-response.js';
+import {
+  parseTokenResponse,
+  TokenResponseError,
+  tokenErrorResponseSchema,
+} from '../../src/oauth/token-response.js';
 
 describe('parseTokenResponse', () => {
   it('maps a full response and ignores unknown fields', () => {
@@ -65,6 +69,46 @@ describe('parseTokenResponse', () => {
 
   it('rejects a refresh token that is not a string', () => {
     expect(() => parseTokenResponse({ access_token: 'at', refresh_token: 123 })).toThrow();
+  });
+
+  it('refuses tokens with control characters: a protocol error, never stored', () => {
+    for (const access_token of ['at\r\nX-Injected: 1', 'at\u0000', 'a t', 'tök']) {
+      expect(() => parseTokenResponse({ access_token })).toThrow(TokenResponseError);
+    }
+    expect(() => parseTokenResponse({ access_token: 'at', refresh_token: 'rt\nrt' })).toThrow(
+      /refresh_token that is not visible ASCII/,
+    );
+    // Opaque tokens with other visible characters are fine.
+    expect(parseTokenResponse({ access_token: '00D!AQ|x~+/=' }).accessToken).toBe('00D!AQ|x~+/=');
+  });
+
+  it('keeps a valid rotated refresh token from an answer whose access token is unusable', () => {
+    let caught: unknown;
+    try {
+      parseTokenResponse({ access_token: 'at\r\n', refresh_token: 'rt-rotated' });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(TokenResponseError);
+    const err = caught as TokenResponseError;
+    expect(err.salvagedRefreshToken()).toBe('rt-rotated');
+    // Nothing that serializes the error reaches the token.
+    expect(JSON.stringify(err)).not.toContain('rt-rotated');
+    expect(err.message).not.toContain('rt-rotated');
+  });
+
+  it('drops cosmetic fields with control characters instead of refusing the tokens', () => {
+    expect(
+      parseTokenResponse({
+        access_token: 'at',
+        refresh_token: 'rt',
+        scope: 'a\nb',
+        token_type: 'Bearer\u0000',
+      }),
+    ).toEqual({
+      accessToken: 'at',
+      refreshToken: 'rt',
+    });
   });
 });
 

@@ -28,9 +28,12 @@ export function registerRevokeCommands(program: Command): void {
             // Held so no refresh rotates the token while we revoke it, leaving a live one behind.
             const owner = `revoke.${randomBytes(4).toString('hex')}`;
             const live = LIVE_GRANT_STATES.includes(grant.state);
-            if (live && !app.grants.claimLease(grant.id, grant.version, owner, Date.now(), engine.leaseMs)) {
+            if (
+              live &&
+              !app.grants.claim(grant.id, grant.version, owner, engine.leaseMs, engine.inDoubtGraceMs)
+            ) {
               throw new UserError(
-                `grant ${grant.label} is being refreshed right now; try again in a few seconds`,
+                `grant ${grant.label} is being refreshed right now, or an earlier refresh's answer may still be on its way; try again later`,
               );
             }
             try {
@@ -38,7 +41,7 @@ export function registerRevokeCommands(program: Command): void {
               await engine.tokenClient.revoke(client.target, endpoint, refreshToken, 'refresh_token');
               revoked = true;
             } catch (err) {
-              if (live) app.grants.releaseLease(grant.id, owner);
+              if (live) app.grants.releaseLease(grant.id, owner, grant.leaseSentAt);
               throw new UserError(
                 `the provider did not revoke ${grant.label} (${(err as Error).message}); it is kept: retry, or drop it with grantkeeper remove`,
               );
