@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors/user-error.js';
-import { TokenClient, type TokenEndpointTarget } from '../../src/oauth/token-client.js';
+import { type SendWindow, TokenClient, type TokenEndpointTarget } from '../../src/oauth/token-client.js';
 import { TokenEndpointError } from '../../src/oauth/token-errors.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 
@@ -367,27 +367,73 @@ const server = http.createServer((req, res) => {
 server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
 `;
 
-  it('a response that arrived while the event loop was blocked past the timeout is still read', async () => {
+  /** The stall server in its own process, and a request to it that is blocked right after sending. */
+  async function stalledRequest(window?: SendWindow) {
     const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      const lines = createInterface({ input: child.stdout });
-      const next = () => new Promise<string>((resolve) => lines.once('line', resolve));
-      const port = Number(await next());
-      const received = next();
-      const pending = client.refresh(
+    const lines = createInterface({ input: child.stdout });
+    const next = () => new Promise<string>((resolve) => lines.once('line', resolve));
+    const port = Number(await next());
+    const received = next();
+    const pending = client
+      .refresh(
         { ...publicTarget(), tokenEndpoint: `http://127.0.0.1:${port}/token` },
         'rt-0',
+        window ? { window } : {},
+      )
+      .then(
+        (tokens) => tokens,
+        (err: unknown) => err,
       );
-      await received;
-      // A synchronous wait three times the timeout (as a long SQLite busy wait would be): the answer
-      // comes in meanwhile, and the overdue timer must not throw it away unread.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TIMEOUT_MS * 3);
-      await expect(pending).resolves.toMatchObject({
-        accessToken: 'at-after-stall',
-        refreshToken: 'rt-after-stall',
-      });
-    } finally {
-      child.kill();
-    }
+    await received;
+    // A synchronous wait three times the timeout (as a long SQLite busy wait, a GC pause or a
+    // SIGSTOP would be): the answer comes in meanwhile.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TIMEOUT_MS * 3);
+    return { outcome: await pending, stop: () => child.kill() };
+  }
+
+  it('a response that arrived while the event loop was blocked past the timeout is still read', async () => {
+    const { outcome, stop } = await stalledRequest();
+    stop();
+    expect(outcome).toMatchObject({ accessToken: 'at-after-stall', refreshToken: 'rt-after-stall' });
+  });
+
+  it('reads a late answer only while the lease protects it, never past that', async () => {
+    const now = performance.now();
+    const inside = await stalledRequest({ abortAt: now + TIMEOUT_MS, protectedUntil: now + TIMEOUT_MS * 10 });
+    inside.stop();
+    expect(inside.outcome).toMatchObject({ accessToken: 'at-after-stall' });
+    const later = performance.now();
+    const outside = await stalledRequest({
+      abortAt: later + TIMEOUT_MS,
+      protectedUntil: later + TIMEOUT_MS * 2,
+    });
+    outside.stop();
+    // Past the protected window another holder may have taken the grant: the answer is abandoned,
+    // and the error says it may have reached the provider.
+    expect(outside.outcome).toBeInstanceOf(TokenEndpointError);
+    expect(outside.outcome).toMatchObject({ code: 'timeout', requestSent: true, answerLost: true });
+  });
+});
+
+describe('the send window', () => {
+  it('writes nothing once the window has closed (the process stalled after its fence)', async () => {
+    const { refreshToken } = fault.mintGrant();
+    const before = fault.requests.length;
+    const past = performance.now() - 1;
+    const err = await client
+      .refresh(publicTarget(), refreshToken, { window: { abortAt: past, protectedUntil: past } })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(err).toMatchObject({ code: 'not_sent', requestSent: false, answerLost: false });
+    expect(fault.requests.length).toBe(before);
+    // The connection pool is fine afterwards.
+    expect((await client.refresh(publicTarget(), refreshToken)).accessToken).toMatch(/^gk-test-at-/);
+  });
+
+  it('says a refused connection never sent anything', async () => {
+    const err = await refreshError({ ...publicTarget(), tokenEndpoint: 'http://127.0.0.1:9/token' });
+    expect(err).toMatchObject({ code: 'network', requestSent: false, answerLost: false });
   });
 });

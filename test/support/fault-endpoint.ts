@@ -8,10 +8,13 @@ export type Behaviour =
       expiresIn?: number | string | null /* null = omit */;
       omitRefreshToken?: boolean;
       latencyMs?: number;
+      /** Rotates as usual but answers an access token carrying CR LF (a protocol error). */
+      corruptAccessToken?: boolean;
     }
   | {
       type: 'status';
       status: number;
+      latencyMs?: number;
       json?: unknown;
       body?: string;
       contentType?: string;
@@ -107,7 +110,9 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
       return invalidGrant(res, 'refresh token was already used');
     }
     if (!b.omitRefreshToken) entry.spent = true;
-    sendJson(res, 200, issue(entry.grant, expiresIn, !b.omitRefreshToken));
+    const body = issue(entry.grant, expiresIn, !b.omitRefreshToken);
+    if (b.corruptAccessToken) body.access_token = `${body.access_token}\r\nX-Injected: 1`;
+    sendJson(res, 200, body);
   };
 
   const huge = (bytes: number, res: ServerResponse) => {
@@ -136,6 +141,7 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
       case 'rotate':
         return rotate(b, form, res);
       case 'status': {
+        if (b.latencyMs) await sleep(b.latencyMs);
         const contentType = b.contentType ?? (b.json === undefined ? 'text/plain' : 'application/json');
         res.writeHead(b.status, { 'content-type': contentType, ...b.headers });
         return void res.end(b.json === undefined ? (b.body ?? '') : JSON.stringify(b.json));
