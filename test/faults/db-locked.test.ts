@@ -1,8 +1,4 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DB_FILE_NAME } from '../../db/connection.js';
-import { packageRoot } from '../../src/util/package-root.js';
 import {
   addClient,
   type Engine,
@@ -16,16 +12,9 @@ import {
 } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { lockDatabase } from './support.js';
 
 const LOCK_MS = 7000;
-/** Takes the write lock, says so, holds it, lets go. */
-const HOLD_LOCK = `
-const Database = require('better-sqlite3');
-const db = new Database(process.argv[1]);
-db.exec('BEGIN EXCLUSIVE');
-process.stdout.write('locked\\n');
-setTimeout(() => { db.exec('COMMIT'); db.close(); }, Number(process.argv[2]));
-`;
 
 /**
  * Another process holds the database's write lock for a few seconds while grants fall due: the
@@ -59,7 +48,7 @@ describe('the database locked by another writer', () => {
       ),
     );
     const lockedAt = Date.now();
-    await (await lockDatabase(dataDir)).released;
+    await (await lockDatabase(dataDir, LOCK_MS)).released;
     expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(LOCK_MS);
     const grants = engine.service.app.grants;
     await waitFor(
@@ -90,7 +79,7 @@ describe('the database locked by another writer', () => {
       ),
     );
     await waitFor(() => endpoint.requests.length >= sentBefore + seeded.length, 'every grant sent', 10_000);
-    await (await lockDatabase(dataDir)).released;
+    await (await lockDatabase(dataDir, LOCK_MS)).released;
     const grants = engine.service.app.grants;
     await waitFor(
       () => seeded.every((g) => (grants.get(g.id)?.version ?? 0) >= 1) || endpoint.reuseDetections > 0,
@@ -110,18 +99,4 @@ describe('the database locked by another writer', () => {
     );
     expect(engine.service.app.store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
   }, 40_000);
-
-  /**
-   * Another process takes the write lock (as it would: better-sqlite3 waits synchronously, so a
-   * holder in this process could never let go while the engine waits) and lets go after LOCK_MS.
-   */
-  async function lockDatabase(dir: string): Promise<{ released: Promise<unknown> }> {
-    const holder = spawn(process.execPath, ['-e', HOLD_LOCK, join(dir, DB_FILE_NAME), String(LOCK_MS)], {
-      cwd: packageRoot(),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const released = new Promise((resolve) => holder.once('exit', resolve));
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
-    return { released };
-  }
 });

@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fetch } from 'undici';
+import { DB_FILE_NAME } from '../../db/connection.js';
 import type { GrantRow } from '../../db/schema.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -11,6 +13,7 @@ import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers
 import type { TokenSet } from '../../src/oauth/token-response.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { packageRoot } from '../../src/util/package-root.js';
 import { type CliProcess, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir, waitFor } from '../support/engine.js';
 import { consentTokens } from '../support/oidc-consent.js';
@@ -248,8 +251,10 @@ export function startRun(opts: {
   redisUrl: string;
   clientSecret: string;
   env?: Record<string, string>;
+  /** `serve`: the API alone, no refresh worker. */
+  command?: 'run' | 'serve';
 }): RunProcess {
-  const cli = spawnCli(['run', '--config', opts.configPath], {
+  const cli = spawnCli([opts.command ?? 'run', '--config', opts.configPath], {
     GRANTKEEPER_DATA_DIR: opts.dataDir,
     GRANTKEEPER_KEY: opts.key,
     REDIS_URL: opts.redisUrl,
@@ -408,3 +413,46 @@ export function envSeconds(name: string, fallback: number): number {
 }
 
 export const soak = process.env.GK_SOAK === '1';
+
+/** Takes the write lock, says so, holds it, lets go. */
+const HOLD_LOCK = `
+const Database = require('better-sqlite3');
+const db = new Database(process.argv[1]);
+db.exec('BEGIN EXCLUSIVE');
+process.stdout.write('locked\\n');
+setTimeout(() => { db.exec('COMMIT'); db.close(); }, Number(process.argv[2]));
+`;
+
+/**
+ * Another process takes the database's write lock (as it would: better-sqlite3 waits
+ * synchronously, so a holder in the test's own process could never let go while a worker in it
+ * waits) and lets go after `lockMs`.
+ */
+export async function lockDatabase(dataDir: string, lockMs: number): Promise<{ released: Promise<unknown> }> {
+  const holder = spawn(process.execPath, ['-e', HOLD_LOCK, join(dataDir, DB_FILE_NAME), String(lockMs)], {
+    cwd: packageRoot(),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const released = new Promise((resolve) => holder.once('exit', resolve));
+  await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+  return { released };
+}
+
+/** SIGSTOP and SIGCONT, as a debugger, `docker pause` or a VM stall would freeze a process. */
+export function pauseProcess(pid: number): void {
+  process.kill(pid, 'SIGSTOP');
+}
+
+export function resumeProcess(pid: number): void {
+  process.kill(pid, 'SIGCONT');
+}
+
+/** Linux: the process state letter in /proc/<pid>/stat is T while stopped. */
+export function isStopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+  } catch {
+    return false;
+  }
+}
