@@ -64,6 +64,14 @@ const PLAN_WAIT_MS = 1000;
 export const FORCE_COALESCE_MS = 10_000;
 
 /**
+ * A minimum every provider can meet, for callers that name none: a minute, or half the lifetime of
+ * this grant's tokens when they live less than two minutes.
+ */
+export function defaultMinValidSec(accessLifetimeMs: number): number {
+  return Math.min(60, Math.floor(accessLifetimeMs / 2000));
+}
+
+/**
  * Hands out access tokens, refreshing on demand under the same lease the worker uses, so however
  * many readers ask at once, one token request goes out per version. Readers in this process share
  * one in-flight refresh per grant; readers elsewhere wait for the lease holder's commit. The

@@ -57,19 +57,26 @@ describe('operator commands', { timeout: 90_000 }, () => {
     return JSON.parse(r.stdout);
   };
   const requestsFor = (rt: string) => endpoint.requests.filter((r) => r.form.refresh_token === rt).length;
-  const seed = (label: string, expiresIn: number) => {
+  /** `issuedAgoMs` back-dates the tokens: an hour-long token issued 59 minutes ago has a minute left. */
+  const seed = (label: string, expiresIn: number, issuedAgoMs = 0) => {
     const minted = endpoint.mintGrant();
-    return seedGrant(engine, clientRef, testProfile(endpoint.url), { ...minted, expiresIn }, label).then(
-      (grant) => ({
-        grant,
-        minted,
-      }),
-    );
+    const profile = testProfile(endpoint.url);
+    return seedGrant(
+      engine,
+      clientRef,
+      profile,
+      { ...minted, expiresIn },
+      label,
+      Date.now() - issuedAgoMs,
+    ).then((grant) => ({
+      grant,
+      minted,
+    }));
   };
 
   it('token --min-valid refreshes once for many simultaneous callers, and the worker not again for that version', async () => {
     endpoint.setDefault({ type: 'rotate', expiresIn: 3600, latencyMs: 200 });
-    const { grant, minted } = await seed('@soon', 6);
+    const { grant, minted } = await seed('@soon', 3600, 3594_000);
     const results = await Promise.all(
       Array.from({ length: 6 }, () => cli('token', '@soon', '--min-valid', '60')),
     );
@@ -86,6 +93,23 @@ describe('operator commands', { timeout: 90_000 }, () => {
     expect(requestsFor(minted.refreshToken)).toBe(1);
     const v0 = engine.service.app.grants.recentEvents(grant.id).filter((e) => e.version === grant.version);
     expect(v0.map((e) => e.outcome)).toEqual(['refreshed']);
+  });
+
+  it('token without --min-valid works for a provider whose tokens live less than a minute', async () => {
+    endpoint.setDefault({ type: 'rotate', expiresIn: 20 });
+    const { minted } = await seed('@brief', 20);
+    const bare = await cli('token', '@brief');
+    expect(bare.code).toBe(0);
+    expect(bare.stdout.trim()).toBe(minted.accessToken);
+    // An explicit minimum no token reaches says what the provider gives, and asks it nothing.
+    const before = endpoint.requests.length;
+    const tooLong = await cli('token', '@brief', '--min-valid', '60');
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.stderr).toMatch(
+      /valid for 60 s was asked for, but this provider's access tokens live 20 s/,
+    );
+    expect(endpoint.requests.length).toBe(before);
+    endpoint.setDefault({ type: 'rotate', expiresIn: 3600 });
   });
 
   it('lists as JSON and tables, and refreshes on request', async () => {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { GrantRow } from '../../../db/schema.js';
 import { UserError } from '../../errors/user-error.js';
+import { defaultMinValidSec } from '../../refresh/access-token-reader.js';
 import { withCliContext } from '../cli-context.js';
 import { findGrant } from '../grant-view.js';
 import { colors, examples, formatSpan, isoOrNull, printJson, printLine } from '../output.js';
@@ -15,9 +16,8 @@ export function registerTokenCommands(program: Command): void {
     .argument('<grant>', 'grant id or label', grantRefArg)
     .option(
       '--min-valid <seconds>',
-      'the token must stay valid at least this long',
+      "the token must stay valid at least this long (default: 60, or half the provider's token lifetime when shorter)",
       secondsArg(0, 86_400),
-      60,
     )
     .addHelpText(
       'after',
@@ -26,9 +26,11 @@ export function registerTokenCommands(program: Command): void {
         'grantkeeper token @ourbot --min-valid 600',
       ),
     )
-    .action(async (ref: string, opts: { minValid: number }) => {
-      await withCliContext(program, async ({ engine }) => {
-        const token = await engine.reader.read(ref, { minValidSec: opts.minValid });
+    .action(async (ref: string, opts: { minValid?: number }) => {
+      await withCliContext(program, async ({ app, engine }) => {
+        const grant = findGrant(app, ref);
+        const minValidSec = opts.minValid ?? defaultMinValidSec(grant.accessLifetimeMs);
+        const token = await engine.reader.readGrant(grant, { minValidSec });
         process.stdout.write(`${token.accessToken}\n`);
       });
     });
