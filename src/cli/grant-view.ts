@@ -1,5 +1,6 @@
 import type { ClientRow, GrantRow, RefreshEventRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
+import { isInDoubt } from '../notify/alert-policy.js';
 import type { AppContext } from '../service/app-context.js';
 import { isoOrNull } from './output.js';
 
@@ -21,6 +22,8 @@ export function grantView(grant: GrantRow, client: ClientRow | undefined) {
     consecutiveFailures: grant.consecutiveFailures,
     lastError: grant.lastError,
     lastErrorAt: isoOrNull(grant.lastErrorAt),
+    /** A request went out and no answer settled it since (when it went out; null when none). */
+    inDoubtSince: isInDoubt(grant, Date.now()) ? isoOrNull(grant.leaseSentAt) : null,
     createdAt: isoOrNull(grant.createdAt),
   };
 }

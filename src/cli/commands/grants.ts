@@ -81,7 +81,12 @@ export function registerGrantListCommands(program: Command): void {
               ['id', view.id],
               ['client', `${view.client} (${view.provider})`],
               ['account', view.subject ?? '-'],
-              ['state', colorState(view.state)],
+              [
+                'state',
+                view.inDoubtSince
+                  ? `${colorState(view.state)}, ${colors.red('in doubt')} since ${view.inDoubtSince}: a request went out and its answer was lost`
+                  : colorState(view.state),
+              ],
               ['scope', view.scope ?? '-'],
               ['access expires', `${formatRelative(grant.accessExpiresAt, now)} (${view.accessExpiresAt})`],
               ['next refresh', `${formatRelative(grant.nextRefreshAt, now)} (${view.nextRefreshAt})`],
