@@ -20,13 +20,15 @@ export interface LoadKeyringOptions {
   previousKeys?: string;
   dataDir: string;
   logger: Logger;
+  /** False for tools that only read an existing store: a missing key file is then an error. */
+  generate?: boolean;
 }
 
 export async function loadKeyring(opts: LoadKeyringOptions): Promise<Keyring> {
   const envKey = opts.envKey?.trim();
   const primary = envKey
     ? sealingKey(envKey, 'GRANTKEEPER_KEY')
-    : await keyFromFile(keyFilePath(opts.dataDir), opts.logger);
+    : await keyFromFile(keyFilePath(opts.dataDir), opts.logger, opts.generate ?? true);
   const previous = (opts.previousKeys ?? '')
     .split(',')
     .map((s) => s.trim())
@@ -56,12 +58,17 @@ function decodeBase64(text: string): Buffer | undefined {
   return matches ? bytes : undefined;
 }
 
-async function keyFromFile(path: string, logger: Logger): Promise<SealingKey> {
+async function keyFromFile(path: string, logger: Logger, generate: boolean): Promise<SealingKey> {
   const existing = await readKeyFile(path);
   if (existing) return existing;
+  if (!generate) {
+    throw new UserError(
+      `no sealing key: GRANTKEEPER_KEY is not set and there is no key file at ${path}; set the key the store was sealed with`,
+    );
+  }
   const key = randomBytes(KEY_BYTES);
   // Another process created it between our check and our write: read theirs.
-  if (!(await publishKeyFile(path, key))) return keyFromFile(path, logger);
+  if (!(await publishKeyFile(path, key))) return keyFromFile(path, logger, generate);
   const id = keyIdFor(key);
   logger.warn(
     { path, keyId: id },
