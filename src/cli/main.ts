@@ -1,5 +1,8 @@
 import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { UserError } from '../errors/user-error.js';
+import { packageRoot } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
@@ -20,6 +23,7 @@ export function buildProgram(): Command {
     .description(
       'Keeps OAuth 2.0 grants alive: sealed tokens in SQLite, refreshed ahead of expiry by a BullMQ worker.',
     )
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--config <path>', 'JSON config file (also GRANTKEEPER_CONFIG)')
     .option('--verbose', 'show stack traces on errors')
     .showHelpAfterError('(run with --help for usage)')
@@ -48,6 +52,11 @@ export function buildProgram(): Command {
  * only with --verbose.
  */
 export async function main(argv: string[]): Promise<void> {
+  // `grantkeeper grants | head -1`: the reader left, nothing more to say to it.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
+    throw err;
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
@@ -69,4 +78,9 @@ function reportError(err: unknown, verbose: boolean): number {
   }
   if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return err instanceof UserError ? err.exitCode : EXIT_FAILURE;
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
 }

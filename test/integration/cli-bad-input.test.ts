@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DB_FILE_NAME } from '../../db/connection.js';
 import { findFreePort } from '../../src/redis/managed-redis.js';
-import { runCli } from '../support/cli.js';
+import { runCli, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir } from '../support/engine.js';
 
 const dirs: string[] = [];
@@ -132,5 +132,16 @@ describe('grantkeeper run: bad input exits with one clear line', () => {
     const result = await runCli(['frobnicate'], {});
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/unknown command/);
+  });
+});
+
+describe('everyday edges', () => {
+  it('exits quietly when its reader goes away (grantkeeper grants | head -1)', async () => {
+    const cli = spawnCli(['--help'], { GRANTKEEPER_DATA_DIR: dataDir() });
+    // The pipe closes before the help is written: every write meets EPIPE.
+    cli.child.stdout?.destroy();
+    const result = await cli.exited;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
   });
 });

@@ -34,6 +34,23 @@ describe('CLI usage', () => {
     process.env = { ...env };
   });
 
+  it('prints its version', async () => {
+    const r = await run('--version');
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+
+  it('answers every command group without a subcommand with its help and exit 2', async () => {
+    const { buildProgram } = await import('../../src/cli/main.js');
+    const groups = buildProgram().commands.filter((c) => c.commands.length > 0);
+    expect(groups.length).toBeGreaterThan(2);
+    for (const group of groups) {
+      const r = await run(group.name());
+      expect({ group: group.name(), code: r.code }).toEqual({ group: group.name(), code: 2 });
+      expect(r.stderr).toMatch(new RegExp(`Usage: grantkeeper ${group.name()} `));
+    }
+  });
+
   it('has --help with an example on every command', async () => {
     const commands = [
       ['client', 'add'],
