@@ -2,6 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import type { z } from 'zod';
 import { z as zod } from 'zod';
 import { configClientSchema } from '../config/config-schema.js';
+import { labelProblem } from '../consent/grant-label.js';
 
 /** A commander argument parser from a zod schema: a bad value is a usage error (exit 2) naming the rule. */
 export function parseWith<T>(schema: z.ZodType<T>): (value: string) => T {
@@ -46,3 +47,10 @@ export const scopesArg = parseWith(
 export const grantRefArg = parseWith(
   zod.string().regex(/^[A-Za-z0-9@_][A-Za-z0-9._@+-]{0,127}$/, 'expected a grant id or label'),
 );
+
+/** A label for a new grant: a grant ref that is not shaped like a grant id. */
+export function labelArg(value: string): string {
+  const problem = labelProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return value;
+}

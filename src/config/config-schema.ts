@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { authorizeParamsSchema } from '../oauth/authorize-params.js';
 
 /** Environment values arrive as strings; a numeric-looking one becomes a number, anything else fails below. */
 const numeric = (inner: z.ZodNumber) =>
@@ -49,6 +50,7 @@ export const configClientSchema = z
     authMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     scopes: z.array(z.string().min(1)).optional(),
     redirectUri: endpointUrl.optional(),
+    authorizeParams: authorizeParamsSchema.optional(),
   })
   .strict();
 export type ConfigClient = z.infer<typeof configClientSchema>;

@@ -27,10 +27,17 @@ export function describeAuthorizationError(error: string, description?: string |
   return `${plain} (${code}${detail})`;
 }
 
-function sameState(received: string, expected: string): boolean {
+/** Equality for values an attacker may probe (state, nonce), in constant time. */
+export function sameSecret(received: string, expected: string): boolean {
   const a = Buffer.from(received);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Whether a redirect's query carries exactly our state: only such a request answers this consent. */
+export function carriesState(params: URLSearchParams, expectedState: string): boolean {
+  const state = params.get('state');
+  return state !== null && sameSecret(state, expectedState);
 }
 
 /**
@@ -41,7 +48,7 @@ export function codeFromCallback(params: URLSearchParams, expectedState: string)
   const state = params.get('state');
   if (state === null)
     throw new ConsentError('the redirect carries no state parameter, so it cannot be trusted');
-  if (!sameState(state, expectedState)) {
+  if (!sameSecret(state, expectedState)) {
     throw new ConsentError(
       'the redirect carries a state that does not match this consent request (a stale or forged redirect); run seed again',
     );

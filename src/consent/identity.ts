@@ -1,8 +1,10 @@
+import type { JWTVerifyGetKey } from 'jose';
 import { request } from 'undici';
 import { z } from 'zod';
 import type { ProviderProfile } from '../oauth/providers.js';
 import { assertSecureEndpoint, discardBody, readCapped } from '../oauth/token-client.js';
 import type { TokenSet } from '../oauth/token-response.js';
+import { canValidateIdTokens, type IdTokenExpectations, validateIdToken } from './id-token.js';
 
 /** X has no OIDC: its "who am I" is this API call with the user's bearer token. */
 export const X_USERS_ME = 'https://api.x.com/2/users/me';
@@ -23,47 +25,49 @@ const claimsSchema = z.object({
   email: z.string().min(1).optional().catch(undefined),
   upn: z.string().min(1).optional().catch(undefined),
 });
+type Claims = z.infer<typeof claimsSchema>;
 
 const xMeSchema = z.object({ data: z.object({ id: z.string().min(1), username: z.string().min(1) }) });
 
-/**
- * The id_token's payload, unverified. OIDC Core §3.1.3.7 lets a client skip the signature check on
- * an id_token it received directly from the token endpoint over TLS (the server authenticated
- * itself and us); it is used for a label, never for access decisions.
- */
-export function idTokenClaims(idToken: string): z.infer<typeof claimsSchema> | undefined {
-  const payload = idToken.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    return claimsSchema.parse(JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')));
-  } catch {
-    return undefined;
-  }
-}
-
-function fromClaims(claims: z.infer<typeof claimsSchema> | undefined): AccountIdentity {
+function fromClaims(claims: Claims | undefined): AccountIdentity {
   const name = claims?.preferred_username ?? claims?.email ?? claims?.upn;
   return { ...(claims?.sub ? { subject: claims.sub } : {}), ...(name ? { name } : {}) };
 }
 
+export interface IdentityOptions {
+  /** What the id_token must match: our client id and the nonce sent. */
+  idToken: Omit<IdTokenExpectations, 'profile'>;
+  get?: BearerGet;
+  /** Injected by tests; the issuer's remote key set otherwise. */
+  keys?: JWTVerifyGetKey;
+}
+
 /**
- * Who consented: X from GET /2/users/me (`@username`); Google, Microsoft and OIDC from the id_token,
- * then userinfo when the id_token names no one readable.
+ * Who consented: X from GET /2/users/me (`@username`); Google, Microsoft and OIDC from the id_token
+ * once validated (IdTokenError when it fails), then userinfo when it names no one readable. A
+ * profile that cannot validate id_tokens never reads their claims: userinfo alone, or no name.
  */
 export async function resolveIdentity(
   profile: ProviderProfile,
   tokens: TokenSet,
-  get: BearerGet = bearerGetJson,
+  opts: IdentityOptions,
 ): Promise<AccountIdentity> {
+  const get = opts.get ?? bearerGetJson;
   if (profile.kind === 'x') {
     const me = xMeSchema.parse(await get(X_USERS_ME, tokens.accessToken));
     return { subject: me.data.id, name: `@${me.data.username}` };
   }
-  const fromIdToken = fromClaims(tokens.idToken ? idTokenClaims(tokens.idToken) : undefined);
+  let fromIdToken: AccountIdentity = {};
+  if (tokens.idToken && canValidateIdTokens(profile)) {
+    const expect = { ...opts.idToken, profile };
+    fromIdToken = fromClaims(claimsSchema.parse(await validateIdToken(tokens.idToken, expect, opts.keys)));
+  }
   if (fromIdToken.name || !profile.userinfoEndpoint) return fromIdToken;
   const fromUserinfo = fromClaims(
     claimsSchema.parse(await get(profile.userinfoEndpoint, tokens.accessToken)),
   );
+  // OIDC Core §5.3.2: userinfo about another subject than the id_token's must not be used.
+  if (fromIdToken.subject && fromUserinfo.subject !== fromIdToken.subject) return fromIdToken;
   return { ...fromUserinfo, ...fromIdToken, ...(fromUserinfo.name ? { name: fromUserinfo.name } : {}) };
 }
 

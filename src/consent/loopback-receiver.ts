@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { UserError } from '../errors/user-error.js';
 import { isLoopbackHost } from '../oauth/token-client.js';
-import { ConsentError, codeFromCallback } from './callback.js';
+import { ConsentError, carriesState, codeFromCallback } from './callback.js';
 
 export interface LoopbackTarget {
   /** The address to bind, brackets removed for IPv6. */
@@ -42,11 +42,16 @@ export interface LoopbackReceiver {
   close(): Promise<void>;
 }
 
+const STRAY_CALLBACK =
+  'This request carries no state, or a state that does not match the sign-in grantkeeper is waiting for, so it was ignored. ' +
+  'If you are signing in, finish in the tab grantkeeper opened (or run seed again).';
+
 /**
  * A one-shot HTTP listener for the authorization redirect (RFC 8252 §7.3): bound only to the
- * redirect URI's host and port, it accepts one callback on the exact path, answers the browser with
- * a short page and never logs the code. It rejects on a bad callback, a redirect to another path
- * or the timeout; close() always releases the port.
+ * redirect URI's host and port, it accepts one callback carrying our state, answers the browser
+ * with a short page and never logs the code. Requests without our state are answered 400 and
+ * ignored; with it, an error, a missing code, a redirect to another path or the timeout rejects.
+ * close() always releases the port.
  */
 export async function startLoopbackReceiver(
   redirectUri: string,
@@ -75,21 +80,23 @@ export async function startLoopbackReceiver(
     const url = new URL(req.url ?? '/', 'http://loopback');
     if (req.method !== 'GET')
       return void page(res, 405, false, 'Only the browser redirect is expected here.');
-    if (url.pathname !== target.path) {
-      const carriesAnswer = ['code', 'error', 'state'].some((p) => url.searchParams.has(p));
-      // A stray request (favicon, a port probe) is no answer; a redirect to another path means the
-      // redirect URI registered at the provider differs from ours.
-      if (!carriesAnswer || received || settled) return void page(res, 404, false, 'Not found.');
-      received = true;
-      const message =
-        `the provider redirected to ${url.pathname}, but grantkeeper listens on ${target.path}: ` +
-        'the redirect URI registered for the app must be exactly the client redirect URI';
-      return fail(res, message, new ConsentError(message));
+    if (!carriesState(url.searchParams, opts.state)) {
+      // A stale tab, a port probe or a forged request from another local page: turned away without
+      // ending the capture, which goes on waiting for the real redirect.
+      if (url.pathname !== target.path) return void page(res, 404, false, 'Not found.');
+      return void page(res, 400, false, STRAY_CALLBACK);
     }
     if (received || settled) {
       return void page(res, 409, false, 'This sign-in was already received. You can close this tab.');
     }
     received = true;
+    if (url.pathname !== target.path) {
+      // Our state on another path: the redirect URI registered at the provider differs from ours.
+      const message =
+        `the provider redirected to ${url.pathname}, but grantkeeper listens on ${target.path}: ` +
+        'the redirect URI registered for the app must be exactly the client redirect URI';
+      return fail(res, message, new ConsentError(message));
+    }
     let code: string;
     try {
       code = codeFromCallback(url.searchParams, opts.state);

@@ -12,14 +12,13 @@ import type { ClientStore, OpenedClient } from '../store/client-store.js';
 import type { GrantStore } from '../store/grant-store.js';
 import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
 import { ConsentError } from './callback.js';
+import { deriveLabel, labelProblem, takeoverProblem } from './grant-label.js';
+import { IdTokenError } from './id-token.js';
 import { type AccountIdentity, type BearerGet, resolveIdentity } from './identity.js';
 import { startLoopbackReceiver } from './loopback-receiver.js';
 import { readPastedCode } from './paste-reader.js';
 
 export type ConsentMode = 'loopback' | 'manual';
-
-/** Grant labels: what operators type (`@ourbot`, `ops@example.com`), safe in a URL path and a shell. */
-export const LABEL_PATTERN = /^[A-Za-z0-9@][A-Za-z0-9._@+-]{0,127}$/;
 
 export interface ConsentIo {
   /** Instructions for the person seeding (stderr in the CLI). */
@@ -41,6 +40,8 @@ export interface CapturedConsent {
   codeVerifier: string;
   /** The redirect URI the code was issued for, which the exchange must repeat. */
   redirectUri: string;
+  /** The nonce the id_token must carry, when one was sent. */
+  nonce?: string;
   /** Tells the waiting browser tab how it ended (loopback only; a no-op when pasting). */
   reply(outcome: { ok: boolean; message: string }): Promise<void>;
   close(): Promise<void>;
@@ -61,6 +62,7 @@ export async function captureConsent(
       clientId: client.target.clientId,
       redirectUri,
       scopes: options.scopes,
+      authorizeParams: client.authorizeParams,
       state,
     });
   const seconds = Math.round(options.timeoutMs / 1000);
@@ -77,6 +79,7 @@ export async function captureConsent(
       code,
       codeVerifier: auth.codeVerifier,
       redirectUri: auth.redirectUri,
+      ...(auth.nonce ? { nonce: auth.nonce } : {}),
       reply: async () => {},
       close: async () => {},
     };
@@ -98,6 +101,7 @@ export async function captureConsent(
       code: received.code,
       codeVerifier: auth.codeVerifier,
       redirectUri: receiver.redirectUri,
+      ...(auth.nonce ? { nonce: auth.nonce } : {}),
       reply: received.reply,
       close: receiver.close,
     };
@@ -159,12 +163,8 @@ export interface SeedResult {
  */
 export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<SeedResult> {
   const now = deps.now ?? Date.now;
-  if (options.label !== undefined && !LABEL_PATTERN.test(options.label)) {
-    throw new UserError(
-      `label "${options.label.slice(0, 80)}" is not valid: letters, digits, "@", ".", "_", "+" or "-", at most 128`,
-      2,
-    );
-  }
+  const badLabel = options.label === undefined ? undefined : labelProblem(options.label);
+  if (badLabel) throw new UserError(badLabel, 2);
   const row = deps.clients.findByName(options.client);
   if (!row) {
     const names = deps.clients.list().map((c) => c.name);
@@ -222,13 +222,26 @@ async function completeSeed(
   let identity: AccountIdentity = {};
   let identityProblem: string | undefined;
   try {
-    identity = await resolveIdentity(client.profile, tokens, deps.getIdentity);
+    identity = await resolveIdentity(client.profile, tokens, {
+      idToken: { clientId: client.target.clientId, ...(consent.nonce ? { nonce: consent.nonce } : {}) },
+      ...(deps.getIdentity ? { get: deps.getIdentity } : {}),
+    });
   } catch (err) {
+    // An id_token that fails validation may be forged: nothing it says is stored, nor the grant.
+    if (err instanceof IdTokenError) throw err;
     // The consent is spent once exchanged: a missing name must not lose the grant.
     identityProblem = `could not look up the account (${(err as Error).message})`;
   }
-  const label = options.label ?? labelFor(identity, client.name);
+  const label = options.label ?? deriveLabel(identity, client.name);
   const existing = deps.grants.find(label);
+  // An explicit --label is the operator's choice: it replaces in place, as a repair does.
+  if (existing && options.label === undefined) {
+    const takeover = takeoverProblem(label, existing, {
+      clientRef: client.id,
+      ...(identity.subject ? { subject: identity.subject } : {}),
+    });
+    if (takeover) throw new ConsentError(takeover);
+  }
   const plan = planAfterTokenResponse(tokens, sentAt, now(), client.profile, deps.timing, existing?.mode);
   const grant = deps.grants.saveConsent({
     clientRef: client.id,
@@ -258,12 +271,4 @@ async function completeSeed(
     identity,
     ...(identityProblem ? { identityProblem } : {}),
   };
-}
-
-/** The account's name when it makes a valid label, else the client name with the subject or a random tail. */
-function labelFor(identity: AccountIdentity, clientName: string): string {
-  for (const candidate of [identity.name, identity.subject && `${clientName}-${identity.subject}`]) {
-    if (candidate && LABEL_PATTERN.test(candidate)) return candidate;
-  }
-  return `${clientName}-${randomBytes(4).toString('hex')}`;
 }

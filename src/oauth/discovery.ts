@@ -10,6 +10,8 @@ export interface IssuerMetadata {
   revocationEndpoint?: string;
   userinfoEndpoint?: string;
   introspectionEndpoint?: string;
+  /** The key set that signs its id_tokens. */
+  jwksUri?: string;
   tokenEndpointAuthMethodsSupported?: string[];
   codeChallengeMethodsSupported?: string[];
 }
@@ -24,6 +26,7 @@ const metadataSchema = z.object({
   revocation_endpoint: z.string().min(1).optional(),
   userinfo_endpoint: z.string().min(1).optional(),
   introspection_endpoint: z.string().min(1).optional(),
+  jwks_uri: z.string().min(1).optional(),
   token_endpoint_auth_methods_supported: z.array(z.string()).optional(),
   code_challenge_methods_supported: z.array(z.string()).optional(),
 });
@@ -91,6 +94,7 @@ function toMetadata(json: unknown, expectedIssuer: string): IssuerMetadata {
   if (m.introspection_endpoint) {
     meta.introspectionEndpoint = endpoint(m.introspection_endpoint, 'introspection_endpoint');
   }
+  if (m.jwks_uri) meta.jwksUri = endpoint(m.jwks_uri, 'jwks_uri');
   if (m.token_endpoint_auth_methods_supported) {
     meta.tokenEndpointAuthMethodsSupported = m.token_endpoint_auth_methods_supported;
   }

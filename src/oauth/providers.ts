@@ -65,7 +65,7 @@ function xProfile(): ProviderProfile {
   };
 }
 
-const MS_TENANT_GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const MS_TENANT_GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // `common`, `organizations`, `consumers` and verified domains such as contoso.onmicrosoft.com.
 const MS_TENANT_NAME =
   /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -85,6 +85,7 @@ function microsoftProfile(tenant = 'common'): ProviderProfile {
     tokenEndpoint: `${base}/token`,
     // Graph's userinfo answers for tokens minted with the OIDC scopes plus User.Read.
     userinfoEndpoint: 'https://graph.microsoft.com/oidc/userinfo',
+    jwksUri: `https://login.microsoftonline.com/${tenant}/discovery/v2.0/keys`,
     // openid + profile give an id_token naming the account (for labels); offline_access yields the refresh
     // token; User.Read pins the access token to Graph, the one resource every tenant lets users consent to.
     defaultScopes: ['openid', 'profile', 'offline_access', 'User.Read'],
@@ -112,6 +113,7 @@ function googleProfile(): ProviderProfile {
     tokenEndpoint: 'https://oauth2.googleapis.com/token',
     revocationEndpoint: 'https://oauth2.googleapis.com/revoke',
     userinfoEndpoint: 'https://openidconnect.googleapis.com/v1/userinfo',
+    jwksUri: 'https://www.googleapis.com/oauth2/v3/certs',
     // Google has no offline scope: access_type=offline asks for the refresh token, and prompt=consent
     // makes Google issue one again on a repeat consent.
     defaultScopes: ['openid', 'email'],
@@ -158,6 +160,7 @@ function oidcProfile(meta: Omit<IssuerMetadata, 'issuer'> & { issuer?: string })
   if (meta.issuer) profile.issuer = meta.issuer;
   if (meta.revocationEndpoint) profile.revocationEndpoint = meta.revocationEndpoint;
   if (meta.userinfoEndpoint) profile.userinfoEndpoint = meta.userinfoEndpoint;
+  if (meta.jwksUri) profile.jwksUri = meta.jwksUri;
   return profile;
 }
 

@@ -35,6 +35,7 @@ export async function syncConfigClients(
       authMethod,
       scopes: c.scopes ?? profile.defaultScopes,
       ...(c.redirectUri ? { redirectUri: c.redirectUri } : {}),
+      ...(c.authorizeParams ? { authorizeParams: c.authorizeParams } : {}),
       now,
     });
   }

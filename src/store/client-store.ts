@@ -2,6 +2,8 @@ import { asc, eq, sql } from 'drizzle-orm';
 import type { Db } from '../../db/connection.js';
 import { type ClientRow, clients } from '../../db/schema.js';
 import type { Sealer } from '../crypto/sealer.js';
+import { UserError } from '../errors/user-error.js';
+import { type AuthorizeParams, authorizeParamsSchema } from '../oauth/authorize-params.js';
 import { type ProviderProfile, parseStoredProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
 import { newId } from './ids.js';
@@ -14,6 +16,8 @@ export interface ClientInput {
   authMethod: ClientAuthMethod;
   scopes: string[];
   redirectUri?: string;
+  /** Extra authorization-request parameters, over the preset's; already checked (authorizeParamsSchema). */
+  authorizeParams?: AuthorizeParams;
   now: number;
 }
 
@@ -24,6 +28,7 @@ export interface OpenedClient {
   profile: ProviderProfile;
   scopes: string[];
   redirectUri?: string;
+  authorizeParams: AuthorizeParams;
   target: TokenEndpointTarget;
 }
 
@@ -86,6 +91,8 @@ export class ClientStore {
       authMethod: input.authMethod,
       scopes: input.scopes.join(' '),
       redirectUri: input.redirectUri ?? null,
+      authorizeParams:
+        input.authorizeParams && Object.keys(input.authorizeParams).length > 0 ? input.authorizeParams : null,
       updatedAt: input.now,
     };
     if (existing) {
@@ -111,6 +118,7 @@ export class ClientStore {
       profile,
       scopes: row.scopes.split(' ').filter(Boolean),
       ...(row.redirectUri ? { redirectUri: row.redirectUri } : {}),
+      authorizeParams: storedAuthorizeParams(row),
       target: {
         tokenEndpoint: profile.tokenEndpoint,
         clientId: row.clientId,
@@ -121,6 +129,14 @@ export class ClientStore {
       },
     };
   }
+}
+
+/** The column is JSON written by us, but parsed like any input: a damaged one must not reach a URL. */
+export function storedAuthorizeParams(row: ClientRow): AuthorizeParams {
+  if (row.authorizeParams === null) return {};
+  const parsed = authorizeParamsSchema.safeParse(row.authorizeParams);
+  if (!parsed.success) throw new UserError(`client ${row.name} has damaged authorization parameters`);
+  return parsed.data;
 }
 
 export function secretContext(clientId: string): string {

@@ -57,17 +57,23 @@ describe('the seed callback receiver under hostile requests', () => {
     }
   });
 
-  it('a forged state is refused whatever the Host header or request target says, and ends the capture', async () => {
+  /** 'pending' while the receiver still waits for its callback. */
+  const pending = (callback: Promise<unknown>) =>
+    Promise.race([
+      callback.then(
+        () => 'settled',
+        () => 'settled',
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('pending'), 300)),
+    ]);
+
+  it('a forged state is answered 400 whatever the Host header or request target says, and the capture keeps waiting', async () => {
     const ours = state();
     const receiver = await startLoopbackReceiver('http://127.0.0.1/callback', {
       state: ours,
       timeoutMs: 10_000,
     });
     const port = Number(new URL(receiver.redirectUri).port);
-    const rejected = receiver.callback.then(
-      () => 'accepted',
-      (err: Error) => err,
-    );
     try {
       // Absolute-form target naming another host, and a Host header that claims to be elsewhere.
       const forged = await rawRequest(
@@ -79,41 +85,67 @@ describe('the seed callback receiver under hostile requests', () => {
       expect(forged.body).toMatch(/state that does not match/);
       expect(forged.body).not.toContain('attacker-code');
       expect(forged.body).not.toContain(ours);
-      const outcome = await rejected;
-      expect(outcome).toBeInstanceOf(ConsentError);
-      // Fail closed: after a forged redirect even the genuine one is turned away; seed must be re-run.
-      const genuine = await rawRequest(
+      // A forged error must not end the capture either (a page could otherwise cancel any seed).
+      const forgedError = await rawRequest(
         '127.0.0.1',
         port,
-        get(`/callback?state=${ours}&code=real`, '127.0.0.1'),
+        get(`/callback?state=${state()}&error=access_denied`, '127.0.0.1'),
       );
-      expect([409, 404]).toContain(genuine.status);
+      expect(forgedError.status).toBe(400);
+      // Nor a forged redirect to another path, which looks like a misregistered redirect URI.
+      const elsewhere = await rawRequest(
+        '127.0.0.1',
+        port,
+        get(`/elsewhere?state=${state()}&code=x`, '127.0.0.1'),
+      );
+      expect(elsewhere.status).toBe(404);
+      expect(await pending(receiver.callback)).toBe('pending');
+      // The genuine redirect that follows is still the one received.
+      const genuine = rawRequest('127.0.0.1', port, get(`/callback?state=${ours}&code=real`, '127.0.0.1'));
+      const received = await receiver.callback;
+      expect(received.code).toBe('real');
+      await received.reply({ ok: true, message: 'stored' });
+      expect((await genuine).status).toBe(200);
     } finally {
       await receiver.close();
     }
   });
 
-  it('a forged Host header with no state, an empty state or a prefix of ours is refused too', async () => {
+  it('no state, an empty state or a near miss of ours is answered 400 and ignored; our state with an error ends it', async () => {
     const ours = state();
-    for (const query of [
-      'code=x',
-      `state=&code=x`,
-      `state=${ours.slice(0, -1)}&code=x`,
-      `state=${ours}x&code=x`,
-    ]) {
-      const receiver = await startLoopbackReceiver('http://127.0.0.1/callback', {
-        state: ours,
-        timeoutMs: 10_000,
-      });
-      receiver.callback.catch(() => {});
-      const port = Number(new URL(receiver.redirectUri).port);
-      try {
+    const receiver = await startLoopbackReceiver('http://127.0.0.1/callback', {
+      state: ours,
+      timeoutMs: 10_000,
+    });
+    receiver.callback.catch(() => {});
+    const port = Number(new URL(receiver.redirectUri).port);
+    try {
+      for (const query of [
+        'code=x',
+        'state=&code=x',
+        `state=${ours.slice(0, -1)}&code=x`,
+        `state=${ours}x&code=x`,
+        `STATE=${ours}&code=x`,
+      ]) {
         const res = await rawRequest('127.0.0.1', port, get(`/callback?${query}`, `127.0.0.1:${port}`));
         expect({ query, status: res.status }).toEqual({ query, status: 400 });
-        await expect(receiver.callback).rejects.toBeInstanceOf(ConsentError);
-      } finally {
-        await receiver.close();
       }
+      expect(await pending(receiver.callback)).toBe('pending');
+      const denied = await rawRequest(
+        '127.0.0.1',
+        port,
+        get(`/callback?state=${ours}&error=access_denied`, '127.0.0.1'),
+      );
+      expect(denied.status).toBe(400);
+      expect(denied.body).toMatch(/consent was refused/);
+      const refused = await receiver.callback.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(refused).toBeInstanceOf(ConsentError);
+      expect((refused as Error).message).toMatch(/consent was refused.*access_denied/);
+    } finally {
+      await receiver.close();
     }
   });
 

@@ -65,6 +65,7 @@ describe('discoverIssuer', () => {
         revocation_endpoint: `${origin}/revoke`,
         userinfo_endpoint: `${origin}/me`,
         introspection_endpoint: `${origin}/introspect`,
+        jwks_uri: `${origin}/jwks`,
         token_endpoint_auth_methods_supported: ['client_secret_post'],
         code_challenge_methods_supported: ['S256'],
         response_types_supported: ['code'],
@@ -77,6 +78,7 @@ describe('discoverIssuer', () => {
       revocationEndpoint: `${origin}/revoke`,
       userinfoEndpoint: `${origin}/me`,
       introspectionEndpoint: `${origin}/introspect`,
+      jwksUri: `${origin}/jwks`,
       tokenEndpointAuthMethodsSupported: ['client_secret_post'],
       codeChallengeMethodsSupported: ['S256'],
     });
@@ -157,9 +159,24 @@ describe('discoverIssuer', () => {
     expect(message).toContain('larger than');
   });
 
-  it('feeds resolveProvider for oidc', async () => {
-    routes.set('/.well-known/openid-configuration', { json: metadata(origin) });
+  it('feeds resolveProvider for oidc, key set included', async () => {
+    routes.set('/.well-known/openid-configuration', {
+      json: metadata(origin, { jwks_uri: `${origin}/jwks` }),
+    });
     const p = await resolveProvider({ kind: 'oidc', issuer: origin });
-    expect(p).toMatchObject({ kind: 'oidc', issuer: origin, tokenEndpoint: `${origin}/token` });
+    expect(p).toMatchObject({
+      kind: 'oidc',
+      issuer: origin,
+      tokenEndpoint: `${origin}/token`,
+      jwksUri: `${origin}/jwks`,
+    });
+  });
+
+  it('refuses a key set over plain http off loopback', async () => {
+    routes.set('/.well-known/openid-configuration', {
+      json: metadata(origin, { jwks_uri: 'http://keys.example.com/jwks' }),
+    });
+    const message = await discoverIssuer(origin).catch((e: Error) => e.message);
+    expect(message).toMatch(/jwks_uri http:\/\/keys\.example\.com must use https/);
   });
 });

@@ -8,9 +8,11 @@ import { type SeedOptions, seedGrant } from '../../src/consent/seed-grant.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
 import { type CliResult, runCli, spawnCli } from '../support/cli.js';
 import { type Engine, removeDir, startEngine, tempDataDir, testKey, waitFor } from '../support/engine.js';
+import { idTokenSigner } from '../support/id-tokens.js';
 import { type OidcServer, startOidcServer } from '../support/oidc-server.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { leakedSecrets, readDbFiles } from '../support/secret-scan.js';
+import { startTokenProxy, type TokenProxy, type TokenRewrite } from '../support/token-proxy.js';
 
 const CLIENT_ID = 'gk-native';
 const SECRET = `seed-test-secret-${randomBytes(8).toString('hex')}`;
@@ -19,6 +21,10 @@ const ANY_PORT_REDIRECT = 'http://127.0.0.1/callback';
 interface Browser {
   /** Plays the user: consent (or denial), then the redirect to our listener, as a browser would. */
   deny?: boolean;
+  /** Who signs in (default the harness's test-user). */
+  accountId?: string;
+  /** Requests that reach the listener before the real redirect (a stale tab, a forged local page). */
+  strays?: (redirect: URL) => URL[];
   tamper?: (redirect: URL) => URL;
   /** Follow the redirect this many times at once (a double-clicked link). */
   times?: number;
@@ -32,12 +38,17 @@ describe('seed: consent capture against oidc-provider', () => {
   let engine: Engine;
   let dataDir: string;
   let key: string;
+  let proxy: TokenProxy;
 
   beforeAll(async () => {
     [redis, oidc] = await Promise.all([
       startPrivateRedis(),
       startOidcServer({
         accessTokenTtlSec: 4,
+        // Like Google's and Microsoft's, its id_tokens name the account.
+        claimsInIdToken: true,
+        // Mallory's provider lets her claim Alice's address: her derived label is Alice's.
+        accountClaims: { mallory: { email: 'alice@example.test' } },
         clients: [
           {
             clientId: CLIENT_ID,
@@ -66,11 +77,25 @@ describe('seed: consent capture against oidc-provider', () => {
     add('oidc');
     // Without prompt=consent oidc-provider drops offline_access: a consent with no refresh token.
     add('no-offline', { extraAuthorizeParams: {} });
+    proxy = await startTokenProxy(oidc.tokenEndpoint);
+    add('proxied', { tokenEndpoint: proxy.url });
+    // As stored by a version that knew no key sets.
+    const { jwksUri: _, ...withoutKeySet } = profile;
+    engine.service.app.clients.upsert({
+      name: 'no-jwks',
+      profile: { ...withoutKeySet, tokenEndpoint: proxy.url },
+      clientId: CLIENT_ID,
+      clientSecret: SECRET,
+      authMethod: 'client_secret_basic',
+      scopes: ['openid', 'email'],
+      redirectUri: ANY_PORT_REDIRECT,
+      now: Date.now(),
+    });
   });
 
   afterAll(async () => {
     await engine?.stop();
-    await Promise.all([redis?.stop(), oidc?.close()]);
+    await Promise.all([redis?.stop(), oidc?.close(), proxy?.close()]);
     if (dataDir) removeDir(dataDir);
   });
 
@@ -84,6 +109,7 @@ describe('seed: consent capture against oidc-provider', () => {
       text += d;
     });
     const pages: Array<Promise<{ status: number; body: string }>> = [];
+    const strayPages: Array<{ status: number; body: string }> = [];
     let authUrl: string | undefined;
     return {
       io: {
@@ -95,7 +121,18 @@ describe('seed: consent capture against oidc-provider', () => {
                 authUrl = url;
                 if (browser.idle) return;
                 // Not awaited: the tab waits for the grant to be stored, as a real browser does.
-                const redirect = oidc.driveConsent(url, { deny: browser.deny ?? false });
+                const redirect = oidc
+                  .driveConsent(url, {
+                    deny: browser.deny ?? false,
+                    ...(browser.accountId ? { accountId: browser.accountId } : {}),
+                  })
+                  .then(async (r) => {
+                    for (const stray of browser.strays?.(new URL(r)) ?? []) {
+                      const res = await fetch(stray);
+                      strayPages.push({ status: res.status, body: await res.text() });
+                    }
+                    return r;
+                  });
                 for (let i = 0; i < (browser.times ?? 1); i++) {
                   pages.push(
                     redirect.then(async (r) => {
@@ -111,6 +148,8 @@ describe('seed: consent capture against oidc-provider', () => {
       input,
       text: () => text,
       pages,
+      strayPages,
+      authUrl: () => new URL(authUrl ?? ''),
       listenerUrl: () => new URL(new URL(authUrl ?? '').searchParams.get('redirect_uri') ?? ''),
     };
   }
@@ -128,6 +167,15 @@ describe('seed: consent capture against oidc-provider', () => {
       { client: 'oidc', mode: 'loopback', timeoutMs: 15_000, ...options },
     );
 
+  /** Whose access token a grant holds now; read again when a refresh expired the one read. */
+  async function subjectOfStoredToken(id: string): Promise<unknown> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const answer = await oidc.introspect(app().grants.openAccessToken(app().grants.get(id)!));
+      if (answer.active) return answer.sub;
+    }
+    return undefined;
+  }
+
   async function expectNoListener(url: URL) {
     await expect(fetch(url)).rejects.toThrow();
   }
@@ -136,6 +184,8 @@ describe('seed: consent capture against oidc-provider', () => {
     const session = io({});
     const result = await seed(session, { label: 'loopback-user' });
     expect(result).toMatchObject({ replaced: false, scheduled: true, identity: { subject: 'test-user' } });
+    // openid was asked for, so a nonce went with it.
+    expect(session.authUrl().searchParams.get('nonce')).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const page = await session.pages[0];
     expect(page?.status).toBe(200);
     expect(page?.body).toContain('stored the grant');
@@ -194,18 +244,6 @@ describe('seed: consent capture against oidc-provider', () => {
 
   describe('failures store nothing and leave no listener', () => {
     const cases: Array<[string, Browser, Partial<SeedOptions>, RegExp, number | undefined]> = [
-      [
-        'a wrong state',
-        {
-          tamper: (r) => {
-            r.searchParams.set('state', 'forged');
-            return r;
-          },
-        },
-        {},
-        /state that does not match/,
-        400,
-      ],
       ['access_denied', { deny: true }, {}, /consent was refused.*access_denied/, 400],
       [
         'no refresh token',
@@ -266,6 +304,191 @@ describe('seed: consent capture against oidc-provider', () => {
     });
   });
 
+  it('a wrong-state or state-less request to the callback gets 400, and the real redirect still completes the seed', async () => {
+    const session = io({
+      strays: (real) => {
+        const forged = new URL(real);
+        forged.searchParams.set('state', 'forged');
+        forged.searchParams.set('code', 'attacker-code');
+        const stateless = new URL(real);
+        stateless.searchParams.delete('state');
+        return [forged, stateless];
+      },
+    });
+    const result = await seed(session, { label: 'after-strays' });
+    expect(session.strayPages.map((p) => p.status)).toEqual([400, 400]);
+    expect(session.strayPages[0]?.body).toMatch(/state that does not match.*ignored/);
+    const page = await session.pages[0];
+    expect(page?.status).toBe(200);
+    expect(result.grant.label).toBe('after-strays');
+    expect(app().grants.find('after-strays')?.state).toBe('active');
+    await expectNoListener(session.listenerUrl());
+  });
+
+  describe('a consent never takes over another account grant', () => {
+    it('without --label, account B whose name is account A grant label is refused and A is unchanged', async () => {
+      const alice = await seed(io({ accountId: 'alice' }));
+      expect(alice.grant).toMatchObject({ label: 'alice@example.test', subject: 'alice' });
+      const count = app().grants.list().length;
+
+      const session = io({ accountId: 'mallory' });
+      await expect(seed(session)).rejects.toThrow(
+        /named "alice@example\.test", but grant "alice@example\.test" \(g_[\w-]{12}\) belongs to another account; nothing was stored.*--label/,
+      );
+      const page = await session.pages[0];
+      expect(page?.status).toBe(400);
+      expect(page?.body).toMatch(/belongs to another account/);
+      // The worker refreshes Alice's grant meanwhile (4 s tokens), so its tokens are checked by whose they are.
+      const after = app().grants.get(alice.grant.id)!;
+      expect(after).toMatchObject({
+        subject: 'alice',
+        label: 'alice@example.test',
+        clientRef: alice.grant.clientRef,
+      });
+      expect(await subjectOfStoredToken(alice.grant.id)).toBe('alice');
+      expect(app().grants.list().length).toBe(count);
+      expect(
+        app()
+          .grants.list()
+          .some((g) => g.subject === 'mallory'),
+      ).toBe(false);
+      await expectNoListener(session.listenerUrl());
+    });
+
+    it('the same account re-consents in place without --label; another one with its own --label sits beside it', async () => {
+      const before = app().grants.find('alice@example.test')!;
+      const again = await seed(io({ accountId: 'alice' }));
+      expect(again).toMatchObject({ replaced: true, grant: { id: before.id, subject: 'alice' } });
+      const beside = await seed(io({ accountId: 'mallory' }), { label: 'mallory' });
+      expect(beside).toMatchObject({ replaced: false, grant: { label: 'mallory', subject: 'mallory' } });
+      expect(app().grants.find('alice@example.test')?.subject).toBe('alice');
+    });
+
+    it('a grant stored without an account id is not replaced by a derived label', async () => {
+      const legacy = app().grants.saveConsent({
+        clientRef: app().clients.findByName('oidc')!.id,
+        label: 'legacy@example.test',
+        accessToken: 'legacy-at',
+        refreshToken: 'legacy-rt',
+        // Due long after the schedule horizon: the worker leaves its fake tokens alone.
+        accessExpiresAt: Date.now() + 30 * 86_400_000,
+        accessLifetimeMs: 30 * 86_400_000,
+        refreshTokenUsedAt: Date.now(),
+        nextRefreshAt: Date.now() + 30 * 86_400_000,
+        now: Date.now(),
+      });
+      await expect(seed(io({ accountId: 'legacy' }))).rejects.toThrow(
+        /stored without an account id.*--label/,
+      );
+      expect(app().grants.get(legacy.id)).toMatchObject({ subject: null, version: legacy.version });
+      // The operator says it is the same account: replaced in place, and its subject recorded.
+      const repaired = await seed(io({ accountId: 'legacy' }), { label: 'legacy@example.test' });
+      expect(repaired).toMatchObject({ replaced: true, grant: { id: legacy.id, subject: 'legacy' } });
+    });
+  });
+
+  describe('id_tokens are validated before any claim names a grant', () => {
+    const claimsOf = (jwt: string) =>
+      JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<
+        string,
+        unknown
+      >;
+    const encode = (claims: object) => Buffer.from(JSON.stringify(claims)).toString('base64url');
+    const idTokenOf = (body: Record<string, unknown>) => String(body.id_token);
+    /** Signed again with the server's own key: only the claim checks can catch it. */
+    const resigned =
+      (change: (claims: Record<string, unknown>) => Record<string, unknown>): TokenRewrite =>
+      async (body) => ({
+        ...body,
+        id_token: await oidc.signWithServerKey(change(claimsOf(idTokenOf(body)))),
+      });
+    const seconds = () => Math.floor(Date.now() / 1000);
+
+    const cases: Array<[string, () => Promise<TokenRewrite>, RegExp]> = [
+      [
+        'a tampered id_token (payload changed, signature kept)',
+        async () => (body) => {
+          const [header, , signature] = idTokenOf(body).split('.');
+          const claims = { ...claimsOf(idTokenOf(body)), email: 'victim@example.test' };
+          return { ...body, id_token: `${header}.${encode(claims)}.${signature}` };
+        },
+        /signature does not verify/,
+      ],
+      [
+        "an id_token signed by another key under the server's key id",
+        async () => {
+          const stranger = await idTokenSigner('gk-test-rs256');
+          return async (body) => ({ ...body, id_token: await stranger.sign(claimsOf(idTokenOf(body))) });
+        },
+        /signature does not verify/,
+      ],
+      [
+        'a wrong-audience id_token',
+        async () => resigned((c) => ({ ...c, aud: 'someone-else' })),
+        /audience \(aud\) is not this client id/,
+      ],
+      [
+        'an expired id_token',
+        async () => resigned((c) => ({ ...c, iat: seconds() - 7200, exp: seconds() - 3600 })),
+        /expired \(exp\)/,
+      ],
+      [
+        'a wrong-nonce id_token',
+        async () => resigned((c) => ({ ...c, nonce: 'a-nonce-from-another-consent' })),
+        /nonce is not the one sent with this consent request/,
+      ],
+    ];
+
+    for (const [name, makeRewrite, reason] of cases) {
+      it(`${name} stores nothing and says why`, async () => {
+        proxy.rewrite = await makeRewrite();
+        try {
+          const count = app().grants.list().length;
+          const session = io({});
+          const err = await seed(session, { client: 'proxied' }).then(
+            () => undefined,
+            (e: unknown) => e as Error,
+          );
+          expect(err?.message).toMatch(/^the provider's id_token failed validation: /);
+          expect(err?.message).toMatch(reason);
+          expect(err?.message).toMatch(/nothing was stored$/);
+          const page = await session.pages[0];
+          expect(page?.status).toBe(400);
+          expect(page?.body).toMatch(reason);
+          const issued = proxy.idTokens.at(-1) ?? '';
+          expect(leakedSecrets(`${err?.message} ${page?.body} ${session.text()}`, [issued])).toEqual([]);
+          expect(app().grants.list().length).toBe(count);
+          await expectNoListener(session.listenerUrl());
+        } finally {
+          proxy.rewrite = undefined;
+        }
+      });
+    }
+
+    it("the nonce sent is the one in the server's id_token, whose claims then name the account", async () => {
+      const session = io({});
+      const result = await seed(session, { client: 'proxied', label: 'proxied-ok' });
+      const sent = session.authUrl().searchParams.get('nonce');
+      expect(sent).toBeTruthy();
+      expect(claimsOf(proxy.idTokens.at(-1) ?? '').nonce).toBe(sent);
+      expect(result.identity).toEqual({ subject: 'test-user', name: 'test-user@example.test' });
+    });
+
+    it('a profile without a key set never reads id_token claims: userinfo names the account', async () => {
+      proxy.rewrite = (body) => ({
+        ...body,
+        id_token: `${encode({ alg: 'none' })}.${encode({ ...claimsOf(idTokenOf(body)), sub: 'victim', email: 'victim@example.test' })}.`,
+      });
+      try {
+        const result = await seed(io({}), { client: 'no-jwks', label: 'no-jwks' });
+        expect(result.identity).toEqual({ subject: 'test-user', name: 'test-user@example.test' });
+        expect(result.grant.subject).toBe('test-user');
+      } finally {
+        proxy.rewrite = undefined;
+      }
+    });
+  });
+
   describe('through the CLI', () => {
     const env = () => ({ GRANTKEEPER_DATA_DIR: dataDir, GRANTKEEPER_KEY: key, REDIS_URL: redis.url });
     const URL_IN = /(http:\/\/127\.0\.0\.1:\d+\/auth\?\S+)/;
@@ -305,8 +528,10 @@ describe('seed: consent capture against oidc-provider', () => {
       const cli = spawnCli(['seed', 'cli-oidc', '--no-browser', '--json', '--timeout', '20'], env());
       const url = await waitFor(() => URL_IN.exec(cli.stderr())?.[1], 'the consent URL on stderr');
       const res = await fetch(await oidc.driveConsent(url));
-      expect(`${res.status} ${await res.text()} ${cli.stderr()}`).toMatch(/^200 /);
+      const page = `${res.status} ${await res.text()}`;
       const done = await cli.exited;
+      // On failure, the CLI's own last line says why.
+      expect(`${page} ${done.stderr}`).toMatch(/^200 /);
       expect(done.code).toBe(0);
       const out = JSON.parse(done.stdout);
       expect(out).toMatchObject({
@@ -326,6 +551,71 @@ describe('seed: consent capture against oidc-provider', () => {
         ]),
       ).toEqual([]);
     });
+
+    it('seed --label shaped like a grant id exits 2 before any consent', async () => {
+      const done = await runCli(
+        ['seed', 'cli-oidc', '--label', 'g_AAAAAAAAAAAA', '--no-browser', '--timeout', '5'],
+        env(),
+      );
+      expect(done.code).toBe(2);
+      expect(done.stderr).toMatch(/shape of a grant id/);
+      expect(done.stderr).not.toMatch(/Grant access in the browser/);
+      expect(app().grants.find('g_AAAAAAAAAAAA')).toBeUndefined();
+    }, 60_000);
+
+    const addHinted = (name: string, params: string[]) =>
+      runCli(
+        [
+          'client',
+          'add',
+          name,
+          '--provider',
+          'oidc',
+          '--issuer',
+          oidc.issuer,
+          '--client-id',
+          CLIENT_ID,
+          '--client-secret-env',
+          'SEED_SECRET',
+          '--redirect-uri',
+          ANY_PORT_REDIRECT,
+          '--scopes',
+          'openid email',
+          ...params.flatMap((p) => ['--authorize-param', p]),
+          '--json',
+        ],
+        { ...env(), SEED_SECRET: SECRET },
+      );
+
+    it('client add --authorize-param reaches the authorization URL; client show lists it', async () => {
+      const added = await addHinted('hinted', ['login_hint=ops@example.test', 'ui_locales=en']);
+      expect(added.code).toBe(0);
+      expect(JSON.parse(added.stdout).authorizeParams).toEqual({
+        login_hint: 'ops@example.test',
+        ui_locales: 'en',
+      });
+      const shown = await runCli(['client', 'show', 'hinted'], env());
+      expect(shown.stdout).toMatch(/authorize params:\s+login_hint=ops@example\.test ui_locales=en/);
+
+      const cli = spawnCli(['seed', 'hinted', '--no-browser', '--label', 'hinted', '--timeout', '20'], env());
+      const url = new URL(await waitFor(() => URL_IN.exec(cli.stderr())?.[1], 'the consent URL on stderr'));
+      expect(url.searchParams.get('login_hint')).toBe('ops@example.test');
+      expect(url.searchParams.get('ui_locales')).toBe('en');
+      // The preset's own parameter is still sent under the client's.
+      expect(url.searchParams.get('prompt')).toBe('consent');
+      await fetch(await oidc.driveConsent(url.href));
+      expect((await cli.exited).code).toBe(0);
+      expect(app().grants.find('hinted')?.state).toBe('active');
+    }, 120_000);
+
+    it('client add --authorize-param with a parameter the flow owns exits 2 and stores nothing', async () => {
+      for (const param of ['state=x', 'redirect_uri=https://evil.example.com/cb']) {
+        const done = await addHinted('owned', [param]);
+        expect(done.code).toBe(2);
+        expect(done.stderr).toMatch(/is set by grantkeeper itself and cannot be configured/);
+      }
+      expect(app().clients.findByName('owned')).toBeUndefined();
+    }, 120_000);
 
     it('seed --manual reads the pasted redirect from stdin', async () => {
       const cli = spawnCli(

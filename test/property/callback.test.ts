@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   ConsentError,
+  carriesState,
   codeFromCallback,
   codeFromPaste,
   describeAuthorizationError,
@@ -51,6 +52,20 @@ describe('codeFromCallback on arbitrary redirects', () => {
         } else if (query.get('state') !== expected) {
           // The state is checked before anything else, so a forged redirect learns nothing.
           expect(result.error.message).toMatch(/no state parameter|state that does not match/);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('only a redirect carrying exactly our state answers the consent (the listener ignores the rest)', () => {
+    fc.assert(
+      fc.property(params, stateArb, (query, expected) => {
+        expect(carriesState(query, expected)).toBe(query.get('state') === expected);
+        if (!carriesState(query, expected)) {
+          expect(() => codeFromCallback(query, expected)).toThrow(
+            /no state parameter|state that does not match/,
+          );
         }
       }),
       RUNS,

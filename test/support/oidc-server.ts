@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { importJWK, SignJWT } from 'jose';
 import { fetch } from 'undici';
 
 /**
@@ -24,6 +25,11 @@ export interface OidcServerOptions {
   /** Rotate the refresh token on every use; default true. */
   rotateRefreshToken?: boolean;
   clients?: OidcTestClient[];
+  /** Claims per account id over the defaults (sub, email, preferred_username = the id), e.g. a name
+   * another account also uses. */
+  accountClaims?: Record<string, Record<string, unknown>>;
+  /** Put the scopes' claims in the id_token as well as in userinfo (oidc-provider's conformIdTokenClaims off). */
+  claimsInIdToken?: boolean;
 }
 
 export interface OidcCounters {
@@ -42,6 +48,9 @@ export interface OidcServer {
   tokenEndpoint: string;
   introspectionEndpoint: string;
   revocationEndpoint: string;
+  jwksUri: string;
+  /** Signs a JWT with the server's own id_token key (RS256, its kid): a token it could have issued. */
+  signWithServerKey(payload: Record<string, unknown>): Promise<string>;
   /** The effective client list (the default client with its generated secret when none was given). */
   clients: OidcTestClient[];
   introspect(token: string): Promise<{ active: boolean; [k: string]: unknown }>;
@@ -175,11 +184,19 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
         token_endpoint_auth_method: 'client_secret_basic',
       },
     ],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'] },
-    scopes: ['openid', 'offline_access', 'email'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['preferred_username'] },
+    scopes: ['openid', 'offline_access', 'email', 'profile'],
+    conformIdTokenClaims: !opts.claimsInIdToken,
     findAccount: (_ctx: unknown, sub: string) => ({
       accountId: sub,
-      claims: async () => ({ sub, email: `${sub}@example.test`, email_verified: true }),
+      claims: async () => ({
+        email: `${sub}@example.test`,
+        email_verified: true,
+        preferred_username: sub,
+        ...opts.accountClaims?.[sub],
+        // The subject is the account id whatever else is claimed.
+        sub,
+      }),
     }),
     features: {
       devInteractions: { enabled: false },
@@ -256,6 +273,11 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
     tokenEndpoint: url('/token'),
     introspectionEndpoint,
     revocationEndpoint: url('/token/revocation'),
+    jwksUri: url('/jwks'),
+    signWithServerKey: async (payload) =>
+      new SignJWT(payload)
+        .setProtectedHeader({ alg: 'RS256', kid: signingKey.kid })
+        .sign(await importJWK(signingKey, 'RS256')),
     clients,
     counters,
     async introspect(token) {

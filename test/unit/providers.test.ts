@@ -14,6 +14,7 @@ describe('x preset', () => {
     expect(p.tokenEndpoint).toBe('https://api.x.com/2/oauth2/token');
     expect(p.revocationEndpoint).toBe('https://api.x.com/2/oauth2/revoke');
     expect(p.userinfoEndpoint).toBeUndefined();
+    expect(p.jwksUri).toBeUndefined();
     expect(p.defaultScopes).toEqual(['tweet.read', 'users.read', 'offline.access']);
     expect(p.offlineScope).toBe('offline.access');
     expect(p.extraAuthorizeParams).toEqual({});
@@ -40,6 +41,7 @@ describe('microsoft preset', () => {
     expect(p.tokenEndpoint).toBe('https://login.microsoftonline.com/common/oauth2/v2.0/token');
     expect(p.revocationEndpoint).toBeUndefined();
     expect(p.userinfoEndpoint).toBe('https://graph.microsoft.com/oidc/userinfo');
+    expect(p.jwksUri).toBe('https://login.microsoftonline.com/common/discovery/v2.0/keys');
     expect(p.defaultScopes).toEqual(['openid', 'profile', 'offline_access', 'User.Read']);
     expect(p.offlineScope).toBe('offline_access');
     expect(p.extraAuthorizeParams).toEqual({});
@@ -55,6 +57,7 @@ describe('microsoft preset', () => {
     const p = await resolveProvider({ kind: 'microsoft', tenant });
     expect(p.tokenEndpoint).toBe(`https://login.microsoftonline.com/${tenant}/oauth2/v2.0/token`);
     expect(p.issuer).toBe(`https://login.microsoftonline.com/${tenant}/v2.0`);
+    expect(p.jwksUri).toBe(`https://login.microsoftonline.com/${tenant}/discovery/v2.0/keys`);
   });
 
   it.each(['organizations', 'consumers', 'contoso.onmicrosoft.com', 'Contoso.COM'])(
@@ -63,6 +66,8 @@ describe('microsoft preset', () => {
       const p = await resolveProvider({ kind: 'microsoft', tenant: t });
       expect(p.authorizationEndpoint).toBe(`https://login.microsoftonline.com/${t}/oauth2/v2.0/authorize`);
       expect(p.issuer).toBeUndefined();
+      // The keys of the alias sign for every tenant; the issuer is checked per account (tid).
+      expect(p.jwksUri).toBe(`https://login.microsoftonline.com/${t}/discovery/v2.0/keys`);
     },
   );
 
@@ -91,6 +96,7 @@ describe('google preset', () => {
     expect(p.tokenEndpoint).toBe('https://oauth2.googleapis.com/token');
     expect(p.revocationEndpoint).toBe('https://oauth2.googleapis.com/revoke');
     expect(p.userinfoEndpoint).toBe('https://openidconnect.googleapis.com/v1/userinfo');
+    expect(p.jwksUri).toBe('https://www.googleapis.com/oauth2/v3/certs');
     expect(p.defaultScopes).toEqual(['openid', 'email']);
     expect(p.offlineScope).toBeUndefined();
     expect(p.extraAuthorizeParams).toEqual({ access_type: 'offline', prompt: 'consent' });
@@ -109,6 +115,7 @@ describe('oidc resolution', () => {
     tokenEndpoint: 'https://id.example.com/token',
     revocationEndpoint: 'https://id.example.com/revoke',
     userinfoEndpoint: 'https://id.example.com/userinfo',
+    jwksUri: 'https://id.example.com/jwks',
   };
 
   it('uses discovery when given an issuer', async () => {
@@ -122,6 +129,7 @@ describe('oidc resolution', () => {
       tokenEndpoint: 'https://id.example.com/token',
       revocationEndpoint: 'https://id.example.com/revoke',
       userinfoEndpoint: 'https://id.example.com/userinfo',
+      jwksUri: 'https://id.example.com/jwks',
       defaultScopes: ['openid', 'offline_access'],
       offlineScope: 'offline_access',
       extraAuthorizeParams: { prompt: 'consent' },
@@ -172,6 +180,8 @@ describe('oidc resolution', () => {
     expect(p.authorizationEndpoint).toBe('https://auth.example.com/authorize');
     expect(p.tokenEndpoint).toBe('http://127.0.0.1:8080/token');
     expect(p.revocationEndpoint).toBeUndefined();
+    // No key set: id_token claims from such a server are never trusted.
+    expect(p.jwksUri).toBeUndefined();
     expect(p.confidentialAuthMethod).toBe('client_secret_basic');
   });
 

@@ -1,11 +1,12 @@
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import type { ClientRow } from '../../../db/schema.js';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
 import { UserError } from '../../errors/user-error.js';
+import { type AuthorizeParams, addAuthorizeParam } from '../../oauth/authorize-params.js';
 import { type ProviderProfile, type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
 import { assertSecureEndpoint } from '../../oauth/token-client.js';
-import type { ClientStore } from '../../store/client-store.js';
+import { type ClientStore, storedAuthorizeParams } from '../../store/client-store.js';
 import type { GrantStore } from '../../store/grant-store.js';
 import { withCliContext } from '../cli-context.js';
 import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
@@ -17,6 +18,15 @@ const envVarArg = parseWith(
 const clientIdArg = parseWith(z.string().regex(/^[\x21-\x7e]{1,512}$/, 'expected a printable client id'));
 const urlArg = parseWith(z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }));
 
+/** Repeatable `--authorize-param name=value`, collected into one object. */
+function authorizeParamArg(value: string, previous?: AuthorizeParams): AuthorizeParams {
+  try {
+    return addAuthorizeParam(value, previous);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
 interface AddOptions {
   provider: 'x' | 'microsoft' | 'google' | 'oidc';
   tenant?: string;
@@ -26,6 +36,7 @@ interface AddOptions {
   clientSecretStdin?: boolean;
   scopes?: string[];
   redirectUri?: string;
+  authorizeParam?: AuthorizeParams;
   json?: boolean;
 }
 
@@ -64,6 +75,11 @@ export function registerClientCommands(program: Command): void {
       '--redirect-uri <uri>',
       `redirect URI registered with the provider (default ${DEFAULT_REDIRECT_URI}; no port = any loopback port)`,
     )
+    .option(
+      '--authorize-param <name=value>',
+      "an extra authorization-request parameter, over the preset's (repeatable: login_hint, domain_hint, hd, audience …)",
+      authorizeParamArg,
+    )
     .option('--json', 'print the client as JSON')
     .addHelpText(
       'after',
@@ -71,6 +87,7 @@ export function registerClientCommands(program: Command): void {
         'X_SECRET=… grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET',
         'grantkeeper client add contoso --provider microsoft --tenant contoso.onmicrosoft.com --client-id GUID --client-secret-env MS_SECRET',
         'pass show google/secret | grantkeeper client add google --provider google --client-id ID.apps.googleusercontent.com --client-secret-stdin',
+        'grantkeeper client add contoso --provider microsoft --tenant organizations --client-id GUID --authorize-param domain_hint=contoso.com',
       ),
     )
     .action(async (name: string, opts: AddOptions) => {
@@ -89,6 +106,7 @@ export function registerClientCommands(program: Command): void {
             authMethod: secret === undefined ? 'none' : profile.confidentialAuthMethod,
             scopes: opts.scopes ?? profile.defaultScopes,
             ...(redirectUri ? { redirectUri } : {}),
+            ...(opts.authorizeParam ? { authorizeParams: opts.authorizeParam } : {}),
             now: Date.now(),
           });
           const view = clientView(row, app.grants);
@@ -155,6 +173,7 @@ export function registerClientCommands(program: Command): void {
               ['secret', view.hasSecret ? 'set (sealed)' : 'none (public client)'],
               ['scopes', view.scopes.join(' ')],
               ['redirect URI', view.redirectUri],
+              ['authorize params', formatAuthorizeParams(view.authorizeParams)],
               ['authorize', view.authorizationEndpoint],
               ['token', view.tokenEndpoint],
               ['revocation', view.revocationEndpoint ?? '-'],
@@ -219,11 +238,18 @@ function clientView(row: ClientRow, grants: GrantStore) {
     hasSecret: row.clientSecretSealed !== null,
     scopes: row.scopes.split(' ').filter(Boolean),
     redirectUri: row.redirectUri ?? DEFAULT_REDIRECT_URI,
+    /** The client's own; the preset's are sent too, under them. */
+    authorizeParams: storedAuthorizeParams(row),
     authorizationEndpoint: profile.authorizationEndpoint,
     tokenEndpoint: profile.tokenEndpoint,
     revocationEndpoint: profile.revocationEndpoint ?? null,
     grants: grants.listByClient(row.id).length,
   };
+}
+
+function formatAuthorizeParams(params: AuthorizeParams): string {
+  const pairs = Object.entries(params).map(([name, value]) => `${name}=${value}`);
+  return pairs.length > 0 ? pairs.join(' ') : '-';
 }
 
 function providerSpec(opts: AddOptions): ProviderSpec {

@@ -5,7 +5,7 @@ import { onConsentSaved } from '../../notify/alert-monitor.js';
 import { syncConfigClients } from '../../service/sync-config-clients.js';
 import { withCliContext } from '../cli-context.js';
 import { colors, examples, formatRelative, note, printJson, printLine } from '../output.js';
-import { clientNameArg, grantRefArg, scopesArg, secondsArg } from '../parsers.js';
+import { clientNameArg, labelArg, scopesArg, secondsArg } from '../parsers.js';
 
 interface SeedFlags {
   label?: string;
@@ -23,8 +23,8 @@ export function registerSeedCommand(program: Command): void {
     .argument('<client>', 'the client to seed with (grantkeeper client list)', clientNameArg)
     .option(
       '--label <name>',
-      "the grant's label (default: the account name, e.g. @handle or an email)",
-      grantRefArg,
+      "the grant's label (default: the account name, e.g. @handle or an email); an existing one is replaced in place",
+      labelArg,
     )
     .option(
       '--scopes <scopes>',

@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import type { GrantRow } from '../../db/schema.js';
+import { GRANT_ID_PATTERN } from '../store/ids.js';
+import { plainText } from '../util/plain-text.js';
+import type { AccountIdentity } from './identity.js';
+
+/** Grant labels: what operators type (`@ourbot`, `ops@example.com`), safe in a URL path and a shell. */
+export const LABEL_PATTERN = /^[A-Za-z0-9@][A-Za-z0-9._@+-]{0,127}$/;
+
+/** Why `label` cannot name a grant, or undefined when it can. */
+export function labelProblem(label: string): string | undefined {
+  if (!LABEL_PATTERN.test(label)) {
+    return `label "${plainText(label, 80)}" is not valid: letters, digits, "@", ".", "_", "+" or "-", at most 128`;
+  }
+  // Operators name grants by id or label (grant show, token, revoke), so an id-shaped label is ambiguous.
+  if (GRANT_ID_PATTERN.test(label)) {
+    return `label "${label}" has the shape of a grant id (g_ and 12 characters), which would make it ambiguous: choose another`;
+  }
+  return undefined;
+}
+
+/** The account's name when it makes a valid label, else the client name with the subject or a random tail. */
+export function deriveLabel(identity: AccountIdentity, clientName: string): string {
+  const tail = randomBytes(4).toString('hex');
+  const candidates = [
+    identity.name,
+    identity.subject && `${clientName}-${identity.subject}`,
+    `${clientName}-${tail}`,
+  ];
+  return candidates.find((c) => c && labelProblem(c) === undefined) ?? `grant-${tail}`;
+}
+
+/**
+ * Whether a consent may replace, without the operator naming it, the grant that its derived label
+ * already names: only a re-consent of the same account (same client, same known subject). Anything
+ * else would hand one account's grant to another because their names collide. Undefined means yes.
+ */
+export function takeoverProblem(
+  label: string,
+  existing: Pick<GrantRow, 'id' | 'clientRef' | 'subject'>,
+  incoming: { clientRef: string; subject?: string },
+): string | undefined {
+  const grant = `grant "${label}" (${existing.id})`;
+  let why: string | undefined;
+  if (existing.clientRef !== incoming.clientRef) why = `${grant} belongs to another client`;
+  else if (!existing.subject)
+    why = `${grant} was stored without an account id, so this cannot be shown to be the same account`;
+  else if (!incoming.subject)
+    why = `the provider did not say which account consented, so it cannot be shown to own ${grant}`;
+  else if (existing.subject !== incoming.subject) why = `${grant} belongs to another account`;
+  if (!why) return undefined;
+  return (
+    `the consenting account is named "${label}", but ${why}; nothing was stored. ` +
+    `Seed again with --label: a new label keeps both grants, --label ${label} replaces that grant's tokens with this account's`
+  );
+}
