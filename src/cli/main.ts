@@ -1,6 +1,6 @@
-import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors/user-error.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';

@@ -234,29 +234,37 @@ async function completeSeed(
   }
   const label = options.label ?? deriveLabel(identity, client.name);
   const existing = deps.grants.find(label);
-  // An explicit --label is the operator's choice: it replaces in place, as a repair does.
-  if (existing && options.label === undefined) {
-    const takeover = takeoverProblem(label, existing, {
-      clientRef: client.id,
-      ...(identity.subject ? { subject: identity.subject } : {}),
-    });
-    if (takeover) throw new ConsentError(takeover);
-  }
+  // An explicit --label is the operator's choice: it replaces in place, as a repair does. A derived
+  // one may only replace the same account's grant, checked again inside the save's transaction.
+  const refuseTakeover =
+    options.label === undefined
+      ? (found: Parameters<typeof takeoverProblem>[1]) => {
+          const takeover = takeoverProblem(label, found, {
+            clientRef: client.id,
+            ...(identity.subject ? { subject: identity.subject } : {}),
+          });
+          if (takeover) throw new ConsentError(takeover);
+        }
+      : undefined;
+  if (existing) refuseTakeover?.(existing);
   const plan = planAfterTokenResponse(tokens, sentAt, now(), client.profile, deps.timing, existing?.mode);
-  const grant = deps.grants.saveConsent({
-    clientRef: client.id,
-    label,
-    ...(identity.subject ? { subject: identity.subject } : {}),
-    accessToken: tokens.accessToken,
-    refreshToken: tokens.refreshToken,
-    ...(tokens.tokenType ? { tokenType: tokens.tokenType } : {}),
-    ...(tokens.scope ? { scope: tokens.scope } : {}),
-    accessExpiresAt: plan.accessExpiresAt,
-    accessLifetimeMs: plan.accessLifetimeMs,
-    refreshTokenUsedAt: plan.refreshTokenUsedAt,
-    nextRefreshAt: plan.nextRefreshAt,
-    now: now(),
-  });
+  const grant = deps.grants.saveConsent(
+    {
+      clientRef: client.id,
+      label,
+      ...(identity.subject ? { subject: identity.subject } : {}),
+      accessToken: tokens.accessToken,
+      refreshToken: tokens.refreshToken,
+      ...(tokens.tokenType ? { tokenType: tokens.tokenType } : {}),
+      ...(tokens.scope ? { scope: tokens.scope } : {}),
+      accessExpiresAt: plan.accessExpiresAt,
+      accessLifetimeMs: plan.accessLifetimeMs,
+      refreshTokenUsedAt: plan.refreshTokenUsedAt,
+      nextRefreshAt: plan.nextRefreshAt,
+      now: now(),
+    },
+    refuseTakeover,
+  );
   let scheduled = false;
   if (deps.schedule) {
     scheduled = await deps.schedule(grant).then(

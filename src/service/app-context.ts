@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DB_FILE_NAME, ensureDataDir, openStore, type Store } from '../../db/connection.js';
-import { UserError } from '../errors/user-error.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { loadKeyring } from '../crypto/key-source.js';
 import { Sealer } from '../crypto/sealer.js';
+import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { ClientStore } from '../store/client-store.js';
 import { GrantStore } from '../store/grant-store.js';

@@ -135,10 +135,16 @@ export class GrantStore {
   /**
    * Stores a freshly consented grant. Re-consenting an existing label replaces its tokens in
    * place, keeping its id and history; the version moves on so jobs for the old tokens go stale.
+   * `mayReplace` sees the grant the label names, inside the same transaction, and throws to refuse
+   * (a consent of another account must never take that grant over).
    */
-  saveConsent(input: SaveConsentInput): GrantRow {
+  saveConsent(
+    input: SaveConsentInput,
+    mayReplace?: (existing: Pick<GrantRow, 'id' | 'clientRef' | 'subject'>) => void,
+  ): GrantRow {
     return this.db.transaction((tx) => {
       const existing = tx.select().from(grants).where(eq(grants.label, input.label)).get();
+      if (existing) mayReplace?.(existing);
       const id = existing?.id ?? newId('g');
       const values = {
         clientRef: input.clientRef,
