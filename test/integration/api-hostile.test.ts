@@ -69,7 +69,7 @@ describe('HTTP API under hostile input', () => {
     grant = await seedGrant(engine, client.id, profile, tokens, '@hostile');
     apiKey = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'fuzz',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
     secrets.push(clientSecret, tokens.accessToken, tokens.refreshToken, apiKey);

@@ -98,8 +98,8 @@ describe('HTTP API against a running service and oidc-provider', () => {
     alpha = await consent('@alpha', 'alice');
     beta = await consent('@beta', 'bob');
     const keys = new ApiKeyStore(engine.service.app.store.db);
-    allKey = keys.create({ name: 'all', grantIds: null, now: Date.now() }).key;
-    scopedKey = keys.create({ name: 'beta-only', grantIds: [beta.id], now: Date.now() }).key;
+    allKey = keys.create({ name: 'all', role: 'admin', now: Date.now() }).key;
+    scopedKey = keys.create({ name: 'beta-only', role: 'reader', grantIds: [beta.id], now: Date.now() }).key;
     seen.add(allKey);
     seen.add(scopedKey);
   });

@@ -50,7 +50,7 @@ describe('the grants page in headless Chromium', () => {
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
     key = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'ops',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
   });

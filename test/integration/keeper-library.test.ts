@@ -52,7 +52,7 @@ describe('createKeeper', () => {
     clientRef = addClient(engine, profile(), { clientId: 'gk', clientSecret: 'lib-secret' }).id;
     key = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'lib',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
     keepers = [
