@@ -57,7 +57,7 @@ childMain(async () => {
     const { app } = keeper.service;
     const { key: apiKey } = new ApiKeyStore(app.store.db).create({
       name: 'bench',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     });
     const ready: ApiServerReady = {

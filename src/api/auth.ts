@@ -1,12 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { ApiKeyRow } from '../../db/schema.js';
+import type { ApiKeyRole, ApiKeyRow } from '../../db/schema.js';
 import type { Logger } from '../log/logger.js';
 import { API_KEY_PREFIX, type ApiKeyStore, hashApiKey } from '../store/api-key-store.js';
 
-/** Who is calling: an API key and the grants it may touch (null: every grant). */
+/** Who is calling: an API key, its role and, for a reader, the grants it may read. */
 export interface Principal {
   keyId: string;
   name: string;
+  role: ApiKeyRole;
+  /** null for an admin: every grant. */
   grantIds: ReadonlySet<string> | null;
 }
 
@@ -24,6 +26,7 @@ const MAX_KEY_LENGTH = 200;
  */
 export class ApiKeyAuthenticator {
   private keys = new Map<string, KnownKey>();
+  private byId = new Map<string, KnownKey>();
   private readonly used = new Set<string>();
   private timer?: NodeJS.Timeout;
   private readonly now: () => number;
@@ -45,10 +48,7 @@ export class ApiKeyAuthenticator {
     let known = this.keys.get(hex);
     if (!known) {
       const row = this.store.findByHash(hex);
-      if (row) {
-        known = toKnownKey(row);
-        this.keys.set(hex, known);
-      }
+      if (row) known = this.remember(row);
     }
     // The map lookup found the candidate; the constant-time compare is what decides. Keying the map
     // (and the db index) by SHA-256 of the key is what makes the lookup safe too: its timing depends
@@ -56,6 +56,20 @@ export class ApiKeyAuthenticator {
     // a preimage, so timing reveals nothing about a real key.
     if (!known || !timingSafeEqual(known.hash, hash)) return undefined;
     this.used.add(known.keyId);
+    return known;
+  }
+
+  /**
+   * The key a browser session was opened with, if it still exists. A key revoked in another process
+   * is dropped at the next reload; one created there moments ago is looked up.
+   */
+  principalFor(keyId: string): Principal | undefined {
+    let known = this.byId.get(keyId);
+    if (!known) {
+      const row = this.store.findById(keyId);
+      if (row) known = this.remember(row);
+    }
+    if (known) this.used.add(known.keyId);
     return known;
   }
 
@@ -87,15 +101,27 @@ export class ApiKeyAuthenticator {
   }
 
   private reload(): void {
-    this.keys = new Map(this.store.list().map((row) => [row.keyHash, toKnownKey(row)]));
+    const known = this.store.list().map(toKnownKey);
+    this.keys = new Map(known.map((k) => [k.hash.toString('hex'), k]));
+    this.byId = new Map(known.map((k) => [k.keyId, k]));
+  }
+
+  private remember(row: ApiKeyRow): KnownKey {
+    const known = toKnownKey(row);
+    this.keys.set(known.hash.toString('hex'), known);
+    this.byId.set(known.keyId, known);
+    return known;
   }
 }
 
 function toKnownKey(row: ApiKeyRow): KnownKey {
+  const admin = row.role === 'admin';
   return {
     keyId: row.id,
     name: row.name,
-    grantIds: row.grantIds ? new Set(row.grantIds) : null,
+    role: admin ? 'admin' : 'reader',
+    // A reader row without a grant list (made by hand) reads nothing: least privilege is never implicit.
+    grantIds: admin ? null : new Set(row.grantIds ?? []),
     hash: Buffer.from(row.keyHash, 'hex'),
   };
 }

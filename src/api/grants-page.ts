@@ -1,7 +1,10 @@
+import { CSRF_HEADER } from './browser-sessions.js';
+
 /**
  * The grants page: one self-contained HTML document (no build step). Its script polls
  * /v1/grants with the session cookie and renders with textContent only, so nothing from the db is
- * ever parsed as HTML. The CSP admits only the script carrying this response's nonce.
+ * ever parsed as HTML. The CSP admits only the script carrying this response's nonce, which is also
+ * where the session's CSRF token reaches the page: every write the script makes sends it.
  */
 export const PAGE_REFRESH_MS = 5000;
 
@@ -31,10 +34,19 @@ tr.row-needs_reconsent td, tr.row-client_error td { background: #fef2f2; }
 .o-needs_reconsent, .o-client_error { background: rgb(220, 38, 38); }
 .o-overtaken { background: #9ca3af; }
 .muted { color: #6b7280; }
+header { display: flex; justify-content: space-between; align-items: baseline; }
 `;
 
 const SCRIPT = `
 const REFRESH_MS = ${PAGE_REFRESH_MS};
+const CSRF = document.currentScript.dataset.csrf;
+function write(path, init) {
+  return fetch(path, { ...init, credentials: 'same-origin', headers: { ...init.headers, '${CSRF_HEADER}': CSRF } });
+}
+document.getElementById('signout').addEventListener('click', async () => {
+  await write('logout', { method: 'POST' }).catch(() => {});
+  location.reload();
+});
 const body = document.getElementById('grants');
 const summary = document.getElementById('summary');
 function ago(ms) {
@@ -98,16 +110,22 @@ load();
 setInterval(load, REFRESH_MS);
 `;
 
-export function renderGrantsPage(nonce: string): string {
+export function renderGrantsPage(nonce: string, session: { csrfToken: string; admin: boolean }): string {
+  const links = [
+    ...(session.admin ? ['<a href="admin/queues">queue dashboard</a>'] : []),
+    '<a href="openapi.json">API</a>',
+    '<a href="metrics">metrics</a>',
+  ];
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>grantkeeper · grants</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style nonce="${nonce}">${STYLE}</style></head>
-<body><h1>grantkeeper</h1><div id="summary" class="summary">loading…</div>
+<body><header><h1>grantkeeper</h1><button type="button" id="signout">Sign out</button></header>
+<div id="summary" class="summary">loading…</div>
 <table><thead><tr><th>grant</th><th>state</th><th>mode</th><th>access token expires</th><th>next refresh</th><th>failures</th><th>last error</th><th>last attempts</th></tr></thead>
 <tbody id="grants"></tbody></table>
-<p class="muted"><a href="admin/queues">queue dashboard</a> · <a href="openapi.json">API</a> · <a href="metrics">metrics</a></p>
-<script nonce="${nonce}">${SCRIPT}</script></body></html>`;
+<p class="muted">${links.join(' · ')}</p>
+<script nonce="${nonce}" data-csrf="${session.csrfToken}">${SCRIPT}</script></body></html>`;
 }
 
 export function renderLoginPage(nonce: string, failed: boolean): string {
@@ -115,7 +133,7 @@ export function renderLoginPage(nonce: string, failed: boolean): string {
 <html lang="en"><head><meta charset="utf-8"><title>grantkeeper · sign in</title>
 <style nonce="${nonce}">${STYLE} form { display: flex; gap: .5rem; } input { flex: 0 1 32rem; padding: .4rem; }</style></head>
 <body><h1>grantkeeper</h1>
-<p class="summary">Sign in with an API key (<code>grantkeeper apikey create NAME</code>).</p>
+<p class="summary">Sign in with an API key (<code>grantkeeper apikey create NAME --admin</code>, or <code>--grants …</code> for a reader).</p>
 ${failed ? '<p class="error">That key is not valid.</p>' : ''}
 <form method="post" action="login"><input type="password" name="key" placeholder="gk_…" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form></body></html>`;

@@ -25,27 +25,44 @@ export const errorBody = z.object({
   message: z.string().describe('what went wrong, for people'),
 });
 
+/** The longest grant id or label a route accepts (labels are at most 128 characters). */
+export const GRANT_REF_MAX = 200;
+
 export const grantParams = z
-  .object({ id: z.string().min(1).max(200).describe('grant id (or label)') })
+  .object({ id: z.string().min(1).max(GRANT_REF_MAX).describe('grant id (or label)') })
   .strict();
+
+const MIN_VALID_DESCRIPTION =
+  'the token must stay valid at least this many seconds; a shorter-lived one is refreshed first';
+const minValid = z.number().int().min(0).max(86_400);
 
 export const tokenQuery = z
   .object({
-    min_valid: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .max(86_400)
-      .default(0)
-      .describe(
-        'the token must stay valid at least this many seconds; a shorter-lived one is refreshed first',
-      ),
+    min_valid: z.coerce.number().pipe(minValid).default(0).describe(MIN_VALID_DESCRIPTION),
+    // A forced refresh spends a refresh token: a GET (an <img> on any local port) must not cause one.
     force: z
-      .enum(['true', 'false'])
-      .default('false')
-      .describe('refresh even if the current token is good (after a 401 from the resource server)'),
+      .literal('false', {
+        error:
+          'a forced refresh spends a refresh token, so it is a POST: POST /v1/grants/{id}/token {"force": true}',
+      })
+      .optional()
+      .describe('only "false": a forced refresh is POST /v1/grants/{id}/token'),
   })
   .strict();
+
+// No body at all (fastify hands it over as null) is a plain read, as the GET.
+export const tokenBody = z.preprocess(
+  (body) => body ?? {},
+  z
+    .object({
+      min_valid: minValid.default(0).describe(MIN_VALID_DESCRIPTION),
+      force: z
+        .boolean()
+        .default(false)
+        .describe('refresh even if the current token is good (after a 401 from the resource server)'),
+    })
+    .strict(),
+);
 
 export const listQuery = z
   .object({

@@ -22,6 +22,29 @@ const wholeNumber = (min: number, max: number) =>
       .max(max, `must be at most ${max}`),
   );
 
+/**
+ * `host[:port]` as a Host header carries it: a DNS name, an IPv4 address or a bracketed IPv6
+ * address, lower case. Shared with the API's Host check.
+ */
+export const HOST_PORT_PATTERN = /^(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/;
+
+/** One allowed Host: `port` null admits the name on any port (behind a proxy it often has none). */
+export interface AllowedHost {
+  host: string;
+  port: number | null;
+}
+
+const allowedHost = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(HOST_PORT_PATTERN, 'expected host or host:port (an IPv6 address in brackets)')
+  .transform((value): AllowedHost => {
+    const [, host = '', port] = HOST_PORT_PATTERN.exec(value) ?? [];
+    return { host, port: port === undefined ? null : Number(port) };
+  })
+  .refine((h) => h.port === null || (h.port >= 1 && h.port <= 65_535), 'the port must be 1 to 65535');
+
 const endpointUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
 
 /** An OAuth client declared in the config file; its secret comes from a named environment variable. */
@@ -114,6 +137,13 @@ export const configSchema = z
     // HTTP API, metrics and alerts (issue #4).
     apiHost: z.string().min(1).default('127.0.0.1'),
     apiPort: wholeNumber(0, 65_535).default(7420),
+    // Host headers the API answers besides the loopback names and the bind address (DNS rebinding).
+    apiAllowedHosts: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.split(',').filter((h) => h.trim()) : v),
+        z.array(allowedHost).max(50, 'at most 50 hosts'),
+      )
+      .default([]),
     webhookUrls: z
       .preprocess(
         (v) =>
@@ -154,6 +184,7 @@ export const ENV_VARS = {
   GRANTKEEPER_QUEUE_PREFIX: 'queuePrefix',
   GRANTKEEPER_API_HOST: 'apiHost',
   GRANTKEEPER_API_PORT: 'apiPort',
+  GRANTKEEPER_API_ALLOWED_HOSTS: 'apiAllowedHosts',
   GRANTKEEPER_WEBHOOK_URLS: 'webhookUrls',
   GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
 } as const satisfies Record<string, keyof Config>;

@@ -7,6 +7,7 @@
  *   const res = await keeper.fetch('@ourbot', 'https://api.x.com/2/users/me');
  */
 import { Redis } from 'ioredis';
+import { errorBody, tokenView } from '../api/schemas.js';
 import { loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { redisUrlForTools } from '../redis/managed-redis-endpoint.js';
@@ -58,7 +59,7 @@ export type KeeperOptions =
  * Why no token could be had. `code` is the API's error code (remote) or the reader's reason
  * (in-process): not_found, forbidden, unauthorized, needs_reconsent / client_error / unusable,
  * min_valid_unsatisfiable / unsatisfiable, unavailable and storage_unavailable (retry after
- * `retryAt`).
+ * `retryAt`); bad_response when a 200 carries no token.
  */
 export class KeeperError extends Error {
   constructor(
@@ -104,31 +105,40 @@ interface TokenSource {
 
 function remoteSource(options: { baseUrl: string; apiKey: string }, fetchImpl: typeof fetch): TokenSource {
   const base = options.baseUrl.replace(/\/+$/, '');
+  const headers = { authorization: `Bearer ${options.apiKey}`, accept: 'application/json' };
   return {
     async read(idOrLabel, readOptions = {}) {
-      const query = new URLSearchParams({
-        min_valid: String(Math.ceil(readOptions.minValid ?? 0)),
-        force: String(readOptions.force ?? false),
-      });
-      const res = await fetchImpl(`${base}/v1/grants/${encodeURIComponent(idOrLabel)}/token?${query}`, {
-        headers: { authorization: `Bearer ${options.apiKey}`, accept: 'application/json' },
-      });
-      const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+      const url = `${base}/v1/grants/${encodeURIComponent(idOrLabel)}/token`;
+      const minValid = Math.ceil(readOptions.minValid ?? 0);
+      // A forced refresh spends a refresh token, so the API takes it only as a POST.
+      const res = readOptions.force
+        ? await fetchImpl(url, {
+            method: 'POST',
+            headers: { ...headers, 'content-type': 'application/json' },
+            body: JSON.stringify({ min_valid: minValid, force: true }),
+          })
+        : await fetchImpl(`${url}?${new URLSearchParams({ min_valid: String(minValid) })}`, { headers });
+      const body: unknown = await res.json().catch(() => undefined);
       if (!res.ok) {
+        const error = errorBody.safeParse(body);
         const retryAfter = Number(res.headers.get('retry-after'));
         throw new KeeperError(
-          typeof body.error === 'string' ? body.error : 'http_error',
-          typeof body.message === 'string' ? body.message : `grantkeeper answered HTTP ${res.status}`,
+          error.success ? error.data.error : 'http_error',
+          error.success ? error.data.message : `grantkeeper answered HTTP ${res.status}`,
           res.status,
           retryAfter > 0 ? Date.now() + retryAfter * 1000 : undefined,
         );
       }
+      const token = tokenView.safeParse(body);
+      if (!token.success) {
+        throw new KeeperError('bad_response', 'grantkeeper answered 200 without a token body', res.status);
+      }
       return {
-        grantId: String(body.grant_id),
-        accessToken: String(body.access_token),
-        tokenType: String(body.token_type),
-        expiresAt: Date.parse(String(body.expires_at)),
-        refreshed: body.refreshed === true,
+        grantId: token.data.grant_id,
+        accessToken: token.data.access_token,
+        tokenType: token.data.token_type,
+        expiresAt: Date.parse(token.data.expires_at),
+        refreshed: token.data.refreshed,
       };
     },
     close: async () => {},

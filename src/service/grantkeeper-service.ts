@@ -9,7 +9,9 @@ import {
 } from '../../jobs/alert-queue.js';
 import { createAlertWorker } from '../../jobs/alert-worker.js';
 import { ApiKeyAuthenticator } from '../api/auth.js';
+import { BrowserSessions } from '../api/browser-sessions.js';
 import { buildApiServer } from '../api/server.js';
+import type { ApiLimits } from '../api/server-limits.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
@@ -17,6 +19,7 @@ import { Metrics } from '../metrics/metrics.js';
 import { AlertMonitor } from '../notify/alert-monitor.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { ApiKeyStore } from '../store/api-key-store.js';
+import { ApiSessionStore } from '../store/api-session-store.js';
 import { type RefreshService, startRefreshService } from './refresh-service.js';
 
 export interface GrantkeeperOptions {
@@ -25,6 +28,8 @@ export interface GrantkeeperOptions {
   runWorker?: boolean;
   /** Tests shorten the webhook retry back-off. */
   alertRetry?: AlertRetryPolicy;
+  /** Tests shorten the API's timeouts and caps. */
+  apiLimits?: Partial<ApiLimits>;
 }
 
 export interface Grantkeeper {
@@ -123,6 +128,9 @@ export async function startGrantkeeper(
       queues,
       metrics,
       authenticator,
+      sessions: new BrowserSessions(new ApiSessionStore(service.app.store.db), authenticator),
+      host: { bind: config.apiHost, allowed: config.apiAllowedHosts },
+      ...(options.apiLimits ? { limits: options.apiLimits } : {}),
       logger,
     });
     cleanups.push(() => api.close());

@@ -11,6 +11,9 @@ export function hashApiKey(key: string): Buffer {
   return createHash('sha256').update(key, 'utf8').digest();
 }
 
+/** What a key may do: an admin reaches everything; a reader only the tokens and views of its grants. */
+export type ApiKeyAccess = { role: 'admin' } | { role: 'reader'; grantIds: string[] };
+
 export interface CreatedApiKey {
   row: ApiKeyRow;
   /** The only time the key exists in clear: shown once, never stored. */
@@ -21,9 +24,10 @@ export interface CreatedApiKey {
 export class ApiKeyStore {
   constructor(private readonly db: Db) {}
 
-  create(input: { name: string; grantIds: string[] | null; now: number }): CreatedApiKey {
-    // Until keys are created with an explicit role, an unlimited key is what an admin key was.
-    const role = input.grantIds === null ? 'admin' : 'reader';
+  create(input: { name: string; now: number } & ApiKeyAccess): CreatedApiKey {
+    // A reader of nothing is a mistake, and an unlimited reader would be an admin by another name.
+    const grantIds = input.role === 'reader' ? input.grantIds : null;
+    if (grantIds?.length === 0) throw new UserError('a reader key needs at least one grant');
     if (this.findByName(input.name)) throw new UserError(`an API key named "${input.name}" already exists`);
     const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
     const row = this.db
@@ -32,8 +36,8 @@ export class ApiKeyStore {
         id: `k_${randomBytes(9).toString('base64url')}`,
         name: input.name,
         keyHash: hashApiKey(key).toString('hex'),
-        role,
-        grantIds: input.grantIds,
+        role: input.role,
+        grantIds,
         createdAt: input.now,
         lastUsedAt: null,
       })
@@ -46,6 +50,10 @@ export class ApiKeyStore {
     return this.db.select().from(apiKeys).where(eq(apiKeys.name, name)).get();
   }
 
+  findById(id: string): ApiKeyRow | undefined {
+    return this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).get();
+  }
+
   findByHash(hexHash: string): ApiKeyRow | undefined {
     return this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, hexHash)).get();
   }
@@ -54,6 +62,7 @@ export class ApiKeyStore {
     return this.db.select().from(apiKeys).orderBy(asc(apiKeys.name)).all();
   }
 
+  /** Deletes the key; its browser sessions go with it (api_sessions cascades). */
   remove(name: string): boolean {
     return this.db.delete(apiKeys).where(eq(apiKeys.name, name)).run().changes === 1;
   }

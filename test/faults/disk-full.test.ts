@@ -102,7 +102,7 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     const api = engine.keeper!.url;
     const apiKey = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'disk',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
     const probes = async () => ({

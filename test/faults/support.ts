@@ -204,7 +204,7 @@ export async function seedGrants(opts: {
 export async function createApiKey(dataDir: string, key: string): Promise<string> {
   const app = await openData(dataDir, key);
   try {
-    return new ApiKeyStore(app.store.db).create({ name: 'faults', grantIds: null, now: Date.now() }).key;
+    return new ApiKeyStore(app.store.db).create({ name: 'faults', role: 'admin', now: Date.now() }).key;
   } finally {
     app.close();
   }

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GrantRow } from '../../db/schema.js';
+import { SESSION_COOKIE } from '../../src/api/browser-sessions.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import {
@@ -39,8 +40,9 @@ describe('HTTP API under hostile input', () => {
     return res;
   };
   const auth = () => `Authorization: Bearer ${apiKey}\r\n`;
+  const host = () => `127.0.0.1:${port}`;
   const req = (method: string, path: string, headers = '', body = '') =>
-    `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${headers}` +
+    `${method} ${path} HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\n${headers}` +
     `${body ? `Content-Length: ${Buffer.byteLength(body)}\r\n` : ''}\r\n${body}`;
 
   /** A JSON error with the status asked for, no stack trace and nothing secret. */
@@ -69,7 +71,7 @@ describe('HTTP API under hostile input', () => {
     grant = await seedGrant(engine, client.id, profile, tokens, '@hostile');
     apiKey = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'fuzz',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
     secrets.push(clientSecret, tokens.accessToken, tokens.refreshToken, apiKey);
@@ -105,9 +107,54 @@ describe('HTTP API under hostile input', () => {
     }
   });
 
+  it('has request, header, idle and keep-alive timeouts and a connection cap by default', () => {
+    const server = engine.keeper!.api.server;
+    expect(server.requestTimeout).toBe(10_000);
+    expect(server.headersTimeout).toBe(10_000);
+    expect(server.keepAliveTimeout).toBe(72_000);
+    // Longer than a token read that waits out another holder's lease and then refreshes.
+    expect(server.timeout).toBeGreaterThanOrEqual(2 * engine.service.engine.leaseMs);
+    expect(server.maxConnections).toBe(512);
+  });
+
   it('the control: a well-formed request works', async () => {
     const res = await send(req('GET', `/v1/grants/${grant.id}/token`, auth()));
     expect(res.status).toBe(200);
+  });
+
+  it('answers only Host headers naming it (DNS rebinding), except on the probes and metrics', async () => {
+    const withHost = (path: string, hostHeader: string) =>
+      send(`GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\nConnection: close\r\n${auth()}\r\n`);
+    // A page on evil.example re-pointed at 127.0.0.1 reaches the port, but its requests still name evil.example.
+    for (const foreign of [
+      `evil.example:${port}`,
+      'evil.example',
+      '127.0.0.1',
+      `127.0.0.1:${port + 1}`,
+      `127.0.0.1:${port}.evil.example`,
+      `localhost.evil.example:${port}`,
+      '10.1.2.3:7420',
+    ]) {
+      for (const path of [
+        '/',
+        '/v1/grants',
+        `/v1/grants/${grant.id}/token`,
+        '/admin/queues',
+        '/openapi.json',
+      ]) {
+        const res = await withHost(path, foreign);
+        expect({ foreign, path, status: res.status }).toEqual({ foreign, path, status: 421 });
+        expect(expectJsonError(res, 421).error).toBe('misdirected_request');
+        expect(res.body).not.toContain('access_token');
+      }
+    }
+    for (const own of [`127.0.0.1:${port}`, `localhost:${port}`, `LocalHost:${port}`, `[::1]:${port}`]) {
+      expect((await withHost(`/v1/grants/${grant.id}/token`, own)).status).toBe(200);
+    }
+    // Probes and scrapers reach a pod by its IP: those three answer any Host.
+    for (const path of ['/healthz', '/readyz', '/metrics']) {
+      expect((await withHost(path, '10.1.2.3:7420')).status).toBe(200);
+    }
   });
 
   it('malformed JSON bodies are 400', async () => {
@@ -143,13 +190,13 @@ describe('HTTP API under hostile input', () => {
     // Chunked: no length up front, so the limit must cut the stream itself.
     const chunk = 'x'.repeat(8192);
     const chunked =
-      `PUT /v1/grants/${grant.id}/mode HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${auth()}${json}` +
+      `PUT /v1/grants/${grant.id}/mode HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\n${auth()}${json}` +
       `Transfer-Encoding: chunked\r\n\r\n${`2000\r\n${chunk}\r\n`.repeat(8)}0\r\n\r\n`;
     expectJsonError(await send(chunked), 413);
     // A Content-Length that lies about a huge body is refused before it is read.
     expectJsonError(
       await send(
-        `PUT /v1/grants/${grant.id}/mode HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${auth()}${json}Content-Length: 99999999999\r\n\r\n{}`,
+        `PUT /v1/grants/${grant.id}/mode HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\n${auth()}${json}Content-Length: 99999999999\r\n\r\n{}`,
       ),
       413,
     );
@@ -236,14 +283,14 @@ describe('HTTP API under hostile input', () => {
   it('header injection and oversized headers are refused with a JSON 400/431', async () => {
     const cases = [
       // A bare LF or CR inside a header value: the start of a smuggled header or response split.
-      `GET /v1/grants HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-A: a\rInjected: 1\r\n${auth()}\r\n`,
-      `GET /v1/grants HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-A: a\u0000b\r\n${auth()}\r\n`,
-      `GET /v1/grants HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX A: b\r\n\r\n`,
+      `GET /v1/grants HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\nX-A: a\rInjected: 1\r\n${auth()}\r\n`,
+      `GET /v1/grants HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\nX-A: a\u0000b\r\n${auth()}\r\n`,
+      `GET /v1/grants HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\nX A: b\r\n\r\n`,
       // Request smuggling: both framings at once.
-      `POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
-      `GET /v1/grants HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
-      'GET /v1/grants HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n',
-      'GET /v1/grants\u0000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+      `POST /login HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      `GET /v1/grants HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
+      `GET /v1/grants HTTP/9.9\r\nHost: ${host()}\r\n\r\n`,
+      `GET /v1/grants\u0000 HTTP/1.1\r\nHost: ${host()}\r\n\r\n`,
     ];
     for (const raw of cases) expectJsonError(await send(raw), 400);
     const huge = await send(req('GET', '/v1/grants', `${auth()}X-Big: ${'h'.repeat(64 * 1024)}\r\n`));
@@ -261,7 +308,7 @@ describe('HTTP API under hostile input', () => {
       `Authorization: bearer ${apiKey.toUpperCase()}\r\n`,
       `Authorization: Basic ${Buffer.from(`x:${apiKey}`).toString('base64')}\r\n`,
       `Authorization: Bearer gk_${'a'.repeat(10_000)}\r\n`,
-      'Cookie: grantkeeper_key=%00%0d%0a\r\n',
+      `Cookie: ${SESSION_COOKIE}=%00%0d%0a\r\n`,
     ]) {
       expectJsonError(await send(req('GET', `/v1/grants/${grant.id}/token`, header)), 401);
     }

@@ -98,8 +98,8 @@ describe('HTTP API against a running service and oidc-provider', () => {
     alpha = await consent('@alpha', 'alice');
     beta = await consent('@beta', 'bob');
     const keys = new ApiKeyStore(engine.service.app.store.db);
-    allKey = keys.create({ name: 'all', grantIds: null, now: Date.now() }).key;
-    scopedKey = keys.create({ name: 'beta-only', grantIds: [beta.id], now: Date.now() }).key;
+    allKey = keys.create({ name: 'all', role: 'admin', now: Date.now() }).key;
+    scopedKey = keys.create({ name: 'beta-only', role: 'reader', grantIds: [beta.id], now: Date.now() }).key;
     seen.add(allKey);
     seen.add(scopedKey);
   });
@@ -191,9 +191,57 @@ describe('HTTP API against a running service and oidc-provider', () => {
     expect(JSON.stringify(one)).not.toMatch(/sealed|lease|access_token"/);
   });
 
+  it('forces a refresh only by POST: a GET with force=true is refused and refreshes nothing', async () => {
+    const before = oidc.counters.refreshes;
+    const refused = await get('/v1/grants/@beta/token?force=true', scopedKey);
+    expect(refused.status).toBe(400);
+    const error = (await refused.json()) as { error: string; message: string };
+    expect(error.error).toBe('bad_request');
+    expect(error.message).toMatch(/POST \/v1\/grants\/\{id\}\/token/);
+    expect(oidc.counters.refreshes).toBe(before);
+
+    const post = (key: string, body?: unknown) =>
+      get('/v1/grants/@beta/token', key, {
+        method: 'POST',
+        ...(body === undefined
+          ? {}
+          : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      });
+    // Without force (or without a body) the POST is the same read as the GET: no provider call.
+    const stored = (await (await post(scopedKey)).json()) as { access_token: string; refreshed: boolean };
+    expect(stored.refreshed).toBe(false);
+    expect((await post(scopedKey, { min_valid: 5 })).status).toBe(200);
+    expect(oidc.counters.refreshes).toBe(before);
+
+    // A reader may force its own grant (a token read after a 401), not another one.
+    const forced = await post(scopedKey, { force: true });
+    expect(forced.status).toBe(200);
+    expect(forced.headers.get('cache-control')).toBe('no-store');
+    const body = (await forced.json()) as { access_token: string; refreshed: boolean; grant_id: string };
+    expect(body).toMatchObject({ grant_id: beta.id, refreshed: true });
+    expect(body.access_token).not.toBe(stored.access_token);
+    seen.add(body.access_token);
+    expect(oidc.counters.refreshes - before).toBe(1);
+    expect((await oidc.introspect(body.access_token)).active).toBe(true);
+    expect(oidc.counters.reuseDetected).toBe(0);
+    expect((await get('/v1/grants/@alpha/token', scopedKey, { method: 'POST' })).status).toBe(403);
+    for (const bad of [{ force: 'true' }, { min_valid: -1 }, { force: true, extra: 1 }]) {
+      expect((await post(scopedKey, bad)).status).toBe(400);
+    }
+    expect(oidc.counters.refreshes - before).toBe(1);
+  });
+
   it('switches a grant to keepalive, which moves its next refresh out to the keep-alive deadline', async () => {
+    // A reader may not switch it, even for its own grant.
+    const byReader = await get('/v1/grants/@beta/mode', scopedKey, {
+      method: 'PUT',
+      body: JSON.stringify({ mode: 'keepalive' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(byReader.status).toBe(403);
+    expect(engine.service.app.grants.get(beta.id)!.mode).toBe('eager');
     const put = (mode: string) =>
-      get('/v1/grants/@beta/mode', scopedKey, {
+      get('/v1/grants/@beta/mode', allKey, {
         method: 'PUT',
         body: JSON.stringify({ mode }),
         headers: { 'content-type': 'application/json' },
@@ -231,7 +279,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
       body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }).toString(),
     });
     expect(revoked.status).toBe(200);
-    const refused = await get('/v1/grants/@beta/refresh', scopedKey, { method: 'POST' });
+    const refused = await get('/v1/grants/@beta/refresh', allKey, { method: 'POST' });
     expect(refused.status).toBe(409);
     expect(((await refused.json()) as { error: string }).error).toBe('needs_reconsent');
     expect((await get('/v1/grants/@beta/token?min_valid=1', scopedKey)).status).toBe(409);
@@ -340,13 +388,22 @@ describe('HTTP API against a running service and oidc-provider', () => {
         '/v1/grants/{id}/mode',
       ]),
     );
-    expect(Object.keys(doc.paths['/v1/grants/{id}/token']!.get!.responses)).toEqual(
-      expect.arrayContaining(['200', '401', '403', '404', '409', '422', '503']),
-    );
+    for (const method of ['get', 'post']) {
+      expect(Object.keys(doc.paths['/v1/grants/{id}/token']![method]!.responses)).toEqual(
+        expect.arrayContaining(['200', '400', '401', '403', '404', '409', '422', '503']),
+      );
+    }
+    const post = doc.paths['/v1/grants/{id}/token']!.post as unknown as {
+      requestBody: { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } };
+    };
+    expect(Object.keys(post.requestBody.content['application/json'].schema.properties)).toEqual([
+      'min_valid',
+      'force',
+    ]);
     expect(await (await get('/healthz')).json()).toEqual({ status: 'ok' });
     expect(await (await get('/readyz')).json()).toEqual({
       status: 'ready',
-      checks: { db: 'ok', redis: 'ok', worker: 'ok', storage: 'ok' },
+      checks: { db: 'ok', redis: 'ok', worker: 'ok', queue: 'ok', storage: 'ok' },
     });
   });
 

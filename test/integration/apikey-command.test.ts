@@ -6,6 +6,7 @@ import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey } from '../support/engine.js';
 import { readDbFiles } from '../support/secret-scan.js';
 
@@ -34,12 +35,14 @@ async function cli(...args: string[]): Promise<{ stdout: string; stderr: string 
 
 describe('grantkeeper apikey', () => {
   let dataDir: string;
+  let sealingKey: string;
   let app: AppContext;
   let grantId: string;
 
   beforeAll(async () => {
     dataDir = tempDataDir();
     const key = testKey();
+    sealingKey = key;
     vi.stubEnv('GRANTKEEPER_DATA_DIR', dataDir);
     vi.stubEnv('GRANTKEEPER_KEY', key);
     app = await openAppContext(
@@ -96,22 +99,62 @@ describe('grantkeeper apikey', () => {
     expect(row?.grantIds).toEqual([grantId]);
 
     const auth = new ApiKeyAuthenticator(new ApiKeyStore(app.store.db), createLogger({ level: 'silent' }));
-    expect(auth.authenticate(key)?.grantIds).toEqual(new Set([grantId]));
+    expect(auth.authenticate(key)).toMatchObject({ role: 'reader', grantIds: new Set([grantId]) });
     expect(auth.authenticate(`${key.slice(0, -1)}x`)).toBeUndefined();
     auth.stop();
     expect(new ApiKeyStore(app.store.db).findByName('poster')?.lastUsedAt).toBeGreaterThan(0);
 
     const listed = await cli('apikey', 'list');
-    expect(listed.stdout).toContain('poster');
+    expect(listed.stdout).toMatch(/poster\s+reader\s+@bot\s/);
     expect(listed.stdout).not.toContain(key);
   });
+
+  it('creates an admin key only when asked with --admin, and lists roles readably and as JSON', async () => {
+    const { stdout, stderr } = await cli('apikey', 'create', 'ops', '--admin');
+    const key = stdout.trim();
+    expect(stderr).toMatch(/an admin key/);
+    expect(new ApiKeyStore(app.store.db).findByName('ops')).toMatchObject({ role: 'admin', grantIds: null });
+    const auth = new ApiKeyAuthenticator(new ApiKeyStore(app.store.db), createLogger({ level: 'silent' }));
+    expect(auth.authenticate(key)).toMatchObject({ role: 'admin', grantIds: null });
+    auth.stop();
+
+    const table = (await cli('apikey', 'list')).stdout;
+    expect(table.split('\n')[0]).toMatch(/^name\s+role\s+grants\s+created\s+last used$/);
+    expect(table).toMatch(/ops\s+admin\s+all\s/);
+    const json = JSON.parse((await cli('apikey', 'list', '--json')).stdout) as Array<Record<string, unknown>>;
+    expect(json).toEqual([
+      expect.objectContaining({ name: 'ops', role: 'admin', grants: null, last_used_at: expect.any(String) }),
+      expect.objectContaining({ name: 'poster', role: 'reader', grants: [{ id: grantId, label: '@bot' }] }),
+    ]);
+    expect(JSON.stringify(json)).not.toContain('gk_');
+    await cli('apikey', 'revoke', 'ops');
+  });
+
+  it('refuses a key without a role, or with both, as a usage error (exit 2) that creates nothing', async () => {
+    const env = {
+      GRANTKEEPER_DATA_DIR: dataDir,
+      GRANTKEEPER_KEY: sealingKey,
+      GRANTKEEPER_LOG_LEVEL: 'silent',
+    };
+    const neither = await runCli(['apikey', 'create', 'lazy'], env);
+    expect(neither.code).toBe(2);
+    expect(neither.stderr).toMatch(/--admin .*or .*--grants/);
+    expect(neither.stdout).toBe('');
+    const both = await runCli(['apikey', 'create', 'greedy', '--admin', '--grants', '@bot'], env);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/cannot be used with/);
+    expect(both.stdout).toBe('');
+    const keys = new ApiKeyStore(app.store.db);
+    expect([keys.findByName('lazy'), keys.findByName('greedy')]).toEqual([undefined, undefined]);
+  }, 60_000);
 
   it('refuses unknown grants and duplicate names, and revokes', async () => {
     await expect(cli('apikey', 'create', 'x', '--grants', '@nobody')).rejects.toThrow(
       /no grant has the id or label/,
     );
-    await expect(cli('apikey', 'create', 'poster')).rejects.toThrow(/already exists/);
-    await expect(cli('apikey', 'create', 'bad name!')).rejects.toThrow(/NAME/);
+    await expect(cli('apikey', 'create', 'poster', '--admin')).rejects.toThrow(/already exists/);
+    await expect(cli('apikey', 'create', 'bad name!', '--admin')).rejects.toThrow(/NAME/);
+    await expect(cli('apikey', 'create', 'x', '--grants', ' , ')).rejects.toThrow(/at least one grant/);
     await cli('apikey', 'revoke', 'poster');
     expect(new ApiKeyStore(app.store.db).findByName('poster')).toBeUndefined();
     await expect(cli('apikey', 'revoke', 'poster')).rejects.toThrow(/no API key/);

@@ -1,7 +1,11 @@
 import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { type Browser, chromium, type Locator } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GrantRow } from '../../db/schema.js';
+import { SESSION_COOKIE } from '../../src/api/browser-sessions.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import { packageRoot } from '../../src/util/package-root.js';
 import {
@@ -35,6 +39,33 @@ type StyleWindow = { getComputedStyle(node: unknown): { backgroundColor: string 
 const background = (el: Locator) =>
   el.evaluate((node) => (globalThis as unknown as StyleWindow).getComputedStyle(node).backgroundColor);
 
+/**
+ * A hostile page on another 127.0.0.1 port: the same *site* as the API (SameSite=Strict cookies
+ * ride along), a different origin. On load it submits forms to write routes and to /logout, fires
+ * no-cors fetches, and frames the grants page and the dashboard.
+ */
+function attackerPage(api: string, grantId: string): string {
+  const form = (name: string, path: string, fields: Record<string, string> = {}) =>
+    `<iframe name="${name}"></iframe><form id="${name}-form" method="post" target="${name}" action="${api}${path}">${Object.entries(
+      fields,
+    )
+      .map(([k, v]) => `<input type="hidden" name="${k}" value="${v}">`)
+      .join('')}</form>`;
+  return `<!doctype html><html><body>
+${form('refresh', `/v1/grants/${grantId}/refresh`)}
+${form('token', `/v1/grants/${grantId}/token`, { force: 'true' })}
+${form('logout', '/logout')}
+<iframe id="page" src="${api}/"></iframe>
+<iframe id="board" src="${api}/admin/queues"></iframe>
+<script>
+for (const f of document.querySelectorAll('form')) f.submit();
+const opts = { method: 'POST', mode: 'no-cors', credentials: 'include' };
+fetch('${api}/v1/grants/${grantId}/retry', opts).catch(() => {});
+fetch('${api}/v1/grants/${grantId}/token', { ...opts, headers: { 'content-type': 'text/plain' }, body: '{"force":true}' }).catch(() => {});
+fetch('${api}/logout', opts).catch(() => {});
+</script></body></html>`;
+}
+
 describe('the grants page in headless Chromium', () => {
   let redis: PrivateRedis;
   let endpoint: FaultEndpoint;
@@ -42,6 +73,27 @@ describe('the grants page in headless Chromium', () => {
   let dataDir: string;
   let browser: Browser;
   let key: string;
+  let readerKey: string;
+  let healthy: GrantRow;
+  let healthyRefreshToken: string;
+  let attacker: Server;
+  let attackerUrl: string;
+  // The signed-in operator, shared by the tests below in order.
+  let context: BrowserContext;
+  let page: Page;
+  /** Every URL the browser requested or navigated to: none may hold a key. */
+  const urls: string[] = [];
+  const api = () => engine.keeper!.url;
+
+  const watch = (ctx: BrowserContext) => {
+    ctx.on('request', (r) => urls.push(r.url()));
+    ctx.on('page', (p) => p.on('framenavigated', (f) => urls.push(f.url())));
+  };
+  const signIn = async (target: Page, withKey: string) => {
+    expect((await target.goto(`${api()}/`))?.status()).toBe(401);
+    await target.fill('input[name=key]', withKey);
+    await Promise.all([target.waitForURL(`${api()}/`), target.click('button[type=submit]')]);
+  };
 
   beforeAll(async () => {
     [redis, endpoint] = await Promise.all([startPrivateRedis(), startFaultEndpoint()]);
@@ -50,13 +102,20 @@ describe('the grants page in headless Chromium', () => {
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
     key = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'ops',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
+    attacker = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(attackerPage(api(), healthy?.id ?? 'none'));
+    });
+    await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+    attackerUrl = `http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`;
   });
 
   afterAll(async () => {
     await browser?.close();
+    await new Promise((resolve) => attacker?.close(resolve));
     await engine?.stop();
     await Promise.all([redis?.stop(), endpoint?.close()]);
     if (dataDir) removeDir(dataDir);
@@ -67,7 +126,9 @@ describe('the grants page in headless Chromium', () => {
     const clientRef = addClient(engine, profile, { clientId: 'gk', clientSecret: 'page-secret' }).id;
     // The provider is down for everything that asks; the healthy grant does not need it for an hour.
     endpoint.setDefault({ type: 'status', status: 503, body: 'down for maintenance' });
-    await seedGrant(engine, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 3600 }, '@healthy');
+    const healthyTokens = endpoint.mintGrant();
+    healthyRefreshToken = healthyTokens.refreshToken;
+    healthy = await seedGrant(engine, clientRef, profile, { ...healthyTokens, expiresIn: 3600 }, '@healthy');
     const failing = await seedGrant(
       engine,
       clientRef,
@@ -75,20 +136,27 @@ describe('the grants page in headless Chromium', () => {
       { ...endpoint.mintGrant(), expiresIn: 1 },
       '@flaky',
     );
+    readerKey = new ApiKeyStore(engine.service.app.store.db).create({
+      name: 'bot',
+      role: 'reader',
+      grantIds: [healthy.id],
+      now: Date.now(),
+    }).key;
     await waitFor(
       () => engine.service.app.grants.get(failing.id)?.state === 'failing',
       'the grant to start failing',
     );
 
-    const context = await browser.newContext({ viewport: { width: 1280, height: 480 } });
-    const page = await context.newPage();
-    const unauthenticated = await page.goto(`${engine.keeper!.url}/`);
+    context = await browser.newContext({ viewport: { width: 1280, height: 480 } });
+    watch(context);
+    page = await context.newPage();
+    const unauthenticated = await page.goto(`${api()}/`);
     expect(unauthenticated?.status()).toBe(401);
     await expect(page.locator('input[name=key]').count()).resolves.toBe(1);
 
-    // Sign in through the form: the key becomes an HttpOnly session cookie.
+    // Sign in through the form: the key travels in the POST body only.
     await page.fill('input[name=key]', key);
-    await Promise.all([page.waitForURL(`${engine.keeper!.url}/`), page.click('button[type=submit]')]);
+    await Promise.all([page.waitForURL(`${api()}/`), page.click('button[type=submit]')]);
     const row = page.locator(`tr[data-grant-id="${failing.id}"]`);
     await row.waitFor({ timeout: 10_000 });
     const badge = row.locator('.state');
@@ -96,23 +164,122 @@ describe('the grants page in headless Chromium', () => {
     expect(await background(badge)).toBe(FAILING_COLOUR);
     expect(await row.locator('.error').textContent()).toMatch(/503/);
     expect(await row.locator('.timeline .dot.o-transient_error').count()).toBeGreaterThan(0);
-    const healthy = page.locator('tr[data-state="active"] .state');
-    expect(await background(healthy)).toBe(ACTIVE_COLOUR);
+    const healthyBadge = page.locator('tr[data-state="active"] .state');
+    expect(await background(healthyBadge)).toBe(ACTIVE_COLOUR);
 
     const outDir = join(packageRoot(), 'test-output');
     mkdirSync(outDir, { recursive: true });
     await page.screenshot({ path: join(outDir, 'grants-page.png'), fullPage: true });
 
-    // The same session opens the queue dashboard; without it, neither the page data nor the board.
-    const board = await page.goto(`${engine.keeper!.url}/admin/queues`);
+    // The same session opens the queue dashboard.
+    const board = await page.goto(`${api()}/admin/queues`);
     expect(board?.status()).toBe(200);
+    // Its own writes (which cannot carry our CSRF header) pass on their exact origin.
+    const put = (path: string) =>
+      page.evaluate(
+        async (url) => (await fetch(url, { method: 'PUT' })).status,
+        `/admin/queues/api/queues/refresh/${path}`,
+      );
+    expect(await put('pause')).toBe(200);
+    expect(await engine.service.engine.queue.isPaused()).toBe(true);
+    expect(await put('resume')).toBe(200);
+    expect(await engine.service.engine.queue.isPaused()).toBe(false);
+    await page.goto(`${api()}/`);
+    await page.locator(`tr[data-grant-id="${failing.id}"]`).waitFor({ timeout: 10_000 });
+
+    // The cookie is a session id, not the key, and no URL the browser saw held the key.
     const cookies = await context.cookies();
-    expect(cookies.find((c) => c.name === 'grantkeeper_key')).toMatchObject({
-      httpOnly: true,
-      sameSite: 'Strict',
+    expect(cookies.map((c) => c.name)).toEqual([SESSION_COOKIE]);
+    const session = cookies[0]!;
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/' });
+    expect(session.value).not.toBe(key);
+    expect(session.value).not.toContain(key.slice(3, 16));
+    expect(urls.length).toBeGreaterThan(3);
+    for (const url of urls) {
+      expect(url).not.toContain(key.slice(3, 16));
+      expect(decodeURIComponent(url)).not.toContain(key.slice(3, 16));
+    }
+    // Without a session, neither the page data nor the board.
+    expect((await fetch(`${api()}/admin/queues`)).status).toBe(401);
+    expect((await fetch(`${api()}/admin/queues/api/queues`)).status).toBe(401);
+  });
+
+  it('signs nobody in from a key in the URL', async () => {
+    const other = await browser.newContext();
+    try {
+      const fresh = await other.newPage();
+      const res = await fresh.goto(`${api()}/?key=${encodeURIComponent(key)}`);
+      expect(res?.status()).toBe(401);
+      // Sent to the bare URL: the key left the address bar.
+      expect(fresh.url()).toBe(`${api()}/`);
+      await expect(fresh.locator('input[name=key]').count()).resolves.toBe(1);
+      expect(await other.cookies()).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('refuses forms and fetches from a page on another 127.0.0.1 port, and cannot be framed by it', async () => {
+    const row = () => engine.service.app.grants.get(healthy.id)!;
+    const before = row();
+    // The failing grant keeps retrying meanwhile; only calls spending the healthy grant's token count.
+    const spent = () => endpoint.requests.filter((r) => r.form.refresh_token === healthyRefreshToken).length;
+    expect(spent()).toBe(0);
+    const answers = new Map<string, number>();
+    page.on('response', (r) => {
+      if (r.request().method() === 'POST' && r.url().startsWith(api())) {
+        answers.set(`${new URL(r.url()).pathname} ${r.request().resourceType()}`, r.status());
+      }
     });
+    await page.goto(attackerUrl);
+    await waitFor(() => answers.size >= 6, 'the attack requests answered', 15_000);
+    expect(Object.fromEntries(answers)).toEqual({
+      [`/v1/grants/${healthy.id}/refresh document`]: 403,
+      [`/v1/grants/${healthy.id}/token document`]: 403,
+      '/logout document': 403,
+      [`/v1/grants/${healthy.id}/retry fetch`]: 403,
+      [`/v1/grants/${healthy.id}/token fetch`]: 403,
+      '/logout fetch': 403,
+    });
+    // Neither page rendered inside the attacker's frames: Chromium shows its error page instead.
+    for (const id of ['page', 'board']) {
+      const frame = await (await page.$(`iframe#${id}`))!.contentFrame();
+      expect(frame!.url()).toBe('chrome-error://chromewebdata/');
+      await expect(frame!.locator('#grants, #signout, input[name=key], #root').count()).resolves.toBe(0);
+    }
+    // Nothing changed: no refresh, no retry, and the session is still signed in.
+    expect(spent()).toBe(0);
+    expect(row()).toEqual(before);
+    expect(await engine.service.engine.queue.isPaused()).toBe(false);
+    expect((await page.goto(`${api()}/`))?.status()).toBe(200);
+    await page.locator(`tr[data-grant-id="${healthy.id}"]`).waitFor({ timeout: 10_000 });
+  });
+
+  it('signs out with the Sign out button: the session is gone for good', async () => {
+    await page.goto(`${api()}/`);
+    await page.locator('#signout').waitFor({ timeout: 10_000 });
+    const value = (await context.cookies()).find((c) => c.name === SESSION_COOKIE)?.value;
+    const withOld = () => fetch(`${api()}/v1/grants`, { headers: { cookie: `${SESSION_COOKIE}=${value}` } });
+    expect((await withOld()).status).toBe(200);
+    await page.click('#signout');
+    // The page reloads into the sign-in form.
+    await page.locator('input[name=key]').waitFor({ timeout: 10_000 });
+    expect(await context.cookies()).toEqual([]);
+    expect((await withOld()).status).toBe(401);
     await context.close();
-    expect((await fetch(`${engine.keeper!.url}/admin/queues`)).status).toBe(401);
-    expect((await fetch(`${engine.keeper!.url}/admin/queues/api/queues`)).status).toBe(401);
+  });
+
+  it('shows a reader session its own grants only, and no dashboard', async () => {
+    const readerContext = await browser.newContext();
+    try {
+      const readerPage = await readerContext.newPage();
+      await signIn(readerPage, readerKey);
+      await readerPage.locator(`tr[data-grant-id="${healthy.id}"]`).waitFor({ timeout: 10_000 });
+      await expect(readerPage.locator('tr[data-grant-id]').count()).resolves.toBe(1);
+      await expect(readerPage.locator('a[href="admin/queues"]').count()).resolves.toBe(0);
+      expect((await readerPage.goto(`${api()}/admin/queues`))?.status()).toBe(403);
+    } finally {
+      await readerContext.close();
+    }
   });
 });

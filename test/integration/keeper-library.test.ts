@@ -52,7 +52,7 @@ describe('createKeeper', () => {
     clientRef = addClient(engine, profile(), { clientId: 'gk', clientSecret: 'lib-secret' }).id;
     key = new ApiKeyStore(engine.service.app.store.db).create({
       name: 'lib',
-      grantIds: null,
+      role: 'admin',
       now: Date.now(),
     }).key;
     keepers = [
@@ -136,5 +136,48 @@ describe('createKeeper', () => {
         await resource.close();
       }
     });
+  });
+});
+
+describe('createKeeper over HTTP, against a recorded API', () => {
+  const recordingFetch = (status: number, body: unknown) => {
+    const calls: Array<{ url: string; method: string; body: string | undefined }> = [];
+    const fake = (async (input: string | URL | Request, init: RequestInit = {}) => {
+      calls.push({ url: String(input), method: init.method ?? 'GET', body: init.body as string | undefined });
+      return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+    }) as typeof fetch;
+    return { calls, fake };
+  };
+  const token = {
+    grant_id: 'g_1',
+    access_token: 'at',
+    token_type: 'Bearer',
+    expires_at: new Date(Date.now() + 60_000).toISOString(),
+    expires_in: 60,
+    refreshed: true,
+  };
+
+  it('reads with a GET and forces with a POST, never a GET with force', async () => {
+    const { calls, fake } = recordingFetch(200, token);
+    const keeper = await createKeeper({ baseUrl: 'http://127.0.0.1:1/', apiKey: 'gk_x', fetch: fake });
+    await keeper.getAccessToken('@a b', { minValid: 30 });
+    await keeper.getAccessToken('@a b', { minValid: 30, force: true });
+    expect(calls).toEqual([
+      { url: 'http://127.0.0.1:1/v1/grants/%40a%20b/token?min_valid=30', method: 'GET', body: undefined },
+      {
+        url: 'http://127.0.0.1:1/v1/grants/%40a%20b/token',
+        method: 'POST',
+        body: JSON.stringify({ min_valid: 30, force: true }),
+      },
+    ]);
+    expect(calls.some((c) => c.url.includes('force'))).toBe(false);
+  });
+
+  it('parses the answer: a 200 without a token body is an error, not a token of "undefined"', async () => {
+    const { fake } = recordingFetch(200, { grant_id: 'g_1' });
+    const keeper = await createKeeper({ baseUrl: 'http://127.0.0.1:1', apiKey: 'gk_x', fetch: fake });
+    const error = await keeper.getAccessToken('@a').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KeeperError);
+    expect((error as KeeperError).code).toBe('bad_response');
   });
 });

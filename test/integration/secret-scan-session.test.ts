@@ -145,7 +145,7 @@ describe('full-run secret scan', { timeout: 60_000 }, () => {
     recordTokens();
     poller = setInterval(recordTokens, 15);
 
-    const created = await cli(['apikey', 'create', 'scanner'], { stdoutIsSecret: true });
+    const created = await cli(['apikey', 'create', 'scanner', '--admin'], { stdoutIsSecret: true });
     expect(created.code).toBe(0);
     apiKey = created.stdout.trim();
     expect(apiKey).toMatch(/^gk_/);

@@ -20,18 +20,22 @@ type Store = ConstructorParameters<typeof ApiKeyAuthenticator>[0];
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
-function fakeStore(keys: string[]) {
+function fakeStore(
+  keys: string[],
+  access: { role: string; grantIds: string[] | null } = { role: 'admin', grantIds: null },
+) {
   const rows = keys.map((key, i) => ({
     id: `k${i}`,
     name: `key${i}`,
     keyHash: sha256(key).toString('hex'),
-    grantIds: null,
+    ...access,
     createdAt: 0,
     lastUsedAt: null,
   }));
   const lookups: string[] = [];
   const store = {
     list: () => rows,
+    findById: (id: string) => rows.find((r) => r.id === id),
     findByHash: (hex: string) => {
       lookups.push(hex);
       return rows.find((r) => r.keyHash === hex);
@@ -73,5 +77,28 @@ describe('API key authentication', () => {
       expect(auth.authenticate(k)).toBeUndefined();
     }
     expect(lookups).toEqual([]);
+  });
+
+  it('gives an admin every grant and a reader only its own; a reader row without a list reads nothing', () => {
+    const logger = createLogger({ level: 'silent' });
+    const admin = new ApiKeyAuthenticator(fakeStore([real]).store, logger).authenticate(real);
+    expect(admin).toMatchObject({ role: 'admin', grantIds: null });
+    const reader = new ApiKeyAuthenticator(
+      fakeStore([real], { role: 'reader', grantIds: ['g_1'] }).store,
+      logger,
+    ).authenticate(real);
+    expect(reader).toMatchObject({ role: 'reader', grantIds: new Set(['g_1']) });
+    // Made by hand (or by a bug): never an implicit admin, never every grant.
+    const bare = new ApiKeyAuthenticator(fakeStore([real], { role: 'reader', grantIds: null }).store, logger);
+    expect(bare.authenticate(real)).toMatchObject({ role: 'reader', grantIds: new Set() });
+    const odd = new ApiKeyAuthenticator(fakeStore([real], { role: 'owner', grantIds: null }).store, logger);
+    expect(odd.authenticate(real)?.role).toBe('reader');
+  });
+
+  it('finds the key a browser session names by its id, and nothing once it is gone', () => {
+    const { store } = fakeStore([real]);
+    const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
+    expect(auth.principalFor('k0')?.name).toBe('key0');
+    expect(auth.principalFor('k9')).toBeUndefined();
   });
 });

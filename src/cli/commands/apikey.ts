@@ -1,10 +1,12 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { z } from 'zod';
+import type { ApiKeyRow } from '../../../db/schema.js';
 import { loadConfig } from '../../config/load-config.js';
 import { UserError } from '../../errors/user-error.js';
 import { createLogger } from '../../log/logger.js';
 import { type AppContext, openAppContext } from '../../service/app-context.js';
-import { ApiKeyStore } from '../../store/api-key-store.js';
+import { type ApiKeyAccess, ApiKeyStore } from '../../store/api-key-store.js';
+import { printJson, printLine, renderTable } from '../output.js';
 
 const keyName = z
   .string()
@@ -19,57 +21,111 @@ const grantRefs = z
   )
   .pipe(z.array(z.string().min(1).max(200)).min(1, 'name at least one grant'));
 
+const NO_ROLE =
+  'say what the key may do: --admin (every grant, the write routes and the queue dashboard) or ' +
+  '--grants a,b (read only those grants’ tokens and views)';
+
 export function registerApiKeyCommands(program: Command): void {
   const apikey = program.command('apikey').description('manage the bearer keys of the HTTP API');
 
   apikey
     .command('create')
     .argument('<name>', 'what the key is for (unique)')
-    .option('--grants <ids-or-labels>', 'comma-separated grants the key may use (default: all)')
-    .description('create a key; it is printed once and stored only as a hash')
-    .addHelpText('after', '\nExample:\n  grantkeeper apikey create poster --grants @ourbot,@support')
-    .action(async (name: string, opts: { grants?: string }) =>
-      withKeys(program, (app, keys) => {
-        const parsedName = parse(keyName, name, 'NAME');
-        const grantIds =
-          opts.grants === undefined
-            ? null
-            : parse(grantRefs, opts.grants, '--grants').map((ref) => {
+    .addOption(
+      new Option(
+        '--grants <ids-or-labels>',
+        'a reader of these grants (comma-separated): tokens and views only',
+      ),
+    )
+    .addOption(
+      new Option('--admin', 'an admin key: every grant, the write routes and the queue dashboard').conflicts(
+        'grants',
+      ),
+    )
+    .description(
+      'create a key (--admin or --grants, one of them); it is printed once and stored only as a hash',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  grantkeeper apikey create poster --grants @ourbot,@support\n  grantkeeper apikey create ops --admin',
+    )
+    .action(async (name: string, opts: { grants?: string; admin?: boolean }) => {
+      const parsedName = parse(keyName, name, 'NAME');
+      // Least privilege is never implicit: a key without a role is a usage error, not an admin.
+      if (!opts.admin && opts.grants === undefined) throw new UserError(NO_ROLE, 2);
+      const grantRefList = opts.grants === undefined ? undefined : parse(grantRefs, opts.grants, '--grants');
+      await withKeys(program, (app, keys) => {
+        const access: ApiKeyAccess = grantRefList
+          ? {
+              role: 'reader',
+              grantIds: grantRefList.map((ref) => {
                 const grant = app.grants.find(ref);
                 if (!grant) throw new UserError(`--grants: no grant has the id or label "${ref}"`);
                 return grant.id;
-              });
-        const { key } = keys.create({ name: parsedName, grantIds, now: Date.now() });
+              }),
+            }
+          : { role: 'admin' };
+        const { key } = keys.create({ name: parsedName, ...access, now: Date.now() });
         process.stdout.write(`${key}\n`);
         process.stderr.write(
-          `API key "${parsedName}" created${grantIds ? ` for ${grantIds.length} grant(s)` : ' for every grant'}; it is shown only this once.\n`,
+          `API key "${parsedName}" created: ${access.role === 'admin' ? 'an admin key' : `a reader of ${access.grantIds.length} grant(s)`}; it is shown only this once.\n`,
         );
-      }),
-    );
+      });
+    });
 
   apikey
     .command('list')
-    .description('list keys (names, scopes, last use; never the keys)')
-    .action(async () =>
-      withKeys(program, (_app, keys) => {
-        for (const row of keys.list()) {
-          const scope = row.grantIds ? row.grantIds.join(',') : 'all grants';
-          const used = row.lastUsedAt ? new Date(row.lastUsedAt).toISOString() : 'never used';
-          process.stdout.write(`${row.name}\t${scope}\t${used}\n`);
+    .description('list keys (names, roles, grants, last use; never the keys)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) =>
+      withKeys(program, (app, keys) => {
+        const label = (id: string) => app.grants.get(id)?.label ?? null;
+        const rows = keys.list();
+        if (opts.json) {
+          return printJson(
+            rows.map((row) => ({
+              name: row.name,
+              role: row.role,
+              grants: grantsOf(row)?.map((id) => ({ id, label: label(id) })) ?? null,
+              created_at: new Date(row.createdAt).toISOString(),
+              last_used_at: row.lastUsedAt ? new Date(row.lastUsedAt).toISOString() : null,
+            })),
+          );
         }
+        if (rows.length === 0)
+          return printLine('no API keys (grantkeeper apikey create NAME --admin | --grants …)');
+        printLine(
+          renderTable(
+            ['name', 'role', 'grants', 'created', 'last used'],
+            rows.map((row) => [
+              row.name,
+              row.role,
+              grantsOf(row)
+                ?.map((id) => label(id) ?? `${id} (removed)`)
+                .join(', ') ?? 'all',
+              new Date(row.createdAt).toISOString(),
+              row.lastUsedAt ? new Date(row.lastUsedAt).toISOString() : 'never',
+            ]),
+          ),
+        );
       }),
     );
 
   apikey
     .command('revoke')
     .argument('<name>', 'the key to delete')
-    .description('delete a key; a running API stops accepting it within 30 s')
+    .description('delete a key: its browser sessions end at once, a running API drops the key within 30 s')
     .action(async (name: string) =>
       withKeys(program, (_app, keys) => {
         if (!keys.remove(name)) throw new UserError(`no API key is named "${name}"`);
         process.stderr.write(`API key "${name}" revoked\n`);
       }),
     );
+}
+
+/** The grants a key reads; null for an admin key (every grant). */
+function grantsOf(row: ApiKeyRow): string[] | null {
+  return row.role === 'admin' ? null : (row.grantIds ?? []);
 }
 
 async function withKeys(program: Command, fn: (app: AppContext, keys: ApiKeyStore) => void): Promise<void> {

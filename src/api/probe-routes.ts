@@ -1,0 +1,75 @@
+import type { Worker } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Metrics } from '../metrics/metrics.js';
+import type { AppContext } from '../service/app-context.js';
+import type { RefreshService } from '../service/refresh-service.js';
+
+const READY_TIMEOUT_MS = 1000;
+
+export interface ProbeRouteDeps {
+  app: AppContext;
+  engine: RefreshService['engine'];
+  connection: Redis;
+  /** The refresh worker, when this process runs one: readiness then requires it running. */
+  worker?: Worker;
+  metrics: Metrics;
+}
+
+/**
+ * Liveness, readiness, metrics and the OpenAPI document: no key needed, nothing in them names a
+ * grant. The probes and the scrape answer any Host (they reach the pod by IP).
+ */
+export function registerProbeRoutes(server: FastifyInstance, deps: ProbeRouteDeps): void {
+  const anyHost = { schema: { hide: true }, config: { anyHost: true } };
+
+  server.get('/healthz', anyHost, async () => ({ status: 'ok' }));
+
+  server.get('/readyz', anyHost, async (_req, reply) => {
+    const checks = {
+      db: probe(() => {
+        deps.app.store.sqlite.prepare('select 1').get();
+        return 'ok';
+      }),
+      redis: probe(async () => {
+        await deps.connection.ping();
+        return 'ok';
+      }),
+      worker: deps.worker
+        ? probe(() => (deps.worker?.isRunning() ? 'ok' : 'failed'))
+        : Promise.resolve('not_started' as const),
+      // Paused (from the dashboard or by hand), nothing is refreshed: not ready, though nothing broke.
+      queue: probe(async () => ((await deps.engine.queue.isPaused()) ? 'paused' : 'ok')),
+      // Not a failure: stored tokens are still served; only refreshes wait for space.
+      storage: Promise.resolve(deps.engine.storage.paused ? ('disk_full' as const) : ('ok' as const)),
+    };
+    const results = Object.fromEntries(
+      await Promise.all(Object.entries(checks).map(async ([k, v]) => [k, await v] as const)),
+    );
+    const ready = Object.values(results).every((r) => r !== 'failed' && r !== 'paused');
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks: results });
+  });
+
+  server.get('/metrics', anyHost, async (_req, reply) =>
+    reply.type(deps.metrics.contentType).send(await deps.metrics.render()),
+  );
+
+  server.get('/openapi.json', { schema: { hide: true } }, async () => server.swagger());
+}
+
+/** The check's verdict, or 'failed' when it throws or takes longer than a second. */
+async function probe<T extends string>(check: () => T | Promise<T>): Promise<T | 'failed'> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve().then(check),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), READY_TIMEOUT_MS);
+      }),
+    ]);
+  } catch {
+    return 'failed';
+  } finally {
+    clearTimeout(timer);
+  }
+}
