@@ -1,4 +1,5 @@
 import type { ClientRow, GrantRow, RefreshEventRow } from '../../db/schema.js';
+import { isInDoubt } from '../notify/alert-policy.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import type { GrantView } from './schemas.js';
 
@@ -26,6 +27,7 @@ export function toGrantView(
     keepalive_deadline: profile ? iso(grant.refreshTokenUsedAt + profile.keepAliveIntervalSec * 1000) : null,
     last_refreshed_at: isoOrNull(grant.lastRefreshedAt),
     consecutive_failures: grant.consecutiveFailures,
+    in_doubt_since: isInDoubt(grant, Date.now()) ? isoOrNull(grant.leaseSentAt) : null,
     last_error: grant.lastError,
     last_error_at: isoOrNull(grant.lastErrorAt),
     created_at: iso(grant.createdAt),

@@ -176,8 +176,10 @@ describe('the fenced lease, with two processes and a provider that revokes on re
     // Readers of the skewed process force a refresh of each grant (as after a 401).
     const answers = await Promise.all(
       ids.map(async (id) => {
-        const res = await fetch(`${url}/v1/grants/${id}/token?force=true`, {
-          headers: { authorization: `Bearer ${apiKey}` },
+        const res = await fetch(`${url}/v1/grants/${id}/token`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ force: true }),
         });
         return { status: res.status, body: (await res.json()) as { refreshed?: boolean } };
       }),

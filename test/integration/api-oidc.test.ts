@@ -10,6 +10,7 @@ import { onConsentSaved } from '../../src/notify/alert-monitor.js';
 import { SIGNATURE_HEADER, verifyWebhookSignature } from '../../src/notify/webhook-signature.js';
 import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
 import type { TokenEndpointTarget } from '../../src/oauth/token-client.js';
+import { FORCE_COALESCE_MS } from '../../src/refresh/access-token-reader.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import {
   addClient,
@@ -258,6 +259,15 @@ describe('HTTP API against a running service and oidc-provider', () => {
   it('publishes /metrics in Prometheus format whose counters move on success and failure', async () => {
     const attempts = (samples: Awaited<ReturnType<typeof metrics>>, outcome: string) =>
       metricValue(samples, 'grantkeeper_refresh_attempts_total', { provider: 'oidc', outcome });
+    // Forced refreshes right after a refresh answer from it; these must reach the provider.
+    const pastCoalescing = (id: string) =>
+      sleep(
+        Math.max(
+          0,
+          (engine.service.app.grants.get(id)!.lastRefreshedAt ?? 0) + FORCE_COALESCE_MS + 100 - Date.now(),
+        ),
+      );
+    await pastCoalescing(alpha.id);
     const m0 = await metrics();
     expect((await get('/v1/grants/@alpha/refresh', allKey, { method: 'POST' })).status).toBe(200);
     const m1 = await metrics();
@@ -279,6 +289,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
       body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }).toString(),
     });
     expect(revoked.status).toBe(200);
+    await pastCoalescing(beta.id);
     const refused = await get('/v1/grants/@beta/refresh', allKey, { method: 'POST' });
     expect(refused.status).toBe(409);
     expect(((await refused.json()) as { error: string }).error).toBe('needs_reconsent');

@@ -88,7 +88,15 @@ describe('createKeeper', () => {
 
     it('hands out the stored token, and a refreshed one when min_valid asks for more', async () => {
       const minted = endpoint.mintGrant();
-      await seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 30 }, label('read'));
+      // An hour-long token with 30 s left: a 600 s minimum needs a refresh, which can satisfy it.
+      await seedGrant(
+        engine,
+        clientRef,
+        profile(),
+        { ...minted, expiresIn: 3600 },
+        label('read'),
+        Date.now() - 3570_000,
+      );
       const stored = await keeper().getAccessToken(label('read'));
       expect(stored).toMatchObject({ accessToken: minted.accessToken, refreshed: false });
       const longer = await keeper().getAccessToken(label('read'), { minValid: 600 });
