@@ -17,7 +17,8 @@ const URL_IN = /(http:\/\/127\.0\.0\.1:\d+\/auth\?\S+)/;
  * A realistic operator session, then a search for every secret it involved in everything that is
  * not an authenticated token read: logs, Redis, CLI output, API error answers, webhooks, metrics.
  */
-describe('full-run secret scan', { timeout: 60_000 }, () => {
+// About twenty CLI processes one after another: on a loaded 2-core machine that alone can take a minute.
+describe('full-run secret scan', { timeout: 150_000 }, () => {
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let receiver: WebhookReceiver;
