@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { GRANT_STATES, type GrantState } from '../../../db/schema.js';
 import { describeRedisUrl } from '../../redis/redis-connection.js';
 import type { StorageGate } from '../../store/storage-gate.js';
-import { withCliContext } from '../cli-context.js';
+import { type ManagedRedisOwner, withCliContext } from '../cli-context.js';
 import {
   colorState,
   colors,
@@ -24,7 +24,8 @@ export function registerStatusCommand(program: Command): void {
       'after',
       examples(
         'grantkeeper status',
-        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error)',
+        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error),',
+        '                            # Redis does not answer, the db or disk is unwell',
       ),
     )
     .action(async (opts: { json?: boolean }) => {
@@ -39,7 +40,7 @@ export function registerStatusCommand(program: Command): void {
         const nextDue = grants
           .filter((g) => g.state === 'active' || g.state === 'failing')
           .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt)[0];
-        const queue = engine.queue
+        const counts = engine.queue
           ? await engine.queue.getJobCounts('waiting', 'delayed', 'active', 'failed')
           : null;
         const dbCheck = String(app.store.sqlite.pragma('quick_check', { simple: true }));
@@ -51,8 +52,9 @@ export function registerStatusCommand(program: Command): void {
             state: redis.state,
             ...(redis.state === 'not_running' ? {} : { url: describeRedisUrl(redis.url) }),
             ...(redis.state === 'unreachable' ? { error: redis.error } : {}),
+            ...(redis.state !== 'not_running' && redis.owner ? { managedBy: redis.owner } : {}),
           },
-          queue,
+          queue: counts,
           grants: { total: grants.length, ...byState },
           oldestFailure: oldest
             ? {
@@ -68,9 +70,9 @@ export function registerStatusCommand(program: Command): void {
         else {
           const redisLine =
             redis.state === 'connected'
-              ? colors.green(`connected (${status.redis.url})`)
+              ? colors.green(`connected (${status.redis.url})`) + ownerNote(redis.owner)
               : redis.state === 'unreachable'
-                ? colors.red(`unreachable: ${redis.error}`)
+                ? colors.red(`unreachable: ${redis.error}`) + ownerNote(redis.owner)
                 : colors.yellow(
                     'not running (no REDIS_URL and no managed redis-server: start grantkeeper run)',
                   );
@@ -90,12 +92,7 @@ export function registerStatusCommand(program: Command): void {
                   ? `${oldest.label} (${oldest.state}) ${formatRelative(oldest.lastErrorAt, now)}: ${oldest.lastError}`
                   : '-',
               ],
-              [
-                'queue',
-                queue
-                  ? `${queue.delayed ?? 0} delayed, ${queue.waiting ?? 0} waiting, ${queue.active ?? 0} active, ${queue.failed ?? 0} failed`
-                  : '-',
-              ],
+              ['queue', counts ? queueLine(counts) : '-'],
               ['redis', redisLine],
               [
                 'db',
@@ -107,11 +104,29 @@ export function registerStatusCommand(program: Command): void {
             ]),
           );
         }
-        if (byState.needs_reconsent + byState.client_error > 0 || !status.db.ok || disk.low) {
+        if (
+          byState.needs_reconsent + byState.client_error > 0 ||
+          !status.db.ok ||
+          disk.low ||
+          redis.state === 'unreachable'
+        ) {
           process.exitCode = 1;
         }
       });
     });
+}
+
+function queueLine(counts: Record<string, number>): string {
+  return `${counts.delayed ?? 0} delayed, ${counts.waiting ?? 0} waiting, ${counts.active ?? 0} active, ${counts.failed ?? 0} failed`;
+}
+
+function ownerNote(owner: ManagedRedisOwner | undefined): string {
+  if (!owner) return '';
+  return owner.alive
+    ? ` managed by grantkeeper run pid ${owner.pid}`
+    : colors.yellow(
+        ` left by grantkeeper run pid ${owner.pid}, which is gone: the next grantkeeper run replaces it`,
+      );
 }
 
 function diskLine(disk: ReturnType<StorageGate['diskReport']>): string {
