@@ -11,6 +11,7 @@ import { describeRedisUrl } from '../redis/redis-connection.js';
 import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AppContext, openAppContext } from './app-context.js';
+import { QueuePauseWatch } from './queue-pause-watch.js';
 import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
 import { syncConfigClients } from './sync-config-clients.js';
 
@@ -37,6 +38,8 @@ export interface RefreshService {
   redisGone: Promise<UserError>;
   /** Absent when started with runWorker: false. */
   worker?: Worker<RefreshJobData, string>;
+  /** Watches the refresh queue for a pause (worker processes only); hook alerts with onChange. */
+  queuePause?: QueuePauseWatch;
   /** Stops taking jobs, lets running refreshes commit, then closes everything. */
   stop(): Promise<void>;
 }
@@ -142,6 +145,13 @@ export async function startRefreshService(
     }
     reconciler.start();
     cleanups.push(() => reconciler.stop());
+    let queuePause: QueuePauseWatch | undefined;
+    if (worker) {
+      const watch = new QueuePauseWatch(engine.queue, logger, config.reconcileIntervalSeconds * 1000);
+      queuePause = watch;
+      await watch.start();
+      cleanups.push(() => watch.stop());
+    }
     logger.info(
       { redis: describeRedisUrl(redisUrl), dataDir: app.dataDir, concurrency: config.concurrency },
       'grantkeeper refresh service running',
@@ -154,6 +164,7 @@ export async function startRefreshService(
       reconciler,
       redisGone: redis.gone,
       ...(worker ? { worker } : {}),
+      ...(queuePause ? { queuePause } : {}),
       stop: cleanup,
     };
   } catch (err) {

@@ -18,14 +18,16 @@ import {
 export function registerStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('one-screen overview: grants by state, queue depth, oldest failure, Redis and db health')
+    .description(
+      'one-screen overview: grants by state, queue depth and pause, oldest failure, Redis and db health',
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
       examples(
         'grantkeeper status',
         'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error),',
-        '                            # Redis does not answer, the db or disk is unwell',
+        '                            # the refresh queue is paused, Redis does not answer, the db or disk is unwell',
       ),
     )
     .action(async (opts: { json?: boolean }) => {
@@ -43,6 +45,8 @@ export function registerStatusCommand(program: Command): void {
         const counts = engine.queue
           ? await engine.queue.getJobCounts('waiting', 'delayed', 'active', 'failed')
           : null;
+        // A paused queue runs no refresh at all, and a pause outlives restarts.
+        const paused = engine.queue ? await engine.queue.isPaused() : false;
         const dbCheck = String(app.store.sqlite.pragma('quick_check', { simple: true }));
         const disk = engine.storage.diskReport();
         const status = {
@@ -54,7 +58,7 @@ export function registerStatusCommand(program: Command): void {
             ...(redis.state === 'unreachable' ? { error: redis.error } : {}),
             ...(redis.state !== 'not_running' && redis.owner ? { managedBy: redis.owner } : {}),
           },
-          queue: counts,
+          queue: counts ? { ...counts, paused } : null,
           grants: { total: grants.length, ...byState },
           oldestFailure: oldest
             ? {
@@ -92,7 +96,7 @@ export function registerStatusCommand(program: Command): void {
                   ? `${oldest.label} (${oldest.state}) ${formatRelative(oldest.lastErrorAt, now)}: ${oldest.lastError}`
                   : '-',
               ],
-              ['queue', counts ? queueLine(counts) : '-'],
+              ['queue', counts ? queueLine(counts, paused) : '-'],
               ['redis', redisLine],
               [
                 'db',
@@ -108,7 +112,8 @@ export function registerStatusCommand(program: Command): void {
           byState.needs_reconsent + byState.client_error > 0 ||
           !status.db.ok ||
           disk.low ||
-          redis.state === 'unreachable'
+          redis.state === 'unreachable' ||
+          paused
         ) {
           process.exitCode = 1;
         }
@@ -116,8 +121,9 @@ export function registerStatusCommand(program: Command): void {
     });
 }
 
-function queueLine(counts: Record<string, number>): string {
-  return `${counts.delayed ?? 0} delayed, ${counts.waiting ?? 0} waiting, ${counts.active ?? 0} active, ${counts.failed ?? 0} failed`;
+function queueLine(counts: Record<string, number>, paused: boolean): string {
+  const jobs = `${counts.delayed ?? 0} delayed, ${counts.waiting ?? 0} waiting, ${counts.active ?? 0} active, ${counts.failed ?? 0} failed`;
+  return paused ? colors.red(`paused: nothing is refreshed until grantkeeper queue resume (${jobs})`) : jobs;
 }
 
 function ownerNote(owner: ManagedRedisOwner | undefined): string {
