@@ -8,6 +8,7 @@ import {
   SIGNATURE_HEADER,
   signWebhook,
 } from '../src/notify/webhook-signature.js';
+import { logRedisErrors } from '../src/redis/connection-watch.js';
 import type { GrantStore } from '../src/store/grant-store.js';
 import {
   ALERT_QUEUE_NAME,
@@ -96,7 +97,8 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       gaveUp ? 'alert delivery gave up' : 'alert delivery failed; will retry',
     );
   });
-  worker.on('error', (err) => logger.warn({ err: { message: err.message } }, 'alert worker error'));
+  // Connection trouble is logged once per outage by the connection's watch, not per retry here.
+  logRedisErrors(worker, logger, 'alert worker error');
   return worker;
 }
 

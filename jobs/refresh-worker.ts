@@ -1,5 +1,6 @@
 import { type ConnectionOptions, type Job, Worker } from 'bullmq';
 import type { Logger } from '../src/log/logger.js';
+import { logRedisErrors } from '../src/redis/connection-watch.js';
 import { DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_NAME, type RefreshJobData } from './refresh-queue.js';
 
 export interface RefreshWorkerOptions {
@@ -28,6 +29,7 @@ export function createRefreshWorker(options: RefreshWorkerOptions): Worker<Refre
     // Failed attempts stay browsable for a week (dashboard, `grantkeeper failed`), bounded in count.
     removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
   });
-  worker.on('error', (err) => options.logger.warn({ err: { message: err.message } }, 'refresh worker error'));
+  // Connection trouble is logged once per outage by the connection's watch, not per retry here.
+  logRedisErrors(worker, options.logger, 'refresh worker error');
   return worker;
 }

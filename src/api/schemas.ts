@@ -104,7 +104,9 @@ export const grantView = z.object({
   keepalive_deadline: isoTime.nullable(),
   in_doubt_since: isoTime
     .nullable()
-    .describe('a refresh request went out at this time and no answer settled it: the provider may have rotated'),
+    .describe(
+      'a refresh request went out at this time and no answer settled it: the provider may have rotated',
+    ),
   last_refreshed_at: isoTime.nullable(),
   consecutive_failures: z.number(),
   last_error: z.string().nullable(),

@@ -2,15 +2,22 @@ import type { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { type LoadedConfig, loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { redisUrlForTools } from '../redis/managed-redis-endpoint.js';
-import { checkRedisReachable, createQueueConnection } from '../redis/redis-connection.js';
+import { managedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
+import { checkRedisReachable, closeConnection, createQueueConnection } from '../redis/redis-connection.js';
 import { type AppContext, openAppContext } from '../service/app-context.js';
 import { createRefreshEngine, type RefreshEngine } from '../service/refresh-engine.js';
 
+/** The managed redis-server's owner, as its claim in the data folder says. */
+export interface ManagedRedisOwner {
+  pid: number;
+  /** False: the grantkeeper run that started it died without stopping it. */
+  alive: boolean;
+}
+
 /** Where the service's Redis stands, as seen by a one-shot command. */
 export type RedisHealth =
-  | { state: 'connected'; url: string }
-  | { state: 'unreachable'; url: string; error: string }
+  | { state: 'connected'; url: string; owner?: ManagedRedisOwner }
+  | { state: 'unreachable'; url: string; error: string; owner?: ManagedRedisOwner }
   /** No REDIS_URL and no managed redis-server running: the service is not up. */
   | { state: 'not_running' };
 
@@ -54,19 +61,22 @@ export async function withCliContext<T>(
     return await fn({ loaded, logger, app, engine, redis, ...(connection ? { connection } : {}) });
   } finally {
     await engine?.close();
-    if (connection) await connection.quit().catch(() => connection?.disconnect());
+    if (connection) await closeConnection(connection);
     app.close();
   }
 }
 
 async function probeRedis(loaded: LoadedConfig, app: AppContext): Promise<RedisHealth> {
-  const url = redisUrlForTools(loaded.config.redisUrl, app.dataDir);
+  const configured = loaded.config.redisUrl;
+  const managed = configured ? undefined : managedRedisEndpoint(app.dataDir);
+  const url = configured ?? managed?.url;
   if (!url) return { state: 'not_running' };
+  const owner = managed ? { owner: { pid: managed.ownerPid, alive: managed.ownerAlive } } : {};
   try {
-    await checkRedisReachable(url, REDIS_PROBE_MS);
-    return { state: 'connected', url };
+    await checkRedisReachable(url, REDIS_PROBE_MS, managed ? null : undefined);
+    return { state: 'connected', url, ...owner };
   } catch (err) {
     // The message names the host, never the URL's password.
-    return { state: 'unreachable', url, error: (err as Error).message };
+    return { state: 'unreachable', url, error: (err as Error).message, ...owner };
   }
 }

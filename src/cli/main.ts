@@ -6,6 +6,7 @@ import { packageRoot } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
+import { registerQueueCommands } from './commands/queue.js';
 import { registerRekeyCommand } from './commands/rekey.js';
 import { registerRevokeCommands } from './commands/revoke.js';
 import { registerRunCommand } from './commands/run.js';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerRevokeCommands(program);
   registerStatusCommand(program);
+  registerQueueCommands(program);
   registerApiKeyCommands(program);
   registerRekeyCommand(program);
   program.addHelpText(

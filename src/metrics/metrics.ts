@@ -106,6 +106,21 @@ export class Metrics implements RefreshObserver {
       },
     });
     new Gauge({
+      name: 'grantkeeper_queue_paused',
+      help: '1 while a queue is paused (from the dashboard or grantkeeper queue pause): none of its jobs run',
+      labelNames: ['queue'] as const,
+      registers: [this.registry],
+      async collect() {
+        for (const { name, queue } of metrics.sources?.queues ?? []) {
+          const paused = await withTimeout(
+            queue.isPaused().catch(() => undefined),
+            QUEUE_COUNT_TIMEOUT_MS,
+          );
+          if (paused !== undefined) this.set({ queue: name }, paused ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
       name: 'grantkeeper_queue_jobs',
       help: 'Jobs in each BullMQ queue by state',
       labelNames: ['queue', 'state'] as const,

@@ -13,6 +13,11 @@ export interface ManagedRedisOptions {
   persistence?: boolean;
   /** Defaults to a free port. */
   port?: number;
+  /**
+   * Clients must AUTH with it. It reaches redis-server through its configuration on stdin, never
+   * its command line (which every local user can read in ps).
+   */
+  password?: string;
   /** Defaults to 'redis-server' on PATH. */
   binary?: string;
   logger?: Logger;
@@ -20,7 +25,7 @@ export interface ManagedRedisOptions {
 }
 
 export interface ManagedRedis {
-  /** redis://127.0.0.1:PORT */
+  /** redis://127.0.0.1:PORT, with the password when there is one: never log it (describeRedisUrl). */
   url: string;
   port: number;
   pid: number;
@@ -55,6 +60,12 @@ function installExitHook(): void {
   });
 }
 
+/** redis://127.0.0.1:PORT, with the password as the URL's credential when there is one. */
+export function managedRedisUrl(port: number, password?: string): string {
+  const credential = password === undefined ? '' : `:${encodeURIComponent(password)}@`;
+  return `redis://${credential}${HOST}:${port}`;
+}
+
 export function findFreePort(host = HOST): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -79,31 +90,26 @@ export async function startManagedRedis(opts: ManagedRedisOptions = {}): Promise
   }
 }
 
-class PortTakenError extends UserError {}
+/** redis-server could not bind the port it was given. */
+export class PortTakenError extends UserError {}
 
-function redisArgs(opts: ManagedRedisOptions, port: number): string[] {
+/** The configuration redis-server reads from stdin (`redis-server -`): one directive per line. */
+function redisConfig(opts: ManagedRedisOptions, port: number): string {
   const persistence = opts.persistence ?? opts.dataDir !== undefined;
   if (persistence && opts.dataDir === undefined) {
     throw new Error('startManagedRedis: persistence needs a dataDir');
   }
-  const args = [
-    '--port',
-    String(port),
-    '--bind',
-    HOST,
-    '--protected-mode',
-    'yes',
+  const lines = [
+    `port ${port}`,
+    `bind ${HOST}`,
+    'protected-mode yes',
     // BullMQ refuses to run when Redis may evict its keys.
-    '--maxmemory-policy',
-    'noeviction',
+    'maxmemory-policy noeviction',
     // A refresh job's opts ({jobId, delay, attempts}) run a little past the default 64 bytes; under
     // 128 Redis keeps each job hash as a compact listpack, about half the memory of a hashtable.
-    '--hash-max-listpack-value',
-    '128',
-    '--daemonize',
-    'no',
-    '--logfile',
-    '',
+    'hash-max-listpack-value 128',
+    'daemonize no',
+    'logfile ""',
   ];
   if (opts.dataDir !== undefined) {
     // Owner-only like the rest of the data folder: the AOF shows which grants exist.
@@ -112,24 +118,37 @@ function redisArgs(opts: ManagedRedisOptions, port: number): string[] {
     } catch (err) {
       throw new UserError(`cannot create the Redis folder ${opts.dataDir}: ${(err as Error).message}`);
     }
-    args.push('--dir', opts.dataDir);
+    lines.push(`dir ${quoteConfigValue(opts.dataDir)}`);
   }
-  if (persistence) {
-    args.push('--appendonly', 'yes', '--appendfsync', 'everysec');
-  } else {
-    // Without --save '' redis would still write dump.rdb into its working folder on shutdown.
-    args.push('--save', '', '--appendonly', 'no');
-  }
-  return args;
+  // No RDB snapshots: the AOF is the persistence, and a shutdown whose snapshot fails (a full disk,
+  // a folder removed) would leave redis-server ignoring SIGTERM.
+  lines.push('save ""');
+  lines.push(persistence ? 'appendonly yes' : 'appendonly no');
+  if (persistence) lines.push('appendfsync everysec');
+  if (opts.password !== undefined) lines.push(`requirepass ${quoteConfigValue(opts.password)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** A double-quoted redis.conf string: backslash, quote and anything unprintable as escapes. */
+function quoteConfigValue(value: string): string {
+  const escaped = Buffer.from(value, 'utf8').reduce((out, byte) => {
+    if (byte === 0x22 || byte === 0x5c) return `${out}\\${String.fromCharCode(byte)}`;
+    if (byte < 0x20 || byte > 0x7e) return `${out}\\x${byte.toString(16).padStart(2, '0')}`;
+    return out + String.fromCharCode(byte);
+  }, '');
+  return `"${escaped}"`;
 }
 
 async function startOnce(opts: ManagedRedisOptions, port: number): Promise<ManagedRedis> {
   const binary = opts.binary ?? 'redis-server';
-  const args = redisArgs(opts, port);
+  const config = redisConfig(opts, port);
   const logger = opts.logger?.child({ component: 'redis-server', port });
   const recent: string[] = [];
 
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, ['-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A redis-server that fails to start may close its stdin before reading it all.
+  child.stdin?.on('error', () => {});
+  child.stdin?.end(config);
   try {
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
@@ -165,7 +184,7 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
   const lastLines = () => recent.slice(-2).join('; ') || '(no output)';
   const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   const outcome = await Promise.race([
-    waitForPing(port, timeoutMs, exited).then((ready) => (ready ? 'ready' : 'timeout')),
+    waitForPing(port, opts.password, timeoutMs, exited).then((ready) => (ready ? 'ready' : 'timeout')),
     exited.then(() => 'exited' as const),
   ]);
 
@@ -195,7 +214,7 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
   const pid = child.pid as number;
 
   return {
-    url: `redis://${HOST}:${port}`,
+    url: managedRedisUrl(port, opts.password),
     port,
     pid,
     exited,
@@ -225,21 +244,37 @@ function stripLogPrefix(line: string): string {
   return line.replace(/^\d+:[A-Z] \d{2} \w{3} \d{4} [\d:.]+ [.\-*#] /, '');
 }
 
-/** Polls with a raw RESP PING until +PONG (not -LOADING while the AOF replays) or the deadline. */
-async function waitForPing(port: number, timeoutMs: number, exited: Promise<unknown>): Promise<boolean> {
+/**
+ * Polls with a raw RESP PING (after AUTH when there is a password) until +PONG, not -LOADING while
+ * the AOF replays, or the deadline.
+ */
+async function waitForPing(
+  port: number,
+  password: string | undefined,
+  timeoutMs: number,
+  exited: Promise<unknown>,
+): Promise<boolean> {
   let gone = false;
   void exited.then(() => {
     gone = true;
   });
+  const request = (password === undefined ? '' : respCommand('AUTH', password)) + respCommand('PING');
+  const replies = password === undefined ? 1 : 2;
   const deadline = Date.now() + timeoutMs;
   while (!gone && Date.now() < deadline) {
-    if (await pingOnce(port, Math.min(1_000, Math.max(1, deadline - Date.now())))) return true;
+    const timeout = Math.min(1_000, Math.max(1, deadline - Date.now()));
+    if (await pingOnce(port, request, replies, timeout)) return true;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return false;
 }
 
-function pingOnce(port: number, timeoutMs: number): Promise<boolean> {
+function respCommand(...parts: string[]): string {
+  return `*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join('')}`;
+}
+
+/** True when the last of `replies` simple-string replies is +PONG. */
+function pingOnce(port: number, request: string, replies: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = tcpConnect({ host: HOST, port });
     let reply = '';
@@ -249,10 +284,11 @@ function pingOnce(port: number, timeoutMs: number): Promise<boolean> {
     };
     socket.setTimeout(timeoutMs, () => done(false));
     socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('connect', () => socket.write(request));
     socket.on('data', (chunk) => {
       reply += chunk.toString('latin1');
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      const lines = reply.split('\r\n');
+      if (lines.length > replies) done(lines[replies - 1] === '+PONG');
     });
   });
 }

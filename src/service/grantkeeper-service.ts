@@ -17,6 +17,7 @@ import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
 import { AlertMonitor } from '../notify/alert-monitor.js';
+import { logRedisErrors } from '../redis/connection-watch.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { ApiKeyStore } from '../store/api-key-store.js';
 import { ApiSessionStore } from '../store/api-session-store.js';
@@ -70,6 +71,10 @@ export async function startGrantkeeper(
     observers: [metrics, alertObserver],
   });
   const cleanups: Array<() => Promise<void> | void> = [() => service.stop()];
+  let redisLost = false;
+  void service.redisGone.then(() => {
+    redisLost = true;
+  });
   const stop = async () => {
     for (const fn of cleanups.splice(0).reverse()) await fn();
   };
@@ -78,6 +83,7 @@ export async function startGrantkeeper(
     let alertQueue: AlertQueue | undefined;
     if (webhookSecret && config.webhookUrls.length > 0) {
       const queue = createAlertQueue(service.connection, config.queuePrefix);
+      logRedisErrors(queue, logger, 'alert queue error');
       alertQueue = queue;
       cleanups.push(() => queue.close());
       queues.push(queue);
@@ -102,7 +108,8 @@ export async function startGrantkeeper(
           metrics,
           logger,
         });
-        cleanups.push(() => worker.close());
+        // Without Redis a graceful close never ends; an unfinished delivery is retried on restart.
+        cleanups.push(() => worker.close(redisLost));
         // The sweep catches transitions no observer saw (CLI refreshes, re-consent by `seed`).
         monitor.start(config.reconcileIntervalSeconds * 1000);
       }

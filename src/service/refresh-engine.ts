@@ -7,6 +7,7 @@ import { TokenClient } from '../oauth/token-client.js';
 import { DEFAULT_BACKOFF } from '../policy/backoff.js';
 import { DEFAULT_UNEXPLAINED_RULE } from '../policy/failure-plan.js';
 import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
+import { logRedisErrors } from '../redis/connection-watch.js';
 import { AccessTokenReader } from '../refresh/access-token-reader.js';
 import { GrantRefresher } from '../refresh/grant-refresher.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
@@ -82,6 +83,7 @@ export function createRefreshEngine(
     ...(options.observers ? { observers: options.observers } : {}),
   });
   const queue = options.connection ? createRefreshQueue(options.connection, config.queuePrefix) : undefined;
+  if (queue) logRedisErrors(queue, logger, 'refresh queue error');
   const scheduler = queue
     ? new RefreshScheduler(queue, { horizonMs: config.scheduleHorizonSeconds * 1000 })
     : undefined;

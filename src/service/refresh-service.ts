@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Reconciler } from '../../jobs/reconciler.js';
@@ -6,12 +5,13 @@ import { createRefreshProcessor } from '../../jobs/refresh-processor.js';
 import type { RefreshJobData } from '../../jobs/refresh-queue.js';
 import { createRefreshWorker } from '../../jobs/refresh-worker.js';
 import type { LoadedConfig } from '../config/load-config.js';
+import type { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
-import { startManagedRedis } from '../redis/managed-redis.js';
-import { clearManagedRedisEndpoint, writeManagedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
-import { checkRedisReachable, createQueueConnection, describeRedisUrl } from '../redis/redis-connection.js';
+import { describeRedisUrl } from '../redis/redis-connection.js';
+import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AppContext, openAppContext } from './app-context.js';
+import { QueuePauseWatch } from './queue-pause-watch.js';
 import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
 import { syncConfigClients } from './sync-config-clients.js';
 
@@ -27,20 +27,47 @@ const SERVICE_BUSY_TIMEOUT_MS = 1000;
 export interface RefreshService {
   app: AppContext;
   engine: QueuedRefreshEngine;
+  /** With the managed Redis's password: never log it (describeRedisUrl). */
   redisUrl: string;
   connection: Redis;
   reconciler: Reconciler;
+  /**
+   * Settles when the service must stop and be restarted: its managed redis-server died more often
+   * than it may be restarted, or (serve) the managed Redis it uses is gone for good.
+   */
+  redisGone: Promise<UserError>;
   /** Absent when started with runWorker: false. */
   worker?: Worker<RefreshJobData, string>;
+  /** Watches the refresh queue for a pause (worker processes only); hook alerts with onChange. */
+  queuePause?: QueuePauseWatch;
   /** Stops taking jobs, lets running refreshes commit, then closes everything. */
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
-  /** Start the BullMQ worker (default) or only schedule (e.g. an API-only process). */
+  /**
+   * Start the BullMQ worker (default) or only schedule (e.g. an API-only process, which uses the
+   * managed redis-server a worker started instead of starting one).
+   */
   runWorker?: boolean;
   observers?: RefreshObserver[];
+}
+
+/** The promises still running, so a stop can wait for them itself. */
+class InFlight {
+  private readonly running = new Set<Promise<unknown>>();
+
+  track<T>(promise: Promise<T>): Promise<T> {
+    this.running.add(promise);
+    const forget = () => this.running.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+  }
 }
 
 /** Wires the refresh engine: store, Redis (given or managed), queue, worker and reconciler. */
@@ -58,24 +85,20 @@ export async function startRefreshService(
   try {
     const app = await openAppContext(loaded, logger, { busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
     cleanups.push(() => app.close());
-    await syncConfigClients(config.clients, app.clients, options.env ?? process.env, Date.now());
-
-    let redisUrl = config.redisUrl;
-    if (redisUrl) {
-      await checkRedisReachable(redisUrl);
-    } else {
-      const managed = await startManagedRedis({ dataDir: join(app.dataDir, 'redis'), logger });
-      cleanups.push(() => managed.stop());
-      redisUrl = managed.url;
-      writeManagedRedisEndpoint(app.dataDir, redisUrl);
-      cleanups.push(() => clearManagedRedisEndpoint(app.dataDir));
-      logger.info({ redis: redisUrl, pid: managed.pid }, 'started a managed redis-server (no REDIS_URL set)');
-    }
-    const connection = createQueueConnection(redisUrl);
-    connection.on('error', (err) => logger.warn({ err: { message: err.message } }, 'redis connection error'));
-    cleanups.push(async () => {
-      await connection.quit().catch(() => connection.disconnect());
+    // A second run on this folder stops here, before it syncs clients or touches the queue.
+    const redis = await openServiceRedis({
+      redisUrl: config.redisUrl,
+      dataDir: app.dataDir,
+      logger,
+      role: options.runWorker === false ? 'guest' : 'owner',
     });
+    cleanups.push(() => redis.close());
+    const { connection, url: redisUrl } = redis;
+    let redisLost = false;
+    void redis.gone.then(() => {
+      redisLost = true;
+    });
+    await syncConfigClients(config.clients, app.clients, options.env ?? process.env, Date.now());
 
     const engine = createRefreshEngine(app, config, logger, {
       connection,
@@ -92,13 +115,15 @@ export async function startRefreshService(
     await reconciler.reconcileOnce();
     let worker: Worker<RefreshJobData, string> | undefined;
     if (options.runWorker !== false) {
+      const refreshes = new InFlight();
+      const processJob = createRefreshProcessor({
+        refresher: engine.refresher,
+        scheduler: engine.scheduler,
+        logger,
+      });
       const started = createRefreshWorker({
         connection,
-        processor: createRefreshProcessor({
-          refresher: engine.refresher,
-          scheduler: engine.scheduler,
-          logger,
-        }),
+        processor: (job, token) => refreshes.track(processJob(job, token)),
         concurrency: config.concurrency,
         logger,
         // A crashed worker's jobs come back once BullMQ sees their lock gone: scale that with the db
@@ -109,15 +134,39 @@ export async function startRefreshService(
         prefix: config.queuePrefix,
       });
       worker = started;
-      cleanups.push(() => started.close());
+      cleanups.push(async () => {
+        if (!redisLost) return started.close();
+        // BullMQ's graceful close waits for Redis, which is not coming back: let the running
+        // refreshes commit to the db (their job acks are lost; the reconciler replans them), then
+        // close without waiting.
+        await refreshes.settled();
+        await started.close(true);
+      });
     }
     reconciler.start();
     cleanups.push(() => reconciler.stop());
+    let queuePause: QueuePauseWatch | undefined;
+    if (worker) {
+      const watch = new QueuePauseWatch(engine.queue, logger, config.reconcileIntervalSeconds * 1000);
+      queuePause = watch;
+      await watch.start();
+      cleanups.push(() => watch.stop());
+    }
     logger.info(
       { redis: describeRedisUrl(redisUrl), dataDir: app.dataDir, concurrency: config.concurrency },
       'grantkeeper refresh service running',
     );
-    return { app, engine, redisUrl, connection, reconciler, ...(worker ? { worker } : {}), stop: cleanup };
+    return {
+      app,
+      engine,
+      redisUrl,
+      connection,
+      reconciler,
+      redisGone: redis.gone,
+      ...(worker ? { worker } : {}),
+      ...(queuePause ? { queuePause } : {}),
+      stop: cleanup,
+    };
   } catch (err) {
     await cleanup().catch(() => {});
     throw err;

@@ -241,23 +241,24 @@ export interface RunProcess {
   kill9(): Promise<void>;
 }
 
-/** `grantkeeper run --config <path>` as a child process against the given Redis. */
+/** `grantkeeper run --config <path>` as a child process against the given Redis, or its own managed one. */
 export function startRun(opts: {
   /** Kills the child (-9) when the scenario is over, whatever happened. */
   cleanup: Cleanup;
   configPath: string;
   dataDir: string;
   key: string;
-  redisUrl: string;
+  /** Without it, `run` starts the data folder's managed redis-server. */
+  redisUrl?: string;
   clientSecret: string;
   env?: Record<string, string>;
-  /** `serve`: the API alone, no refresh worker. */
+  /** `run` by default; `serve` runs the API alone. */
   command?: 'run' | 'serve';
 }): RunProcess {
   const cli = spawnCli([opts.command ?? 'run', '--config', opts.configPath], {
     GRANTKEEPER_DATA_DIR: opts.dataDir,
     GRANTKEEPER_KEY: opts.key,
-    REDIS_URL: opts.redisUrl,
+    ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     [SECRET_ENV]: opts.clientSecret,
     GRANTKEEPER_API_PORT: '0',
     GRANTKEEPER_LOG_LEVEL: 'info',

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findFreePort } from '../../src/redis/managed-redis.js';
 import { type CliResult, runCli } from '../support/cli.js';
 import {
   addClient,
@@ -151,6 +152,23 @@ describe('operator commands', { timeout: 90_000 }, () => {
       trigger: 'on_demand',
       outcome: 'refreshed',
     });
+  });
+
+  it('status exits 1 when the configured Redis does not answer, naming it without its password', async () => {
+    const port = await findFreePort();
+    const result = await runCli(['status', '--json'], {
+      GRANTKEEPER_DATA_DIR: dataDir,
+      GRANTKEEPER_KEY: key,
+      REDIS_URL: `redis://:not-for-print@127.0.0.1:${port}`,
+    });
+    outputs.push(result);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      redis: { state: 'unreachable', url: `redis://127.0.0.1:${port}` },
+      grants: { needs_reconsent: 0, client_error: 0 },
+    });
+    expect(result.stdout).not.toContain('not-for-print');
   });
 
   it('reports a dead grant: refresh and status exit 1, failed lists it, retry still fails, remove drops it', async () => {

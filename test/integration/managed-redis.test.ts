@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -58,6 +59,32 @@ describe('startManagedRedis', () => {
     expect(await c.config('GET', 'protected-mode')).toEqual(['protected-mode', 'yes']);
     expect(await c.config('GET', 'appendonly')).toEqual(['appendonly', 'no']);
     expect(await c.config('GET', 'save')).toEqual(['save', '']);
+  });
+
+  it('with a password: refuses clients without it, and the password is on no command line', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'gk-redis-auth-'));
+    cleanups.push(() => rm(parent, { recursive: true, force: true }));
+    // A folder name redis.conf must quote: spaces, a quote and a backslash.
+    const dataDir = join(parent, 'da"ta \\ dir');
+    const password = randomBytes(32).toString('hex');
+    const redis = await startManagedRedis({ dataDir, password });
+    cleanups.push(() => redis.stop());
+    expect(redis.url).toBe(`redis://:${password}@127.0.0.1:${redis.port}`);
+
+    const anonymous = client(`redis://127.0.0.1:${redis.port}`);
+    anonymous.on('error', () => {});
+    await expect(anonymous.ping()).rejects.toThrow(/NOAUTH/);
+    const wrong = client(`redis://:not-the-password@127.0.0.1:${redis.port}`);
+    wrong.on('error', () => {});
+    await expect(wrong.ping()).rejects.toThrow(/WRONGPASS|invalid/);
+
+    const owner = client(redis.url);
+    expect(await owner.ping()).toBe('PONG');
+    expect(await owner.config('GET', 'dir')).toEqual(['dir', dataDir]);
+    expect(await owner.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(password);
+    expect(readFileSync(`/proc/${redis.pid}/cmdline`, 'utf8')).not.toContain(password);
+    expect(readFileSync(`/proc/${redis.pid}/environ`, 'utf8')).not.toContain(password);
   });
 
   it('keeps a key across a restart through its AOF, and loses it when the data is wiped', async () => {

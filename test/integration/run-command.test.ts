@@ -88,7 +88,7 @@ describe('grantkeeper run as a process', () => {
       cli.child.kill('SIGKILL');
       throw new Error(`${err.message}\nstdout: ${cli.stdout()}\nstderr: ${cli.stderr()}`);
     });
-    const redisPid = Number(/"pid":(\d+)[^\n]*managed redis-server/.exec(cli.stdout())?.[1]);
+    const redisPid = Number(/"redisPid":(\d+)[^\n]*started a managed redis-server/.exec(cli.stdout())?.[1]);
     expect(redisPid).toBeGreaterThan(0);
     cli.child.kill('SIGTERM');
     const result = await cli.exited;

@@ -11,12 +11,17 @@ export function registerRunCommand(program: Command): void {
     )
     .addHelpText(
       'after',
-      '\nExample:\n  REDIS_URL=redis://127.0.0.1:6379 grantkeeper run\n  grantkeeper run   # starts its own redis-server in the data folder',
+      '\nExample:\n  REDIS_URL=redis://127.0.0.1:6379 grantkeeper run\n' +
+        '  grantkeeper run   # starts its own password-protected redis-server in the data folder, one per folder\n\n' +
+        'Exits 1 when its redis-server keeps dying (more than 3 restarts within a minute), so a supervisor restarts it.',
     )
     .action(() => runUntilSignal(program, { runWorker: true }));
 }
 
-/** `run` and `serve`: start the composition, wait for a signal, stop within the grace period. */
+/**
+ * `run` and `serve`: start the composition, wait for a signal (or for the loss of the Redis the
+ * service cannot go on without), stop within the grace period.
+ */
 export async function runUntilSignal(program: Command, options: { runWorker: boolean }): Promise<void> {
   const globals = program.opts<{ config?: string }>();
   const loaded = loadConfig(process.env, globals.config);
@@ -26,7 +31,12 @@ export async function runUntilSignal(program: Command, options: { runWorker: boo
   // stops it gracefully as soon as it is up.
   const signalled = waitForShutdownSignal();
   const keeper = await startGrantkeeper(loaded, logger, options);
-  await signalled;
+  const lost = await Promise.race([signalled.then(() => undefined), keeper.service.redisGone]);
+  if (lost) {
+    // Exit non-zero so a supervisor (systemd, Docker's restart policy) starts the service afresh.
+    logger.error(`${lost.message}: stopping so that a supervisor restarts grantkeeper`);
+    process.exitCode = 1;
+  }
   logger.info(options.runWorker ? 'shutting down: letting running refreshes commit' : 'shutting down');
   const graceMs = loaded.config.shutdownGraceSeconds * 1000;
   const timedOut = Symbol('timeout');

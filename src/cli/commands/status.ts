@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { GRANT_STATES, type GrantState } from '../../../db/schema.js';
 import { describeRedisUrl } from '../../redis/redis-connection.js';
 import type { StorageGate } from '../../store/storage-gate.js';
-import { withCliContext } from '../cli-context.js';
+import { type ManagedRedisOwner, withCliContext } from '../cli-context.js';
 import {
   colorState,
   colors,
@@ -18,13 +18,16 @@ import {
 export function registerStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('one-screen overview: grants by state, queue depth, oldest failure, Redis and db health')
+    .description(
+      'one-screen overview: grants by state, queue depth and pause, oldest failure, Redis and db health',
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
       examples(
         'grantkeeper status',
-        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error)',
+        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error),',
+        '                            # the refresh queue is paused, Redis does not answer, the db or disk is unwell',
       ),
     )
     .action(async (opts: { json?: boolean }) => {
@@ -39,9 +42,11 @@ export function registerStatusCommand(program: Command): void {
         const nextDue = grants
           .filter((g) => g.state === 'active' || g.state === 'failing')
           .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt)[0];
-        const queue = engine.queue
+        const counts = engine.queue
           ? await engine.queue.getJobCounts('waiting', 'delayed', 'active', 'failed')
           : null;
+        // A paused queue runs no refresh at all, and a pause outlives restarts.
+        const paused = engine.queue ? await engine.queue.isPaused() : false;
         const dbCheck = String(app.store.sqlite.pragma('quick_check', { simple: true }));
         const disk = engine.storage.diskReport();
         const status = {
@@ -51,8 +56,9 @@ export function registerStatusCommand(program: Command): void {
             state: redis.state,
             ...(redis.state === 'not_running' ? {} : { url: describeRedisUrl(redis.url) }),
             ...(redis.state === 'unreachable' ? { error: redis.error } : {}),
+            ...(redis.state !== 'not_running' && redis.owner ? { managedBy: redis.owner } : {}),
           },
-          queue,
+          queue: counts ? { ...counts, paused } : null,
           grants: { total: grants.length, ...byState },
           oldestFailure: oldest
             ? {
@@ -68,9 +74,9 @@ export function registerStatusCommand(program: Command): void {
         else {
           const redisLine =
             redis.state === 'connected'
-              ? colors.green(`connected (${status.redis.url})`)
+              ? colors.green(`connected (${status.redis.url})`) + ownerNote(redis.owner)
               : redis.state === 'unreachable'
-                ? colors.red(`unreachable: ${redis.error}`)
+                ? colors.red(`unreachable: ${redis.error}`) + ownerNote(redis.owner)
                 : colors.yellow(
                     'not running (no REDIS_URL and no managed redis-server: start grantkeeper run)',
                   );
@@ -90,12 +96,7 @@ export function registerStatusCommand(program: Command): void {
                   ? `${oldest.label} (${oldest.state}) ${formatRelative(oldest.lastErrorAt, now)}: ${oldest.lastError}`
                   : '-',
               ],
-              [
-                'queue',
-                queue
-                  ? `${queue.delayed ?? 0} delayed, ${queue.waiting ?? 0} waiting, ${queue.active ?? 0} active, ${queue.failed ?? 0} failed`
-                  : '-',
-              ],
+              ['queue', counts ? queueLine(counts, paused) : '-'],
               ['redis', redisLine],
               [
                 'db',
@@ -107,11 +108,31 @@ export function registerStatusCommand(program: Command): void {
             ]),
           );
         }
-        if (byState.needs_reconsent + byState.client_error > 0 || !status.db.ok || disk.low) {
+        if (
+          byState.needs_reconsent + byState.client_error > 0 ||
+          !status.db.ok ||
+          disk.low ||
+          redis.state === 'unreachable' ||
+          paused
+        ) {
           process.exitCode = 1;
         }
       });
     });
+}
+
+function queueLine(counts: Record<string, number>, paused: boolean): string {
+  const jobs = `${counts.delayed ?? 0} delayed, ${counts.waiting ?? 0} waiting, ${counts.active ?? 0} active, ${counts.failed ?? 0} failed`;
+  return paused ? colors.red(`paused: nothing is refreshed until grantkeeper queue resume (${jobs})`) : jobs;
+}
+
+function ownerNote(owner: ManagedRedisOwner | undefined): string {
+  if (!owner) return '';
+  return owner.alive
+    ? ` managed by grantkeeper run pid ${owner.pid}`
+    : colors.yellow(
+        ` left by grantkeeper run pid ${owner.pid}, which is gone: the next grantkeeper run replaces it`,
+      );
 }
 
 function diskLine(disk: ReturnType<StorageGate['diskReport']>): string {
