@@ -42,13 +42,17 @@ const REDIS_PROBE_MS = 1500;
 export async function withCliContext<T>(
   program: Command,
   fn: (ctx: CliContext) => Promise<T>,
-  opts: { redis?: boolean } = {},
+  opts: {
+    redis?: boolean;
+    /** Only commands that register something may create a new store; others refuse to. */
+    create?: boolean;
+  } = {},
 ): Promise<T> {
   const globals = program.opts<{ config?: string; verbose?: boolean }>();
   const loaded = loadConfig(process.env, globals.config);
   // Commands talk to people on stdout/stderr; engine logs only show with --verbose, on stderr.
   const logger = createLogger({ level: globals.verbose ? 'debug' : 'silent', destination: process.stderr });
-  const app = await openAppContext(loaded, logger);
+  const app = await openAppContext(loaded, logger, { create: opts.create ?? false });
   let connection: Redis | undefined;
   let engine: RefreshEngine | undefined;
   try {

@@ -152,7 +152,7 @@ async function localSource(options: {
 }): Promise<TokenSource> {
   const loaded = loadConfig(options.env ?? process.env, options.configPath);
   const logger = options.logger ?? createLogger({ level: 'warn', destination: process.stderr });
-  const app = await openAppContext(loaded, logger);
+  const app = await openAppContext(loaded, logger, { create: false });
   // With the service's Redis the worker's next job is planned at once; without it (or while it is
   // down) the service's reconciler plans it. Never wait on Redis: a token read must not hang.
   const redisUrl = redisUrlForTools(loaded.config.redisUrl, app.dataDir);

@@ -13,7 +13,7 @@ import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AppContext, openAppContext } from './app-context.js';
 import { QueuePauseWatch } from './queue-pause-watch.js';
 import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
-import { syncConfigClients } from './sync-config-clients.js';
+import { configClientSecret, syncConfigClients } from './sync-config-clients.js';
 
 /** A grant overdue by this much whose job has ended gets its job back at the next reconcile. */
 const OVERDUE_GRACE_MS = 60_000;
@@ -83,6 +83,8 @@ export async function startRefreshService(
     for (const fn of cleanups.splice(0).reverse()) await fn();
   };
   try {
+    // Configuration mistakes are reported before anything is started.
+    for (const c of config.clients) configClientSecret(c, options.env ?? process.env);
     const app = await openAppContext(loaded, logger, { busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
     cleanups.push(() => app.close());
     // A second run on this folder stops here, before it syncs clients or touches the queue.

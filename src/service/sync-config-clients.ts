@@ -3,6 +3,17 @@ import { UserError } from '../errors/user-error.js';
 import { type ProviderSpec, resolveProvider } from '../oauth/providers.js';
 import type { ClientStore } from '../store/client-store.js';
 
+/** The secret a config-file client names, checked before anything starts: a missing one is a typo. */
+export function configClientSecret(c: ConfigClient, env: NodeJS.ProcessEnv): string | undefined {
+  const secret = c.clientSecretEnv === undefined ? undefined : env[c.clientSecretEnv];
+  if (c.clientSecretEnv !== undefined && !secret) {
+    throw new UserError(
+      `client "${c.name}" reads its secret from ${c.clientSecretEnv}, which is not set: export it before starting`,
+    );
+  }
+  return secret;
+}
+
 /**
  * Clients declared in the config file are registered (or updated in place) at start-up, so a
  * deployment can be described in one file. Secrets come from named environment variables only.
@@ -14,12 +25,7 @@ export async function syncConfigClients(
   now: number,
 ): Promise<void> {
   for (const c of declared) {
-    const secret = c.clientSecretEnv === undefined ? undefined : env[c.clientSecretEnv];
-    if (c.clientSecretEnv !== undefined && !secret) {
-      throw new UserError(
-        `client "${c.name}" reads its secret from ${c.clientSecretEnv}, which is not set: export it before starting`,
-      );
-    }
+    const secret = configClientSecret(c, env);
     const profile = await resolveProvider(providerSpec(c));
     const authMethod = c.authMethod ?? (secret ? profile.confidentialAuthMethod : 'none');
     if (authMethod !== 'none' && !secret) {

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DB_FILE_NAME } from '../../db/connection.js';
+import { createKeeper } from '../../src/library/index.js';
 import { findFreePort } from '../../src/redis/managed-redis.js';
 import { runCli, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir } from '../support/engine.js';
@@ -143,5 +144,29 @@ describe('everyday edges', () => {
     const result = await cli.exited;
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
+  });
+});
+
+describe('read-only commands never create a store', () => {
+  it.each([
+    [['token', '@ourbot']],
+    [['grants']],
+    [['grant', 'show', '@ourbot']],
+    [['status']],
+    [['failed']],
+    [['apikey', 'list']],
+  ])('grantkeeper %s on a folder without one says so and creates nothing', async (args) => {
+    const missing = join(dataDir(), 'typo');
+    const result = await runCli(args, { GRANTKEEPER_DATA_DIR: missing, GRANTKEEPER_KEY: key() });
+    expectOneClearLine(result, /no grantkeeper store at .*typo; set GRANTKEEPER_DATA_DIR/);
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  it('createKeeper({ env }) refuses too', async () => {
+    const missing = join(dataDir(), 'typo');
+    await expect(
+      createKeeper({ env: { GRANTKEEPER_DATA_DIR: missing, GRANTKEEPER_LOG_LEVEL: 'silent' } }),
+    ).rejects.toThrow(/no grantkeeper store at/);
+    expect(existsSync(missing)).toBe(false);
   });
 });

@@ -131,7 +131,9 @@ function grantsOf(row: ApiKeyRow): string[] | null {
 async function withKeys(program: Command, fn: (app: AppContext, keys: ApiKeyStore) => void): Promise<void> {
   const loaded = loadConfig(process.env, program.opts<{ config?: string }>().config);
   // Logs go to stderr: stdout carries only the key.
-  const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }));
+  const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }), {
+    create: false,
+  });
   try {
     fn(app, new ApiKeyStore(app.store.db));
   } finally {

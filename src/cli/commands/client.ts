@@ -117,7 +117,7 @@ export function registerClientCommands(program: Command): void {
           printLine(`register this redirect URI with the provider: ${view.redirectUri}`);
           printLine(`next: grantkeeper seed ${name}`);
         },
-        { redis: false },
+        { redis: false, create: true },
       );
     });
 

@@ -22,7 +22,9 @@ export function registerRekeyCommand(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const loaded = loadConfig(process.env, program.opts<{ config?: string }>().config);
       // Opening the store verifies the key check value, so a keyring that cannot open it stops here.
-      const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }));
+      const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }), {
+        create: false,
+      });
       try {
         const report = rekeyStore(app.store, app.sealer);
         if (opts.json) return printJson(report);

@@ -44,68 +44,72 @@ export function registerSeedCommand(program: Command): void {
       ),
     )
     .action(async (clientName: string, flags: SeedFlags) => {
-      await withCliContext(program, async ({ loaded, logger, app, engine, redis }) => {
-        if (loaded.config.clients.length > 0) {
-          await syncConfigClients(loaded.config.clients, app.clients, process.env, Date.now());
-        }
-        const mode: ConsentMode = flags.manual ? 'manual' : 'loopback';
-        const scheduler = engine.scheduler;
-        const result = await seedGrant(
-          {
-            grants: app.grants,
-            clients: app.clients,
-            tokenClient: engine.tokenClient,
-            timing: engine.refresher.timing,
-            ...(scheduler ? { schedule: (grant) => scheduler.schedule([grant]) } : {}),
-            io: {
-              messages: process.stderr,
-              input: process.stdin,
-              ...(flags.browser && mode === 'loopback' ? { openBrowser: openInBrowser } : {}),
+      await withCliContext(
+        program,
+        async ({ loaded, logger, app, engine, redis }) => {
+          if (loaded.config.clients.length > 0) {
+            await syncConfigClients(loaded.config.clients, app.clients, process.env, Date.now());
+          }
+          const mode: ConsentMode = flags.manual ? 'manual' : 'loopback';
+          const scheduler = engine.scheduler;
+          const result = await seedGrant(
+            {
+              grants: app.grants,
+              clients: app.clients,
+              tokenClient: engine.tokenClient,
+              timing: engine.refresher.timing,
+              ...(scheduler ? { schedule: (grant) => scheduler.schedule([grant]) } : {}),
+              io: {
+                messages: process.stderr,
+                input: process.stdin,
+                ...(flags.browser && mode === 'loopback' ? { openBrowser: openInBrowser } : {}),
+              },
             },
-          },
-          {
-            client: clientName,
-            ...(flags.label ? { label: flags.label } : {}),
-            ...(flags.scopes ? { scopes: flags.scopes } : {}),
-            mode,
-            timeoutMs: flags.timeout * 1000,
-          },
-        );
-        // A re-consent that brings a dead grant back is a recovery operators were alerted about.
-        await onConsentSaved(
-          {
-            loaded,
-            grants: app.grants,
-            redisUrl: redis.state === 'connected' ? redis.url : undefined,
-            logger,
-          },
-          result.grant,
-        );
-        if (result.identityProblem)
-          note(`note: ${result.identityProblem}; labelled ${result.grant.label} (use --label to choose)`);
-        const { grant } = result;
-        if (flags.json) {
-          return printJson({
-            id: grant.id,
-            label: grant.label,
-            client: clientName,
-            subject: grant.subject,
-            replaced: result.replaced,
-            scheduled: result.scheduled,
-            accessExpiresAt: new Date(grant.accessExpiresAt).toISOString(),
-            nextRefreshAt: new Date(grant.nextRefreshAt).toISOString(),
-          });
-        }
-        const now = Date.now();
-        printLine(
-          `${colors.green('✓')} ${result.replaced ? 'replaced the tokens of' : 'stored'} grant ${colors.bold(grant.label)} (${grant.id})`,
-        );
-        printLine(
-          `  first refresh ${formatRelative(grant.nextRefreshAt, now)}: ${
-            result.scheduled ? 'queued' : 'the service queues it when it runs (grantkeeper run)'
-          }`,
-        );
-      });
+            {
+              client: clientName,
+              ...(flags.label ? { label: flags.label } : {}),
+              ...(flags.scopes ? { scopes: flags.scopes } : {}),
+              mode,
+              timeoutMs: flags.timeout * 1000,
+            },
+          );
+          // A re-consent that brings a dead grant back is a recovery operators were alerted about.
+          await onConsentSaved(
+            {
+              loaded,
+              grants: app.grants,
+              redisUrl: redis.state === 'connected' ? redis.url : undefined,
+              logger,
+            },
+            result.grant,
+          );
+          if (result.identityProblem)
+            note(`note: ${result.identityProblem}; labelled ${result.grant.label} (use --label to choose)`);
+          const { grant } = result;
+          if (flags.json) {
+            return printJson({
+              id: grant.id,
+              label: grant.label,
+              client: clientName,
+              subject: grant.subject,
+              replaced: result.replaced,
+              scheduled: result.scheduled,
+              accessExpiresAt: new Date(grant.accessExpiresAt).toISOString(),
+              nextRefreshAt: new Date(grant.nextRefreshAt).toISOString(),
+            });
+          }
+          const now = Date.now();
+          printLine(
+            `${colors.green('✓')} ${result.replaced ? 'replaced the tokens of' : 'stored'} grant ${colors.bold(grant.label)} (${grant.id})`,
+          );
+          printLine(
+            `  first refresh ${formatRelative(grant.nextRefreshAt, now)}: ${
+              result.scheduled ? 'queued' : 'the service queues it when it runs (grantkeeper run)'
+            }`,
+          );
+        },
+        { create: true },
+      );
     });
 }
 
