@@ -7,15 +7,16 @@ import { DEFAULT_QUEUE_PREFIX } from './refresh-queue.js';
 export const ALERT_QUEUE_NAME = 'alerts';
 
 /**
- * A job names the event, the grant and the webhook by a hash of its URL: no label, token or URL
- * (which may embed a secret) ever sits in Redis. The body is built from the db at delivery time.
+ * A job names the event, what it is about (a grant id, or a queue name for queue events) and the
+ * webhook by a hash of its URL: no label, token or URL (which may embed a secret) ever sits in
+ * Redis. The body is built from the db (or the queue) at delivery time.
  * `mac` signs the rest under the webhook secret, so whoever can write to Redis still cannot make
  * the worker sign and send an alert of their own.
  */
 export const alertJobDataSchema = z
   .object({
     event: z.enum(ALERT_EVENTS),
-    grantId: z.string().min(1).max(64),
+    subject: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
     at: z.number().int().nonnegative(),
     target: z.string().regex(/^[0-9a-f]{16}$/),
     mac: z.string().regex(/^[0-9a-f]{64}$/),
@@ -38,7 +39,7 @@ export function webhookTargetId(url: string): string {
 
 function alertMac(secret: string, job: Omit<AlertJobData, 'mac'>): Buffer {
   return createHmac('sha256', secret)
-    .update(`grantkeeper/alert-job/v1\0${job.event}\0${job.grantId}\0${job.at}\0${job.target}`)
+    .update(`grantkeeper/alert-job/v1\0${job.event}\0${job.subject}\0${job.at}\0${job.target}`)
     .digest();
 }
 
@@ -67,7 +68,7 @@ export async function enqueueAlert(
       name: alert.event,
       data: { ...alert, target, mac: alertMac(secret, { ...alert, target }).toString('hex') },
       opts: {
-        jobId: `${alert.event}-${alert.grantId}-${alert.at}-${target}`.replaceAll(':', '_'),
+        jobId: `${alert.event}-${alert.subject}-${alert.at}-${target}`.replaceAll(':', '_'),
         attempts: retry.attempts,
         backoff: { type: 'exponential', delay: retry.baseDelayMs },
         removeOnComplete: { age: 24 * 3600, count: 1000 },

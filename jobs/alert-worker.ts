@@ -1,7 +1,12 @@
-import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from 'bullmq';
+import { type ConnectionOptions, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from '../src/log/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
-import { type AlertEvent, alertStillHolds } from '../src/notify/alert-policy.js';
+import {
+  alertStillHolds,
+  type GrantAlertEvent,
+  isQueueEvent,
+  type QueueAlertEvent,
+} from '../src/notify/alert-policy.js';
 import {
   DELIVERY_HEADER,
   EVENT_HEADER,
@@ -25,6 +30,8 @@ export interface AlertWorkerOptions {
   connection: ConnectionOptions;
   prefix?: string;
   grants: GrantStore;
+  /** The queues a queue event may name, to check it against before sending. */
+  queues: ReadonlyMap<string, Pick<Queue, 'isPaused'>>;
   webhookUrls: readonly string[];
   secret: string;
   metrics: Metrics;
@@ -50,7 +57,7 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       const alert = parsed.data;
       if (!alertJobIsAuthentic(options.secret, alert)) {
         logger.warn(
-          { event: alert.event, grantId: alert.grantId },
+          { event: alert.event, subject: alert.subject },
           'refused an alert job not made by grantkeeper',
         );
         throw new UnrecoverableError('alert job not signed by this service');
@@ -58,8 +65,16 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       const url = urls.get(alert.target);
       // The webhook was removed from the config since: nobody left to tell.
       if (!url) return 'target_gone';
-      if (!holds(alert, options.grants)) return 'no_longer_true';
-      const body = JSON.stringify(alertBody(alert, options.grants, job.id ?? ''));
+      const queue = options.queues.get(alert.subject);
+      const truth = isQueueEvent(alert.event)
+        ? queue !== undefined && (await queue.isPaused()) === (alert.event === 'queue.paused')
+        : grantAlertHolds(alert, alert.event, options.grants);
+      if (!truth) return 'no_longer_true';
+      const body = JSON.stringify(
+        isQueueEvent(alert.event)
+          ? queueAlertBody(alert, alert.event, job.id ?? '')
+          : grantAlertBody(alert, options.grants, job.id ?? ''),
+      );
       const res = await fetch(url, {
         method: 'POST',
         redirect: 'manual',
@@ -88,7 +103,7 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
     logger.warn(
       {
         event: job.data.event,
-        grantId: job.data.grantId,
+        subject: job.data.subject,
         target: job.data.target,
         attempt: job.attemptsMade,
         gaveUp,
@@ -102,19 +117,19 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
   return worker;
 }
 
-function holds(alert: AlertJobData, grants: GrantStore): boolean {
-  const view = grants.alertView(alert.grantId);
+function grantAlertHolds(alert: AlertJobData, event: GrantAlertEvent, grants: GrantStore): boolean {
+  const view = grants.alertView(alert.subject);
   // A removed grant is still news for the alert that was queued before the removal.
-  if (!view) return alert.event !== 'grant.recovered';
+  if (!view) return event !== 'grant.recovered';
   const conflictNear = (at: number) =>
     grants
-      .recentEvents(alert.grantId, 20)
+      .recentEvents(alert.subject, 20)
       .some((e) => e.outcome === 'conflict' && Math.abs(e.at - at) < CONFLICT_MATCH_MS);
-  return alertStillHolds(alert.event as AlertEvent, view, conflictNear, alert.at);
+  return alertStillHolds(event, view, conflictNear, alert.at);
 }
 
-function alertBody(alert: AlertJobData, grants: GrantStore, deliveryId: string) {
-  const grant = grants.get(alert.grantId);
+function grantAlertBody(alert: AlertJobData, grants: GrantStore, deliveryId: string) {
+  const grant = grants.get(alert.subject);
   return {
     id: deliveryId,
     type: alert.event,
@@ -128,6 +143,15 @@ function alertBody(alert: AlertJobData, grants: GrantStore, deliveryId: string) 
           last_error: grant.lastError,
           last_error_at: grant.lastErrorAt === null ? null : new Date(grant.lastErrorAt).toISOString(),
         }
-      : { id: alert.grantId, state: 'removed' },
+      : { id: alert.subject, state: 'removed' },
+  };
+}
+
+function queueAlertBody(alert: AlertJobData, event: QueueAlertEvent, deliveryId: string) {
+  return {
+    id: deliveryId,
+    type: event,
+    created_at: new Date(alert.at).toISOString(),
+    queue: { name: alert.subject, paused: event === 'queue.paused' },
   };
 }

@@ -11,10 +11,13 @@ import type { Logger } from '../log/logger.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import type { GrantStore } from '../store/grant-store.js';
+import type { ServiceStateStore } from '../store/service-state-store.js';
 import { type AlertEvent, type AlertView, decideAlert } from './alert-policy.js';
 
 export interface AlertMonitorDeps {
   grants: GrantStore;
+  /** Alert bookkeeping for things that are not grants (queues). */
+  serviceState: ServiceStateStore;
   queue: AlertQueue;
   /** Signs each job, so the worker can tell ours from anything else written to Redis. */
   secret: string;
@@ -47,6 +50,20 @@ export class AlertMonitor implements RefreshObserver {
       return;
     }
     if ('grant' in result) void this.evaluate(result.grant);
+  }
+
+  /**
+   * A queue was found paused or resumed (at start too). The store's compare-and-swap on the queue's
+   * alerted state makes each transition alert once across every process watching the queue.
+   */
+  onQueuePause(queue: string, paused: boolean): Promise<void> {
+    const { serviceState } = this.deps;
+    const key = `alerted:queue:${queue}`;
+    const [from, to] = paused ? [null, 'paused'] : ['paused', null];
+    if (!serviceState.compareAndSet(key, from, to)) return Promise.resolve();
+    return this.queue(paused ? 'queue.paused' : 'queue.resumed', queue, () =>
+      serviceState.compareAndSet(key, to, from),
+    );
   }
 
   /** Call after a consent is saved: a grant that was alerted as dead gets its `grant.recovered`. */
@@ -90,20 +107,20 @@ export class AlertMonitor implements RefreshObserver {
   }
 
   /** Queues one alert; `undo` runs when Redis refuses it, so the next sweep tries again. */
-  private queue(event: AlertEvent, grantId: string, undo: () => unknown): Promise<void> {
+  private queue(event: AlertEvent, subject: string, undo: () => unknown): Promise<void> {
     const { logger } = this.deps;
     const queued = enqueueAlert(
       this.deps.queue,
       this.deps.secret,
-      { event, grantId, at: this.now() },
+      { event, subject, at: this.now() },
       this.deps.targets,
       this.deps.retry,
     )
-      .then(() => logger.info({ grantId, event }, 'alert queued'))
+      .then(() => logger.info({ subject, event }, 'alert queued'))
       .catch((err: Error) => {
         undo();
         logger.warn(
-          { grantId, event, err: { message: err.message } },
+          { subject, event, err: { message: err.message } },
           'could not queue an alert; the next sweep retries',
         );
       })
@@ -119,7 +136,13 @@ export class AlertMonitor implements RefreshObserver {
  * sends it within one reconcile interval, so failing here is harmless and silent.
  */
 export async function onConsentSaved(
-  deps: { loaded: LoadedConfig; grants: GrantStore; redisUrl: string | undefined; logger: Logger },
+  deps: {
+    loaded: LoadedConfig;
+    grants: GrantStore;
+    serviceState: ServiceStateStore;
+    redisUrl: string | undefined;
+    logger: Logger;
+  },
   grant: AlertView,
 ): Promise<void> {
   const { config } = deps.loaded;
@@ -132,9 +155,11 @@ export async function onConsentSaved(
   });
   connection.on('error', () => {});
   const queue = createAlertQueue(connection, config.queuePrefix);
+  queue.on('error', () => {});
   try {
     const monitor = new AlertMonitor({
       grants: deps.grants,
+      serviceState: deps.serviceState,
       queue,
       secret,
       targets: config.webhookUrls.map(webhookTargetId),

@@ -8,8 +8,16 @@ export const ALERT_EVENTS = [
   'grant.in_doubt',
   'grant.conflict',
   'grant.recovered',
+  'queue.paused',
+  'queue.resumed',
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
+export type GrantAlertEvent = Extract<AlertEvent, `grant.${string}`>;
+export type QueueAlertEvent = Extract<AlertEvent, `queue.${string}`>;
+
+export function isQueueEvent(event: AlertEvent): event is QueueAlertEvent {
+  return event.startsWith('queue.');
+}
 
 /** What the alert logic needs to know about a grant. */
 export interface AlertView {
@@ -24,7 +32,7 @@ export interface AlertView {
 }
 
 export interface AlertDecision {
-  event: AlertEvent;
+  event: GrantAlertEvent;
   /** What `alertedState` becomes once the alert is queued; null means nothing outstanding. */
   alertedState: string | null;
 }
@@ -71,7 +79,7 @@ export function decideAlert(grant: AlertView, failingAfter: number, now: number)
  * condition, sends nothing.
  */
 export function alertStillHolds(
-  event: AlertEvent,
+  event: GrantAlertEvent,
   grant: AlertView,
   conflictNear: (at: number) => boolean,
   at: number,

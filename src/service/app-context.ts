@@ -9,6 +9,7 @@ import type { Logger } from '../log/logger.js';
 import { ClientStore } from '../store/client-store.js';
 import { GrantStore } from '../store/grant-store.js';
 import { verifySealingKey } from '../store/key-check.js';
+import { ServiceStateStore } from '../store/service-state-store.js';
 
 /** What every command needs: the opened store and the key that unseals it. */
 export interface AppContext {
@@ -17,6 +18,7 @@ export interface AppContext {
   sealer: Sealer;
   grants: GrantStore;
   clients: ClientStore;
+  serviceState: ServiceStateStore;
   close(): void;
 }
 
@@ -61,6 +63,7 @@ export async function openAppContext(
     sealer,
     grants: new GrantStore(store.db, sealer),
     clients: new ClientStore(store.db, sealer),
+    serviceState: new ServiceStateStore(store.db),
     close: () => store.close(),
   };
 }

@@ -89,6 +89,7 @@ export async function startGrantkeeper(
       queues.push(queue);
       const monitor = new AlertMonitor({
         grants: service.app.grants,
+        serviceState: service.app.serviceState,
         queue,
         secret: webhookSecret,
         targets: config.webhookUrls.map(webhookTargetId),
@@ -103,6 +104,7 @@ export async function startGrantkeeper(
           connection: service.connection,
           prefix: config.queuePrefix,
           grants: service.app.grants,
+          queues: new Map([[service.engine.queue.name, service.engine.queue]]),
           webhookUrls: config.webhookUrls,
           secret: webhookSecret,
           metrics,
@@ -112,6 +114,15 @@ export async function startGrantkeeper(
         cleanups.push(() => worker.close(redisLost));
         // The sweep catches transitions no observer saw (CLI refreshes, re-consent by `seed`).
         monitor.start(config.reconcileIntervalSeconds * 1000);
+        // A pause found at start happened before this subscription: the store's CAS makes it once.
+        const pause = service.queuePause;
+        if (pause) {
+          const name = service.engine.queue.name;
+          pause.onChange(
+            ({ queue: paused, paused: isPaused }) => void monitor.onQueuePause(paused, isPaused),
+          );
+          if (pause.paused !== undefined) void monitor.onQueuePause(name, pause.paused);
+        }
       }
     }
     metrics.bind({

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DB_FILE_NAME } from '../../db/connection.js';
 import type { GrantRow } from '../../db/schema.js';
+import { enqueueAlert, webhookTargetId } from '../../jobs/alert-queue.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { onConsentSaved } from '../../src/notify/alert-monitor.js';
@@ -337,6 +338,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
           secrets: { webhookSecret: WEBHOOK_SECRET },
         },
         grants: engine.service.app.grants,
+        serviceState: engine.service.app.serviceState,
         redisUrl: redis.url,
         logger: createLogger({ level: 'silent' }),
       },
@@ -353,6 +355,51 @@ describe('HTTP API against a running service and oidc-provider', () => {
       expect(hook.json.grant).toMatchObject({ id: beta.id, label: '@beta' });
     }
     expect((await get('/v1/grants/@beta/token', scopedKey)).status).toBe(200);
+  });
+
+  it('alerts a paused refresh queue once, and its resumption, from every process watching it', async () => {
+    const queueEvents = (type: string) => receiver.received.filter((r) => r.json.type === type);
+    const queue = engine.service.engine.queue;
+    await queue.pause();
+    try {
+      await waitFor(() => queueEvents('queue.paused').length > 0, 'the queue.paused webhook', 10_000);
+    } finally {
+      await queue.resume();
+    }
+    await waitFor(() => queueEvents('queue.resumed').length > 0, 'the queue.resumed webhook', 10_000);
+    await sleep(1500);
+    expect(queueEvents('queue.paused')).toHaveLength(1);
+    expect(queueEvents('queue.resumed')).toHaveLength(1);
+    expect(queueEvents('queue.paused')[0]!.json.queue).toEqual({ name: 'refresh', paused: true });
+  });
+
+  it('sends nothing for alert jobs it did not make, or whose condition no longer holds', async () => {
+    const alerts = engine.keeper!.alertQueue!;
+    const before = receiver.received.length;
+    const target = webhookTargetId(receiver.url);
+    const at = Date.now();
+    // Whoever can write to Redis: a well-formed job that was not signed with the webhook secret.
+    const forged = await alerts.add('grant.needs_reconsent', {
+      event: 'grant.needs_reconsent',
+      subject: alpha.id,
+      at,
+      target,
+      mac: 'f'.repeat(64),
+    });
+    // Signed, but @alpha is not dead: the store says otherwise at delivery time.
+    await enqueueAlert(alerts, WEBHOOK_SECRET, { event: 'grant.needs_reconsent', subject: alpha.id, at }, [
+      target,
+    ]);
+    await waitFor(async () => (await forged.getState()) === 'failed', 'the forged job refused', 10_000);
+    await waitFor(
+      async () =>
+        (await alerts.getCompleted()).some(
+          (j) => j.data.subject === alpha.id && j.returnvalue === 'no_longer_true',
+        ),
+      'the stale job dropped',
+      10_000,
+    );
+    expect(receiver.received.slice(before).filter((r) => r.json.grant?.id === alpha.id)).toEqual([]);
   });
 
   it('retries a grant through the worker on request', async () => {

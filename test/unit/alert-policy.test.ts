@@ -93,7 +93,7 @@ describe('alertStillHolds (the worker decides from the store, not from the job)'
   it('refuses job data not signed with the webhook secret', () => {
     const forged = {
       event: 'grant.recovered' as const,
-      grantId: 'g_1',
+      subject: 'g_1',
       at: NOW,
       target: '0'.repeat(16),
       mac: 'a'.repeat(64),

@@ -78,6 +78,7 @@ export function registerSeedCommand(program: Command): void {
             {
               loaded,
               grants: app.grants,
+              serviceState: app.serviceState,
               redisUrl: redis.state === 'connected' ? redis.url : undefined,
               logger,
             },
