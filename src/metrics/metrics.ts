@@ -98,6 +98,15 @@ export class Metrics implements RefreshObserver {
       },
     });
     new Gauge({
+      name: 'grantkeeper_grants_in_doubt',
+      help: 'Grants whose last refresh request went out and got no answer: the provider may have rotated',
+      registers: [this.registry],
+      collect() {
+        const stats = metrics.fleet();
+        if (stats) this.set(stats.inDoubt);
+      },
+    });
+    new Gauge({
       name: 'grantkeeper_refreshes_paused',
       help: '1 while the disk holding the database is full and no new refresh may start',
       registers: [this.registry],

@@ -63,6 +63,8 @@ export interface FleetStats {
   earliestEagerExpiry: number | null;
   /** Per client, the live grant whose refresh token has sat unused longest. */
   oldestUseByClient: Array<{ clientRef: string; usedAt: number }>;
+  /** Grants with a request sent and no answer settled, whose lease is over (invariant 2). */
+  inDoubt: number;
 }
 
 export interface SaveConsentInput extends TokenUpdate {
@@ -404,7 +406,22 @@ export class GrantStore {
       .where(live)
       .groupBy(grants.clientRef)
       .all();
-    return { byState, earliestEagerExpiry: earliest?.at ?? null, oldestUseByClient };
+    const inDoubt = this.db
+      .select({ count: sql<number>`count(*)` })
+      .from(grants)
+      .where(
+        and(
+          sql`${grants.leaseSentAt} is not null`,
+          or(isNull(grants.leaseUntil), lt(grants.leaseUntil, STORE_NOW)),
+        ),
+      )
+      .get();
+    return {
+      byState,
+      earliestEagerExpiry: earliest?.at ?? null,
+      oldestUseByClient,
+      inDoubt: inDoubt?.count ?? 0,
+    };
   }
 
   /**

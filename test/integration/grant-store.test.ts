@@ -142,6 +142,7 @@ describe('grant store on a real SQLite file', () => {
     );
     expect(lost).toMatchObject({ leaseOwner: null, state: 'failing' });
     expect(lost?.leaseSentAt).not.toBeNull();
+    expect(grants.fleetStats().inDoubt).toBe(1);
     expect(grants.claim(g.id, 0, 'd', 1000, 60_000)).toBeUndefined();
     // An answer settles it.
     grants.claim(g.id, 0, 'e', 1000, 0);
@@ -153,6 +154,7 @@ describe('grant store on a real SQLite file', () => {
       { at: T0, trigger: 'schedule', outcome: 'transient_error' },
     );
     expect(settled?.leaseSentAt).toBeNull();
+    expect(grants.fleetStats().inDoubt).toBe(0);
   });
 
   it('stores a late answer for a stopped grant without reviving it', () => {
