@@ -42,8 +42,9 @@ describe('key rotation while the worker is refreshing', () => {
       },
       count: GRANTS,
       mint: async () => ({ ...endpoint.mintGrant(), expiresIn: 3 }),
-      // Spread over 6 s, so the first rekey finds grants the worker has not resealed yet.
-      dueAt: (i) => Date.now() + (i % 20) * 300,
+      // Spread over 20 s, so the first rekey finds grants the worker has not resealed yet, even when
+      // starting the CLI takes seconds on a loaded machine.
+      dueAt: (i) => Date.now() + (i % 20) * 1000,
     }));
     // Step 1 of the documented rotation: the new key primary, the old one still known.
     engine = await startEngine({ redisUrl: redis.url, dataDir, key: newKey, previousKeys: oldKey });

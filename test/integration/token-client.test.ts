@@ -367,13 +367,17 @@ const server = http.createServer((req, res) => {
 server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
 `;
 
-  /** The stall server in its own process, and a request to it that is blocked right after sending. */
-  async function stalledRequest(window?: SendWindow) {
+  /**
+   * The stall server in its own process, and a request to it that is blocked right after sending.
+   * The window is made once the server is up: starting a process can take longer than the timeout.
+   */
+  async function stalledRequest(windowFrom?: (now: number) => SendWindow) {
     const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout });
     const next = () => new Promise<string>((resolve) => lines.once('line', resolve));
     const port = Number(await next());
     const received = next();
+    const window = windowFrom?.(performance.now());
     const pending = client
       .refresh(
         { ...publicTarget(), tokenEndpoint: `http://127.0.0.1:${port}/token` },
@@ -398,15 +402,16 @@ server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port +
   });
 
   it('reads a late answer only while the lease protects it, never past that', async () => {
-    const now = performance.now();
-    const inside = await stalledRequest({ abortAt: now + TIMEOUT_MS, protectedUntil: now + TIMEOUT_MS * 10 });
+    const inside = await stalledRequest((now) => ({
+      abortAt: now + TIMEOUT_MS,
+      protectedUntil: now + TIMEOUT_MS * 10,
+    }));
     inside.stop();
     expect(inside.outcome).toMatchObject({ accessToken: 'at-after-stall' });
-    const later = performance.now();
-    const outside = await stalledRequest({
-      abortAt: later + TIMEOUT_MS,
-      protectedUntil: later + TIMEOUT_MS * 2,
-    });
+    const outside = await stalledRequest((now) => ({
+      abortAt: now + TIMEOUT_MS,
+      protectedUntil: now + TIMEOUT_MS * 2,
+    }));
     outside.stop();
     // Past the protected window another holder may have taken the grant: the answer is abandoned,
     // and the error says it may have reached the provider.
