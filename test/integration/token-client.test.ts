@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -371,8 +371,15 @@ server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port +
    * The stall server in its own process, and a request to it that is blocked right after sending.
    * The window is made once the server is up: starting a process can take longer than the timeout.
    */
+  const children: ChildProcess[] = [];
+  // However a test ends, no stall server outlives the file (it would keep vitest from exiting).
+  afterEach(() => {
+    for (const c of children.splice(0)) c.kill();
+  });
+
   async function stalledRequest(windowFrom?: (now: number) => SendWindow) {
     const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
     const lines = createInterface({ input: child.stdout });
     const next = () => new Promise<string>((resolve) => lines.once('line', resolve));
     const port = Number(await next());
