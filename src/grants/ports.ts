@@ -1,0 +1,356 @@
+/**
+ * The store's ports: what the rest of grantkeeper may ask of any store adapter (SQLite, PostgreSQL).
+ * Every method is async and names no connection or transaction type; an adapter runs each one as a
+ * unit (one statement, or one transaction where the method says "in one transaction"). A failure of
+ * the storage under it is a StorageError with its cause (src/grants/storage-error.ts); anything else
+ * thrown is a bug. Times are epoch milliseconds; "the store's clock" is the time the store itself
+ * reads (SQL), which is what leases are measured on (invariant 2). Tokens and secrets cross these
+ * ports in clear and are sealed by the adapter (invariant 1): never stored, logged or returned any
+ * other way. `test/contract/` holds the suite every adapter must pass.
+ */
+import type { AuthorizeParams } from '../oauth/authorize-params.js';
+import type { ProviderProfile } from '../oauth/providers.js';
+import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
+import type {
+  Grant,
+  GrantMode,
+  GrantState,
+  RecordedRefreshEvent,
+  RefreshEvent,
+  StoredGrant,
+} from './grant.js';
+
+/** What a refresh or a consent hands the store; the adapter seals the tokens itself. */
+export interface TokenUpdate {
+  accessToken: string;
+  /** Absent when the provider did not rotate: the stored refresh token is kept. */
+  refreshToken?: string;
+  tokenType?: string;
+  scope?: string;
+  accessExpiresAt: number;
+  accessLifetimeMs: number;
+  refreshTokenUsedAt: number;
+  nextRefreshAt: number;
+}
+
+export interface SaveConsentInput extends TokenUpdate {
+  clientRef: string;
+  label: string;
+  subject?: string;
+  refreshToken: string;
+  now: number;
+}
+
+/** What a consent may replace: the grant its label already names. */
+export type ConsentTarget = Pick<Grant, 'id' | 'clientRef' | 'subject'>;
+
+export interface SchedulableGrant {
+  id: string;
+  version: number;
+  nextRefreshAt: number;
+}
+
+/** A grant with its lease read on the store's clock. */
+export interface LeaseView {
+  grant: Grant;
+  /** Lease time left (negative: expired); null when no lease is held. */
+  leaseRemainingMs: number | null;
+  /** How long ago an unsettled request was sent; null when none is outstanding. */
+  sentAgoMs: number | null;
+}
+
+export interface CommitResult {
+  grant: Grant;
+  /** The grant had been stopped meanwhile: tokens stored, state and evidence left as they were. */
+  conflict: boolean;
+}
+
+export interface FailureRecord {
+  state: GrantState;
+  nextRefreshAt?: number;
+  message: string;
+  /** The answer never came: the in-doubt mark is kept instead of settled. */
+  inDoubt?: boolean;
+}
+
+/** Aggregates for metrics and status, computed by the store so a scrape does not load every row. */
+export interface FleetStats {
+  byState: Array<{ state: GrantState; count: number }>;
+  /** Earliest access-token expiry among live `eager` grants (keepalive tokens lapse by design). */
+  earliestEagerExpiry: number | null;
+  /** Per client, the live grant whose refresh token has sat unused longest. */
+  oldestUseByClient: Array<{ clientRef: string; usedAt: number }>;
+  /** Grants with a request sent and no answer settled, whose lease is over (invariant 2). */
+  inDoubt: number;
+}
+
+/** What the alert logic needs to know about a grant. */
+export type AlertView = Pick<
+  Grant,
+  'id' | 'state' | 'consecutiveFailures' | 'alertedState' | 'leaseSentAt' | 'leaseUntil'
+>;
+
+/**
+ * Grants: the rows, their tokens, the lease that keeps one refresh in flight (invariant 2), and the
+ * event log. Every state change is a compare-and-swap on `version` (and on the lease owner where one
+ * is held): a caller that lost a race gets `undefined` and changes nothing.
+ */
+export interface GrantRepository {
+  /** The grant and its tokens. Undefined: no grant has that id. */
+  get(id: string): Promise<StoredGrant | undefined>;
+  /** By id or label, as operators name grants. Undefined: neither matches. */
+  find(idOrLabel: string): Promise<StoredGrant | undefined>;
+  /** Every grant, ordered by label. */
+  list(): Promise<Grant[]>;
+  listByClient(clientRef: string): Promise<Grant[]>;
+  /** Live grants due before `dueBefore`: what the reconciler makes sure has a job. */
+  listSchedulable(dueBefore: number): Promise<SchedulableGrant[]>;
+
+  /**
+   * Stores a freshly consented grant, in one transaction. Re-consenting an existing label replaces
+   * its tokens in place, keeping its id and history, and moves the version on so jobs for the old
+   * tokens go stale. `mayReplace` sees the grant the label names inside that transaction and throws
+   * to refuse (a consent of another account must never take that grant over).
+   */
+  saveConsent(input: SaveConsentInput, mayReplace?: (existing: ConsentTarget) => void): Promise<Grant>;
+
+  /**
+   * Claims the right to refresh (invariant 2): succeeds only for a live grant still at `version`
+   * whose lease is free or expired on the store's clock, and, when a holder marked a request sent
+   * and nothing settled it, only once `inDoubtGraceMs` has passed since that send. The claimed
+   * grant keeps an unsettled earlier send's mark: it stays in doubt until an answer settles it.
+   * Undefined: someone else holds it, it moved on, or it stopped.
+   */
+  claim(
+    id: string,
+    version: number,
+    owner: string,
+    leaseMs: number,
+    inDoubtGraceMs: number,
+  ): Promise<StoredGrant | undefined>;
+  /** The grant with its lease measured on the store's clock. Undefined: it no longer exists. */
+  leaseView(id: string): Promise<LeaseView | undefined>;
+  /**
+   * The fence, run immediately before a token request is written: the lease must still be `owner`'s,
+   * at `version`, with more than `minRemainingMs` left on the store's clock; marks the request sent
+   * in the same statement. Returns the lease time left. Undefined: do not send; nothing was spent.
+   */
+  markSent(id: string, version: number, owner: string, minRemainingMs: number): Promise<number | undefined>;
+  /**
+   * Gives a lease back without an answer. `sentAt` is what the in-doubt mark becomes: the value the
+   * claim found (an earlier unsettled send, or null) when our own request never left.
+   */
+  releaseLease(id: string, owner: string, sentAt: number | null): Promise<void>;
+  /** Keeps `owner`'s lease alive `leaseMs` more (store clock). False: it is no longer theirs. */
+  extendLease(id: string, version: number, owner: string, leaseMs: number): Promise<boolean>;
+
+  /**
+   * Commits a token response and its event in one transaction (invariant 3). Conditional on the
+   * version only: a successful response is the newest truth, kept even if the lease ran out, while
+   * an overtaken holder can never overwrite newer tokens. A grant stopped meanwhile keeps its state
+   * and evidence (never revived) but stores the tokens (they may be the live ones), and the event is
+   * `conflict`. Undefined: the version moved on, nothing was written.
+   */
+  commitRefresh(id: string, version: number, update: TokenUpdate, event: RefreshEvent): Promise<CommitResult | undefined>;
+  /**
+   * An unusable answer that carried a valid rotated refresh token: stores that token and records the
+   * failure, in one transaction, conditional on the version and `owner`'s lease (invariant 3).
+   * Undefined: overtaken, nothing written.
+   */
+  commitRotationOnly(
+    id: string,
+    version: number,
+    owner: string,
+    update: { refreshToken: string; refreshTokenUsedAt: number },
+    failure: { nextRefreshAt: number; message: string },
+    event: RefreshEvent,
+  ): Promise<Grant | undefined>;
+  /**
+   * Records a failed attempt made under `owner`'s lease and releases it, with its event, in one
+   * transaction. Undefined: overtaken, nothing written.
+   */
+  recordFailure(
+    id: string,
+    version: number,
+    owner: string,
+    failure: FailureRecord,
+    event: RefreshEvent,
+  ): Promise<Grant | undefined>;
+  /** History only (another holder rotated first): no change to the grant. */
+  recordEvent(id: string, version: number, event: RefreshEvent): Promise<void>;
+
+  /**
+   * An operator's retry: a stopped grant becomes `failing` again and any grant is due now. The
+   * version is kept, so a job planned for it still counts. Undefined: no such grant.
+   */
+  reviveForRetry(id: string, now: number): Promise<Grant | undefined>;
+  /**
+   * Switches eager/keepalive with the next refresh replanned by the caller. Leaves `version` alone:
+   * only a lease holder may move it. Undefined: no such grant.
+   */
+  setMode(id: string, mode: GrantMode, nextRefreshAt: number, now: number): Promise<Grant | undefined>;
+  /** Deletes a grant and its events; its queued jobs go stale. False: there was none. */
+  remove(id: string): Promise<boolean>;
+  /** The newest events first. */
+  recentEvents(id: string, limit: number): Promise<RecordedRefreshEvent[]>;
+
+  fleetStats(): Promise<FleetStats>;
+  /** Grants an alert may be due for: anything not plainly active, in doubt, or alerted and not cleared. */
+  listAlertCandidates(): Promise<AlertView[]>;
+  alertView(id: string): Promise<AlertView | undefined>;
+  /** Compare-and-swap on `alertedState`, so each transition is alerted once across processes. */
+  markAlerted(id: string, from: string | null, to: string | null): Promise<boolean>;
+}
+
+/** A registered OAuth client as every layer sees it: never its secret. */
+export interface Client {
+  id: string;
+  name: string;
+  profile: ProviderProfile;
+  clientId: string;
+  authMethod: ClientAuthMethod;
+  hasSecret: boolean;
+  scopes: string[];
+  redirectUri: string | null;
+  authorizeParams: AuthorizeParams;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A client with its secret opened: only ever held in memory, for a token request. */
+export interface OpenedClient {
+  id: string;
+  name: string;
+  profile: ProviderProfile;
+  scopes: string[];
+  redirectUri?: string;
+  authorizeParams: AuthorizeParams;
+  target: TokenEndpointTarget;
+}
+
+export interface ClientInput {
+  name: string;
+  profile: ProviderProfile;
+  clientId: string;
+  clientSecret?: string;
+  authMethod: ClientAuthMethod;
+  scopes: string[];
+  redirectUri?: string;
+  /** Extra authorization-request parameters, over the preset's; already checked. */
+  authorizeParams?: AuthorizeParams;
+  now: number;
+}
+
+/** OAuth clients; secrets sealed at rest like tokens. */
+export interface ClientRepository {
+  /** The client with its secret opened, for a token request. Undefined: no such client. */
+  openById(id: string): Promise<OpenedClient | undefined>;
+  get(id: string): Promise<Client | undefined>;
+  findByName(name: string): Promise<Client | undefined>;
+  /** Ordered by name. */
+  list(): Promise<Client[]>;
+  /** Adds a client, or updates the one with the same name in place (its grants stay attached). */
+  upsert(input: ClientInput): Promise<Client>;
+  /**
+   * Removes a client, in one transaction with its grants when `withGrants` (without it, a client
+   * that still has grants is kept). Returns the labels of the grants removed; undefined when the
+   * client did not exist or was kept.
+   */
+  remove(id: string, opts: { withGrants: boolean }): Promise<{ grantLabels: string[] } | undefined>;
+}
+
+/** What a key may do: an admin reaches everything; a reader only the tokens and views of its grants. */
+export type ApiKeyAccess = { role: 'admin' } | { role: 'reader'; grantIds: string[] };
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  role: 'admin' | 'reader';
+  /** The grants a reader may use; null for an admin. */
+  grantIds: string[] | null;
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+/** Bearer keys for the HTTP API, stored only as SHA-256 hashes. */
+export interface ApiKeyRepository {
+  /** Creates a key with this hash; throws a UserError for a taken name. */
+  create(input: { name: string; keyHash: string; now: number } & ApiKeyAccess): Promise<ApiKey>;
+  findByName(name: string): Promise<ApiKey | undefined>;
+  findById(id: string): Promise<ApiKey | undefined>;
+  /** The key whose hash (hex) this is, with the hash for a constant-time compare. */
+  findByHash(keyHash: string): Promise<(ApiKey & { keyHash: string }) | undefined>;
+  listWithHashes(): Promise<Array<ApiKey & { keyHash: string }>>;
+  /** Deletes the key and its browser sessions. False: there was none. */
+  remove(name: string): Promise<boolean>;
+  /** One write for every key used since the last flush. */
+  touch(ids: readonly string[], at: number): Promise<void>;
+}
+
+export interface ApiSession {
+  idHash: string;
+  apiKeyId: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** Browser sessions, stored only as hashes of their ids, each bound to the key that opened it. */
+export interface SessionRepository {
+  create(session: ApiSession): Promise<void>;
+  /** The session with this hash that has not expired at `now`. */
+  findLive(idHash: string, now: number): Promise<ApiSession | undefined>;
+  /** False: there was none. */
+  remove(idHash: string): Promise<boolean>;
+  /** Deletes every session expired at `now`; returns how many. */
+  purgeExpired(now: number): Promise<number>;
+}
+
+/** Small facts about the service itself (which queue transitions were alerted). */
+export interface ServiceStateRepository {
+  get(key: string): Promise<string | null>;
+  /** Moves `key` from `from` to `to` (null: absent), atomically. False: it was not at `from`. */
+  compareAndSet(key: string, from: string | null, to: string | null): Promise<boolean>;
+}
+
+/** What `grantkeeper rekey` did; counts only, never a value. */
+export interface RekeyReport {
+  /** The primary key every value is now sealed under. */
+  keyId: string;
+  resealed: { accessTokens: number; refreshTokens: number; clientSecrets: number; keyCheck: number };
+  alreadyCurrent: number;
+  /** Key ids the store held before, with how many values each sealed. */
+  before: Record<string, number>;
+  total: number;
+}
+
+/** The store as a whole: health, the sealing-key check, key rotation, shutdown. */
+export interface StoreAdmin {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Where it is, for status and logs: a file path, or a URL without its password. */
+  readonly location: string;
+  /** A round trip: throws a StorageError when the store does not answer. */
+  ping(): Promise<void>;
+  /** An integrity check suited to the adapter; `detail` is its own words. */
+  check(): Promise<{ ok: boolean; detail: string }>;
+  /**
+   * Proves the loaded key opens this store (a value sealed at creation), so a wrong key fails at
+   * start in one line naming the key ids instead of at every grant's first refresh.
+   */
+  verifySealingKey(): Promise<void>;
+  /**
+   * Reseals every secret under the primary key, in one transaction that no refresh can commit into:
+   * a value no loaded key opens aborts it with nothing changed.
+   */
+  rekey(): Promise<RekeyReport>;
+  close(): Promise<void>;
+}
+
+/** Everything a process needs from its store, built by one adapter. */
+export interface Store {
+  grants: GrantRepository;
+  clients: ClientRepository;
+  apiKeys: ApiKeyRepository;
+  sessions: SessionRepository;
+  serviceState: ServiceStateRepository;
+  admin: StoreAdmin;
+}
