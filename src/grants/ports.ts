@@ -151,7 +151,12 @@ export interface GrantRepository {
    * and evidence (never revived) but stores the tokens (they may be the live ones), and the event is
    * `conflict`. Undefined: the version moved on, nothing was written.
    */
-  commitRefresh(id: string, version: number, update: TokenUpdate, event: RefreshEvent): Promise<CommitResult | undefined>;
+  commitRefresh(
+    id: string,
+    version: number,
+    update: TokenUpdate,
+    event: RefreshEvent,
+  ): Promise<CommitResult | undefined>;
   /**
    * An unusable answer that carried a valid rotated refresh token: stores that token and records the
    * failure, in one transaction, conditional on the version and `owner`'s lease (invariant 3).
