@@ -15,6 +15,7 @@ import type {
   Grant,
   GrantMode,
   GrantState,
+  GrantTokens,
   RecordedRefreshEvent,
   RefreshEvent,
   StoredGrant,
@@ -61,6 +62,8 @@ export interface LeaseView {
 
 export interface CommitResult {
   grant: Grant;
+  /** The tokens just stored, for a reader that asked for them. */
+  tokens: GrantTokens;
   /** The grant had been stopped meanwhile: tokens stored, state and evidence left as they were. */
   conflict: boolean;
 }
@@ -285,6 +288,9 @@ export interface ApiKeyRepository {
   findById(id: string): Promise<ApiKey | undefined>;
   /** The key whose hash (hex) this is, with the hash for a constant-time compare. */
   findByHash(keyHash: string): Promise<(ApiKey & { keyHash: string }) | undefined>;
+  /** Ordered by name, without hashes: what operators list. */
+  list(): Promise<ApiKey[]>;
+  /** Ordered by name: what an API process keeps in memory to authenticate. */
   listWithHashes(): Promise<Array<ApiKey & { keyHash: string }>>;
   /** Deletes the key and its browser sessions. False: there was none. */
   remove(name: string): Promise<boolean>;
@@ -349,6 +355,23 @@ export interface StoreAdmin {
   rekey(): Promise<RekeyReport>;
   close(): Promise<void>;
 }
+
+/**
+ * Where planned refreshes go: BullMQ's delayed jobs in the service. Without Redis (a one-shot
+ * command while the service is down) it is NO_SCHEDULER: the store already holds the plan, and the
+ * service's reconciler queues it when it runs.
+ */
+export interface RefreshScheduler {
+  /** Queues each grant's next refresh; resolves with how many were queued (those near enough). */
+  schedule(grants: readonly SchedulableGrant[]): Promise<number>;
+  /** Drops the job of a plan that will not run any more (a grant replanned in place). */
+  cancel(plan: SchedulableGrant): Promise<void>;
+}
+
+export const NO_SCHEDULER: RefreshScheduler = {
+  schedule: async () => 0,
+  cancel: async () => {},
+};
 
 /** Everything a process needs from its store, built by one adapter. */
 export interface Store {

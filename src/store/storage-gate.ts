@@ -1,6 +1,6 @@
+import { STORAGE_RETRY_MS } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import type { DiskReserve } from './disk-reserve.js';
-import { STORAGE_RETRY_MS } from './storage-errors.js';
 
 /** Free space wanted beyond a rewritten reserve before refreshes start again. */
 const RESUME_HEADROOM_BYTES = 1024 * 1024;

@@ -3,14 +3,15 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { UserError } from '../src/errors/user-error.js';
-import { storageFailureOf } from '../src/store/storage-errors.js';
-import { packageRoot } from '../src/util/package-root.js';
-import * as schema from './schema.js';
+import * as schema from '../../../db/sqlite/schema.js';
+import { UserError } from '../../errors/user-error.js';
+import { packageRoot } from '../../util/package-root.js';
+import { sqliteFailureOf } from './sqlite-errors.js';
 
 export type Db = BetterSQLite3Database<typeof schema>;
 
-export interface Store {
+/** An opened SQLite file: drizzle over it, the raw handle for what drizzle does not do, its path. */
+export interface SqliteDatabase {
   db: Db;
   sqlite: Database.Database;
   path: string;
@@ -41,7 +42,7 @@ export function ensureDataDir(dataDir: string): string {
  * Opens the SQLite store with the pragmas the refresh engine relies on: WAL so readers never
  * block the worker, and a busy timeout so a short lock by another process is waited out.
  */
-export function openStore(options: OpenStoreOptions): Store {
+export function openSqliteDatabase(options: OpenStoreOptions): SqliteDatabase {
   const dir = ensureDataDir(options.dataDir);
   const path = join(dir, DB_FILE_NAME);
   createOwnerOnly(path);
@@ -57,7 +58,7 @@ export function openStore(options: OpenStoreOptions): Store {
   const db = drizzle(sqlite, { schema });
   if (options.migrate ?? true) {
     try {
-      migrate(db, { migrationsFolder: join(packageRoot(), 'db', 'migrations') });
+      migrate(db, { migrationsFolder: join(packageRoot(), 'db', 'sqlite', 'migrations') });
     } catch (err) {
       sqlite.close();
       throw describeSqliteError(err, path);
@@ -96,13 +97,13 @@ export function describeSqliteError(err: unknown, path: string): Error {
   if (err instanceof UserError) return err;
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message ?? String(err);
-  const failure = storageFailureOf(err);
+  const failure = sqliteFailureOf(err);
   if (failure === 'locked') {
     return new UserError(`the database ${path} is locked by another process; stop it or retry`, 1, {
       cause: err,
     });
   }
-  if (code === 'SQLITE_READONLY' || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
+  if (code.startsWith('SQLITE_READONLY') || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
     return new UserError(
       `the database ${path} is not writable (${message}): check its permissions and disk`,
       1,

@@ -1,0 +1,33 @@
+import { UserError } from '../../errors/user-error.js';
+import { planAfterTokenResponse } from '../../policy/refresh-plan.js';
+import { type Grant, type GrantMode, isLive } from '../grant.js';
+import type { GrantActionContext } from './context.js';
+
+/**
+ * Switches a grant between `eager` and `keepalive` and replans its next refresh from the last token
+ * response (issued at `refreshTokenUsedAt`, living `accessLifetimeMs`), exactly as a refresh would
+ * have planned it in that mode. The job for the old plan is dropped when it has not started yet.
+ */
+export async function setGrantMode(
+  ctx: Pick<GrantActionContext, 'grants' | 'clients' | 'scheduler' | 'timing' | 'now'>,
+  grant: Grant,
+  mode: GrantMode,
+): Promise<Grant> {
+  if (grant.mode === mode) return grant;
+  const now = (ctx.now ?? Date.now)();
+  const client = await ctx.clients.get(grant.clientRef);
+  if (!client) throw new UserError(`grant ${grant.label} names a client that no longer exists`);
+  const plan = planAfterTokenResponse(
+    { expiresIn: grant.accessLifetimeMs / 1000 },
+    grant.refreshTokenUsedAt,
+    now,
+    client.profile,
+    ctx.timing,
+    mode,
+  );
+  const updated = await ctx.grants.setMode(grant.id, mode, plan.nextRefreshAt, now);
+  if (!updated) throw new UserError(`grant ${grant.label} was removed`);
+  await ctx.scheduler.cancel(grant);
+  if (isLive(updated.state)) await ctx.scheduler.schedule([updated]);
+  return updated;
+}

@@ -1,0 +1,15 @@
+/**
+ * What each sealed value is bound to (AES-GCM additional data): a value copied into another row or
+ * field does not open. Every adapter seals with these, so a store moved between adapters opens with
+ * the same key.
+ */
+export function sealContext(grantId: string, field: 'access_token' | 'refresh_token'): string {
+  return `grant:${grantId}:${field}`;
+}
+
+export function secretContext(clientId: string): string {
+  return `client:${clientId}:secret`;
+}
+
+export const KEY_CHECK_CONTEXT = 'meta:key_check';
+export const KEY_CHECK_VALUE = 'grantkeeper';

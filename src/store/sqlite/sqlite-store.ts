@@ -1,0 +1,137 @@
+import { eq } from 'drizzle-orm';
+import { meta } from '../../../db/sqlite/schema.js';
+import type { Sealer } from '../../crypto/sealer.js';
+import type { RekeyReport, Store, StoreAdmin } from '../../grants/ports.js';
+import { resealValues, type SealedValue } from '../reseal.js';
+import { KEY_CHECK_CONTEXT, KEY_CHECK_VALUE, sealContext, secretContext } from '../seal-contexts.js';
+import { SqliteApiKeyRepository } from './api-key-repository.js';
+import { SqliteClientRepository } from './client-repository.js';
+import { SqliteGrantRepository } from './grant-repository.js';
+import { SqliteServiceStateRepository } from './service-state-repository.js';
+import { SqliteSessionRepository } from './session-repository.js';
+import { type OpenStoreOptions, openSqliteDatabase, type SqliteDatabase } from './sqlite-database.js';
+import { guarded } from './sqlite-errors.js';
+
+const KEY_CHECK = 'key_check';
+
+/** The SQLite store, with its database for the few places that are about the file itself. */
+export interface SqliteStore extends Store {
+  database: SqliteDatabase;
+}
+
+/**
+ * The embedded default: one SQLite file in the data folder, shared by the processes of one
+ * machine (WAL, a busy timeout). Opens it, applies migrations, and builds every repository.
+ */
+export function openSqliteStore(options: OpenStoreOptions & { sealer: Sealer }): SqliteStore {
+  const database = openSqliteDatabase(options);
+  const { db } = database;
+  return {
+    database,
+    grants: new SqliteGrantRepository(db, options.sealer),
+    clients: new SqliteClientRepository(db, options.sealer),
+    apiKeys: new SqliteApiKeyRepository(db),
+    sessions: new SqliteSessionRepository(db),
+    serviceState: new SqliteServiceStateRepository(db),
+    admin: new SqliteStoreAdmin(database, options.sealer),
+  };
+}
+
+class SqliteStoreAdmin implements StoreAdmin {
+  readonly kind = 'sqlite';
+  readonly location: string;
+
+  constructor(
+    private readonly database: SqliteDatabase,
+    private readonly sealer: Sealer,
+  ) {
+    this.location = database.path;
+  }
+
+  async ping(): Promise<void> {
+    guarded(() => this.database.sqlite.prepare('select 1').get());
+  }
+
+  async check(): Promise<{ ok: boolean; detail: string }> {
+    const detail = guarded(() => String(this.database.sqlite.pragma('quick_check', { simple: true })));
+    return { ok: detail === 'ok', detail };
+  }
+
+  async verifySealingKey(): Promise<void> {
+    const { db } = this.database;
+    guarded(() => {
+      const row = db.select().from(meta).where(eq(meta.key, KEY_CHECK)).get();
+      if (!row) {
+        db.insert(meta)
+          .values({ key: KEY_CHECK, value: this.sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_CONTEXT) })
+          .run();
+        return;
+      }
+      this.sealer.open(row.value, KEY_CHECK_CONTEXT);
+    });
+  }
+
+  /**
+   * In one IMMEDIATE transaction: no other process can commit a refresh between our read and our
+   * write, which would otherwise let us put back tokens it had just rotated.
+   */
+  async rekey(): Promise<RekeyReport> {
+    const { sqlite } = this.database;
+    const run = sqlite.transaction((): RekeyReport => {
+      const values: SealedValue[] = [];
+      const updateAccess = sqlite.prepare('update grants set access_token_sealed = ? where id = ?');
+      const updateRefresh = sqlite.prepare('update grants set refresh_token_sealed = ? where id = ?');
+      const updateClient = sqlite.prepare('update clients set client_secret_sealed = ? where id = ?');
+      const updateMeta = sqlite.prepare('update meta set value = ? where key = ?');
+      const grantRows = sqlite
+        .prepare('select id, access_token_sealed as a, refresh_token_sealed as r from grants order by id')
+        .all() as Array<{ id: string; a: string; r: string }>;
+      for (const g of grantRows) {
+        values.push(
+          {
+            kind: 'accessTokens',
+            context: sealContext(g.id, 'access_token'),
+            sealed: g.a,
+            write: (v) => updateAccess.run(v, g.id),
+          },
+          {
+            kind: 'refreshTokens',
+            context: sealContext(g.id, 'refresh_token'),
+            sealed: g.r,
+            write: (v) => updateRefresh.run(v, g.id),
+          },
+        );
+      }
+      const clientRows = sqlite
+        .prepare(
+          'select id, client_secret_sealed as s from clients where client_secret_sealed is not null order by id',
+        )
+        .all() as Array<{ id: string; s: string }>;
+      for (const c of clientRows) {
+        values.push({
+          kind: 'clientSecrets',
+          context: secretContext(c.id),
+          sealed: c.s,
+          write: (v) => updateClient.run(v, c.id),
+        });
+      }
+      const keyCheck = sqlite.prepare('select value from meta where key = ?').get(KEY_CHECK) as
+        | { value: string }
+        | undefined;
+      if (keyCheck) {
+        values.push({
+          kind: 'keyCheck',
+          context: KEY_CHECK_CONTEXT,
+          sealed: keyCheck.value,
+          write: (v) => updateMeta.run(v, KEY_CHECK),
+        });
+      }
+      return resealValues(values, this.sealer);
+    });
+    return guarded(() => run.immediate());
+  }
+
+  async close(): Promise<void> {
+    this.database.close();
+  }
+}
