@@ -1,4 +1,5 @@
 import { type ConnectionOptions, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { GrantRepository } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
 import {
@@ -14,7 +15,6 @@ import {
   signWebhook,
 } from '../src/notify/webhook-signature.js';
 import { logRedisErrors } from '../src/redis/connection-watch.js';
-import type { GrantStore } from '../src/store/grant-store.js';
 import {
   ALERT_QUEUE_NAME,
   type AlertJobData,
@@ -29,7 +29,7 @@ const DELIVERY_TIMEOUT_MS = 10_000;
 export interface AlertWorkerOptions {
   connection: ConnectionOptions;
   prefix?: string;
-  grants: GrantStore;
+  grants: GrantRepository;
   /** The queues a queue event may name, to check it against before sending. */
   queues: ReadonlyMap<string, Pick<Queue, 'isPaused'>>;
   webhookUrls: readonly string[];
@@ -68,12 +68,12 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       const queue = options.queues.get(alert.subject);
       const truth = isQueueEvent(alert.event)
         ? queue !== undefined && (await queue.isPaused()) === (alert.event === 'queue.paused')
-        : grantAlertHolds(alert, alert.event, options.grants);
+        : await grantAlertHolds(alert, alert.event, options.grants);
       if (!truth) return 'no_longer_true';
       const body = JSON.stringify(
         isQueueEvent(alert.event)
           ? queueAlertBody(alert, alert.event, job.id ?? '')
-          : grantAlertBody(alert, options.grants, job.id ?? ''),
+          : await grantAlertBody(alert, options.grants, job.id ?? ''),
       );
       const res = await fetch(url, {
         method: 'POST',
@@ -117,19 +117,22 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
   return worker;
 }
 
-function grantAlertHolds(alert: AlertJobData, event: GrantAlertEvent, grants: GrantStore): boolean {
-  const view = grants.alertView(alert.subject);
+async function grantAlertHolds(
+  alert: AlertJobData,
+  event: GrantAlertEvent,
+  grants: GrantRepository,
+): Promise<boolean> {
+  const view = await grants.alertView(alert.subject);
   // A removed grant is still news for the alert that was queued before the removal.
   if (!view) return event !== 'grant.recovered';
+  const events = event === 'grant.conflict' ? await grants.recentEvents(alert.subject, 20) : [];
   const conflictNear = (at: number) =>
-    grants
-      .recentEvents(alert.subject, 20)
-      .some((e) => e.outcome === 'conflict' && Math.abs(e.at - at) < CONFLICT_MATCH_MS);
+    events.some((e) => e.outcome === 'conflict' && Math.abs(e.at - at) < CONFLICT_MATCH_MS);
   return alertStillHolds(event, view, conflictNear, alert.at);
 }
 
-function grantAlertBody(alert: AlertJobData, grants: GrantStore, deliveryId: string) {
-  const grant = grants.get(alert.subject);
+async function grantAlertBody(alert: AlertJobData, grants: GrantRepository, deliveryId: string) {
+  const grant = (await grants.get(alert.subject))?.grant;
   return {
     id: deliveryId,
     type: alert.event,

@@ -1,8 +1,7 @@
 import type { Redis } from 'ioredis';
+import type { GrantRepository, RefreshScheduler, SchedulableGrant } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
-import type { GrantStore, SchedulableGrant } from '../src/store/grant-store.js';
 import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
-import type { RefreshScheduler } from './refresh-scheduler.js';
 
 export interface ReconcilerOptions {
   intervalMs: number;
@@ -28,7 +27,7 @@ export class Reconciler {
   private readonly now: () => number;
 
   constructor(
-    private readonly grants: GrantStore,
+    private readonly grants: GrantRepository,
     private readonly queue: RefreshQueue,
     /** The queue's own connection: job existence is checked with pipelined EXISTS, not per-job calls. */
     private readonly redis: Redis,
@@ -41,7 +40,7 @@ export class Reconciler {
 
   async reconcileOnce(): Promise<ReconcileReport> {
     const now = this.now();
-    const live = this.grants.listSchedulable(now + this.options.horizonMs);
+    const live = await this.grants.listSchedulable(now + this.options.horizonMs);
     const missing: SchedulableGrant[] = [];
     const overdue: SchedulableGrant[] = [];
     for (let i = 0; i < live.length; i += 1000) {

@@ -1,8 +1,8 @@
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import type { RefreshScheduler } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import type { GrantRefresher } from '../src/refresh/grant-refresher.js';
 import { type RefreshJobData, refreshJobDataSchema } from './refresh-queue.js';
-import type { RefreshScheduler } from './refresh-scheduler.js';
 
 export interface RefreshProcessorDeps {
   refresher: GrantRefresher;

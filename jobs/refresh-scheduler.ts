@@ -1,4 +1,4 @@
-import type { SchedulableGrant } from '../src/store/grant-store.js';
+import type { RefreshScheduler, SchedulableGrant } from '../src/grants/ports.js';
 import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
 
 /** Jobs per addBulk: one MULTI of 100,000 jobs held the catch-up worker at 1.9 GiB. */
@@ -22,7 +22,7 @@ interface Pending {
  * Turns a grant's `nextRefreshAt` from the db into a delayed job in Redis. Calls made in the same
  * turn of the event loop (many refreshes finishing together) share one addBulk round trip.
  */
-export class RefreshScheduler {
+export class QueueScheduler implements RefreshScheduler {
   private readonly now: () => number;
   private buffer: Pending[] = [];
   private nextFlush: Promise<void> | undefined;
@@ -43,6 +43,12 @@ export class RefreshScheduler {
     this.nextFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
     await this.nextFlush;
     return due.length;
+  }
+
+  async cancel(plan: SchedulableGrant): Promise<void> {
+    // A job id names its plan, so the old plan's job is found without a scan; one already running
+    // or finished is left alone (it finds the grant moved on).
+    await this.queue.remove(refreshJobId(plan.id, plan.version, plan.nextRefreshAt)).catch(() => 0);
   }
 
   private async flush(): Promise<void> {

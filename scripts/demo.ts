@@ -68,7 +68,7 @@ let watch: NodeJS.Timeout | undefined;
 
 try {
   const { app, engine } = service;
-  app.clients.upsert({
+  await app.clients.upsert({
     name: 'demo',
     profile: await resolveProvider({ kind: 'oidc', issuer: oidc.issuer }),
     clientId: 'demo-app',
@@ -90,7 +90,7 @@ try {
       clients: app.clients,
       tokenClient: engine.tokenClient,
       timing: engine.refresher.timing,
-      schedule: (grant) => engine.scheduler.schedule([grant]),
+      scheduler: engine.scheduler,
       io: {
         messages,
         input: new PassThrough(),
@@ -109,8 +109,8 @@ try {
   say('watching refreshes (each one rotates the refresh token; Ctrl-C to stop early)…');
 
   let version = result.grant.version;
-  watch = setInterval(() => {
-    const grant = app.grants.get(result.grant.id);
+  watch = setInterval(async () => {
+    const grant = (await app.grants.get(result.grant.id).catch(() => undefined))?.grant;
     if (!grant || grant.version === version) return;
     version = grant.version;
     const left = Math.round((grant.accessExpiresAt - Date.now()) / 1000);

@@ -28,7 +28,7 @@ export async function catchUp(ctx: BenchContext, count: number): Promise<Scenari
     count,
   );
   const now = Date.now();
-  const db = seedGrants({
+  const db = await seedGrants({
     parentDir: ctx.tempDir,
     count,
     tokenEndpoint,

@@ -35,7 +35,7 @@ export async function lateness(ctx: BenchContext, count: number): Promise<Scenar
   );
   const bareLateness = (bare.starts ?? []).map(([i, start]) => start - (barePlanned[Number(i)] as number));
 
-  const db = seedGrants({
+  const db = await seedGrants({
     parentDir: ctx.tempDir,
     count,
     tokenEndpoint,

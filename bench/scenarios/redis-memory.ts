@@ -6,8 +6,8 @@ import {
   REFRESH_QUEUE_NAME,
   refreshJobId,
 } from '../../jobs/refresh-queue.js';
-import { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
-import type { SchedulableGrant } from '../../src/store/grant-store.js';
+import { QueueScheduler } from '../../jobs/refresh-scheduler.js';
+import type { SchedulableGrant } from '../../src/grants/ports.js';
 import { newId } from '../../src/store/ids.js';
 import { usedMemory } from '../support/metrics.js';
 import { figure, type ScenarioResult } from '../support/report.js';
@@ -44,7 +44,7 @@ export async function redisMemory(ctx: BenchContext, count: number): Promise<Sce
   const ourKey = `${DEFAULT_QUEUE_PREFIX}:${REFRESH_QUEUE_NAME}:${refreshJobId(first.id, first.version, first.nextRefreshAt)}`;
   const scheduleOurs: Fill = async (connection, add) => {
     const queue = createRefreshQueue(connection);
-    const scheduler = new RefreshScheduler(queue, { horizonMs: HORIZON_MS });
+    const scheduler = new QueueScheduler(queue, { horizonMs: HORIZON_MS });
     for (let i = 0; i < count; i += CHUNK) add(await scheduler.schedule(grants.slice(i, i + CHUNK)));
     await queue.close();
   };

@@ -36,7 +36,7 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
   );
   const bareCommands = await commandStats(ctx.redis);
   const now = Date.now();
-  const db = seedGrants({ parentDir: ctx.tempDir, count, tokenEndpoint, plannedAt: () => now - 1000 });
+  const db = await seedGrants({ parentDir: ctx.tempDir, count, tokenEndpoint, plannedAt: () => now - 1000 });
   try {
     await ctx.redis.config('RESETSTAT');
     const gk = await runWorkload(

@@ -162,7 +162,7 @@ async function measureGrantkeeper(
   await ctx.redis.flushall();
   const now = Date.now();
   // Refresh planned a minute before expiry: access tokens valid for the next hour.
-  const db = seedGrants({
+  const db = await seedGrants({
     parentDir: ctx.tempDir,
     count: READ_GRANTS,
     tokenEndpoint: ctx.tokenEndpoint,

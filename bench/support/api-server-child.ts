@@ -7,10 +7,10 @@
  * stops the service, answers { type: 'stopped' } and exits.
  */
 import pino from 'pino';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { startGrantkeeper } from '../../src/service/grantkeeper-service.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import { childMain } from './processes.js';
 
 export interface ApiServerRequest {
@@ -55,7 +55,7 @@ childMain(async () => {
   });
   try {
     const { app } = keeper.service;
-    const { key: apiKey } = new ApiKeyStore(app.store.db).create({
+    const { key: apiKey } = await issueApiKey(app.apiKeys, {
       name: 'bench',
       role: 'admin',
       now: Date.now(),
@@ -64,7 +64,7 @@ childMain(async () => {
       type: 'ready',
       url: keeper.url,
       apiKey,
-      grantIds: app.grants.list().map((g) => g.id),
+      grantIds: (await app.grants.list()).map((g) => g.id),
     };
     process.send?.(ready);
     await stopped;

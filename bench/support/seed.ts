@@ -1,13 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { openStore } from '../../db/connection.js';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import type { ProviderProfile } from '../../src/oauth/providers.js';
-import { ClientStore } from '../../src/store/client-store.js';
-import { sealContext } from '../../src/store/grant-store.js';
 import { newId } from '../../src/store/ids.js';
-import { verifySealingKey } from '../../src/store/key-check.js';
+import { sealContext } from '../../src/store/seal-contexts.js';
+import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 export interface SeededDb {
   dataDir: string;
@@ -42,21 +40,22 @@ export function benchProfile(tokenEndpoint: string): ProviderProfile {
  * real Sealer under a fresh key, one confidential client. One prepared INSERT in one transaction,
  * so seeding 100,000 grants takes seconds and is not part of any figure.
  */
-export function seedGrants(opts: {
+export async function seedGrants(opts: {
   /** The run's temp folder; the data folder is made inside it. */
   parentDir: string;
   count: number;
   tokenEndpoint: string;
   plannedAt: (index: number) => number;
-}): SeededDb {
+}): Promise<SeededDb> {
   const dataDir = mkdtempSync(join(opts.parentDir, 'db-'));
   const keyBytes = randomBytes(32);
   const sealer = new Sealer(new Keyring({ id: keyIdFor(keyBytes), key: keyBytes }));
-  const store = openStore({ dataDir });
+  const store = openSqliteStore({ dataDir, sealer });
+  const { sqlite } = store.database;
   try {
-    verifySealingKey(store.db, sealer);
+    await store.admin.verifySealingKey();
     const now = Date.now();
-    const client = new ClientStore(store.db, sealer).upsert({
+    const client = await store.clients.upsert({
       name: 'bench',
       profile: benchProfile(opts.tokenEndpoint),
       clientId: 'bench-client',
@@ -65,7 +64,7 @@ export function seedGrants(opts: {
       scopes: ['openid', 'offline_access'],
       now,
     });
-    const insert = store.sqlite.prepare(
+    const insert = sqlite.prepare(
       `INSERT INTO grants (id, client_ref, label, subject, state, mode, version, access_token_sealed,
          refresh_token_sealed, token_type, scope, access_expires_at, access_lifetime_ms,
          refresh_token_used_at, next_refresh_at, consecutive_failures, created_at, updated_at)
@@ -74,7 +73,7 @@ export function seedGrants(opts: {
     const tokenBody = randomBytes(48).toString('base64url');
     const grantIds: string[] = [];
     const plannedAt: number[] = [];
-    store.sqlite.transaction(() => {
+    sqlite.transaction(() => {
       for (let i = 0; i < opts.count; i++) {
         const id = newId('g');
         const due = opts.plannedAt(i);
@@ -96,9 +95,9 @@ export function seedGrants(opts: {
       }
     })();
     // Leave a compact db with no WAL behind, as a long-running install would have after a checkpoint.
-    store.sqlite.pragma('wal_checkpoint(TRUNCATE)');
+    sqlite.pragma('wal_checkpoint(TRUNCATE)');
     return { dataDir, key: keyBytes.toString('base64'), grantIds, plannedAt };
   } finally {
-    store.close();
+    await store.admin.close();
   }
 }

@@ -1,13 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { ApiKeyRole, ApiKeyRow } from '../../db/schema.js';
+import type { ApiKey, ApiKeyRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
-import { API_KEY_PREFIX, type ApiKeyStore, hashApiKey } from '../store/api-key-store.js';
+import { API_KEY_PREFIX, hashApiKey } from './api-keys.js';
 
 /** Who is calling: an API key, its role and, for a reader, the grants it may read. */
 export interface Principal {
   keyId: string;
   name: string;
-  role: ApiKeyRole;
+  role: ApiKey['role'];
   /** null for an admin: every grant. */
   grantIds: ReadonlySet<string> | null;
 }
@@ -26,28 +26,32 @@ const MAX_KEY_LENGTH = 200;
  */
 export class ApiKeyAuthenticator {
   private keys = new Map<string, KnownKey>();
-  private byId = new Map<string, KnownKey>();
+  private byId = new Map<string, Principal>();
   private readonly used = new Set<string>();
   private timer?: NodeJS.Timeout;
   private readonly now: () => number;
 
   constructor(
-    private readonly store: ApiKeyStore,
+    private readonly store: ApiKeyRepository,
     private readonly logger: Logger,
     private readonly options: { reloadMs?: number; now?: () => number } = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.reload();
   }
 
-  authenticate(presented: string | undefined): Principal | undefined {
+  /** Loads the keys; call once before the first authenticate. */
+  async load(): Promise<void> {
+    await this.reload();
+  }
+
+  async authenticate(presented: string | undefined): Promise<Principal | undefined> {
     if (!presented || presented.length > MAX_KEY_LENGTH || !presented.startsWith(API_KEY_PREFIX))
       return undefined;
     const hash = hashApiKey(presented);
     const hex = hash.toString('hex');
     let known = this.keys.get(hex);
     if (!known) {
-      const row = this.store.findByHash(hex);
+      const row = await this.store.findByHash(hex);
       if (row) known = this.remember(row);
     }
     // The map lookup found the candidate; the constant-time compare is what decides. Keying the map
@@ -63,11 +67,14 @@ export class ApiKeyAuthenticator {
    * The key a browser session was opened with, if it still exists. A key revoked in another process
    * is dropped at the next reload; one created there moments ago is looked up.
    */
-  principalFor(keyId: string): Principal | undefined {
+  async principalFor(keyId: string): Promise<Principal | undefined> {
     let known = this.byId.get(keyId);
     if (!known) {
-      const row = this.store.findById(keyId);
-      if (row) known = this.remember(row);
+      const key = await this.store.findById(keyId);
+      if (key) {
+        known = toPrincipal(key);
+        this.byId.set(keyId, known);
+      }
     }
     if (known) this.used.add(known.keyId);
     return known;
@@ -79,34 +86,35 @@ export class ApiKeyAuthenticator {
   }
 
   /** Writes pending `last_used_at` updates; call on shutdown too. */
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
-    this.flushUsage();
+    await this.flushUsage().catch((err: Error) =>
+      this.logger.warn({ err: { message: err.message } }, 'could not record API key use'),
+    );
   }
 
   private tick(): void {
-    try {
-      this.flushUsage();
-      this.reload();
-    } catch (err) {
-      this.logger.warn({ err: { message: (err as Error).message } }, 'could not reload API keys');
-    }
+    this.flushUsage()
+      .then(() => this.reload())
+      .catch((err: Error) =>
+        this.logger.warn({ err: { message: err.message } }, 'could not reload API keys'),
+      );
   }
 
-  private flushUsage(): void {
+  private async flushUsage(): Promise<void> {
     if (this.used.size === 0) return;
     const ids = [...this.used];
     this.used.clear();
-    this.store.touch(ids, this.now());
+    await this.store.touch(ids, this.now());
   }
 
-  private reload(): void {
-    const known = this.store.list().map(toKnownKey);
+  private async reload(): Promise<void> {
+    const known = (await this.store.listWithHashes()).map(toKnownKey);
     this.keys = new Map(known.map((k) => [k.hash.toString('hex'), k]));
     this.byId = new Map(known.map((k) => [k.keyId, k]));
   }
 
-  private remember(row: ApiKeyRow): KnownKey {
+  private remember(row: ApiKey & { keyHash: string }): KnownKey {
     const known = toKnownKey(row);
     this.keys.set(known.hash.toString('hex'), known);
     this.byId.set(known.keyId, known);
@@ -114,16 +122,19 @@ export class ApiKeyAuthenticator {
   }
 }
 
-function toKnownKey(row: ApiKeyRow): KnownKey {
-  const admin = row.role === 'admin';
+function toPrincipal(key: ApiKey): Principal {
+  const admin = key.role === 'admin';
   return {
-    keyId: row.id,
-    name: row.name,
+    keyId: key.id,
+    name: key.name,
     role: admin ? 'admin' : 'reader',
-    // A reader row without a grant list (made by hand) reads nothing: least privilege is never implicit.
-    grantIds: admin ? null : new Set(row.grantIds ?? []),
-    hash: Buffer.from(row.keyHash, 'hex'),
+    // A reader without a grant list (made by hand) reads nothing: least privilege is never implicit.
+    grantIds: admin ? null : new Set(key.grantIds ?? []),
   };
+}
+
+function toKnownKey(row: ApiKey & { keyHash: string }): KnownKey {
+  return { ...toPrincipal(row), hash: Buffer.from(row.keyHash, 'hex') };
 }
 
 export function allows(principal: Principal, grantId: string): boolean {

@@ -35,12 +35,14 @@ export function authenticateRequest(
   return async (req: FastifyRequest, reply: FastifyReply) => {
     const header = req.headers.authorization;
     if (header !== undefined) {
-      const principal = header.startsWith('Bearer ') ? keys.authenticate(header.slice(7).trim()) : undefined;
+      const principal = header.startsWith('Bearer ')
+        ? await keys.authenticate(header.slice(7).trim())
+        : undefined;
       if (!principal) return refuse(reply, UNAUTHORIZED);
       req.principal = principal;
       return;
     }
-    const session = sessions.resume(sessionId(req));
+    const session = await sessions.resume(sessionId(req));
     if (!session) return refuse(reply, UNAUTHORIZED);
     req.principal = session.principal;
     req.browserSession = session;

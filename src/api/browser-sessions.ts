@@ -1,6 +1,14 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { ApiSessionStore } from '../store/api-session-store.js';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { SessionRepository } from '../grants/ports.js';
 import type { ApiKeyAuthenticator, Principal } from './auth.js';
+
+/** 32 random bytes, base64url: what the session cookie carries. */
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+/** Only the hash is stored, so a copy of the db opens no browser session. */
+export function hashSessionId(id: string): string {
+  return createHash('sha256').update(id, 'utf8').digest('hex');
+}
 
 export const SESSION_COOKIE = 'grantkeeper_session';
 /** A working day: long enough not to nag an operator, short enough that a forgotten tab expires. */
@@ -23,33 +31,40 @@ export interface BrowserSession {
  */
 export class BrowserSessions {
   constructor(
-    private readonly store: ApiSessionStore,
+    private readonly store: SessionRepository,
     private readonly keys: ApiKeyAuthenticator,
     private readonly now: () => number = Date.now,
   ) {}
 
   /** Opens a session for a key typed into the sign-in form; undefined when it is not a key. */
-  signIn(presentedKey: string): BrowserSession | undefined {
-    const principal = this.keys.authenticate(presentedKey);
+  async signIn(presentedKey: string): Promise<BrowserSession | undefined> {
+    const principal = await this.keys.authenticate(presentedKey);
     if (!principal) return undefined;
     const now = this.now();
     // Signing in writes anyway: the moment to drop sessions that ran out.
-    this.store.purgeExpired(now);
-    const { id, row } = this.store.create({ apiKeyId: principal.keyId, now, ttlMs: SESSION_TTL_MS });
-    return { id, principal, csrfToken: csrfTokenFor(id), expiresAt: row.expiresAt };
+    await this.store.purgeExpired(now);
+    const id = randomBytes(32).toString('base64url');
+    const expiresAt = now + SESSION_TTL_MS;
+    await this.store.create({
+      idHash: hashSessionId(id),
+      apiKeyId: principal.keyId,
+      createdAt: now,
+      expiresAt,
+    });
+    return { id, principal, csrfToken: csrfTokenFor(id), expiresAt };
   }
 
   /** The live session a cookie names, while its key still exists. */
-  resume(id: string | undefined): BrowserSession | undefined {
-    if (!id) return undefined;
-    const row = this.store.find(id, this.now());
-    const principal = row && this.keys.principalFor(row.apiKeyId);
+  async resume(id: string | undefined): Promise<BrowserSession | undefined> {
+    if (!id || !SESSION_ID_PATTERN.test(id)) return undefined;
+    const row = await this.store.findLive(hashSessionId(id), this.now());
+    const principal = row && (await this.keys.principalFor(row.apiKeyId));
     if (!row || !principal) return undefined;
     return { id, principal, csrfToken: csrfTokenFor(id), expiresAt: row.expiresAt };
   }
 
-  signOut(session: BrowserSession): void {
-    this.store.remove(session.id);
+  async signOut(session: BrowserSession): Promise<void> {
+    await this.store.remove(hashSessionId(session.id));
   }
 }
 

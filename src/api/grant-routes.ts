@@ -1,11 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import type { GrantRow } from '../../db/schema.js';
-import { TokenReadError } from '../refresh/access-token-reader.js';
+import { refreshNow } from '../grants/actions/refresh-now.js';
+import { retryGrant } from '../grants/actions/retry.js';
+import { setGrantMode } from '../grants/actions/set-mode.js';
+import type { Grant, StoredGrant } from '../grants/grant.js';
+import { STORAGE_RETRY_MS } from '../grants/storage-error.js';
+import { type AccessToken, TokenReadError } from '../refresh/access-token-reader.js';
 import type { AppContext } from '../service/app-context.js';
-import { setGrantMode } from '../service/grant-mode.js';
 import type { RefreshService } from '../service/refresh-service.js';
-import { STORAGE_RETRY_MS } from '../store/storage-errors.js';
 import { ApiError, retryAfter } from './api-error.js';
 import { allows, type Principal } from './auth.js';
 import { requireAdmin } from './authenticate.js';
@@ -44,22 +46,25 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
    * A reader gets 403 for every grant it may not use, known or not, so it cannot probe which labels
    * exist; an admin gets 404 for an unknown grant.
    */
-  const resolveGrant = (req: FastifyRequest): GrantRow => {
+  const resolveGrant = async (req: FastifyRequest): Promise<StoredGrant> => {
     const principal = req.principal as Principal;
-    const grant = app.grants.find((req.params as z.infer<typeof grantParams>).id);
-    if (principal.grantIds !== null && (!grant || !allows(principal, grant.id))) {
+    const stored = await app.grants.find((req.params as z.infer<typeof grantParams>).id);
+    if (principal.grantIds !== null && (!stored || !allows(principal, stored.grant.id))) {
       throw new ApiError(403, 'forbidden', 'this API key may not use that grant');
     }
-    if (!grant) throw new ApiError(404, 'not_found', 'no grant has that id or label');
-    return grant;
+    if (!stored) throw new ApiError(404, 'not_found', 'no grant has that id or label');
+    return stored;
   };
 
-  const view = (grant: GrantRow, events?: number) =>
+  const view = async (grant: Grant, events?: number) =>
     toGrantView(
       grant,
-      app.clients.get(grant.clientRef),
-      events ? app.grants.recentEvents(grant.id, events) : undefined,
+      await app.clients.get(grant.clientRef),
+      events ? await app.grants.recentEvents(grant.id, events) : undefined,
     );
+
+  /** The grant as it is now (after an action), or as it was when it is gone meanwhile. */
+  const current = async (grant: Grant) => (await app.grants.get(grant.id))?.grant ?? grant;
 
   scope.get(
     '/v1/grants',
@@ -75,17 +80,17 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
     async (req) => {
       const { events } = req.query as z.infer<typeof listQuery>;
       const principal = req.principal as Principal;
-      const clients = new Map(app.clients.list().map((c) => [c.id, c]));
-      const grants = app.grants
-        .list()
-        .filter((g) => allows(principal, g.id))
-        .map((g) =>
+      const clients = new Map((await app.clients.list()).map((c) => [c.id, c]));
+      const visible = (await app.grants.list()).filter((g) => allows(principal, g.id));
+      const grants = await Promise.all(
+        visible.map(async (g) =>
           toGrantView(
             g,
             clients.get(g.clientRef),
-            events ? app.grants.recentEvents(g.id, events) : undefined,
+            events ? await app.grants.recentEvents(g.id, events) : undefined,
           ),
-        );
+        ),
+      );
       return { grants, now: new Date().toISOString() };
     },
   );
@@ -101,11 +106,12 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404) },
       },
     },
-    async (req) => view(resolveGrant(req), 20),
+    async (req) => view((await resolveGrant(req)).grant, 20),
   );
 
   const answerToken = async (req: FastifyRequest, options: { minValidSec: number; force: boolean }) => {
-    const token = await readToken(resolveGrant(req), options);
+    const stored = await resolveGrant(req);
+    const token = await answered(stored.grant, () => engine.reader.readGrant(stored, options));
     return {
       grant_id: token.grantId,
       access_token: token.accessToken,
@@ -173,9 +179,9 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
       },
     },
     async (req) => {
-      const grant = resolveGrant(req);
-      await readToken(grant, { force: true });
-      return view(app.grants.get(grant.id) ?? grant, 20);
+      const stored = await resolveGrant(req);
+      await answered(stored.grant, () => refreshNow(engine.actions, stored));
+      return view(await current(stored.grant), 20);
     },
   );
 
@@ -187,23 +193,17 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         tags,
         security,
         summary:
-          'Retry now through the worker (202): a live grant becomes due, a stopped one (needs_reconsent, client_error) is tried again as failing (admin keys)',
+          'Retry now, as grantkeeper retry does: a stopped grant (needs_reconsent, client_error, broken) is revived as failing and refreshed at once; answers the outcome (admin keys)',
         params: routeSchema(grantParams),
-        response: { 202: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 503) },
+        response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 409, 422, 503) },
       },
     },
-    async (req, reply) => {
-      const grant = resolveGrant(req);
-      // The same revival as `grantkeeper retry`: after fixing a client, its stopped grants retry.
-      const due = app.grants.reviveForRetry(grant.id, Date.now());
-      if (!due) throw new ApiError(404, 'not_found', 'no grant has that id or label');
-      // Without Redis the reconciler queues it later; the db already says it is due.
-      await engine.scheduler
-        .schedule([due])
-        .catch((err: Error) =>
-          req.log.warn({ grantId: grant.id, err: { message: err.message } }, 'could not queue the retry'),
-        );
-      return reply.code(202).send(view(due, 20));
+    async (req) => {
+      const stored = await resolveGrant(req);
+      const outcome = await retryGrant(engine.actions, stored);
+      if (!outcome) throw new ApiError(404, 'not_found', 'no grant has that id or label');
+      if (!outcome.ok) throw toApiError(outcome.error, outcome.grant);
+      return view(outcome.grant, 20);
     },
   );
 
@@ -223,48 +223,51 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
     },
     async (req) => {
       const { mode } = req.body as z.infer<typeof modeBody>;
-      return view(await setGrantMode(app, engine, resolveGrant(req), mode), 20);
+      return view(await setGrantMode(engine.actions, (await resolveGrant(req)).grant, mode), 20);
     },
   );
 
-  /** Reads through the shared reader; its errors become statuses with messages of our own. */
-  async function readToken(grant: GrantRow, options: { minValidSec?: number; force?: boolean }) {
+  /** Runs a token read; its errors become statuses with messages of our own. */
+  async function answered(grant: Grant, read: () => Promise<AccessToken>): Promise<AccessToken> {
     try {
-      return await engine.reader.readGrant(grant, options);
+      return await read();
     } catch (err) {
       if (!(err instanceof TokenReadError)) throw err;
-      const current = app.grants.get(grant.id) ?? grant;
-      switch (err.reason) {
-        case 'not_found':
-          throw new ApiError(404, 'not_found', 'no grant has that id or label');
-        case 'unusable':
-          throw unusable(current);
-        case 'unsatisfiable':
-          throw new ApiError(422, 'min_valid_unsatisfiable', err.message);
-        case 'storage_unavailable':
-          throw new ApiError(
-            503,
-            'storage_unavailable',
-            err.message,
-            retryAfter(err.retryAt ?? Date.now() + STORAGE_RETRY_MS),
-          );
-        case 'unavailable': {
-          const retryAt = err.retryAt ?? Date.now() + engine.leaseMs;
-          throw new ApiError(
-            503,
-            'unavailable',
-            err.retryAt
-              ? `the provider did not issue a new token; the next attempt is at ${new Date(retryAt).toISOString()}`
-              : 'the grant is being refreshed by another process; try again',
-            retryAfter(retryAt),
-          );
-        }
+      throw toApiError(err, await current(grant));
+    }
+  }
+
+  function toApiError(err: TokenReadError, grant: Grant): ApiError {
+    switch (err.reason) {
+      case 'not_found':
+        return new ApiError(404, 'not_found', 'no grant has that id or label');
+      case 'unusable':
+        return unusable(grant);
+      case 'unsatisfiable':
+        return new ApiError(422, 'min_valid_unsatisfiable', err.message);
+      case 'storage_unavailable':
+        return new ApiError(
+          503,
+          'storage_unavailable',
+          err.message,
+          retryAfter(err.retryAt ?? Date.now() + STORAGE_RETRY_MS),
+        );
+      case 'unavailable': {
+        const retryAt = err.retryAt ?? Date.now() + engine.leaseMs;
+        return new ApiError(
+          503,
+          'unavailable',
+          err.retryAt
+            ? `the provider did not issue a new token; the next attempt is at ${new Date(retryAt).toISOString()}`
+            : 'the grant is being refreshed by another process; try again',
+          retryAfter(retryAt),
+        );
       }
     }
   }
 }
 
-function unusable(grant: GrantRow): ApiError {
+function unusable(grant: Grant): ApiError {
   return new ApiError(
     409,
     grant.state,

@@ -1,6 +1,6 @@
-import type { ClientRow, GrantRow, RefreshEventRow } from '../../db/schema.js';
-import { isInDoubt } from '../notify/alert-policy.js';
-import type { ProviderProfile } from '../oauth/providers.js';
+import { type Grant, isInDoubt, type RecordedRefreshEvent } from '../grants/grant.js';
+import type { Client } from '../grants/ports.js';
+import { keepAliveDeadline } from '../policy/refresh-timing.js';
 import type { GrantView } from './schemas.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -8,23 +8,25 @@ const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
 /** The public face of a grant: state and times, never a sealed field or lease owner. */
 export function toGrantView(
-  grant: GrantRow,
-  client: ClientRow | undefined,
-  events?: RefreshEventRow[],
+  grant: Grant,
+  client: Client | undefined,
+  events?: RecordedRefreshEvent[],
 ): GrantView {
-  const profile = client?.profile as ProviderProfile | undefined;
+  const profile = client?.profile;
   return {
     id: grant.id,
     label: grant.label,
     client: client?.name ?? null,
-    provider: client?.provider ?? null,
+    provider: client?.profile.kind ?? null,
     state: grant.state,
     mode: grant.mode,
     version: grant.version,
     access_expires_at: iso(grant.accessExpiresAt),
     next_refresh_at: iso(grant.nextRefreshAt),
     refresh_token_used_at: iso(grant.refreshTokenUsedAt),
-    keepalive_deadline: profile ? iso(grant.refreshTokenUsedAt + profile.keepAliveIntervalSec * 1000) : null,
+    keepalive_deadline: profile
+      ? iso(keepAliveDeadline(grant.refreshTokenUsedAt, profile.keepAliveIntervalSec))
+      : null,
     last_refreshed_at: isoOrNull(grant.lastRefreshedAt),
     consecutive_failures: grant.consecutiveFailures,
     in_doubt_since: isInDoubt(grant, Date.now()) ? isoOrNull(grant.leaseSentAt) : null,

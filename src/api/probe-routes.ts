@@ -27,8 +27,8 @@ export function registerProbeRoutes(server: FastifyInstance, deps: ProbeRouteDep
 
   server.get('/readyz', anyHost, async (_req, reply) => {
     const checks = {
-      db: probe(() => {
-        deps.app.store.sqlite.prepare('select 1').get();
+      db: probe(async () => {
+        await deps.app.admin.ping();
         return 'ok';
       }),
       redis: probe(async () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../../db/schema.js';
+import { GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
 
 /**
  * Route schemas are zod; fastify gets their JSON Schema (for the OpenAPI document and fast response

@@ -10,11 +10,11 @@ import Fastify, {
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import type { AllowedHost } from '../config/config-schema.js';
+import { describeStorageFailure, STORAGE_RETRY_MS, storageFailureOf } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
-import { describeStorageFailure, STORAGE_RETRY_MS, storageFailureOf } from '../store/storage-errors.js';
 import { ApiError, retryAfter } from './api-error.js';
 import type { ApiKeyAuthenticator } from './auth.js';
 import { authenticateRequest } from './authenticate.js';

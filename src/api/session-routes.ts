@@ -31,7 +31,7 @@ export function registerSessionRoutes(server: FastifyInstance, { sessions, sessi
   server.get('/', { schema: { hide: true } }, async (req, reply) => {
     if ('key' in (req.query as Record<string, unknown>)) return reply.redirect('./', 303);
     const nonce = page(reply);
-    const session = sessions.resume(sessionId(req));
+    const session = await sessions.resume(sessionId(req));
     if (!session) return reply.code(401).send(renderLoginPage(nonce, false));
     return renderGrantsPage(nonce, {
       csrfToken: session.csrfToken,
@@ -45,7 +45,7 @@ export function registerSessionRoutes(server: FastifyInstance, { sessions, sessi
     const problem = signInProblem(req);
     if (problem) throw crossSiteRefusal(problem);
     const nonce = page(reply);
-    const session = sessions.signIn((req.body as z.infer<typeof loginBody>).key);
+    const session = await sessions.signIn((req.body as z.infer<typeof loginBody>).key);
     if (!session) return reply.code(401).send(renderLoginPage(nonce, true));
     return reply
       .setCookie(SESSION_COOKIE, session.id, {
@@ -58,11 +58,11 @@ export function registerSessionRoutes(server: FastifyInstance, { sessions, sessi
   });
 
   server.post('/logout', { schema: { hide: true } }, async (req, reply) => {
-    const session = sessions.resume(sessionId(req));
+    const session = await sessions.resume(sessionId(req));
     if (session) {
       const problem = browserWriteProblem(req, session, { csrfToken: true });
       if (problem) throw crossSiteRefusal(problem);
-      sessions.signOut(session);
+      await sessions.signOut(session);
     }
     return reply.clearCookie(SESSION_COOKIE, { path: '/' }).code(204).send();
   });

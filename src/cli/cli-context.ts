@@ -66,7 +66,7 @@ export async function withCliContext<T>(
   } finally {
     await engine?.close();
     if (connection) await closeConnection(connection);
-    app.close();
+    await app.close();
   }
 }
 

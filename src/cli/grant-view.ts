@@ -1,16 +1,16 @@
-import type { ClientRow, GrantRow, RefreshEventRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
-import { isInDoubt } from '../notify/alert-policy.js';
+import { type Grant, isInDoubt, type RecordedRefreshEvent, type StoredGrant } from '../grants/grant.js';
+import type { Client } from '../grants/ports.js';
 import type { AppContext } from '../service/app-context.js';
 import { isoOrNull } from './output.js';
 
-/** A grant as listings show it: no sealed fields, times as ISO strings. */
-export function grantView(grant: GrantRow, client: ClientRow | undefined) {
+/** A grant as listings show it: no tokens, times as ISO strings. */
+export function grantView(grant: Grant, client: Client | undefined) {
   return {
     id: grant.id,
     label: grant.label,
     client: client?.name ?? null,
-    provider: client?.provider ?? null,
+    provider: client?.profile.kind ?? null,
     subject: grant.subject,
     state: grant.state,
     mode: grant.mode,
@@ -28,7 +28,7 @@ export function grantView(grant: GrantRow, client: ClientRow | undefined) {
   };
 }
 
-export function eventView(event: RefreshEventRow) {
+export function eventView(event: RecordedRefreshEvent) {
   return {
     at: isoOrNull(event.at),
     trigger: event.trigger,
@@ -42,12 +42,12 @@ export function eventView(event: RefreshEventRow) {
   };
 }
 
-export function clientsById(app: AppContext): Map<string, ClientRow> {
-  return new Map(app.clients.list().map((c) => [c.id, c]));
+export async function clientsById(app: AppContext): Promise<Map<string, Client>> {
+  return new Map((await app.clients.list()).map((c) => [c.id, c]));
 }
 
-export function findGrant(app: AppContext, ref: string): GrantRow {
-  const grant = app.grants.find(ref);
-  if (!grant) throw new UserError(`no grant has the id or label "${ref}" (grantkeeper grants)`);
-  return grant;
+export async function findGrant(app: AppContext, ref: string): Promise<StoredGrant> {
+  const stored = await app.grants.find(ref);
+  if (!stored) throw new UserError(`no grant has the id or label "${ref}" (grantkeeper grants)`);
+  return stored;
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { GrantRow } from '../../db/schema.js';
+import type { ConsentTarget } from '../grants/ports.js';
 import { GRANT_ID_PATTERN } from '../store/ids.js';
 import { plainText } from '../util/plain-text.js';
 import type { AccountIdentity } from './identity.js';
@@ -37,7 +37,7 @@ export function deriveLabel(identity: AccountIdentity, clientName: string): stri
  */
 export function takeoverProblem(
   label: string,
-  existing: Pick<GrantRow, 'id' | 'clientRef' | 'subject'>,
+  existing: ConsentTarget,
   incoming: { clientRef: string; subject?: string },
 ): string | undefined {
   const grant = `grant "${label}" (${existing.id})`;

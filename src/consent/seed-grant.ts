@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
-import type { GrantRow } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
+import { saveConsent } from '../grants/actions/save-consent.js';
+import type { Grant } from '../grants/grant.js';
+import type { ClientRepository, GrantRepository, OpenedClient, RefreshScheduler } from '../grants/ports.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
-import type { ClientStore, OpenedClient } from '../store/client-store.js';
-import type { GrantStore } from '../store/grant-store.js';
 import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
 import { ConsentError } from './callback.js';
 import { deriveLabel, labelProblem, takeoverProblem } from './grant-label.js';
@@ -126,12 +126,12 @@ export function missingRefreshTokenAdvice(profile: ProviderProfile): string {
 }
 
 export interface SeedDeps {
-  grants: GrantStore;
-  clients: ClientStore;
+  grants: GrantRepository;
+  clients: ClientRepository;
   tokenClient: Pick<TokenClient, 'exchangeCode'>;
   timing: RefreshTimingPolicy;
-  /** Puts the first refresh in the queue; absent when Redis is out of reach (the reconciler will). */
-  schedule?: (grant: GrantRow) => Promise<unknown>;
+  /** Puts the first refresh in the queue (NO_SCHEDULER without Redis: the reconciler will). */
+  scheduler: RefreshScheduler;
   io: ConsentIo;
   getIdentity?: BearerGet;
   now?: () => number;
@@ -147,7 +147,7 @@ export interface SeedOptions {
 }
 
 export interface SeedResult {
-  grant: GrantRow;
+  grant: Grant;
   /** An existing grant with this label got the new tokens. */
   replaced: boolean;
   /** The first refresh is in the queue (else the service's reconciler adds it). */
@@ -165,14 +165,14 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
   const now = deps.now ?? Date.now;
   const badLabel = options.label === undefined ? undefined : labelProblem(options.label);
   if (badLabel) throw new UserError(badLabel, 2);
-  const row = deps.clients.findByName(options.client);
-  if (!row) {
-    const names = deps.clients.list().map((c) => c.name);
+  const found = await deps.clients.findByName(options.client);
+  const client = found && (await deps.clients.openById(found.id));
+  if (!client) {
+    const names = (await deps.clients.list()).map((c) => c.name);
     throw new UserError(
       `no client is named "${options.client}" (${names.length ? `known: ${names.join(', ')}` : 'add one with grantkeeper client add'})`,
     );
   }
-  const client = deps.clients.open(row);
   const consent = await captureConsent(
     client,
     { mode: options.mode, scopes: options.scopes ?? client.scopes, timeoutMs: options.timeoutMs },
@@ -233,7 +233,7 @@ async function completeSeed(
     identityProblem = `could not look up the account (${(err as Error).message})`;
   }
   const label = options.label ?? deriveLabel(identity, client.name);
-  const existing = deps.grants.find(label);
+  const existing = (await deps.grants.find(label))?.grant;
   // An explicit --label is the operator's choice: it replaces in place, as a repair does. A derived
   // one may only replace the same account's grant, checked again inside the save's transaction.
   const refuseTakeover =
@@ -248,7 +248,8 @@ async function completeSeed(
       : undefined;
   if (existing) refuseTakeover?.(existing);
   const plan = planAfterTokenResponse(tokens, sentAt, now(), client.profile, deps.timing, existing?.mode);
-  const grant = deps.grants.saveConsent(
+  const saved = await saveConsent(
+    deps,
     {
       clientRef: client.id,
       label,
@@ -265,17 +266,8 @@ async function completeSeed(
     },
     refuseTakeover,
   );
-  let scheduled = false;
-  if (deps.schedule) {
-    scheduled = await deps.schedule(grant).then(
-      () => true,
-      () => false,
-    );
-  }
   return {
-    grant,
-    replaced: existing !== undefined,
-    scheduled,
+    ...saved,
     identity,
     ...(identityProblem ? { identityProblem } : {}),
   };

@@ -185,7 +185,7 @@ async function localSource(options: {
     async close() {
       await engine.close();
       connection?.disconnect();
-      app.close();
+      await app.close();
     },
   };
 }

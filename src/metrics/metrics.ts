@@ -1,17 +1,16 @@
 import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { GRANT_STATES } from '../../db/schema.js';
-import type { ProviderProfile } from '../oauth/providers.js';
+import { GRANT_STATES } from '../grants/grant.js';
+import type { ClientRepository, FleetStats, GrantRepository } from '../grants/ports.js';
+import { keepAliveDeadline } from '../policy/refresh-timing.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
-import type { ClientStore } from '../store/client-store.js';
-import type { FleetStats, GrantStore } from '../store/grant-store.js';
 import type { StorageGate } from '../store/storage-gate.js';
 
 /** Where the scrape-time gauges read from; bound once the service is up. */
 export interface MetricsSources {
-  grants: GrantStore;
-  clients: ClientStore;
+  grants: GrantRepository;
+  clients: ClientRepository;
   queues: Array<{ name: string; queue: Queue }>;
   storage: StorageGate;
   now?: () => number;
@@ -30,8 +29,8 @@ const QUEUE_COUNT_TIMEOUT_MS = 1000;
 export class Metrics implements RefreshObserver {
   readonly registry = new Registry();
   private sources?: MetricsSources;
-  /** One set of fleet queries per scrape, shared by the gauges that need it. */
-  private fleetCache?: FleetStats;
+  /** The store's aggregates, read once per scrape before the gauges collect. */
+  private snapshot?: { fleet: FleetStats; keepAliveDeadline: number | undefined };
 
   private readonly attempts = new Counter({
     name: 'grantkeeper_refresh_attempts_total',
@@ -166,8 +165,8 @@ export class Metrics implements RefreshObserver {
     return this.registry.contentType;
   }
 
-  render(): Promise<string> {
-    this.fleetCache = undefined;
+  async render(): Promise<string> {
+    this.snapshot = await this.readStore();
     return this.registry.metrics();
   }
 
@@ -176,22 +175,31 @@ export class Metrics implements RefreshObserver {
   }
 
   private fleet(): FleetStats | undefined {
-    if (!this.sources) return undefined;
-    this.fleetCache ??= this.sources.grants.fleetStats();
-    return this.fleetCache;
+    return this.snapshot?.fleet;
   }
 
   private earliestKeepAliveDeadline(): number | undefined {
+    return this.snapshot?.keepAliveDeadline;
+  }
+
+  /** A store that does not answer leaves the store gauges out of this scrape, not the whole page. */
+  private async readStore(): Promise<Metrics['snapshot']> {
     const sources = this.sources;
     if (!sources) return undefined;
-    let earliest: number | undefined;
-    for (const { clientRef, usedAt } of this.fleet()?.oldestUseByClient ?? []) {
-      const profile = sources.clients.get(clientRef)?.profile as ProviderProfile | undefined;
-      if (!profile) continue;
-      const deadline = usedAt + profile.keepAliveIntervalSec * 1000;
-      earliest = earliest === undefined ? deadline : Math.min(earliest, deadline);
+    try {
+      const [fleet, clients] = await Promise.all([sources.grants.fleetStats(), sources.clients.list()]);
+      const profiles = new Map(clients.map((c) => [c.id, c.profile]));
+      let earliest: number | undefined;
+      for (const { clientRef, usedAt } of fleet.oldestUseByClient) {
+        const profile = profiles.get(clientRef);
+        if (!profile) continue;
+        const deadline = keepAliveDeadline(usedAt, profile.keepAliveIntervalSec);
+        earliest = earliest === undefined ? deadline : Math.min(earliest, deadline);
+      }
+      return { fleet, keepAliveDeadline: earliest };
+    } catch {
+      return undefined;
     }
-    return earliest;
   }
 }
 

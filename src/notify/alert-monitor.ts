@@ -7,17 +7,16 @@ import {
   webhookTargetId,
 } from '../../jobs/alert-queue.js';
 import type { LoadedConfig } from '../config/load-config.js';
+import type { AlertView, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
-import type { GrantStore } from '../store/grant-store.js';
-import type { ServiceStateStore } from '../store/service-state-store.js';
-import { type AlertEvent, type AlertView, decideAlert } from './alert-policy.js';
+import { type AlertEvent, decideAlert } from './alert-policy.js';
 
 export interface AlertMonitorDeps {
-  grants: GrantStore;
+  grants: GrantRepository;
   /** Alert bookkeeping for things that are not grants (queues). */
-  serviceState: ServiceStateStore;
+  serviceState: ServiceStateRepository;
   queue: AlertQueue;
   /** Signs each job, so the worker can tell ours from anything else written to Redis. */
   secret: string;
@@ -46,22 +45,22 @@ export class AlertMonitor implements RefreshObserver {
   onRefreshResult(_attempt: RefreshAttempt, result: RefreshResult): void {
     if (result.status === 'conflict') {
       // Not a condition but an event: the grant's state did not change, so no transition shows it.
-      void this.queue('grant.conflict', result.grant.id, () => {});
+      this.track(this.queue('grant.conflict', result.grant.id, async () => {}));
       return;
     }
-    if ('grant' in result) void this.evaluate(result.grant);
+    if ('grant' in result) this.track(this.evaluate(result.grant));
   }
 
   /**
    * A queue was found paused or resumed (at start too). The store's compare-and-swap on the queue's
    * alerted state makes each transition alert once across every process watching the queue.
    */
-  onQueuePause(queue: string, paused: boolean): Promise<void> {
+  async onQueuePause(queue: string, paused: boolean): Promise<void> {
     const { serviceState } = this.deps;
     const key = `alerted:queue:${queue}`;
     const [from, to] = paused ? [null, 'paused'] : ['paused', null];
-    if (!serviceState.compareAndSet(key, from, to)) return Promise.resolve();
-    return this.queue(paused ? 'queue.paused' : 'queue.resumed', queue, () =>
+    if (!(await serviceState.compareAndSet(key, from, to))) return;
+    await this.queue(paused ? 'queue.paused' : 'queue.resumed', queue, () =>
       serviceState.compareAndSet(key, to, from),
     );
   }
@@ -71,8 +70,9 @@ export class AlertMonitor implements RefreshObserver {
     return this.evaluate(grant);
   }
 
-  sweep(): Promise<void> {
-    return Promise.all(this.deps.grants.listAlertCandidates().map((g) => this.evaluate(g))).then(() => {});
+  async sweep(): Promise<void> {
+    const candidates = await this.deps.grants.listAlertCandidates();
+    await Promise.all(candidates.map((g) => this.evaluate(g)));
   }
 
   start(intervalMs: number): void {
@@ -96,18 +96,31 @@ export class AlertMonitor implements RefreshObserver {
    * Claims the transition in the db first (so a racing process does not alert it too), then
    * queues it; if Redis refuses, the claim is undone so the next sweep tries again.
    */
-  private evaluate(grant: AlertView): Promise<void> {
+  private async evaluate(grant: AlertView): Promise<void> {
     const decision = decideAlert(grant, this.deps.failingAfter, this.now());
-    if (!decision) return Promise.resolve();
+    if (!decision) return;
     const { grants } = this.deps;
-    if (!grants.markAlerted(grant.id, grant.alertedState, decision.alertedState)) return Promise.resolve();
-    return this.queue(decision.event, grant.id, () =>
+    if (!(await grants.markAlerted(grant.id, grant.alertedState, decision.alertedState))) return;
+    await this.queue(decision.event, grant.id, () =>
       grants.markAlerted(grant.id, decision.alertedState, grant.alertedState),
     );
   }
 
+  /** Observers must not throw into the refresh path: a failure here is logged; the sweep retries. */
+  private track(work: Promise<void>): void {
+    const tracked = work
+      .catch((err: Error) =>
+        this.deps.logger.warn(
+          { err: { message: err.message } },
+          'could not evaluate an alert; the next sweep retries',
+        ),
+      )
+      .finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+
   /** Queues one alert; `undo` runs when Redis refuses it, so the next sweep tries again. */
-  private queue(event: AlertEvent, subject: string, undo: () => unknown): Promise<void> {
+  private queue(event: AlertEvent, subject: string, undo: () => Promise<unknown>): Promise<void> {
     const { logger } = this.deps;
     const queued = enqueueAlert(
       this.deps.queue,
@@ -117,8 +130,8 @@ export class AlertMonitor implements RefreshObserver {
       this.deps.retry,
     )
       .then(() => logger.info({ subject, event }, 'alert queued'))
-      .catch((err: Error) => {
-        undo();
+      .catch(async (err: Error) => {
+        await undo().catch(() => {});
         logger.warn(
           { subject, event, err: { message: err.message } },
           'could not queue an alert; the next sweep retries',
@@ -138,8 +151,8 @@ export class AlertMonitor implements RefreshObserver {
 export async function onConsentSaved(
   deps: {
     loaded: LoadedConfig;
-    grants: GrantStore;
-    serviceState: ServiceStateStore;
+    grants: GrantRepository;
+    serviceState: ServiceStateRepository;
     redisUrl: string | undefined;
     logger: Logger;
   },

@@ -1,4 +1,5 @@
-import type { GrantState } from '../../db/schema.js';
+import { isInDoubt } from '../grants/grant.js';
+import type { AlertView } from '../grants/ports.js';
 
 export const ALERT_EVENTS = [
   'grant.failing',
@@ -19,30 +20,10 @@ export function isQueueEvent(event: AlertEvent): event is QueueAlertEvent {
   return event.startsWith('queue.');
 }
 
-/** What the alert logic needs to know about a grant. */
-export interface AlertView {
-  id: string;
-  state: GrantState;
-  consecutiveFailures: number;
-  /** The last condition an alert was sent for (a stopped state, `failing` or `in_doubt`). */
-  alertedState: string | null;
-  /** A request was sent under a lease and nothing has settled it. */
-  leaseSentAt: number | null;
-  leaseUntil: number | null;
-}
-
 export interface AlertDecision {
   event: GrantAlertEvent;
   /** What `alertedState` becomes once the alert is queued; null means nothing outstanding. */
   alertedState: string | null;
-}
-
-/**
- * In doubt: a request went out, its lease is over, and no answer settled it. The provider may
- * have rotated the refresh token, and nobody can know until the grace ends (invariant 2).
- */
-export function isInDoubt(grant: Pick<AlertView, 'leaseSentAt' | 'leaseUntil'>, now: number): boolean {
-  return grant.leaseSentAt !== null && (grant.leaseUntil === null || grant.leaseUntil < now);
 }
 
 /**

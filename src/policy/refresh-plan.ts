@@ -1,4 +1,4 @@
-import type { GrantMode } from '../../db/schema.js';
+import type { GrantMode } from '../grants/grant.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import {
   accessExpiry,

@@ -1,8 +1,8 @@
-import type { GrantRow, GrantState } from '../../db/schema.js';
 import { UserError } from '../errors/user-error.js';
+import { type Grant, type GrantState, isLive, type StoredGrant } from '../grants/grant.js';
+import type { GrantRepository, RefreshScheduler } from '../grants/ports.js';
+import { describeStorageFailure } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
-import { type GrantStore, isLive } from '../store/grant-store.js';
-import { describeStorageFailure } from '../store/storage-errors.js';
 import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
 
 export type TokenReadFailure =
@@ -42,10 +42,10 @@ export interface ReadOptions {
 }
 
 export interface AccessTokenReaderDeps {
-  grants: GrantStore;
+  grants: GrantRepository;
   refresher: GrantRefresher;
-  /** Plans the worker's next job after an on-demand refresh; absent when Redis is out of reach. */
-  schedule?: (grant: GrantRow) => Promise<unknown>;
+  /** Plans the worker's next job after an on-demand refresh. */
+  scheduler: RefreshScheduler;
   logger: Logger;
   /** How long to wait for another holder's refresh before giving up (the lease length is plenty). */
   waitLimitMs: number;
@@ -87,13 +87,14 @@ export class AccessTokenReader {
   }
 
   async read(idOrLabel: string, options: ReadOptions = {}): Promise<AccessToken> {
-    const grant = this.deps.grants.find(idOrLabel);
-    if (!grant) throw new TokenReadError('not_found', `no grant has the id or label "${idOrLabel}"`);
-    return this.readGrant(grant, options);
+    const stored = await this.deps.grants.find(idOrLabel);
+    if (!stored) throw new TokenReadError('not_found', `no grant has the id or label "${idOrLabel}"`);
+    return this.readGrant(stored, options);
   }
 
-  /** `read` for a caller that has just loaded the row (the API, to check access): no second lookup. */
-  async readGrant(grant: GrantRow, options: ReadOptions = {}): Promise<AccessToken> {
+  /** `read` for a caller that has just loaded the grant (the API, to check access): no second lookup. */
+  async readGrant(stored: StoredGrant, options: ReadOptions = {}): Promise<AccessToken> {
+    const { grant } = stored;
     const minValidMs = Math.max(0, options.minValidSec ?? 0) * 1000;
     assertUsable(grant);
     if (minValidMs > grant.accessLifetimeMs) throw unsatisfiable(minValidMs, grant.accessLifetimeMs);
@@ -101,7 +102,7 @@ export class AccessTokenReader {
     const force =
       options.force === true &&
       !(grant.lastRefreshedAt !== null && now - grant.lastRefreshedAt < FORCE_COALESCE_MS);
-    if (!force && grant.accessExpiresAt - now >= minValidMs) return this.toAccessToken(grant, false);
+    if (!force && grant.accessExpiresAt - now >= minValidMs) return toAccessToken(stored, false);
     if (grant.state === 'failing' && grant.nextRefreshAt > now) {
       // Inside the worker's backoff (or a Retry-After): asking now cannot help and must not push it.
       throw new TokenReadError(
@@ -118,32 +119,34 @@ export class AccessTokenReader {
       return this.read(grant.id, options);
     }
     // A forced read only needs a token newer than the one the caller saw.
-    const promise = this.refreshUntilFresh(grant, minValidMs, force ? grant.version : undefined).finally(() =>
-      this.inFlight.delete(key),
+    const promise = this.refreshUntilFresh(stored, minValidMs, force ? grant.version : undefined).finally(
+      () => this.inFlight.delete(key),
     );
     this.inFlight.set(key, promise);
     return promise;
   }
 
   private async refreshUntilFresh(
-    start: GrantRow,
+    start: StoredGrant,
     minValidMs: number,
     staleVersion?: number,
   ): Promise<AccessToken> {
     const deadline = this.now() + this.deps.waitLimitMs;
-    let grant = start;
+    let current = start;
     for (;;) {
+      const { grant } = current;
       assertUsable(grant);
       const fresh =
         (staleVersion === undefined || grant.version > staleVersion) &&
         grant.accessExpiresAt - this.now() >= minValidMs;
-      if (fresh) return this.toAccessToken(grant, grant.version !== start.version);
+      if (fresh) return toAccessToken(current, grant.version !== start.grant.version);
       const result = await this.deps.refresher.refresh(grant.id, grant.version, 'on_demand');
       const done = await this.settle(result);
       if (done) {
-        if (done.accessExpiresAt - this.now() < minValidMs)
-          throw unsatisfiable(minValidMs, done.accessLifetimeMs);
-        return this.toAccessToken(done, true);
+        if (done.grant.accessExpiresAt - this.now() < minValidMs) {
+          throw unsatisfiable(minValidMs, done.grant.accessLifetimeMs);
+        }
+        return toAccessToken(done, true);
       }
       if (this.now() > deadline) {
         throw new TokenReadError(
@@ -152,16 +155,16 @@ export class AccessTokenReader {
         );
       }
       if (result.status === 'busy') await this.waitForMove(grant, Math.min(result.retryAt, deadline));
-      grant = this.reload(grant.id);
+      current = await this.reload(grant.id);
     }
   }
 
   /** Returns the refreshed grant, throws for failures, or undefined to look again. */
-  private async settle(result: RefreshResult): Promise<GrantRow | undefined> {
+  private async settle(result: RefreshResult): Promise<StoredGrant | undefined> {
     switch (result.status) {
       case 'refreshed':
         await this.plan(result.grant);
-        return result.grant;
+        return result;
       case 'retrying':
         await this.plan(result.grant);
         throw new TokenReadError(
@@ -197,10 +200,9 @@ export class AccessTokenReader {
    * bounded: a reader whose token is committed is never held hostage by a Redis outage (the add
    * still lands once Redis returns, and the reconciler covers it otherwise).
    */
-  private async plan(grant: GrantRow): Promise<void> {
-    if (!this.deps.schedule) return;
+  private async plan(grant: Grant): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const queued = this.deps.schedule(grant).then(
+    const queued = this.deps.scheduler.schedule([grant]).then(
       () => true,
       (err: Error) => {
         this.deps.logger.warn(
@@ -223,30 +225,19 @@ export class AccessTokenReader {
     }
   }
 
-  private async waitForMove(grant: GrantRow, until: number): Promise<void> {
+  private async waitForMove(grant: Grant, until: number): Promise<void> {
     const pollMs = this.deps.pollMs ?? 50;
     while (this.now() < until) {
       await new Promise((r) => setTimeout(r, pollMs));
-      const current = this.deps.grants.get(grant.id);
+      const current = (await this.deps.grants.get(grant.id))?.grant;
       if (!current || current.version !== grant.version || current.leaseUntil === null) return;
     }
   }
 
-  private reload(id: string): GrantRow {
-    const grant = this.deps.grants.get(id);
-    if (!grant) throw new TokenReadError('not_found', `grant ${id} was removed`);
-    return grant;
-  }
-
-  private toAccessToken(grant: GrantRow, refreshed: boolean): AccessToken {
-    return {
-      grantId: grant.id,
-      label: grant.label,
-      accessToken: this.deps.grants.openAccessToken(grant),
-      tokenType: grant.tokenType ?? 'Bearer',
-      expiresAt: grant.accessExpiresAt,
-      refreshed,
-    };
+  private async reload(id: string): Promise<StoredGrant> {
+    const stored = await this.deps.grants.get(id);
+    if (!stored) throw new TokenReadError('not_found', `grant ${id} was removed`);
+    return stored;
   }
 }
 
@@ -256,7 +247,18 @@ const STOPPED_BECAUSE: Record<Exclude<GrantState, 'active' | 'failing'>, string>
   broken: 'grantkeeper cannot open it or its client: see grantkeeper grant show',
 };
 
-function assertUsable(grant: GrantRow): void {
+function toAccessToken({ grant, tokens }: StoredGrant, refreshed: boolean): AccessToken {
+  return {
+    grantId: grant.id,
+    label: grant.label,
+    accessToken: tokens.accessToken(),
+    tokenType: grant.tokenType ?? 'Bearer',
+    expiresAt: grant.accessExpiresAt,
+    refreshed,
+  };
+}
+
+function assertUsable(grant: Grant): void {
   if (isLive(grant.state)) return;
   const state = grant.state as keyof typeof STOPPED_BECAUSE;
   throw new TokenReadError('unusable', `grant ${grant.label} is ${state}: ${STOPPED_BECAUSE[state]}`);

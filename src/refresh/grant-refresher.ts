@@ -1,9 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { GrantRow } from '../../db/schema.js';
 import { SealError } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
 import { reachFaultPoint } from '../fault-injection/fault-points.js';
+import {
+  type Grant,
+  type GrantTokens,
+  isLive,
+  type RefreshEvent,
+  type StoredGrant,
+} from '../grants/grant.js';
+import type { ClientRepository, GrantRepository, OpenedClient } from '../grants/ports.js';
+import { STORAGE_RETRY_MS, type StorageFailure, storageFailureOf } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oauth/token-client.js';
@@ -13,9 +21,6 @@ import type { BackoffPolicy } from '../policy/backoff.js';
 import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
 import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
-import type { ClientStore, OpenedClient } from '../store/client-store.js';
-import { type GrantStore, isLive, type RefreshEvent } from '../store/grant-store.js';
-import { STORAGE_RETRY_MS, type StorageFailure, storageFailureOf } from '../store/storage-errors.js';
 import type { StorageGate } from '../store/storage-gate.js';
 import { HeldCommit } from './held-commit.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
@@ -24,7 +29,7 @@ export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
 
 export type RefreshResult =
   /** New tokens are committed; `grant` is the new row (version moved on by one). */
-  | { status: 'refreshed'; grant: GrantRow }
+  | { status: 'refreshed'; grant: Grant; tokens: GrantTokens }
   /** The grant moved on, stopped or vanished since the caller looked: nothing to do. */
   | { status: 'stale' }
   /** Another refresh holds the lease; ask again at `retryAt` (this process's clock). */
@@ -39,19 +44,19 @@ export type RefreshResult =
   /** Another holder of the grant rotated it while we were asking: its tokens stand. */
   | { status: 'overtaken' }
   /** A transient failure (or a lost answer): recorded; the grant is due again at `grant.nextRefreshAt`. */
-  | { status: 'retrying'; grant: GrantRow; error: TokenEndpointError; inDoubt: boolean }
+  | { status: 'retrying'; grant: Grant; error: TokenEndpointError; inDoubt: boolean }
   /** A permanent failure: the grant now needs an operator (`needs_reconsent` or `client_error`). */
-  | { status: 'stopped'; grant: GrantRow; error: TokenEndpointError }
+  | { status: 'stopped'; grant: Grant; error: TokenEndpointError }
   /** An answer came for a grant stopped meanwhile: its tokens are stored, its state is kept. */
-  | { status: 'conflict'; grant: GrantRow }
+  | { status: 'conflict'; grant: Grant }
   /** grantkeeper cannot use the grant (its tokens do not open, its client is gone): `broken`. */
-  | { status: 'broken'; grant: GrantRow }
+  | { status: 'broken'; grant: Grant }
   /** The database cannot take writes (locked, disk full): nothing was sent; ask again at `retryAt`. */
   | { status: 'deferred'; retryAt: number; cause: StorageFailure };
 
 export interface GrantRefresherDeps {
-  grants: GrantStore;
-  clients: ClientStore;
+  grants: GrantRepository;
+  clients: ClientRepository;
   tokenClient: TokenClient;
   timing: RefreshTimingPolicy;
   backoff: BackoffPolicy;
@@ -81,7 +86,7 @@ const FENCE_SLACK_MS = 100;
 const GRACE_SAFETY_MS = 1000;
 
 /** Where a claim attempt ended: a claimed row, or the answer for the caller. */
-type ClaimOutcome = { grant: GrantRow } | { result: RefreshResult };
+type ClaimOutcome = { claimed: StoredGrant } | { result: RefreshResult };
 
 /**
  * The one place a grant's tokens are refreshed, for the worker and for on-demand readers alike:
@@ -124,27 +129,27 @@ export class GrantRefresher {
     // hands the same job out again): a grant this process is refreshing is never claimed twice.
     if (this.active.has(grantId)) return { status: 'busy', retryAt: this.now() + this.deps.leaseMs };
     const owner = `${this.ownerPrefix}.${++this.claims}`;
-    let claimed: ClaimOutcome;
+    let outcome: ClaimOutcome;
     try {
-      claimed = this.claim(grantId, version, owner);
+      outcome = await this.claim(grantId, version, owner);
     } catch (err) {
       return this.deferForStorage(err);
     }
-    if ('result' in claimed) return claimed.result;
-    const { grant } = claimed;
+    if ('result' in outcome) return outcome.result;
+    const { grant } = outcome.claimed;
     this.active.add(grantId);
     const started = this.now();
     let client: OpenedClient | undefined;
     try {
-      client = this.deps.clients.openById(grant.clientRef);
+      client = await this.deps.clients.openById(grant.clientRef);
       const result = client
-        ? await this.refreshClaimed(grant, client, owner, trigger)
-        : this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`);
+        ? await this.refreshClaimed(outcome.claimed, client, owner, trigger)
+        : await this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`);
       this.notify(grant, client, trigger, this.now() - started, result);
       return result;
     } catch (err) {
       if (err instanceof SealError) {
-        const result = this.markBroken(
+        const result = await this.markBroken(
           grant,
           owner,
           trigger,
@@ -156,7 +161,7 @@ export class GrantRefresher {
       // Anything unexpected (a failure record the db refused): free the grant for the next attempt,
       // leaving any earlier in-doubt mark as it was. Received tokens never get here: they are held.
       try {
-        this.deps.grants.releaseLease(grantId, owner, grant.leaseSentAt);
+        await this.deps.grants.releaseLease(grantId, owner, grant.leaseSentAt);
       } catch {
         // The lease then runs out on its own.
       }
@@ -170,11 +175,11 @@ export class GrantRefresher {
    * Claims the lease, or says why not. A grant in doubt is claimed at once only where the provider
    * lets a lost answer's refresh token be replayed harmlessly (its preset says so).
    */
-  private claim(grantId: string, version: number, owner: string): ClaimOutcome {
+  private async claim(grantId: string, version: number, owner: string): Promise<ClaimOutcome> {
     const { grants, leaseMs, inDoubtGraceMs } = this.deps;
-    const grant = grants.claim(grantId, version, owner, leaseMs, inDoubtGraceMs);
-    if (grant) return { grant };
-    const view = grants.leaseView(grantId);
+    const claimed = await grants.claim(grantId, version, owner, leaseMs, inDoubtGraceMs);
+    if (claimed) return { claimed };
+    const view = await grants.leaseView(grantId);
     if (!view || view.grant.version !== version || !isLive(view.grant.state)) {
       return { result: { status: 'stale' } };
     }
@@ -183,9 +188,9 @@ export class GrantRefresher {
       return { result: { status: 'busy', retryAt: now + view.leaseRemainingMs + LEASE_SLACK_MS } };
     }
     if (view.sentAgoMs !== null) {
-      if (this.replayIsHarmless(view.grant.clientRef)) {
-        const retried = grants.claim(grantId, version, owner, leaseMs, 0);
-        if (retried) return { grant: retried };
+      if (await this.replayIsHarmless(view.grant.clientRef)) {
+        const retried = await grants.claim(grantId, version, owner, leaseMs, 0);
+        if (retried) return { claimed: retried };
       }
       return { result: { status: 'in_doubt', retryAt: now + Math.max(0, inDoubtGraceMs - view.sentAgoMs) } };
     }
@@ -194,9 +199,9 @@ export class GrantRefresher {
   }
 
   /** Whether this grant's provider lets a lost answer's refresh token be sent again at once. */
-  private replayIsHarmless(clientRef: string): boolean {
+  private async replayIsHarmless(clientRef: string): Promise<boolean> {
     try {
-      const client = this.deps.clients.openById(clientRef);
+      const client = await this.deps.clients.openById(clientRef);
       return client !== undefined && !replayMayRevoke(client.profile);
     } catch {
       // A client that cannot be opened is found by the refresh itself; here, the safe side.
@@ -213,13 +218,14 @@ export class GrantRefresher {
   }
 
   private async refreshClaimed(
-    grant: GrantRow,
+    claimed: StoredGrant,
     client: OpenedClient,
     owner: string,
     trigger: RefreshTrigger,
   ): Promise<RefreshResult> {
     const { grants, tokenClient, inDoubtGraceMs } = this.deps;
-    const refreshToken = grants.openRefreshToken(grant);
+    const { grant } = claimed;
+    const refreshToken = claimed.tokens.refreshToken();
     reachFaultPoint('stop-after-claim');
     // The fence (invariant 2): the lease must still be ours with more than the request timeout
     // left, checked and marked sent in one statement immediately before the request is written.
@@ -227,9 +233,14 @@ export class GrantRefresher {
     const fencedAt = performance.now();
     let remainingMs: number | undefined;
     try {
-      remainingMs = grants.markSent(grant.id, grant.version, owner, tokenClient.timeoutMs + FENCE_SLACK_MS);
+      remainingMs = await grants.markSent(
+        grant.id,
+        grant.version,
+        owner,
+        tokenClient.timeoutMs + FENCE_SLACK_MS,
+      );
     } catch (err) {
-      grants.releaseLease(grant.id, owner, grant.leaseSentAt);
+      await grants.releaseLease(grant.id, owner, grant.leaseSentAt).catch(() => {});
       return this.deferForStorage(err);
     }
     if (remainingMs === undefined) return this.leaseLost(grant, owner);
@@ -256,8 +267,8 @@ export class GrantRefresher {
   }
 
   /** The fence refused, or the send window closed: nothing was sent, nothing changed. */
-  private leaseLost(grant: GrantRow, owner: string): RefreshResult {
-    this.deps.grants.releaseLease(grant.id, owner, grant.leaseSentAt);
+  private async leaseLost(grant: Grant, owner: string): Promise<RefreshResult> {
+    await this.deps.grants.releaseLease(grant.id, owner, grant.leaseSentAt);
     this.deps.logger.warn(
       { grantId: grant.id, version: grant.version },
       'refresh not sent: the lease ran out before the request could be written (the process stalled); retrying later',
@@ -266,7 +277,7 @@ export class GrantRefresher {
   }
 
   private async commit(
-    grant: GrantRow,
+    grant: Grant,
     owner: string,
     trigger: RefreshTrigger,
     client: OpenedClient,
@@ -327,7 +338,7 @@ export class GrantRefresher {
       },
       'grant refreshed',
     );
-    return { status: 'refreshed', grant: committed.grant };
+    return { status: 'refreshed', grant: committed.grant, tokens: committed.tokens };
   }
 
   /**
@@ -335,7 +346,7 @@ export class GrantRefresher {
    * so the new one is stored (held like any received token) and the attempt counts as a failure.
    */
   private async storeSalvaged(
-    grant: GrantRow,
+    grant: Grant,
     owner: string,
     trigger: RefreshTrigger,
     client: OpenedClient,
@@ -343,7 +354,7 @@ export class GrantRefresher {
     sentAt: number,
   ): Promise<RefreshResult> {
     const now = this.now();
-    const plan = this.planFailure(grant, error, client, now);
+    const plan = await this.planFailure(grant, error, client, now);
     const nextRefreshAt = plan.action === 'stop' ? now : plan.nextRefreshAt;
     const stored = await this.held.store(grant, owner, () =>
       this.deps.grants.commitRotationOnly(
@@ -363,22 +374,22 @@ export class GrantRefresher {
     return { status: 'retrying', grant: stored, error, inDoubt: false };
   }
 
-  private recordFailure(
-    grant: GrantRow,
+  private async recordFailure(
+    grant: Grant,
     owner: string,
     trigger: RefreshTrigger,
     client: OpenedClient,
     error: TokenEndpointError,
     durationMs: number,
-  ): RefreshResult {
+  ): Promise<RefreshResult> {
     const { grants, logger } = this.deps;
     const now = this.now();
     const event = failureEvent(error, trigger, now, durationMs);
     // A spent token may only mean that someone else rotated first (invariant 4): ask the db.
     if (error.spentToken) {
-      const current = grants.get(grant.id);
+      const current = (await grants.get(grant.id))?.grant;
       if (current && current.version !== grant.version) {
-        grants.recordEvent(grant.id, grant.version, { ...event, outcome: 'overtaken' });
+        await grants.recordEvent(grant.id, grant.version, { ...event, outcome: 'overtaken' });
         // Usually a race we lost; if nobody here rotated it, a family revocation is the other reading.
         logger.warn(
           {
@@ -392,7 +403,7 @@ export class GrantRefresher {
         return { status: 'overtaken' };
       }
     }
-    const plan = this.planFailure(grant, error, client, now);
+    const plan = await this.planFailure(grant, error, client, now);
     const log = {
       grantId: grant.id,
       provider: client.profile.kind,
@@ -400,7 +411,7 @@ export class GrantRefresher {
       status: error.status,
     };
     if (plan.action === 'stop') {
-      const stopped = grants.recordFailure(
+      const stopped = await grants.recordFailure(
         grant.id,
         grant.version,
         owner,
@@ -417,7 +428,7 @@ export class GrantRefresher {
       return { status: 'stopped', grant: stopped, error };
     }
     const inDoubt = plan.action === 'in_doubt';
-    const failing = grants.recordFailure(
+    const failing = await grants.recordFailure(
       grant.id,
       grant.version,
       owner,
@@ -443,12 +454,16 @@ export class GrantRefresher {
     return { status: 'retrying', grant: failing, error, inDoubt };
   }
 
-  private planFailure(
-    grant: GrantRow,
+  private async planFailure(
+    grant: Grant,
     error: TokenEndpointError,
     client: OpenedClient,
     now: number,
-  ): FailurePlan {
+  ): Promise<FailurePlan> {
+    // The event log is read only for the rare unexplained answer.
+    const history = error.unexplained
+      ? await this.deps.grants.recentEvents(grant.id, this.deps.unexplained.count)
+      : [];
     return planAfterFailure(
       {
         kind: error.kind,
@@ -461,10 +476,7 @@ export class GrantRefresher {
       },
       {
         consecutiveFailures: grant.consecutiveFailures,
-        // The event log is read only for the rare unexplained answer.
-        history: error.unexplained
-          ? this.deps.grants.recentEvents(grant.id, this.deps.unexplained.count)
-          : [],
+        history,
         replayMayRevoke: replayMayRevoke(client.profile),
         inDoubtGraceMs: this.deps.inDoubtGraceMs,
         backoff: this.deps.backoff,
@@ -475,10 +487,15 @@ export class GrantRefresher {
   }
 
   /** Nothing grantkeeper can do with this grant until an operator acts: say so, loudly, once. */
-  private markBroken(grant: GrantRow, owner: string, trigger: RefreshTrigger, why: string): RefreshResult {
+  private async markBroken(
+    grant: Grant,
+    owner: string,
+    trigger: RefreshTrigger,
+    why: string,
+  ): Promise<RefreshResult> {
     const now = this.now();
     const message = `grantkeeper cannot use this grant: ${why}`;
-    const broken = this.deps.grants.recordFailure(
+    const broken = await this.deps.grants.recordFailure(
       grant.id,
       grant.version,
       owner,
@@ -492,7 +509,7 @@ export class GrantRefresher {
   }
 
   private notify(
-    grant: GrantRow,
+    grant: Grant,
     client: OpenedClient | undefined,
     trigger: RefreshTrigger,
     durationMs: number,

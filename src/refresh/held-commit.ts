@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { GrantRow } from '../../db/schema.js';
+import type { Grant } from '../grants/grant.js';
+import { type StorageFailure, storageFailureOf } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
-import { type StorageFailure, storageFailureOf } from '../store/storage-errors.js';
 import type { StorageGate } from '../store/storage-gate.js';
 
 /**
@@ -14,7 +14,7 @@ export interface HeldCommitDeps {
   logger: Logger;
   storage: StorageGate;
   /** Keeps the holder's lease alive between attempts; a refused write here is harmless. */
-  keepLease(grant: GrantRow, owner: string): unknown;
+  keepLease(grant: Grant, owner: string): Promise<unknown>;
   now: () => number;
 }
 
@@ -34,10 +34,10 @@ export class HeldCommit {
     return [...this.held];
   }
 
-  async store<T>(grant: GrantRow, owner: string, write: () => T): Promise<T> {
+  async store<T>(grant: Grant, owner: string, write: () => Promise<T>): Promise<T> {
     let failure: StorageFailure | undefined;
     try {
-      return write();
+      return await write();
     } catch (err) {
       failure = storageFailureOf(err);
       if (!failure) throw err;
@@ -54,13 +54,13 @@ export class HeldCommit {
         // The first retry is immediate: a full disk has just had the reserve given back.
         if (failure === 'disk_full') storage.reportOutOfSpace();
         try {
-          this.deps.keepLease(grant, owner);
+          await this.deps.keepLease(grant, owner);
         } catch {
           // A write like any other: while it fails, other claims fail the same way.
         }
         if (attempt > 0) await sleep(HELD_RETRY_MS);
         try {
-          const stored = write();
+          const stored = await write();
           logger.warn({ grantId: grant.id, heldMs: now() - heldSince }, 'held tokens stored');
           return stored;
         } catch (err) {

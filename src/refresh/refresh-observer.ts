@@ -1,4 +1,4 @@
-import type { GrantState } from '../../db/schema.js';
+import type { GrantState } from '../grants/grant.js';
 import type { ProviderKind } from '../oauth/providers.js';
 import type { RefreshResult, RefreshTrigger } from './grant-refresher.js';
 

@@ -1,25 +1,24 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DB_FILE_NAME, ensureDataDir, openStore, type Store } from '../../db/connection.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { loadKeyring } from '../crypto/key-source.js';
 import { Sealer } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
+import type { Store } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
-import { ClientStore } from '../store/client-store.js';
-import { GrantStore } from '../store/grant-store.js';
-import { verifySealingKey } from '../store/key-check.js';
-import { ServiceStateStore } from '../store/service-state-store.js';
+import { DB_FILE_NAME, ensureDataDir, type SqliteDatabase } from '../store/sqlite/sqlite-database.js';
+import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 
-/** What every command needs: the opened store and the key that unseals it. */
-export interface AppContext {
+/**
+ * What every command needs: the store's repositories, the key that unseals what they hold, and the
+ * data folder. `database` is the SQLite file itself, for the tests and the benchmark's seeding only:
+ * nothing in the service reaches past the ports.
+ */
+export interface AppContext extends Store {
   dataDir: string;
-  store: Store;
   sealer: Sealer;
-  grants: GrantStore;
-  clients: ClientStore;
-  serviceState: ServiceStateStore;
-  close(): void;
+  database?: SqliteDatabase;
+  close(): Promise<void>;
 }
 
 export interface OpenOptions {
@@ -47,25 +46,18 @@ export async function openAppContext(
     ...(loaded.secrets.previousKeys ? { previousKeys: loaded.secrets.previousKeys } : {}),
   });
   const sealer = new Sealer(keyring);
-  const store = openStore({
+  const store = openSqliteStore({
     dataDir,
+    sealer,
     ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
   });
   try {
-    verifySealingKey(store.db, sealer);
+    await store.admin.verifySealingKey();
   } catch (err) {
-    store.close();
+    await store.admin.close();
     throw err;
   }
-  return {
-    dataDir,
-    store,
-    sealer,
-    grants: new GrantStore(store.db, sealer),
-    clients: new ClientStore(store.db, sealer),
-    serviceState: new ServiceStateStore(store.db),
-    close: () => store.close(),
-  };
+  return { ...store, dataDir, sealer, close: () => store.admin.close() };
 }
 
 function existingStoreDir(dataDir: string): string {

@@ -19,8 +19,6 @@ import { Metrics } from '../metrics/metrics.js';
 import { AlertMonitor } from '../notify/alert-monitor.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
-import { ApiKeyStore } from '../store/api-key-store.js';
-import { ApiSessionStore } from '../store/api-session-store.js';
 import { type RefreshService, startRefreshService } from './refresh-service.js';
 
 export interface GrantkeeperOptions {
@@ -118,10 +116,16 @@ export async function startGrantkeeper(
         const pause = service.queuePause;
         if (pause) {
           const name = service.engine.queue.name;
-          pause.onChange(
-            ({ queue: paused, paused: isPaused }) => void monitor.onQueuePause(paused, isPaused),
-          );
-          if (pause.paused !== undefined) void monitor.onQueuePause(name, pause.paused);
+          // The next sweep does not see queue pauses: a store that refused now is logged, not retried.
+          const alertPause = (queue: string, paused: boolean) =>
+            monitor.onQueuePause(queue, paused).catch((err: unknown) => {
+              logger.warn(
+                { queue, paused, err: { message: (err as Error).message } },
+                'could not record a queue pause alert',
+              );
+            });
+          pause.onChange(({ queue, paused }) => void alertPause(queue, paused));
+          if (pause.paused !== undefined) void alertPause(name, pause.paused);
         }
       }
     }
@@ -135,7 +139,8 @@ export async function startGrantkeeper(
       metrics.observeLateness((Date.now() - job.timestamp - (job.delay ?? 0)) / 1000);
     });
 
-    const authenticator = new ApiKeyAuthenticator(new ApiKeyStore(service.app.store.db), logger);
+    const authenticator = new ApiKeyAuthenticator(service.app.apiKeys, logger);
+    await authenticator.load();
     authenticator.start();
     cleanups.push(() => authenticator.stop());
     const api = await buildApiServer({
@@ -146,7 +151,7 @@ export async function startGrantkeeper(
       queues,
       metrics,
       authenticator,
-      sessions: new BrowserSessions(new ApiSessionStore(service.app.store.db), authenticator),
+      sessions: new BrowserSessions(service.app.sessions, authenticator),
       host: { bind: config.apiHost, allowed: config.apiAllowedHosts },
       ...(options.apiLimits ? { limits: options.apiLimits } : {}),
       logger,

@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
 import { createRefreshQueue, type RefreshQueue } from '../../jobs/refresh-queue.js';
-import { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
+import { QueueScheduler } from '../../jobs/refresh-scheduler.js';
 import type { Config } from '../config/config-schema.js';
+import type { GrantActionContext } from '../grants/actions/context.js';
+import { NO_SCHEDULER, type RefreshScheduler } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import { TokenClient } from '../oauth/token-client.js';
 import { DEFAULT_BACKOFF } from '../policy/backoff.js';
@@ -24,14 +26,17 @@ export interface RefreshEngine {
   storage: StorageGate;
   /** Present when a Redis connection was given. */
   queue?: RefreshQueue;
-  scheduler?: RefreshScheduler;
+  /** The queue's scheduler, or NO_SCHEDULER without Redis (the reconciler plans later). */
+  scheduler: RefreshScheduler;
   leaseMs: number;
   inDoubtGraceMs: number;
+  /** What the grant actions (retry, revoke, set mode…) run with in this process. */
+  actions: GrantActionContext;
   close(): Promise<void>;
 }
 
-/** An engine given a Redis connection, which therefore has its queue and scheduler. */
-export type QueuedRefreshEngine = RefreshEngine & Required<Pick<RefreshEngine, 'queue' | 'scheduler'>>;
+/** An engine given a Redis connection, which therefore has its queue. */
+export type QueuedRefreshEngine = RefreshEngine & Required<Pick<RefreshEngine, 'queue'>>;
 
 interface EngineOptions {
   connection?: Redis;
@@ -57,6 +62,8 @@ export function createRefreshEngine(
   options: EngineOptions = {},
 ): RefreshEngine {
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
+  const timing = { ...DEFAULT_REFRESH_TIMING, ...config.refreshTiming };
+  const inDoubtGraceMs = config.inDoubtGraceSeconds * 1000;
   const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;
   const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
   const storage = new StorageGate({
@@ -67,12 +74,12 @@ export function createRefreshEngine(
     grants: app.grants,
     clients: app.clients,
     tokenClient,
-    timing: { ...DEFAULT_REFRESH_TIMING, ...config.refreshTiming },
+    timing,
     backoff: { ...DEFAULT_BACKOFF, ...config.backoff },
     logger,
     storage,
     leaseMs,
-    inDoubtGraceMs: config.inDoubtGraceSeconds * 1000,
+    inDoubtGraceMs,
     unexplained: {
       count: config.reconsentAfterUnexplained.count ?? DEFAULT_UNEXPLAINED_RULE.count,
       spanMs:
@@ -85,12 +92,12 @@ export function createRefreshEngine(
   const queue = options.connection ? createRefreshQueue(options.connection, config.queuePrefix) : undefined;
   if (queue) logRedisErrors(queue, logger, 'refresh queue error');
   const scheduler = queue
-    ? new RefreshScheduler(queue, { horizonMs: config.scheduleHorizonSeconds * 1000 })
-    : undefined;
+    ? new QueueScheduler(queue, { horizonMs: config.scheduleHorizonSeconds * 1000 })
+    : NO_SCHEDULER;
   const reader = new AccessTokenReader({
     grants: app.grants,
     refresher,
-    ...(scheduler ? { schedule: (grant) => scheduler.schedule([grant]) } : {}),
+    scheduler,
     logger,
     waitLimitMs: leaseMs + 5000,
   });
@@ -100,9 +107,19 @@ export function createRefreshEngine(
     reader,
     storage,
     ...(queue ? { queue } : {}),
-    ...(scheduler ? { scheduler } : {}),
+    scheduler,
     leaseMs,
-    inDoubtGraceMs: config.inDoubtGraceSeconds * 1000,
+    inDoubtGraceMs,
+    actions: {
+      grants: app.grants,
+      clients: app.clients,
+      reader,
+      scheduler,
+      tokenClient,
+      timing,
+      leaseMs,
+      inDoubtGraceMs,
+    },
     close: async () => {
       await queue?.close();
       await tokenClient.close();

@@ -1,7 +1,7 @@
 import type { ConfigClient } from '../config/config-schema.js';
 import { UserError } from '../errors/user-error.js';
+import type { ClientRepository } from '../grants/ports.js';
 import { type ProviderSpec, resolveProvider } from '../oauth/providers.js';
-import type { ClientStore } from '../store/client-store.js';
 
 /** The secret a config-file client names, checked before anything starts: a missing one is a typo. */
 export function configClientSecret(c: ConfigClient, env: NodeJS.ProcessEnv): string | undefined {
@@ -20,7 +20,7 @@ export function configClientSecret(c: ConfigClient, env: NodeJS.ProcessEnv): str
  */
 export async function syncConfigClients(
   declared: readonly ConfigClient[],
-  clients: ClientStore,
+  clients: ClientRepository,
   env: NodeJS.ProcessEnv,
   now: number,
 ): Promise<void> {
@@ -33,7 +33,7 @@ export async function syncConfigClients(
         `client "${c.name}" uses ${authMethod} but has no secret: set clientSecretEnv, or authMethod "none" for a public client`,
       );
     }
-    clients.upsert({
+    await clients.upsert({
       name: c.name,
       profile,
       clientId: c.clientId,

@@ -33,6 +33,10 @@ describe('the database locked by another writer', () => {
     engine = await startEngine({ redisUrl: redis.url, dataDir, key: testKey() });
   });
 
+  /** Each grant's version (0 for one that is gone), in order. */
+  const versionsOf = (seeded: ReadonlyArray<{ id: string }>) =>
+    Promise.all(seeded.map(async (g) => (await engine.service.app.grants.get(g.id))?.grant.version ?? 0));
+
   afterAll(async () => {
     await engine?.stop();
     await Promise.all([redis?.stop(), endpoint?.close()]);
@@ -41,7 +45,8 @@ describe('the database locked by another writer', () => {
 
   it(`outlasts a ${LOCK_MS / 1000} s exclusive lock (longer than the busy timeout) and refreshes every grant once`, async () => {
     const profile = testProfile(endpoint.url);
-    const clientRef = addClient(engine, profile, { clientId: 'gk', clientSecret: 'locked-secret' }).id;
+    const clientRef = (await addClient(engine, profile, { clientId: 'gk', clientSecret: 'locked-secret' }))
+      .id;
     const seeded = await Promise.all(
       Array.from({ length: 5 }, () =>
         seedGrant(engine, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 3 }),
@@ -52,24 +57,25 @@ describe('the database locked by another writer', () => {
     expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(LOCK_MS);
     const grants = engine.service.app.grants;
     await waitFor(
-      () => seeded.every((g) => (grants.get(g.id)?.version ?? 0) >= 1),
+      async () => (await versionsOf(seeded)).every((v) => v >= 1),
       'every grant refreshed',
       15_000,
     );
     for (const g of seeded) {
-      const row = grants.get(g.id)!;
-      expect(row.state).toBe('active');
-      expect(endpoint.isAccessTokenValid(grants.openTokens(row).accessToken)).toBe(true);
+      const { grant, tokens } = (await grants.get(g.id))!;
+      expect(grant.state).toBe('active');
+      expect(endpoint.isAccessTokenValid(tokens.accessToken())).toBe(true);
     }
     const refreshed = endpoint.requests.filter((r) => r.at >= lockedAt).map((r) => r.form.refresh_token);
     expect(new Set(refreshed).size).toBe(refreshed.length);
     expect(endpoint.reuseDetections).toBe(0);
-    expect(engine.service.app.store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(engine.service.app.database!.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
   }, 30_000);
 
   it('holds answers that arrive while the database is locked and stores them once it is free: no replay', async () => {
     const profile = testProfile(endpoint.url);
-    const clientRef = addClient(engine, profile, { clientId: 'gk2', clientSecret: 'locked-secret' }).id;
+    const clientRef = (await addClient(engine, profile, { clientId: 'gk2', clientSecret: 'locked-secret' }))
+      .id;
     // Each answer takes 1.5 s, so the provider rotates while the lock is held and the commit waits.
     endpoint.setDefault({ type: 'rotate', expiresIn: 3600, latencyMs: 1500 });
     const sentBefore = endpoint.requests.length;
@@ -82,21 +88,21 @@ describe('the database locked by another writer', () => {
     await (await lockDatabase(dataDir, LOCK_MS)).released;
     const grants = engine.service.app.grants;
     await waitFor(
-      () => seeded.every((g) => (grants.get(g.id)?.version ?? 0) >= 1) || endpoint.reuseDetections > 0,
+      async () => (await versionsOf(seeded)).every((v) => v >= 1) || endpoint.reuseDetections > 0,
       'every answer stored',
       20_000,
     );
     expect(endpoint.reuseDetections).toBe(0);
     expect(endpoint.requests.length).toBe(sentBefore + seeded.length);
     for (const g of seeded) {
-      const row = grants.get(g.id)!;
-      expect(row.state).toBe('active');
-      expect(endpoint.isAccessTokenValid(grants.openTokens(row).accessToken)).toBe(true);
+      const { grant, tokens } = (await grants.get(g.id))!;
+      expect(grant.state).toBe('active');
+      expect(endpoint.isAccessTokenValid(tokens.accessToken())).toBe(true);
     }
     // The scenario really hit the window it is about.
     expect(engine.logs.some((l) => l.includes('new tokens received but the database refused them'))).toBe(
       true,
     );
-    expect(engine.service.app.store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(engine.service.app.database!.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
   }, 40_000);
 });

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { RESERVE_FILE_NAME } from '../../src/store/disk-reserve.js';
 import { runCli } from '../support/cli.js';
 import {
@@ -69,7 +69,7 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
 
   async function seed(engine: Engine, count: number): Promise<string[]> {
     const profile = testProfile(endpoint.url);
-    const clientRef = addClient(engine, profile, { clientId: 'gk', clientSecret: 'disk-secret' }).id;
+    const clientRef = (await addClient(engine, profile, { clientId: 'gk', clientSecret: 'disk-secret' })).id;
     const grants = await Promise.all(
       Array.from({ length: count }, () =>
         seedGrant(engine, clientRef, profile, { ...endpoint.mintGrant(), expiresIn: 2 }),
@@ -79,18 +79,22 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
   }
 
   /** No refresh token reached the provider twice, and every grant is alive with a valid token. */
-  function expectEveryGrantKept(engine: Engine, ids: string[]): void {
+  async function expectEveryGrantKept(engine: Engine, ids: string[]): Promise<void> {
     const sent = endpoint.requests.map((r) => r.form.refresh_token);
     expect(new Set(sent).size).toBe(sent.length);
     expect(endpoint.reuseDetections).toBe(0);
-    const { grants, store } = engine.service.app;
+    const { grants, database } = engine.service.app;
     for (const id of ids) {
-      const row = grants.get(id)!;
-      expect(row.state).toBe('active');
-      expect(endpoint.isAccessTokenValid(grants.openTokens(row).accessToken)).toBe(true);
+      const { grant, tokens } = (await grants.get(id))!;
+      expect(grant.state).toBe('active');
+      expect(endpoint.isAccessTokenValid(tokens.accessToken())).toBe(true);
     }
-    expect(store.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(database!.sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
   }
+
+  /** Each grant's version, in the order of `ids`. */
+  const versionsOf = (engine: Engine, ids: string[]) =>
+    Promise.all(ids.map(async (id) => (await engine.service.app.grants.get(id))!.grant.version));
 
   const messages = (engine: Engine) =>
     engine.logs.map((l) => JSON.parse(l) as { level: number; msg: string });
@@ -100,11 +104,13 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     const key = testKey();
     const engine = await engineOn(dataDir, key, 1, true);
     const api = engine.keeper!.url;
-    const apiKey = new ApiKeyStore(engine.service.app.store.db).create({
-      name: 'disk',
-      role: 'admin',
-      now: Date.now(),
-    }).key;
+    const apiKey = (
+      await issueApiKey(engine.service.app.apiKeys, {
+        name: 'disk',
+        role: 'admin',
+        now: Date.now(),
+      })
+    ).key;
     const probes = async () => ({
       ready: (await (await fetch(`${api}/readyz`)).json()) as { checks: { storage: string } },
       paused: /^grantkeeper_refreshes_paused (\d)$/m.exec(await (await fetch(`${api}/metrics`)).text())?.[1],
@@ -112,14 +118,13 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     const reservePath = join(dataDir, RESERVE_FILE_NAME);
     expect(statSync(reservePath).size).toBe(1024 * 1024);
     const ids = await seed(engine, 5);
-    const { grants } = engine.service.app;
     const { storage, reader } = engine.service.engine;
 
     await waitFor(() => endpoint.requests.length >= ids.length, 'every grant claimed and sent', 10_000);
     const filler = fillDisk(disk.dir);
     cleanup.add(() => filler.release());
     await waitFor(
-      () => ids.every((id) => grants.get(id)!.version >= 1) || endpoint.reuseDetections > 0,
+      async () => (await versionsOf(engine, ids)).every((v) => v >= 1) || endpoint.reuseDetections > 0,
       'the answers stored',
       10_000,
     );
@@ -140,7 +145,7 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     // a reader asking for a fresh token is told why in one line.
     await sleep(ANSWER_DELAY_MS + 500);
     const sentWhileFull = endpoint.requests.length;
-    const versionsWhileFull = ids.map((id) => grants.get(id)!.version);
+    const versionsWhileFull = await versionsOf(engine, ids);
     const pausedAt = Date.now();
     // A minimum of a whole token lifetime: always more than is left, never more than a fresh one has.
     await expect(reader.read(ids[0]!, { minValidSec: 3 })).rejects.toMatchObject({
@@ -168,11 +173,11 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     const sentDuringPause = endpoint.requests.length - sentWhileFull;
     const pausedMs = Date.now() - pausedAt;
     expect(sentDuringPause).toBe(0);
-    expect(ids.map((id) => grants.get(id)!.version)).toEqual(versionsWhileFull);
+    expect(await versionsOf(engine, ids)).toEqual(versionsWhileFull);
 
     filler.release();
     await waitFor(
-      () => ids.every((id, i) => grants.get(id)!.version > versionsWhileFull[i]!),
+      async () => (await versionsOf(engine, ids)).every((v, i) => v > versionsWhileFull[i]!),
       'refreshes resumed',
       15_000,
     );
@@ -180,7 +185,7 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     expect(await probes()).toMatchObject({ ready: { checks: { storage: 'ok' } }, paused: '0' });
     expect(statSync(reservePath).size).toBe(1024 * 1024);
     expect(messages(engine).map((m) => m.msg)).toContain('disk space is back: refreshes resumed');
-    expectEveryGrantKept(engine, ids);
+    await await expectEveryGrantKept(engine, ids);
     const held = messages(engine).filter((m) => m.msg === 'held tokens stored').length;
     console.log(
       `[faults] disk full with reserve: filled ${(filler.bytes / 1048576).toFixed(1)} MiB with ${ids.length} answers in flight; ${held} commits refused then stored from the reserve; ${sentDuringPause} requests in ${(pausedMs / 1000).toFixed(1)} s paused; kept ${ids.length}/${ids.length}; replays 0; reuse detections ${endpoint.reuseDetections}`,
@@ -193,7 +198,6 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     const first = await engineOn(dataDir, key, 0);
     const second = await engineOn(dataDir, key, 0);
     const ids = await seed(first, 4);
-    const { grants } = first.service.app;
     const held = () => [first, second].flatMap((e) => e.service.engine.refresher.heldGrantIds());
 
     await waitFor(() => endpoint.requests.length >= ids.length, 'every grant claimed and sent', 10_000);
@@ -204,21 +208,26 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     // extended on a full disk, yet nobody may claim these grants and resend spent refresh tokens.
     await sleep(ANSWER_DELAY_MS + first.service.engine.leaseMs + 2000);
     expect(endpoint.requests.length).toBe(ids.length);
-    expect(ids.filter((id) => grants.get(id)!.version !== 0)).toEqual([]);
+    const versionsHeld = await versionsOf(first, ids);
+    expect(ids.filter((_id, i) => versionsHeld[i] !== 0)).toEqual([]);
     expect(held().sort()).toEqual([...ids].sort());
 
     filler.release();
     const heldMs = Date.now() - filledAt;
     await waitFor(
-      () => ids.every((id) => grants.get(id)!.version >= 1) || endpoint.reuseDetections > 0,
+      async () => (await versionsOf(first, ids)).every((v) => v >= 1) || endpoint.reuseDetections > 0,
       'held tokens stored',
       10_000,
     );
     expect(endpoint.reuseDetections).toBe(0);
     expect(held()).toEqual([]);
     // And the grants go on rotating from the stored tokens.
-    await waitFor(() => ids.every((id) => grants.get(id)!.version >= 2), 'refreshes resumed', 15_000);
-    expectEveryGrantKept(first, ids);
+    await waitFor(
+      async () => (await versionsOf(first, ids)).every((v) => v >= 2),
+      'refreshes resumed',
+      15_000,
+    );
+    await await expectEveryGrantKept(first, ids);
     console.log(
       `[faults] disk full without reserve: ${ids.length} answers held ${(heldMs / 1000).toFixed(1)} s by 2 workers (lease ${first.service.engine.leaseMs} ms); kept ${ids.length}/${ids.length}; replays 0; reuse detections ${endpoint.reuseDetections}`,
     );

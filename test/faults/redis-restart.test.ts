@@ -78,16 +78,22 @@ describe('redis-server killed and restarted under a running worker', () => {
     cleanup.add(() => watch.close());
     // Every grant refreshed once by the worker before any fault.
     await waitFor(
-      () => watch.grants.list().every((g) => g.version >= 1),
+      async () => (await watch.grants.list()).every((g) => g.version >= 1),
       'a first refresh of every grant',
       15_000,
     );
     sampler = setInterval(() => {
       const now = Date.now();
-      for (const g of watch.grants.list()) {
-        const miss = now - g.accessExpiresAt;
-        if (miss > (worstMiss.get(phase) ?? 0)) worstMiss.set(phase, miss);
-      }
+      const sampledPhase = phase;
+      void watch.grants.list().then(
+        (list) => {
+          for (const g of list) {
+            const miss = now - g.accessExpiresAt;
+            if (miss > (worstMiss.get(sampledPhase) ?? 0)) worstMiss.set(sampledPhase, miss);
+          }
+        },
+        () => {},
+      );
     }, 100);
     cleanup.add(() => clearInterval(sampler));
   }, 45_000);
@@ -99,7 +105,7 @@ describe('redis-server killed and restarted under a running worker', () => {
     await sleep(2000);
     phase = name;
     const refreshesBefore = oidc.counters.refreshes;
-    const versions = new Map(watch.grants.list().map((g) => [g.id, g.version]));
+    const versions = new Map((await watch.grants.list()).map((g) => [g.id, g.version]));
     const crashedAt = Date.now();
     redis.kill();
     // Down long enough for some grants to come due meanwhile (a token's headroom is ~1.2 s).
@@ -108,7 +114,7 @@ describe('redis-server killed and restarted under a running worker', () => {
     const downMs = Date.now() - crashedAt;
     // Every grant must be refreshed at least twice more: the schedule is really rebuilt.
     await waitFor(
-      () => watch.grants.list().every((g) => g.version >= (versions.get(g.id) ?? 0) + 2),
+      async () => (await watch.grants.list()).every((g) => g.version >= (versions.get(g.id) ?? 0) + 2),
       `two refreshes of every grant after the ${name} restart`,
       20_000,
     ).catch((err: Error) => {

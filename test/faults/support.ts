@@ -5,14 +5,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fetch } from 'undici';
-import { DB_FILE_NAME } from '../../db/connection.js';
-import type { GrantRow } from '../../db/schema.js';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { configSchema } from '../../src/config/config-schema.js';
+import type { Grant } from '../../src/grants/grant.js';
 import { createLogger } from '../../src/log/logger.js';
 import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
 import type { TokenSet } from '../../src/oauth/token-response.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import { packageRoot } from '../../src/util/package-root.js';
 import { type CliProcess, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir, waitFor } from '../support/engine.js';
@@ -168,7 +168,7 @@ export async function seedGrants(opts: {
   const app = await openData(opts.dataDir, opts.key);
   try {
     const profile = await resolveProvider({ kind: 'oidc', endpoints: opts.client.endpoints });
-    const client = app.clients.upsert({
+    const client = await app.clients.upsert({
       name: CLIENT_NAME,
       profile,
       clientId: opts.client.clientId,
@@ -182,7 +182,7 @@ export async function seedGrants(opts: {
       const tokens = await opts.mint(i);
       const now = Date.now();
       const lifetime = (tokens.expiresIn ?? 3600) * 1000;
-      const grant = app.grants.saveConsent({
+      const grant = await app.grants.saveConsent({
         clientRef: client.id,
         label: `@fault-${i}-${randomBytes(2).toString('hex')}`,
         accessToken: tokens.accessToken,
@@ -197,21 +197,21 @@ export async function seedGrants(opts: {
     }
     return { ids, profile };
   } finally {
-    app.close();
+    await app.close();
   }
 }
 
 export async function createApiKey(dataDir: string, key: string): Promise<string> {
   const app = await openData(dataDir, key);
   try {
-    return new ApiKeyStore(app.store.db).create({ name: 'faults', role: 'admin', now: Date.now() }).key;
+    return (await issueApiKey(app.apiKeys, { name: 'faults', role: 'admin', now: Date.now() })).key;
   } finally {
-    app.close();
+    await app.close();
   }
 }
 
 export interface GrantSnapshot {
-  row: GrantRow;
+  row: Grant;
   accessToken: string;
   refreshToken: string;
 }
@@ -220,9 +220,16 @@ export interface GrantSnapshot {
 export async function snapshotGrants(dataDir: string, key: string): Promise<GrantSnapshot[]> {
   const app = await openData(dataDir, key);
   try {
-    return app.grants.list().map((row) => ({ row, ...app.grants.openTokens(row) }));
+    const snapshots: GrantSnapshot[] = [];
+    for (const { id } of await app.grants.list()) {
+      const stored = await app.grants.get(id);
+      if (!stored) continue;
+      const { grant, tokens } = stored;
+      snapshots.push({ row: grant, accessToken: tokens.accessToken(), refreshToken: tokens.refreshToken() });
+    }
+    return snapshots;
   } finally {
-    app.close();
+    await app.close();
   }
 }
 

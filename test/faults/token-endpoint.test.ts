@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GrantRow } from '../../db/schema.js';
+import type { Grant } from '../../src/grants/grant.js';
 import {
   addClient,
   type Engine,
@@ -47,10 +47,12 @@ describe('a misbehaving token endpoint never causes a retry storm', () => {
         backoff: { baseMs: 500, maxMs: 4000 },
       },
     });
-    clientRef = addClient(engine, testProfile(endpoint.url), {
-      clientId: 'gk',
-      clientSecret: 'faults-secret',
-    }).id;
+    clientRef = (
+      await addClient(engine, testProfile(endpoint.url), {
+        clientId: 'gk',
+        clientSecret: 'faults-secret',
+      })
+    ).id;
   }, 30_000);
 
   afterAll(async () => {
@@ -61,25 +63,37 @@ describe('a misbehaving token endpoint never causes a retry storm', () => {
 
   const grants = () => engine.service.app.grants;
 
-  async function seedDue(count: number): Promise<GrantRow[]> {
+  /** The refresh token each grant was seeded with, by grant id. */
+  const seededRefreshTokens = new Map<string, string>();
+
+  async function seedDue(count: number): Promise<Grant[]> {
     return Promise.all(
-      Array.from({ length: count }, () =>
-        seedGrant(engine, clientRef, testProfile(endpoint.url), { ...endpoint.mintGrant(), expiresIn: 0 }),
-      ),
+      Array.from({ length: count }, async () => {
+        const minted = endpoint.mintGrant();
+        const grant = await seedGrant(engine, clientRef, testProfile(endpoint.url), {
+          ...minted,
+          expiresIn: 0,
+        });
+        seededRefreshTokens.set(grant.id, minted.refreshToken);
+        return grant;
+      }),
     );
   }
 
-  async function allRecovered(seeded: GrantRow[], timeoutMs: number): Promise<void> {
+  async function allRecovered(seeded: Grant[], timeoutMs: number): Promise<void> {
     await waitFor(
-      () => seeded.every((g) => grants().get(g.id)?.version === 1 && grants().get(g.id)?.state === 'active'),
+      async () =>
+        (await Promise.all(seeded.map(async (g) => (await grants().get(g.id))?.grant))).every(
+          (g) => g?.version === 1 && g?.state === 'active',
+        ),
       'every grant to recover',
       timeoutMs,
       100,
     );
   }
 
-  const requestsFor = (seeded: GrantRow[], since: number) => {
-    const tokens = new Set(seeded.map((g) => grants().openTokens(g).refreshToken));
+  const requestsFor = (seeded: Grant[], since: number) => {
+    const tokens = new Set(seeded.map((g) => seededRefreshTokens.get(g.id)!));
     return endpoint.requests.filter((r) => r.at >= since && tokens.has(r.form.refresh_token ?? ''));
   };
 

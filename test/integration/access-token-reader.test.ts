@@ -30,7 +30,8 @@ describe('on-demand token reads', () => {
       await startEngine({ redisUrl: redis.url, dataDir, key }),
       await startEngine({ redisUrl: redis.url, dataDir, key }),
     ];
-    clientRef = addClient(engines[0]!, profile(), { clientId: 'gk', clientSecret: 'reader-secret' }).id;
+    clientRef = (await addClient(engines[0]!, profile(), { clientId: 'gk', clientSecret: 'reader-secret' }))
+      .id;
   });
 
   afterAll(async () => {
@@ -78,7 +79,7 @@ describe('on-demand token reads', () => {
     expect(requestsFor(minted.refreshToken)).toBe(1);
     // Past the old plan's due time: the worker's job for version 0 is stale and sends nothing.
     await sleep(5000);
-    const after = engines[0]!.service.app.grants.get(grant.id)!;
+    const after = (await engines[0]!.service.app.grants.get(grant.id))!.grant;
     expect(after.version).toBe(1);
     expect(requestsFor(minted.refreshToken)).toBe(1);
     expect(endpoint.reuseDetections).toBe(0);
@@ -174,7 +175,7 @@ describe('on-demand token reads', () => {
       .read('@outage', { minValidSec: 60 })
       .catch((e: unknown) => e)) as TokenReadError;
     expect(first.reason).toBe('unavailable');
-    const failing = engines[0]!.service.app.grants.get(grant.id)!;
+    const failing = (await engines[0]!.service.app.grants.get(grant.id))!.grant;
     expect(failing).toMatchObject({ state: 'failing', consecutiveFailures: 1 });
     const before = requestsFor(minted.refreshToken);
     for (const reader of [...readers(), ...readers()]) {
@@ -189,7 +190,7 @@ describe('on-demand token reads', () => {
       .catch((e: unknown) => e)) as TokenReadError;
     expect(forced.reason).toBe('unavailable');
     expect(requestsFor(minted.refreshToken)).toBe(before);
-    expect(engines[0]!.service.app.grants.get(grant.id)).toMatchObject({
+    expect((await engines[0]!.service.app.grants.get(grant.id))?.grant).toMatchObject({
       consecutiveFailures: 1,
       nextRefreshAt: failing.nextRefreshAt,
     });
@@ -209,6 +210,6 @@ describe('on-demand token reads', () => {
     expect(again.map((t) => t.accessToken)).toEqual([first.accessToken, first.accessToken]);
     expect(requestsFor(minted.refreshToken)).toBe(1);
     // No second rotation: the version the first forced read made is still the current one.
-    expect(engines[0]!.service.app.grants.find('@forced-burst')?.version).toBe(1);
+    expect((await engines[0]!.service.app.grants.find('@forced-burst'))?.grant.version).toBe(1);
   });
 });

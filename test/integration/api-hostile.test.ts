@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GrantRow } from '../../db/schema.js';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { SESSION_COOKIE } from '../../src/api/browser-sessions.js';
 import { configSchema } from '../../src/config/config-schema.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import type { Grant } from '../../src/grants/grant.js';
 import {
   addClient,
   type Engine,
@@ -28,7 +28,7 @@ describe('HTTP API under hostile input', () => {
   let dataDir: string;
   let port: number;
   let apiKey: string;
-  let grant: GrantRow;
+  let grant: Grant;
   const key = testKey();
   const secrets: string[] = [key];
   const answers: RawResponse[] = [];
@@ -66,14 +66,16 @@ describe('HTTP API under hostile input', () => {
     // Loopback http endpoint nobody listens on: the grant's hour-long token never needs it here.
     const profile = testProfile('http://127.0.0.1:9/token');
     const clientSecret = secret('client-secret');
-    const client = addClient(engine, profile, { clientId: 'hostile', clientSecret });
+    const client = await addClient(engine, profile, { clientId: 'hostile', clientSecret });
     const tokens = { accessToken: secret('access'), refreshToken: secret('refresh'), expiresIn: 3600 };
     grant = await seedGrant(engine, client.id, profile, tokens, '@hostile');
-    apiKey = new ApiKeyStore(engine.service.app.store.db).create({
-      name: 'fuzz',
-      role: 'admin',
-      now: Date.now(),
-    }).key;
+    apiKey = (
+      await issueApiKey(engine.service.app.apiKeys, {
+        name: 'fuzz',
+        role: 'admin',
+        now: Date.now(),
+      })
+    ).key;
     secrets.push(clientSecret, tokens.accessToken, tokens.refreshToken, apiKey);
   });
 

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import {
   addClient,
   type Engine,
@@ -51,11 +51,13 @@ describe('API timeouts and caps', () => {
       },
     });
     port = Number(new URL(engine.keeper!.url).port);
-    apiKey = new ApiKeyStore(engine.service.app.store.db).create({
-      name: 'limits',
-      role: 'admin',
-      now: Date.now(),
-    }).key;
+    apiKey = (
+      await issueApiKey(engine.service.app.apiKeys, {
+        name: 'limits',
+        role: 'admin',
+        now: Date.now(),
+      })
+    ).key;
   });
 
   afterAll(async () => {
@@ -92,7 +94,7 @@ describe('API timeouts and caps', () => {
 
   it('accepts a 128-character label fully percent-encoded in the path', async () => {
     const profile = testProfile('http://127.0.0.1:9/token');
-    const client = addClient(engine, profile, { clientId: 'limits' });
+    const client = await addClient(engine, profile, { clientId: 'limits' });
     const label = `@${'l'.repeat(127)}`;
     const grant = await seedGrant(
       engine,

@@ -2,17 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DB_FILE_NAME } from '../../db/connection.js';
-import type { GrantRow } from '../../db/schema.js';
 import { enqueueAlert, webhookTargetId } from '../../jobs/alert-queue.js';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { configSchema } from '../../src/config/config-schema.js';
+import type { Grant } from '../../src/grants/grant.js';
 import { createLogger } from '../../src/log/logger.js';
 import { onConsentSaved } from '../../src/notify/alert-monitor.js';
 import { SIGNATURE_HEADER, verifyWebhookSignature } from '../../src/notify/webhook-signature.js';
 import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
 import type { TokenEndpointTarget } from '../../src/oauth/token-client.js';
 import { FORCE_COALESCE_MS } from '../../src/refresh/access-token-reader.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import {
   addClient,
   type Engine,
@@ -46,8 +46,8 @@ describe('HTTP API against a running service and oidc-provider', () => {
   let clientRef: string;
   let allKey: string;
   let scopedKey: string;
-  let alpha: GrantRow;
-  let beta: GrantRow;
+  let alpha: Grant;
+  let beta: Grant;
   const seen = new Set<string>();
 
   const consent = async (label: string, accountId: string) => {
@@ -94,14 +94,19 @@ describe('HTTP API against a running service and oidc-provider', () => {
     profile = await resolveProvider({ kind: 'oidc', issuer: oidc.issuer });
     const client = oidc.clients[0]!;
     seen.add(client.clientSecret!);
-    const row = addClient(engine, profile, { clientId: client.clientId, clientSecret: client.clientSecret! });
+    const row = await addClient(engine, profile, {
+      clientId: client.clientId,
+      clientSecret: client.clientSecret!,
+    });
     clientRef = row.id;
-    target = engine.service.app.clients.open(row).target;
+    target = (await engine.service.app.clients.openById(row.id))!.target;
     alpha = await consent('@alpha', 'alice');
     beta = await consent('@beta', 'bob');
-    const keys = new ApiKeyStore(engine.service.app.store.db);
-    allKey = keys.create({ name: 'all', role: 'admin', now: Date.now() }).key;
-    scopedKey = keys.create({ name: 'beta-only', role: 'reader', grantIds: [beta.id], now: Date.now() }).key;
+    const keys = engine.service.app.apiKeys;
+    allKey = (await issueApiKey(keys, { name: 'all', role: 'admin', now: Date.now() })).key;
+    scopedKey = (
+      await issueApiKey(keys, { name: 'beta-only', role: 'reader', grantIds: [beta.id], now: Date.now() })
+    ).key;
     seen.add(allKey);
     seen.add(scopedKey);
   });
@@ -129,7 +134,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
 
   it('refreshes exactly once when min_valid exceeds the remaining life, even for 50 concurrent readers', async () => {
     // Ask for more than is left (at most 55 s) but less than a fresh token's 60 s.
-    const left = engine.service.app.grants.get(alpha.id)!.accessExpiresAt - Date.now();
+    const left = (await engine.service.app.grants.get(alpha.id))!.grant.accessExpiresAt - Date.now();
     await sleep(Math.max(0, left - 55_000));
     const before = oidc.counters.refreshes;
     const responses = await Promise.all(
@@ -241,14 +246,14 @@ describe('HTTP API against a running service and oidc-provider', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(byReader.status).toBe(403);
-    expect(engine.service.app.grants.get(beta.id)!.mode).toBe('eager');
+    expect((await engine.service.app.grants.get(beta.id))!.grant.mode).toBe('eager');
     const put = (mode: string) =>
       get('/v1/grants/@beta/mode', allKey, {
         method: 'PUT',
         body: JSON.stringify({ mode }),
         headers: { 'content-type': 'application/json' },
       });
-    const before = engine.service.app.grants.get(beta.id)!;
+    const before = (await engine.service.app.grants.get(beta.id))!.grant;
     const keepalive = (await (await put('keepalive')).json()) as { mode: string; next_refresh_at: string };
     expect(keepalive.mode).toBe('keepalive');
     expect(Date.parse(keepalive.next_refresh_at)).toBeGreaterThan(before.accessExpiresAt + 86_400_000);
@@ -261,11 +266,14 @@ describe('HTTP API against a running service and oidc-provider', () => {
     const attempts = (samples: Awaited<ReturnType<typeof metrics>>, outcome: string) =>
       metricValue(samples, 'grantkeeper_refresh_attempts_total', { provider: 'oidc', outcome });
     // Forced refreshes right after a refresh answer from it; these must reach the provider.
-    const pastCoalescing = (id: string) =>
+    const pastCoalescing = async (id: string) =>
       sleep(
         Math.max(
           0,
-          (engine.service.app.grants.get(id)!.lastRefreshedAt ?? 0) + FORCE_COALESCE_MS + 100 - Date.now(),
+          ((await engine.service.app.grants.get(id))!.grant.lastRefreshedAt ?? 0) +
+            FORCE_COALESCE_MS +
+            100 -
+            Date.now(),
         ),
       );
     await pastCoalescing(alpha.id);
@@ -279,7 +287,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
 
     // The user revokes access at the provider; the next refresh is refused for good.
     receiver.failNext(500);
-    const { refreshToken } = engine.service.app.grants.openTokens(engine.service.app.grants.get(beta.id)!);
+    const refreshToken = (await engine.service.app.grants.get(beta.id))!.tokens.refreshToken();
     const client = oidc.clients[0]!;
     const revoked = await fetch(oidc.revocationEndpoint, {
       method: 'POST',
@@ -403,12 +411,12 @@ describe('HTTP API against a running service and oidc-provider', () => {
   });
 
   it('retries a grant through the worker on request', async () => {
-    const before = engine.service.app.grants.get(alpha.id)!.version;
+    const before = (await engine.service.app.grants.get(alpha.id))!.grant.version;
     const res = await get('/v1/grants/@alpha/retry', allKey, { method: 'POST' });
-    expect(res.status).toBe(202);
+    expect(res.status).toBe(200);
     expect(((await res.json()) as { state: string }).state).toBe('active');
     await waitFor(
-      () => engine.service.app.grants.get(alpha.id)!.version > before,
+      async () => (await engine.service.app.grants.get(alpha.id))!.grant.version > before,
       'the worker refresh',
       10_000,
     );

@@ -5,7 +5,6 @@ import { registerApiKeyCommands } from '../../src/cli/commands/apikey.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import { runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey } from '../support/engine.js';
 import { readDbFiles } from '../support/secret-scan.js';
@@ -49,7 +48,7 @@ describe('grantkeeper apikey', () => {
       { config: configSchema.parse({ dataDir }), secrets: { key } },
       createLogger({ level: 'silent' }),
     );
-    const client = app.clients.upsert({
+    const client = await app.clients.upsert({
       name: 'c',
       profile: {
         kind: 'oidc',
@@ -70,21 +69,23 @@ describe('grantkeeper apikey', () => {
       now: Date.now(),
     });
     const now = Date.now();
-    grantId = app.grants.saveConsent({
-      clientRef: client.id,
-      label: '@bot',
-      accessToken: 'at',
-      refreshToken: 'rt',
-      accessExpiresAt: now + 3600_000,
-      accessLifetimeMs: 3600_000,
-      refreshTokenUsedAt: now,
-      nextRefreshAt: now + 3000_000,
-      now,
-    }).id;
+    grantId = (
+      await app.grants.saveConsent({
+        clientRef: client.id,
+        label: '@bot',
+        accessToken: 'at',
+        refreshToken: 'rt',
+        accessExpiresAt: now + 3600_000,
+        accessLifetimeMs: 3600_000,
+        refreshTokenUsedAt: now,
+        nextRefreshAt: now + 3000_000,
+        now,
+      })
+    ).id;
   });
 
-  afterAll(() => {
-    app?.close();
+  afterAll(async () => {
+    await app?.close();
     vi.unstubAllEnvs();
     if (dataDir) removeDir(dataDir);
   });
@@ -94,15 +95,16 @@ describe('grantkeeper apikey', () => {
     const key = stdout.trim();
     expect(key).toMatch(/^gk_[A-Za-z0-9_-]{43}$/);
     expect(stderr).toMatch(/shown only this once/);
-    expect(readDbFiles(app.store.path)).not.toContain(key);
-    const row = new ApiKeyStore(app.store.db).findByName('poster');
+    expect(readDbFiles(app.database!.path)).not.toContain(key);
+    const row = await app.apiKeys.findByName('poster');
     expect(row?.grantIds).toEqual([grantId]);
 
-    const auth = new ApiKeyAuthenticator(new ApiKeyStore(app.store.db), createLogger({ level: 'silent' }));
-    expect(auth.authenticate(key)).toMatchObject({ role: 'reader', grantIds: new Set([grantId]) });
-    expect(auth.authenticate(`${key.slice(0, -1)}x`)).toBeUndefined();
-    auth.stop();
-    expect(new ApiKeyStore(app.store.db).findByName('poster')?.lastUsedAt).toBeGreaterThan(0);
+    const auth = new ApiKeyAuthenticator(app.apiKeys, createLogger({ level: 'silent' }));
+    await auth.load();
+    expect(await auth.authenticate(key)).toMatchObject({ role: 'reader', grantIds: new Set([grantId]) });
+    expect(await auth.authenticate(`${key.slice(0, -1)}x`)).toBeUndefined();
+    await auth.stop();
+    expect((await app.apiKeys.findByName('poster'))?.lastUsedAt).toBeGreaterThan(0);
 
     const listed = await cli('apikey', 'list');
     expect(listed.stdout).toMatch(/poster\s+reader\s+@bot\s/);
@@ -113,10 +115,11 @@ describe('grantkeeper apikey', () => {
     const { stdout, stderr } = await cli('apikey', 'create', 'ops', '--admin');
     const key = stdout.trim();
     expect(stderr).toMatch(/an admin key/);
-    expect(new ApiKeyStore(app.store.db).findByName('ops')).toMatchObject({ role: 'admin', grantIds: null });
-    const auth = new ApiKeyAuthenticator(new ApiKeyStore(app.store.db), createLogger({ level: 'silent' }));
-    expect(auth.authenticate(key)).toMatchObject({ role: 'admin', grantIds: null });
-    auth.stop();
+    expect(await app.apiKeys.findByName('ops')).toMatchObject({ role: 'admin', grantIds: null });
+    const auth = new ApiKeyAuthenticator(app.apiKeys, createLogger({ level: 'silent' }));
+    await auth.load();
+    expect(await auth.authenticate(key)).toMatchObject({ role: 'admin', grantIds: null });
+    await auth.stop();
 
     const table = (await cli('apikey', 'list')).stdout;
     expect(table.split('\n')[0]).toMatch(/^name\s+role\s+grants\s+created\s+last used$/);
@@ -144,8 +147,8 @@ describe('grantkeeper apikey', () => {
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/cannot be used with/);
     expect(both.stdout).toBe('');
-    const keys = new ApiKeyStore(app.store.db);
-    expect([keys.findByName('lazy'), keys.findByName('greedy')]).toEqual([undefined, undefined]);
+    const keys = app.apiKeys;
+    expect([await keys.findByName('lazy'), await keys.findByName('greedy')]).toEqual([undefined, undefined]);
   }, 60_000);
 
   it('refuses unknown grants and duplicate names, and revokes', async () => {
@@ -156,7 +159,7 @@ describe('grantkeeper apikey', () => {
     await expect(cli('apikey', 'create', 'bad name!', '--admin')).rejects.toThrow(/NAME/);
     await expect(cli('apikey', 'create', 'x', '--grants', ' , ')).rejects.toThrow(/at least one grant/);
     await cli('apikey', 'revoke', 'poster');
-    expect(new ApiKeyStore(app.store.db).findByName('poster')).toBeUndefined();
+    expect(await app.apiKeys.findByName('poster')).toBeUndefined();
     await expect(cli('apikey', 'revoke', 'poster')).rejects.toThrow(/no API key/);
   });
 });

@@ -3,9 +3,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DB_FILE_NAME } from '../../db/connection.js';
 import { createKeeper } from '../../src/library/index.js';
 import { findFreePort } from '../../src/redis/managed-redis.js';
+import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import { runCli, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir } from '../support/engine.js';
 

@@ -33,7 +33,8 @@ describe('operator commands', { timeout: 90_000 }, () => {
     dataDir = tempDataDir();
     key = testKey();
     engine = await startEngine({ redisUrl: redis.url, dataDir, key });
-    clientRef = addClient(engine, testProfile(endpoint.url), { clientId: 'gk', clientSecret: SECRET }).id;
+    clientRef = (await addClient(engine, testProfile(endpoint.url), { clientId: 'gk', clientSecret: SECRET }))
+      .id;
   });
 
   afterAll(async () => {
@@ -92,7 +93,9 @@ describe('operator commands', { timeout: 90_000 }, () => {
     // Past the first plan's due time: its job must have found the version moved on.
     await sleep(Math.max(0, grant.nextRefreshAt - Date.now()) + 1500);
     expect(requestsFor(minted.refreshToken)).toBe(1);
-    const v0 = engine.service.app.grants.recentEvents(grant.id).filter((e) => e.version === grant.version);
+    const v0 = (await engine.service.app.grants.recentEvents(grant.id, 20)).filter(
+      (e) => e.version === grant.version,
+    );
     expect(v0.map((e) => e.outcome)).toEqual(['refreshed']);
   });
 

@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GrantRow } from '../../db/schema.js';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { SESSION_COOKIE } from '../../src/api/browser-sessions.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
+import type { Grant } from '../../src/grants/grant.js';
 import { packageRoot } from '../../src/util/package-root.js';
 import {
   addClient,
@@ -74,7 +74,7 @@ describe('the grants page in headless Chromium', () => {
   let browser: Browser;
   let key: string;
   let readerKey: string;
-  let healthy: GrantRow;
+  let healthy: Grant;
   let healthyRefreshToken: string;
   let attacker: Server;
   let attackerUrl: string;
@@ -100,11 +100,13 @@ describe('the grants page in headless Chromium', () => {
     dataDir = tempDataDir();
     engine = await startEngine({ redisUrl: redis.url, dataDir, key: testKey(), api: {} });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-    key = new ApiKeyStore(engine.service.app.store.db).create({
-      name: 'ops',
-      role: 'admin',
-      now: Date.now(),
-    }).key;
+    key = (
+      await issueApiKey(engine.service.app.apiKeys, {
+        name: 'ops',
+        role: 'admin',
+        now: Date.now(),
+      })
+    ).key;
     attacker = createServer((_req, res) => {
       res.setHeader('content-type', 'text/html');
       res.end(attackerPage(api(), healthy?.id ?? 'none'));
@@ -123,7 +125,7 @@ describe('the grants page in headless Chromium', () => {
 
   it('shows a failing grant in its failing colour, with its error and attempts', async () => {
     const profile = testProfile(endpoint.url);
-    const clientRef = addClient(engine, profile, { clientId: 'gk', clientSecret: 'page-secret' }).id;
+    const clientRef = (await addClient(engine, profile, { clientId: 'gk', clientSecret: 'page-secret' })).id;
     // The provider is down for everything that asks; the healthy grant does not need it for an hour.
     endpoint.setDefault({ type: 'status', status: 503, body: 'down for maintenance' });
     const healthyTokens = endpoint.mintGrant();
@@ -136,14 +138,16 @@ describe('the grants page in headless Chromium', () => {
       { ...endpoint.mintGrant(), expiresIn: 1 },
       '@flaky',
     );
-    readerKey = new ApiKeyStore(engine.service.app.store.db).create({
-      name: 'bot',
-      role: 'reader',
-      grantIds: [healthy.id],
-      now: Date.now(),
-    }).key;
+    readerKey = (
+      await issueApiKey(engine.service.app.apiKeys, {
+        name: 'bot',
+        role: 'reader',
+        grantIds: [healthy.id],
+        now: Date.now(),
+      })
+    ).key;
     await waitFor(
-      () => engine.service.app.grants.get(failing.id)?.state === 'failing',
+      async () => (await engine.service.app.grants.get(failing.id))?.grant.state === 'failing',
       'the grant to start failing',
     );
 
@@ -220,8 +224,16 @@ describe('the grants page in headless Chromium', () => {
   });
 
   it('refuses forms and fetches from a page on another 127.0.0.1 port, and cannot be framed by it', async () => {
-    const row = () => engine.service.app.grants.get(healthy.id)!;
-    const before = row();
+    // The grant and its tokens in clear: nothing about it may change.
+    const row = async () => {
+      const stored = (await engine.service.app.grants.get(healthy.id))!;
+      return {
+        grant: stored.grant,
+        accessToken: stored.tokens.accessToken(),
+        refreshToken: stored.tokens.refreshToken(),
+      };
+    };
+    const before = await row();
     // The failing grant keeps retrying meanwhile; only calls spending the healthy grant's token count.
     const spent = () => endpoint.requests.filter((r) => r.form.refresh_token === healthyRefreshToken).length;
     expect(spent()).toBe(0);
@@ -249,7 +261,7 @@ describe('the grants page in headless Chromium', () => {
     }
     // Nothing changed: no refresh, no retry, and the session is still signed in.
     expect(spent()).toBe(0);
-    expect(row()).toEqual(before);
+    expect(await row()).toEqual(before);
     expect(await engine.service.engine.queue.isPaused()).toBe(false);
     expect((await page.goto(`${api()}/`))?.status()).toBe(200);
     await page.locator(`tr[data-grant-id="${healthy.id}"]`).waitFor({ timeout: 10_000 });

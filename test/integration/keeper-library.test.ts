@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueApiKey } from '../../src/api/api-keys.js';
 import { createKeeper, type Keeper, KeeperError } from '../../src/library/index.js';
-import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import {
   addClient,
   type Engine,
@@ -49,12 +49,14 @@ describe('createKeeper', () => {
     endpoint.setDefault({ type: 'rotate', expiresIn: 3600 });
     dataDir = tempDataDir();
     engine = await startEngine({ redisUrl: redis.url, dataDir, key: sealingKey, api: {} });
-    clientRef = addClient(engine, profile(), { clientId: 'gk', clientSecret: 'lib-secret' }).id;
-    key = new ApiKeyStore(engine.service.app.store.db).create({
-      name: 'lib',
-      role: 'admin',
-      now: Date.now(),
-    }).key;
+    clientRef = (await addClient(engine, profile(), { clientId: 'gk', clientSecret: 'lib-secret' })).id;
+    key = (
+      await issueApiKey(engine.service.app.apiKeys, {
+        name: 'lib',
+        role: 'admin',
+        now: Date.now(),
+      })
+    ).key;
     keepers = [
       ['over HTTP', await createKeeper({ baseUrl: engine.keeper!.url, apiKey: key })],
       [

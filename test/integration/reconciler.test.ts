@@ -1,7 +1,6 @@
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../../db/connection.js';
 import { Reconciler } from '../../jobs/reconciler.js';
 import {
   createRefreshQueue,
@@ -9,11 +8,11 @@ import {
   type RefreshQueue,
   refreshJobId,
 } from '../../jobs/refresh-queue.js';
-import { RefreshScheduler } from '../../jobs/refresh-scheduler.js';
+import { QueueScheduler } from '../../jobs/refresh-scheduler.js';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
+import type { GrantRepository } from '../../src/grants/ports.js';
 import { createLogger } from '../../src/log/logger.js';
-import { ClientStore } from '../../src/store/client-store.js';
-import { GrantStore } from '../../src/store/grant-store.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { removeDir, tempDataDir, testProfile, waitFor } from '../support/engine.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 
@@ -25,9 +24,9 @@ describe('reconciler', () => {
   let redis: PrivateRedis;
   let connection: Redis;
   let queue: RefreshQueue;
-  let store: Store;
+  let store: SqliteStore;
   let dataDir: string;
-  let grants: GrantStore;
+  let grants: GrantRepository;
   let clientRef: string;
   let now = Date.now();
   const clock = () => now;
@@ -37,22 +36,24 @@ describe('reconciler', () => {
     connection = new Redis(redis.url, { maxRetriesPerRequest: null });
     queue = createRefreshQueue(connection, 'gk-reconcile-test');
     dataDir = tempDataDir();
-    store = openStore({ dataDir });
-    grants = new GrantStore(store.db, sealer);
-    clientRef = new ClientStore(store.db, sealer).upsert({
-      name: 'c',
-      profile: testProfile('https://id.example/token'),
-      clientId: 'id',
-      authMethod: 'none',
-      scopes: [],
-      now,
-    }).id;
+    store = openSqliteStore({ dataDir, sealer });
+    grants = store.grants;
+    clientRef = (
+      await store.clients.upsert({
+        name: 'c',
+        profile: testProfile('https://id.example/token'),
+        clientId: 'id',
+        authMethod: 'none',
+        scopes: [],
+        now,
+      })
+    ).id;
   });
 
   afterAll(async () => {
     await queue?.close();
     connection?.disconnect();
-    store?.close();
+    await store?.admin.close();
     await redis?.stop();
     if (dataDir) removeDir(dataDir);
   });
@@ -71,7 +72,7 @@ describe('reconciler', () => {
     });
 
   const make = () => {
-    const scheduler = new RefreshScheduler(queue, { horizonMs: HOUR, now: clock });
+    const scheduler = new QueueScheduler(queue, { horizonMs: HOUR, now: clock });
     const reconciler = new Reconciler(
       grants,
       queue,
@@ -90,7 +91,7 @@ describe('reconciler', () => {
 
   it('queues grants as they come within the horizon, once each', async () => {
     const { scheduler, reconciler } = make();
-    const later = seed('later', 2 * HOUR);
+    const later = await seed('later', 2 * HOUR);
     expect(await scheduler.schedule([later])).toBe(0);
     expect(await reconciler.reconcileOnce()).toMatchObject({ added: 0 });
     now += 1.5 * HOUR;
@@ -103,7 +104,7 @@ describe('reconciler', () => {
 
   it('re-queues an overdue grant whose job ended without the db moving on', async () => {
     const { scheduler, reconciler } = make();
-    const grant = seed('stuck', 0);
+    const grant = await seed('stuck', 0);
     await scheduler.schedule([grant]);
     // A worker whose db write failed: the job fails, the grant keeps its old plan.
     const worker = new Worker(

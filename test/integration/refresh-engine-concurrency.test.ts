@@ -1,6 +1,5 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GrantRow } from '../../db/schema.js';
 import {
   addClient,
   type Engine,
@@ -30,10 +29,12 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
     const first = await startEngine({ redisUrl: redis.url, dataDir, key });
     const second = await startEngine({ redisUrl: redis.url, dataDir, key });
     engines = [first, second];
-    clientRef = addClient(first, testProfile(endpoint.url), {
-      clientId: 'gk-client',
-      clientSecret: 's3cret-x',
-    }).id;
+    clientRef = (
+      await addClient(first, testProfile(endpoint.url), {
+        clientId: 'gk-client',
+        clientSecret: 's3cret-x',
+      })
+    ).id;
   });
 
   afterAll(async () => {
@@ -52,7 +53,7 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
       expiresIn: 3600,
     });
     for (let round = 0; round < 5; round++) {
-      const current = grants().get(seeded.id) as GrantRow;
+      const current = (await grants().get(seeded.id))!.grant;
       // 20 jobs for the same version through both workers' queue, plus on-demand refreshes from both.
       await engines[round % 2]!.service.engine.queue.addBulk(
         Array.from({ length: 20 }, (_, i) => ({
@@ -70,17 +71,17 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
       );
       expect(direct.filter((r) => r.status === 'refreshed').length).toBeLessThanOrEqual(1);
       await waitFor(
-        () => (grants().get(seeded.id)?.version ?? 0) > current.version,
+        async () => ((await grants().get(seeded.id))?.grant.version ?? 0) > current.version,
         'the version to move on',
       );
     }
     const sentTokens = endpoint.requests.map((r) => r.form.refresh_token);
     expect(new Set(sentTokens).size).toBe(sentTokens.length);
     expect(endpoint.reuseDetections).toBe(0);
-    const final = grants().get(seeded.id) as GrantRow;
+    const { grant: final, tokens: finalTokens } = (await grants().get(seeded.id))!;
     expect(final.state).toBe('active');
     expect(final.version).toBeGreaterThanOrEqual(5);
-    expect(endpoint.isAccessTokenValid(grants().openTokens(final).accessToken)).toBe(true);
+    expect(endpoint.isAccessTokenValid(finalTokens.accessToken())).toBe(true);
   });
 
   it('rebuilds the schedule after FLUSHALL and keeps every grant refreshed on time', async () => {
@@ -92,25 +93,24 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
       ),
     );
     const ids = seeded.map((g) => g.id);
-    const versions = () => ids.map((id) => grants().get(id)?.version ?? 0);
-    await waitFor(() => versions().every((v) => v >= 1), 'every grant to refresh once');
+    const versions = () => Promise.all(ids.map(async (id) => (await grants().get(id))?.grant.version ?? 0));
+    await waitFor(async () => (await versions()).every((v) => v >= 1), 'every grant to refresh once');
 
     const admin = new Redis(redis.url);
     await admin.flushall();
     admin.disconnect();
-    const afterFlush = versions();
+    const afterFlush = await versions();
     const flushedAt = Date.now();
 
     await waitFor(
-      () => versions().every((v, i) => v >= (afterFlush[i] ?? 0) + 2),
+      async () => (await versions()).every((v, i) => v >= (afterFlush[i] ?? 0) + 2),
       'every grant to refresh twice after the flush',
       20_000,
     );
     // Each refresh came before the previous access token (3 s) had been expired for longer than one
     // reconcile interval (1 s), the flush included; 500 ms of slack for a loaded machine.
     for (const id of ids) {
-      const times = grants()
-        .recentEvents(id, 100)
+      const times = (await grants().recentEvents(id, 100))
         .filter((e) => e.outcome === 'refreshed')
         .map((e) => e.at)
         .reverse();
@@ -118,7 +118,7 @@ describe('one refresh in flight per grant, across two workers and Redis loss', (
       expect(Math.max(...gaps)).toBeLessThanOrEqual(3000 + 1000 + 500);
       expect(times.filter((t) => t >= flushedAt).length).toBeGreaterThanOrEqual(2);
     }
-    for (const g of ids.map((id) => grants().get(id) as GrantRow)) {
+    for (const g of await Promise.all(ids.map(async (id) => (await grants().get(id))!.grant))) {
       expect(g.state).toBe('active');
       expect(g.accessExpiresAt).toBeGreaterThan(Date.now() - 1500);
     }

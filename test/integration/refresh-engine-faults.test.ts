@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { GrantRow } from '../../db/schema.js';
 import { refreshJobId } from '../../jobs/refresh-queue.js';
+import type { Grant, StoredGrant } from '../../src/grants/grant.js';
 import {
   addClient,
   type Engine,
@@ -42,12 +42,15 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
       key: testKey(),
       config: { requestTimeoutSeconds: 1, inDoubtGraceSeconds: IN_DOUBT_GRACE_S },
     });
-    clientRef = addClient(engine, profile(), { clientId: 'gk-client', clientSecret: CLIENT_SECRET }).id;
-    harmlessReplayClientRef = addClient(engine, harmlessReplayProfile(), {
-      name: 'replay-harmless',
-      clientId: 'gk-client',
-      clientSecret: CLIENT_SECRET,
-    }).id;
+    clientRef = (await addClient(engine, profile(), { clientId: 'gk-client', clientSecret: CLIENT_SECRET }))
+      .id;
+    harmlessReplayClientRef = (
+      await addClient(engine, harmlessReplayProfile(), {
+        name: 'replay-harmless',
+        clientId: 'gk-client',
+        clientSecret: CLIENT_SECRET,
+      })
+    ).id;
   });
 
   afterAll(async () => {
@@ -64,19 +67,28 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
   const requestsFor = (refreshToken: string) =>
     endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).length;
 
-  /** A grant due now, refreshed by the worker once it is seeded. */
-  async function seedDueGrant(opts: { replayHarmless?: boolean } = {}): Promise<GrantRow> {
+  /** Recent events as the old default showed them: the newest 20. */
+  const recentEvents = (id: string) => grants().recentEvents(id, 20);
+
+  /**
+   * A grant due now, refreshed by the worker once it is seeded, with the tokens it was seeded with
+   * (the worker may already have rotated them by the time the store is read again).
+   */
+  async function seedDueGrant(
+    opts: { replayHarmless?: boolean } = {},
+  ): Promise<{ seeded: Grant; tokens: { accessToken: string; refreshToken: string } }> {
     const minted = endpoint.mintGrant();
-    return opts.replayHarmless
-      ? seedGrant(engine, harmlessReplayClientRef, harmlessReplayProfile(), { ...minted, expiresIn: 0 })
-      : seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 0 });
+    const seeded = opts.replayHarmless
+      ? await seedGrant(engine, harmlessReplayClientRef, harmlessReplayProfile(), { ...minted, expiresIn: 0 })
+      : await seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 0 });
+    return { seeded, tokens: minted };
   }
 
-  async function waitForVersion(id: string, version: number, timeoutMs = 15_000): Promise<GrantRow> {
+  async function waitForVersion(id: string, version: number, timeoutMs = 15_000): Promise<StoredGrant> {
     return waitFor(
-      () => {
-        const g = grants().get(id);
-        return g && g.version >= version ? g : undefined;
+      async () => {
+        const g = await grants().get(id);
+        return g && g.grant.version >= version ? g : undefined;
       },
       `grant ${id} to reach version ${version}`,
       timeoutMs,
@@ -84,19 +96,17 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
   }
 
   it('refreshes a due grant, rotates its refresh token and plans the next run ahead of expiry', async () => {
-    const seeded = await seedDueGrant();
-    const oldTokens = grants().openTokens(seeded);
-    const refreshed = await waitForVersion(seeded.id, 1);
-    const tokens = grants().openTokens(refreshed);
-    expect(tokens.refreshToken).not.toBe(oldTokens.refreshToken);
-    expect(endpoint.isAccessTokenValid(tokens.accessToken)).toBe(true);
+    const { seeded, tokens: oldTokens } = await seedDueGrant();
+    const { grant: refreshed, tokens } = await waitForVersion(seeded.id, 1);
+    expect(tokens.refreshToken()).not.toBe(oldTokens.refreshToken);
+    expect(endpoint.isAccessTokenValid(tokens.accessToken())).toBe(true);
     expect(refreshed.state).toBe('active');
     expect(refreshed.accessExpiresAt - refreshed.refreshTokenUsedAt).toBe(3600_000);
     expect(refreshed.nextRefreshAt).toBeLessThan(refreshed.accessExpiresAt);
     // Lead: 30 % of an hour capped at 10 min, plus up to 50 % jitter.
     expect(refreshed.accessExpiresAt - refreshed.nextRefreshAt).toBeGreaterThanOrEqual(600_000);
     expect(refreshed.accessExpiresAt - refreshed.nextRefreshAt).toBeLessThanOrEqual(900_000);
-    const events = grants().recentEvents(seeded.id);
+    const events = await recentEvents(seeded.id);
     expect(events[0]).toMatchObject({ outcome: 'refreshed', rotated: true, version: 0 });
     // The wire: HTTP Basic with the sealed client secret, refresh_token grant.
     const sent = endpoint.requests.find((r) => r.form.refresh_token === oldTokens.refreshToken);
@@ -130,25 +140,24 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
 
   async function failTwiceThenRecover(fault: Behaviour, opts: { replayHarmless?: boolean } = {}) {
     endpoint.push(fault, fault);
-    const seeded = await seedDueGrant(opts);
-    const { refreshToken } = grants().openTokens(seeded);
-    const failing = await waitFor(() => {
-      const g = grants().get(seeded.id);
+    const {
+      seeded,
+      tokens: { refreshToken },
+    } = await seedDueGrant(opts);
+    const failing = await waitFor(async () => {
+      const g = (await grants().get(seeded.id))?.grant;
       return g?.state === 'failing' && g.consecutiveFailures >= 1 ? g : undefined;
     }, 'the grant to show as failing');
     expect(failing.lastError).toBeTruthy();
     expect(failing.lastError).not.toContain(refreshToken);
-    const recovered = await waitForVersion(seeded.id, 1);
+    const { grant: recovered } = await waitForVersion(seeded.id, 1);
     expect(recovered.state).toBe('active');
     expect(recovered.consecutiveFailures).toBe(0);
     expect(recovered.leaseSentAt).toBeNull();
     // Two failures then one success, each a separate attempt with the same (unspent) token.
     expect(requestsFor(refreshToken)).toBe(3);
     const times = endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).map((r) => r.at);
-    const outcomes = grants()
-      .recentEvents(seeded.id)
-      .map((e) => e.outcome)
-      .reverse();
+    const outcomes = (await recentEvents(seeded.id)).map((e) => e.outcome).reverse();
     return { failing, outcomes, gaps: times.slice(1).map((t, i) => t - (times[i] ?? 0)) };
   }
 
@@ -181,8 +190,10 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     endpoint.push(
       ...Array.from({ length: 4 }, () => ({ type: 'status', status: 502, body: 'bad gateway' }) as const),
     );
-    const seeded = await seedDueGrant();
-    const { refreshToken } = grants().openTokens(seeded);
+    const {
+      seeded,
+      tokens: { refreshToken },
+    } = await seedDueGrant();
     await waitForVersion(seeded.id, 1);
     const times = endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).map((r) => r.at);
     expect(times).toHaveLength(5);
@@ -201,15 +212,15 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
       json: { error: 'slow_down' },
       headers: { 'retry-after': '2' },
     });
-    const seeded = await seedDueGrant();
-    const { refreshToken } = grants().openTokens(seeded);
+    const {
+      seeded,
+      tokens: { refreshToken },
+    } = await seedDueGrant();
     await waitForVersion(seeded.id, 1);
     const times = endpoint.requests.filter((r) => r.form.refresh_token === refreshToken).map((r) => r.at);
     expect(times).toHaveLength(2);
     expect((times[1] ?? 0) - (times[0] ?? 0)).toBeGreaterThanOrEqual(2000);
-    const failedEvent = grants()
-      .recentEvents(seeded.id)
-      .find((e) => e.outcome === 'transient_error');
+    const failedEvent = (await recentEvents(seeded.id)).find((e) => e.outcome === 'transient_error');
     expect(failedEvent).toMatchObject({ httpStatus: 429, errorCode: 'rate_limited' });
   });
 
@@ -227,63 +238,63 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     ['invalid_client', { type: 'status', status: 401, json: { error: 'invalid_client' } }, 'client_error'],
   ] as const)('stops on %s without retrying', async (_name, fault, state) => {
     endpoint.push(fault);
-    const seeded = await seedDueGrant();
-    const { refreshToken } = grants().openTokens(seeded);
-    const stopped = await waitFor(() => {
-      const g = grants().get(seeded.id);
+    const {
+      seeded,
+      tokens: { refreshToken },
+    } = await seedDueGrant();
+    const stopped = await waitFor(async () => {
+      const g = (await grants().get(seeded.id))?.grant;
       return g?.state === state ? g : undefined;
     }, `the grant to become ${state}`);
     expect(stopped.version).toBe(0);
     // Longer than several backoff steps and reconcile passes: still exactly one request.
     await sleep(2500);
     expect(requestsFor(refreshToken)).toBe(1);
-    expect(grants().get(seeded.id)?.state).toBe(state);
-    expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ outcome: state });
+    expect((await grants().get(seeded.id))?.grant.state).toBe(state);
+    expect((await recentEvents(seeded.id))[0]).toMatchObject({ outcome: state });
     const failed = await engine.service.engine.queue.getFailed();
     expect(failed.some((j) => j.data.grantId === seeded.id)).toBe(true);
   });
 
   it('stops a grant whose client lost its secret as client_error, without a request', async () => {
-    const broken = addClient(engine, profile(), {
+    const broken = await addClient(engine, profile(), {
       name: 'no-secret',
       clientId: 'gk-client',
       authMethod: 'client_secret_basic',
     });
     const minted = endpoint.mintGrant();
     const seeded = await seedGrant(engine, broken.id, profile(), { ...minted, expiresIn: 0 });
-    const stopped = await waitFor(() => {
-      const g = grants().get(seeded.id);
+    const stopped = await waitFor(async () => {
+      const g = (await grants().get(seeded.id))?.grant;
       return g?.state === 'client_error' ? g : undefined;
     }, 'the grant to become client_error');
     expect(stopped.lastError).toMatch(/no client secret/);
     expect(requestsFor(minted.refreshToken)).toBe(0);
-    expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ errorCode: 'client_misconfigured' });
+    expect((await recentEvents(seeded.id))[0]).toMatchObject({ errorCode: 'client_misconfigured' });
   });
 
   it('keeps the stored refresh token when the response carries none', async () => {
     endpoint.push({ type: 'rotate', expiresIn: 3600, omitRefreshToken: true });
-    const seeded = await seedDueGrant();
-    const before = grants().openTokens(seeded);
-    const after = await waitForVersion(seeded.id, 1);
-    const tokens = grants().openTokens(after);
-    expect(tokens.refreshToken).toBe(before.refreshToken);
-    expect(tokens.accessToken).not.toBe(before.accessToken);
-    expect(grants().recentEvents(seeded.id)[0]).toMatchObject({ outcome: 'refreshed', rotated: false });
+    const { seeded, tokens: before } = await seedDueGrant();
+    const { tokens } = await waitForVersion(seeded.id, 1);
+    expect(tokens.refreshToken()).toBe(before.refreshToken);
+    expect(tokens.accessToken()).not.toBe(before.accessToken);
+    expect((await recentEvents(seeded.id))[0]).toMatchObject({ outcome: 'refreshed', rotated: false });
   });
 
   it("uses the provider's default lifetime when expires_in is missing", async () => {
     endpoint.push({ type: 'rotate', expiresIn: null });
-    const seeded = await seedDueGrant();
-    const after = await waitForVersion(seeded.id, 1);
+    const { seeded } = await seedDueGrant();
+    const { grant: after } = await waitForVersion(seeded.id, 1);
     expect(after.accessLifetimeMs).toBe(1800_000);
     expect(after.accessExpiresAt - after.refreshTokenUsedAt).toBe(1800_000);
-    expect(grants().recentEvents(seeded.id)[0]?.message).toMatch(/default lifetime/);
+    expect((await recentEvents(seeded.id))[0]?.message).toMatch(/default lifetime/);
   });
 
   it('accepts expires_in as a numeric string', async () => {
     endpoint.push({ type: 'rotate', expiresIn: '7200' });
-    const seeded = await seedDueGrant();
-    const after = await waitForVersion(seeded.id, 1);
+    const { seeded } = await seedDueGrant();
+    const { grant: after } = await waitForVersion(seeded.id, 1);
     expect(after.accessLifetimeMs).toBe(7200_000);
   });
 
@@ -296,6 +307,6 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     const logs = engine.logs.join('');
     expect(logs).toContain('grant refreshed');
     expect(leakedSecrets(logs, secrets)).toEqual([]);
-    expect(leakedSecrets(readDbFiles(engine.service.app.store.path), secrets)).toEqual([]);
+    expect(leakedSecrets(readDbFiles(engine.service.app.database!.path), secrets)).toEqual([]);
   });
 });

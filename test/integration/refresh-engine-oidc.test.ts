@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GrantRow } from '../../db/schema.js';
+import type { Grant } from '../../src/grants/grant.js';
 import { createPkcePair } from '../../src/oauth/pkce.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
 import { TokenClient } from '../../src/oauth/token-client.js';
@@ -57,12 +57,12 @@ describe('end to end against oidc-provider with refresh-token rotation on every 
     const client = oidc.clients[0]!;
     const profile = await resolveProvider({ kind: 'oidc', issuer: oidc.issuer });
     expect(profile.tokenEndpoint).toBe(oidc.tokenEndpoint);
-    const clientRow = addClient(engine, profile, {
+    const clientRow = await addClient(engine, profile, {
       clientId: client.clientId,
       clientSecret: client.clientSecret!,
       authMethod: 'client_secret_basic',
     });
-    const { target } = engine.service.app.clients.open(clientRow);
+    const { target } = (await engine.service.app.clients.openById(clientRow.id))!;
 
     // Consent: authorization code + PKCE, driven over HTTP as the user's browser would.
     const pkce = createPkcePair();
@@ -99,18 +99,19 @@ describe('end to end against oidc-provider with refresh-token rotation on every 
     const grants = engine.service.app.grants;
 
     // Follow the grant: every new version's access token must be live at the server while still fresh.
-    let last: GrantRow = grant;
+    let last: Grant = grant;
     while (last.version < 6) {
-      const next = await waitFor(
-        () => {
-          const g = grants.get(grant.id);
-          return g && g.version > last.version ? g : undefined;
+      const stored = await waitFor(
+        async () => {
+          const g = await grants.get(grant.id);
+          return g && g.grant.version > last.version ? g : undefined;
         },
         `version ${last.version + 1}`,
         10_000,
         20,
       );
-      const opened = grants.openTokens(next);
+      const next = stored.grant;
+      const opened = { accessToken: stored.tokens.accessToken(), refreshToken: stored.tokens.refreshToken() };
       seen.add(opened.accessToken);
       seen.add(opened.refreshToken);
       const introspection = await oidc.introspect(opened.accessToken);
@@ -124,7 +125,7 @@ describe('end to end against oidc-provider with refresh-token rotation on every 
     expect(oidc.counters.refreshes).toBeGreaterThanOrEqual(6);
     expect(oidc.counters.reuseDetected).toBe(0);
     expect(oidc.counters.grantsRevoked).toBe(0);
-    const events = grants.recentEvents(grant.id, 50);
+    const events = await grants.recentEvents(grant.id, 50);
     expect(events.filter((e) => e.outcome === 'refreshed').every((e) => e.rotated)).toBe(true);
     expect(events.some((e) => e.outcome !== 'refreshed')).toBe(false);
   });
@@ -133,6 +134,6 @@ describe('end to end against oidc-provider with refresh-token rotation on every 
     expect(seen.size).toBeGreaterThan(10);
     expect(leakedSecrets(await collectRedisText(redis.url), seen)).toEqual([]);
     expect(leakedSecrets(engine.logs.join(''), seen)).toEqual([]);
-    expect(leakedSecrets(readDbFiles(engine.service.app.store.path), seen)).toEqual([]);
+    expect(leakedSecrets(readDbFiles(engine.service.app.database!.path), seen)).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config/load-config.js';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import { createLogger } from '../../src/log/logger.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
-import { sealContext } from '../../src/store/grant-store.js';
+import { sealContext } from '../../src/store/seal-contexts.js';
 import { type CliResult, runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testProfile } from '../support/engine.js';
 import { leakedSecrets } from '../support/secret-scan.js';
@@ -33,15 +33,15 @@ describe('grantkeeper rekey', () => {
   const sealedSnapshot = async () => {
     const app = await open({ GRANTKEEPER_KEY: newKey, GRANTKEEPER_PREVIOUS_KEYS: oldKey });
     try {
-      return app.store.sqlite
-        .prepare(
+      return app
+        .database!.sqlite.prepare(
           `select 'g' as t, id, access_token_sealed || '|' || refresh_token_sealed as v from grants
            union all select 'c', id, client_secret_sealed from clients
            union all select 'm', key, value from meta order by 1, 2`,
         )
         .all();
     } finally {
-      app.close();
+      await app.close();
     }
   };
 
@@ -50,7 +50,7 @@ describe('grantkeeper rekey', () => {
     const app = await open({ GRANTKEEPER_KEY: oldKey });
     try {
       const profile = testProfile('https://id.example.test/token');
-      const withSecret = app.clients.upsert({
+      const withSecret = await app.clients.upsert({
         name: 'confidential',
         profile,
         clientId: 'c1',
@@ -59,7 +59,7 @@ describe('grantkeeper rekey', () => {
         scopes: profile.defaultScopes,
         now: Date.now(),
       });
-      app.clients.upsert({
+      await app.clients.upsert({
         name: 'public',
         profile,
         clientId: 'c2',
@@ -67,26 +67,28 @@ describe('grantkeeper rekey', () => {
         scopes: profile.defaultScopes,
         now: Date.now(),
       });
-      secrets.push(app.clients.open(withSecret).target.clientSecret as string);
+      secrets.push((await app.clients.openById(withSecret.id))!.target.clientSecret as string);
       for (let i = 0; i < 5; i++) {
         const tokens = { accessToken: secret('access'), refreshToken: secret('refresh') };
         secrets.push(tokens.accessToken, tokens.refreshToken);
         const now = Date.now();
         grantIds.push(
-          app.grants.saveConsent({
-            clientRef: withSecret.id,
-            label: `acct-${i}`,
-            ...tokens,
-            accessExpiresAt: now + 3_600_000,
-            accessLifetimeMs: 3_600_000,
-            refreshTokenUsedAt: now,
-            nextRefreshAt: now + 3_000_000,
-            now,
-          }).id,
+          (
+            await app.grants.saveConsent({
+              clientRef: withSecret.id,
+              label: `acct-${i}`,
+              ...tokens,
+              accessExpiresAt: now + 3_600_000,
+              accessLifetimeMs: 3_600_000,
+              refreshTokenUsedAt: now,
+              nextRefreshAt: now + 3_000_000,
+              now,
+            })
+          ).id,
         );
       }
     } finally {
-      app.close();
+      await app.close();
     }
   });
 
@@ -107,13 +109,13 @@ describe('grantkeeper rekey', () => {
     const stray = new Sealer(new Keyring({ id: keyId(strayKey), key: Buffer.from(strayKey, 'base64') }));
     const victim = grantIds[2] as string;
     const app = await open({ GRANTKEEPER_KEY: oldKey });
-    const original = app.store.sqlite
-      .prepare('select refresh_token_sealed as v from grants where id = ?')
+    const original = app
+      .database!.sqlite.prepare('select refresh_token_sealed as v from grants where id = ?')
       .get(victim) as { v: string };
-    app.store.sqlite
-      .prepare('update grants set refresh_token_sealed = ? where id = ?')
+    app
+      .database!.sqlite.prepare('update grants set refresh_token_sealed = ? where id = ?')
       .run(stray.seal('stray-refresh', sealContext(victim, 'refresh_token')), victim);
-    app.close();
+    await app.close();
 
     const before = await sealedSnapshot();
     const r = await cli(['rekey', '--json'], { GRANTKEEPER_KEY: newKey, GRANTKEEPER_PREVIOUS_KEYS: oldKey });
@@ -126,10 +128,10 @@ describe('grantkeeper rekey', () => {
     expect(await sealedSnapshot()).toEqual(before);
 
     const fix = await open({ GRANTKEEPER_KEY: oldKey });
-    fix.store.sqlite
-      .prepare('update grants set refresh_token_sealed = ? where id = ?')
+    fix
+      .database!.sqlite.prepare('update grants set refresh_token_sealed = ? where id = ?')
       .run(original.v, victim);
-    fix.close();
+    await fix.close();
   });
 
   it('reseals every value under the new key in one run and reports the counts', async () => {
@@ -154,13 +156,17 @@ describe('grantkeeper rekey', () => {
   it('afterwards the new key alone opens everything', async () => {
     const app = await open({ GRANTKEEPER_KEY: newKey });
     try {
-      const opened = app.grants.list().flatMap((g) => Object.values(app.grants.openTokens(g)));
+      const opened: string[] = [];
+      for (const g of await app.grants.list()) {
+        const { tokens } = (await app.grants.get(g.id))!;
+        opened.push(tokens.accessToken(), tokens.refreshToken());
+      }
       expect(opened).toHaveLength(10);
       expect(opened.every((t) => secrets.includes(t))).toBe(true);
-      const client = app.clients.list().find((c) => c.name === 'confidential');
-      expect(secrets).toContain(app.clients.open(client!).target.clientSecret);
-      const keyIds = app.store.sqlite
-        .prepare(
+      const client = (await app.clients.list()).find((c) => c.name === 'confidential');
+      expect(secrets).toContain((await app.clients.openById(client!.id))!.target.clientSecret);
+      const keyIds = app
+        .database!.sqlite.prepare(
           `select access_token_sealed as v from grants union all select refresh_token_sealed from grants
            union all select client_secret_sealed from clients where client_secret_sealed is not null
            union all select value from meta where key = 'key_check'`,
@@ -169,7 +175,7 @@ describe('grantkeeper rekey', () => {
         .map((row) => app.sealer.keyIdOf((row as { v: string }).v));
       expect(new Set(keyIds)).toEqual(new Set([keyId(newKey)]));
     } finally {
-      app.close();
+      await app.close();
     }
   });
 

@@ -49,7 +49,7 @@ describe('grantkeeper run as a process', () => {
     // Seed a grant that is due now, through the same code the service uses.
     const loaded = { config: configSchema.parse({ dataDir }), secrets: { key } };
     const app = await openAppContext(loaded, createLogger({ level: 'silent' }));
-    const client = app.clients.upsert({
+    const client = await app.clients.upsert({
       name: 'fault',
       profile: await resolveProvider({ kind: 'oidc', endpoints }),
       clientId: 'gk',
@@ -59,7 +59,7 @@ describe('grantkeeper run as a process', () => {
       now: Date.now(),
     });
     const minted = endpoint.mintGrant();
-    const grant = app.grants.saveConsent({
+    const grant = await app.grants.saveConsent({
       clientRef: client.id,
       label: '@bot',
       ...minted,
@@ -69,7 +69,7 @@ describe('grantkeeper run as a process', () => {
       nextRefreshAt: Date.now(),
       now: Date.now(),
     });
-    app.close();
+    await app.close();
 
     // A slow provider: the refresh is in flight when SIGTERM arrives.
     endpoint.setDefault({ type: 'rotate', expiresIn: 3600, latencyMs: 1500 });
@@ -103,11 +103,11 @@ describe('grantkeeper run as a process', () => {
 
     const after = await openAppContext(loaded, createLogger({ level: 'silent' }));
     try {
-      const row = after.grants.get(grant.id);
-      expect(row).toMatchObject({ version: 1, state: 'active', leaseOwner: null });
-      expect(endpoint.isAccessTokenValid(after.grants.openTokens(row!).accessToken)).toBe(true);
+      const row = await after.grants.get(grant.id);
+      expect(row?.grant).toMatchObject({ version: 1, state: 'active', leaseOwner: null });
+      expect(endpoint.isAccessTokenValid(row!.tokens.accessToken())).toBe(true);
     } finally {
-      after.close();
+      await after.close();
     }
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DB_FILE_NAME } from '../../db/connection.js';
+import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import { type CliResult, runCli, spawnCli } from '../support/cli.js';
 import { type Engine, removeDir, startEngine, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type OidcServer, startOidcServer } from '../support/oidc-server.js';
@@ -57,15 +57,17 @@ describe('full-run secret scan', { timeout: 150_000 }, () => {
     const entry = `${res.status} ${path}\n${JSON.stringify([...res.headers])}\n${text}`;
     return { status: res.status, text, entry };
   };
-  const recordTokens = () => {
+  const recordTokens = async () => {
     if (!grantId) return;
-    const row = engine.service.app.grants.get(grantId);
-    if (!row) return;
-    const t = engine.service.app.grants.openTokens(row);
+    const stored = await engine.service.app.grants.get(grantId);
+    if (!stored) return;
+    const t = { accessToken: stored.tokens.accessToken(), refreshToken: stored.tokens.refreshToken() };
     tokens.add(t.accessToken);
     tokens.add(t.refreshToken);
     refreshTokens.add(t.refreshToken);
   };
+  /** The poller's latest read, awaited before the store closes. */
+  let polling: Promise<void> = Promise.resolve();
 
   beforeAll(async () => {
     [redis, oidc, receiver] = await Promise.all([
@@ -143,8 +145,10 @@ describe('full-run secret scan', { timeout: 150_000 }, () => {
       config: { webhookUrls: [receiver.url], failingAlertAfter: 1 },
       api: { webhookSecret },
     });
-    recordTokens();
-    poller = setInterval(recordTokens, 15);
+    await recordTokens();
+    poller = setInterval(() => {
+      polling = recordTokens();
+    }, 15);
 
     const created = await cli(['apikey', 'create', 'scanner', '--admin'], { stdoutIsSecret: true });
     expect(created.code).toBe(0);
@@ -221,11 +225,12 @@ describe('full-run secret scan', { timeout: 150_000 }, () => {
         (args) => cli(args),
       ),
     );
-    recordTokens();
+    await recordTokens();
   });
 
   it('finds none of the secrets anywhere but the authenticated token reads', async () => {
     clearInterval(poller);
+    await polling;
     // Completeness of the capture: with rotation on every use there is one refresh token per grant
     // issued by consent or refresh, and the poller saw each of them.
     expect(refreshTokens.size).toBe(1 + oidc.counters.refreshes);

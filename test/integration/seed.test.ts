@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DB_FILE_NAME } from '../../db/connection.js';
 import { type SeedOptions, seedGrant } from '../../src/consent/seed-grant.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
+import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import { type CliResult, runCli, spawnCli } from '../support/cli.js';
 import { type Engine, removeDir, startEngine, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { idTokenSigner } from '../support/id-tokens.js';
@@ -74,14 +74,14 @@ describe('seed: consent capture against oidc-provider', () => {
         redirectUri: ANY_PORT_REDIRECT,
         now: Date.now(),
       });
-    add('oidc');
+    await add('oidc');
     // Without prompt=consent oidc-provider drops offline_access: a consent with no refresh token.
-    add('no-offline', { extraAuthorizeParams: {} });
+    await add('no-offline', { extraAuthorizeParams: {} });
     proxy = await startTokenProxy(oidc.tokenEndpoint);
-    add('proxied', { tokenEndpoint: proxy.url });
+    await add('proxied', { tokenEndpoint: proxy.url });
     // As stored by a version that knew no key sets.
     const { jwksUri: _, ...withoutKeySet } = profile;
-    engine.service.app.clients.upsert({
+    await engine.service.app.clients.upsert({
       name: 'no-jwks',
       profile: { ...withoutKeySet, tokenEndpoint: proxy.url },
       clientId: CLIENT_ID,
@@ -161,7 +161,7 @@ describe('seed: consent capture against oidc-provider', () => {
         clients: app().clients,
         tokenClient: engine.service.engine.tokenClient,
         timing: engine.service.engine.refresher.timing,
-        schedule: (grant) => engine.service.engine.scheduler.schedule([grant]),
+        scheduler: engine.service.engine.scheduler,
         io: session.io,
       },
       { client: 'oidc', mode: 'loopback', timeoutMs: 15_000, ...options },
@@ -170,7 +170,7 @@ describe('seed: consent capture against oidc-provider', () => {
   /** Whose access token a grant holds now; read again when a refresh expired the one read. */
   async function subjectOfStoredToken(id: string): Promise<unknown> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const answer = await oidc.introspect(app().grants.openAccessToken(app().grants.get(id)!));
+      const answer = await oidc.introspect((await app().grants.get(id))!.tokens.accessToken());
       if (answer.active) return answer.sub;
     }
     return undefined;
@@ -192,8 +192,9 @@ describe('seed: consent capture against oidc-provider', () => {
     await expectNoListener(session.listenerUrl());
     expect(session.listenerUrl().port).not.toBe('');
 
-    const stored = app().grants.get(result.grant.id)!;
-    const tokens = app().grants.openTokens(stored);
+    const stored = (await app().grants.get(result.grant.id))!.grant;
+    const opened = (await app().grants.get(result.grant.id))!.tokens;
+    const tokens = { accessToken: opened.accessToken(), refreshToken: opened.refreshToken() };
     expect((await oidc.introspect(tokens.accessToken)).active).toBe(true);
     expect(
       leakedSecrets(readDbFiles(join(dataDir, DB_FILE_NAME)), [
@@ -205,8 +206,8 @@ describe('seed: consent capture against oidc-provider', () => {
     expect(leakedSecrets(session.text(), [tokens.accessToken, tokens.refreshToken, SECRET])).toEqual([]);
 
     const before = oidc.counters.refreshes;
-    const refreshed = await waitFor(() => {
-      const g = app().grants.get(result.grant.id);
+    const refreshed = await waitFor(async () => {
+      const g = (await app().grants.get(result.grant.id))?.grant;
       return g && g.version > stored.version && g.lastRefreshedAt ? g : undefined;
     }, 'the worker to refresh the seeded grant');
     expect(refreshed.state).toBe('active');
@@ -214,7 +215,7 @@ describe('seed: consent capture against oidc-provider', () => {
   });
 
   it('manual: reads the pasted redirect URL, and re-seeding the label keeps its id', async () => {
-    const first = app().grants.find('loopback-user')!;
+    const first = (await app().grants.find('loopback-user'))!.grant;
     const session = io();
     const pending = seed(session, { mode: 'manual', label: 'loopback-user' });
     const url = await waitFor(
@@ -269,7 +270,7 @@ describe('seed: consent capture against oidc-provider', () => {
 
     for (const [name, browser, options, message, status] of cases) {
       it(name, async () => {
-        const count = app().grants.list().length;
+        const count = (await app().grants.list()).length;
         const session = io(browser);
         await expect(
           seed(session, { label: `fail-${randomBytes(3).toString('hex')}`, ...options }),
@@ -279,7 +280,7 @@ describe('seed: consent capture against oidc-provider', () => {
           expect(page?.status).toBe(status);
           expect(page?.body).toMatch(/Not completed/);
         }
-        expect(app().grants.list().length).toBe(count);
+        expect((await app().grants.list()).length).toBe(count);
         await expectNoListener(session.listenerUrl());
       });
     }
@@ -294,11 +295,7 @@ describe('seed: consent capture against oidc-provider', () => {
       // found it already closed; it never produced a second grant.
       expect(statuses).toContain(200);
       expect(statuses.filter((s) => s !== 200).every((s) => s === 409 || s === 'refused')).toBe(true);
-      expect(
-        app()
-          .grants.list()
-          .filter((g) => g.label === 'double-click'),
-      ).toHaveLength(1);
+      expect((await app().grants.list()).filter((g) => g.label === 'double-click')).toHaveLength(1);
       expect(result.grant.label).toBe('double-click');
       await expectNoListener(session.listenerUrl());
     });
@@ -321,7 +318,7 @@ describe('seed: consent capture against oidc-provider', () => {
     const page = await session.pages[0];
     expect(page?.status).toBe(200);
     expect(result.grant.label).toBe('after-strays');
-    expect(app().grants.find('after-strays')?.state).toBe('active');
+    expect((await app().grants.find('after-strays'))?.grant.state).toBe('active');
     await expectNoListener(session.listenerUrl());
   });
 
@@ -329,7 +326,7 @@ describe('seed: consent capture against oidc-provider', () => {
     it('without --label, account B whose name is account A grant label is refused and A is unchanged', async () => {
       const alice = await seed(io({ accountId: 'alice' }));
       expect(alice.grant).toMatchObject({ label: 'alice@example.test', subject: 'alice' });
-      const count = app().grants.list().length;
+      const count = (await app().grants.list()).length;
 
       const session = io({ accountId: 'mallory' });
       await expect(seed(session)).rejects.toThrow(
@@ -339,34 +336,30 @@ describe('seed: consent capture against oidc-provider', () => {
       expect(page?.status).toBe(400);
       expect(page?.body).toMatch(/belongs to another account/);
       // The worker refreshes Alice's grant meanwhile (4 s tokens), so its tokens are checked by whose they are.
-      const after = app().grants.get(alice.grant.id)!;
+      const after = (await app().grants.get(alice.grant.id))!.grant;
       expect(after).toMatchObject({
         subject: 'alice',
         label: 'alice@example.test',
         clientRef: alice.grant.clientRef,
       });
       expect(await subjectOfStoredToken(alice.grant.id)).toBe('alice');
-      expect(app().grants.list().length).toBe(count);
-      expect(
-        app()
-          .grants.list()
-          .some((g) => g.subject === 'mallory'),
-      ).toBe(false);
+      expect((await app().grants.list()).length).toBe(count);
+      expect((await app().grants.list()).some((g) => g.subject === 'mallory')).toBe(false);
       await expectNoListener(session.listenerUrl());
     });
 
     it('the same account re-consents in place without --label; another one with its own --label sits beside it', async () => {
-      const before = app().grants.find('alice@example.test')!;
+      const before = (await app().grants.find('alice@example.test'))!.grant;
       const again = await seed(io({ accountId: 'alice' }));
       expect(again).toMatchObject({ replaced: true, grant: { id: before.id, subject: 'alice' } });
       const beside = await seed(io({ accountId: 'mallory' }), { label: 'mallory' });
       expect(beside).toMatchObject({ replaced: false, grant: { label: 'mallory', subject: 'mallory' } });
-      expect(app().grants.find('alice@example.test')?.subject).toBe('alice');
+      expect((await app().grants.find('alice@example.test'))?.grant.subject).toBe('alice');
     });
 
     it('a grant stored without an account id is not replaced by a derived label', async () => {
-      const legacy = app().grants.saveConsent({
-        clientRef: app().clients.findByName('oidc')!.id,
+      const legacy = await app().grants.saveConsent({
+        clientRef: (await app().clients.findByName('oidc'))!.id,
         label: 'legacy@example.test',
         accessToken: 'legacy-at',
         refreshToken: 'legacy-rt',
@@ -380,7 +373,10 @@ describe('seed: consent capture against oidc-provider', () => {
       await expect(seed(io({ accountId: 'legacy' }))).rejects.toThrow(
         /stored without an account id.*--label/,
       );
-      expect(app().grants.get(legacy.id)).toMatchObject({ subject: null, version: legacy.version });
+      expect((await app().grants.get(legacy.id))?.grant).toMatchObject({
+        subject: null,
+        version: legacy.version,
+      });
       // The operator says it is the same account: replaced in place, and its subject recorded.
       const repaired = await seed(io({ accountId: 'legacy' }), { label: 'legacy@example.test' });
       expect(repaired).toMatchObject({ replaced: true, grant: { id: legacy.id, subject: 'legacy' } });
@@ -443,7 +439,7 @@ describe('seed: consent capture against oidc-provider', () => {
       it(`${name} stores nothing and says why`, async () => {
         proxy.rewrite = await makeRewrite();
         try {
-          const count = app().grants.list().length;
+          const count = (await app().grants.list()).length;
           const session = io({});
           const err = await seed(session, { client: 'proxied' }).then(
             () => undefined,
@@ -457,7 +453,7 @@ describe('seed: consent capture against oidc-provider', () => {
           expect(page?.body).toMatch(reason);
           const issued = proxy.idTokens.at(-1) ?? '';
           expect(leakedSecrets(`${err?.message} ${page?.body} ${session.text()}`, [issued])).toEqual([]);
-          expect(app().grants.list().length).toBe(count);
+          expect((await app().grants.list()).length).toBe(count);
           await expectNoListener(session.listenerUrl());
         } finally {
           proxy.rewrite = undefined;
@@ -542,7 +538,8 @@ describe('seed: consent capture against oidc-provider', () => {
       });
       // No label given: the id_token names only the subject, so userinfo's email names the grant.
       expect(out.label).toBe('test-user@example.test');
-      const tokens = app().grants.openTokens(app().grants.get(out.id)!);
+      const opened = (await app().grants.get(out.id))!.tokens;
+      const tokens = { accessToken: opened.accessToken(), refreshToken: opened.refreshToken() };
       expect(
         leakedSecrets(done.stdout + done.stderr + added.stdout + added.stderr, [
           SECRET,
@@ -560,7 +557,7 @@ describe('seed: consent capture against oidc-provider', () => {
       expect(done.code).toBe(2);
       expect(done.stderr).toMatch(/shape of a grant id/);
       expect(done.stderr).not.toMatch(/Grant access in the browser/);
-      expect(app().grants.find('g_AAAAAAAAAAAA')).toBeUndefined();
+      expect(await app().grants.find('g_AAAAAAAAAAAA')).toBeUndefined();
     }, 60_000);
 
     const addHinted = (name: string, params: string[]) =>
@@ -605,7 +602,7 @@ describe('seed: consent capture against oidc-provider', () => {
       expect(url.searchParams.get('prompt')).toBe('consent');
       await fetch(await oidc.driveConsent(url.href));
       expect((await cli.exited).code).toBe(0);
-      expect(app().grants.find('hinted')?.state).toBe('active');
+      expect((await app().grants.find('hinted'))?.grant.state).toBe('active');
     }, 120_000);
 
     it('client add --authorize-param with a parameter the flow owns exits 2 and stores nothing', async () => {
@@ -614,7 +611,7 @@ describe('seed: consent capture against oidc-provider', () => {
         expect(done.code).toBe(2);
         expect(done.stderr).toMatch(/is set by grantkeeper itself and cannot be configured/);
       }
-      expect(app().clients.findByName('owned')).toBeUndefined();
+      expect(await app().clients.findByName('owned')).toBeUndefined();
     }, 120_000);
 
     it('seed --manual reads the pasted redirect from stdin', async () => {
@@ -630,7 +627,7 @@ describe('seed: consent capture against oidc-provider', () => {
       expect(done.stderr).not.toMatch(/\n\s+at /);
       expect(done.code).toBe(0);
       expect(done.stdout).toMatch(/stored grant .*cli-manual/);
-      expect(app().grants.find('cli-manual')?.state).toBe('active');
+      expect((await app().grants.find('cli-manual'))?.grant.state).toBe('active');
     });
 
     it('revoke ends the grant at the provider (RFC 7009) and removes it', async () => {
@@ -638,8 +635,8 @@ describe('seed: consent capture against oidc-provider', () => {
       let refreshToken = '';
       // A refresh in flight holds the lease; revoke then asks to try again, as an operator would.
       for (let attempt = 0; attempt < 5; attempt++) {
-        const grant = app().grants.find('cli-manual')!;
-        refreshToken = app().grants.openTokens(grant).refreshToken;
+        const grant = (await app().grants.find('cli-manual'))!;
+        refreshToken = grant.tokens.refreshToken();
         result = await runCli(['revoke', 'cli-manual', '--json'], env());
         if (!/being refreshed right now/.test(result.stderr)) break;
       }
@@ -650,7 +647,7 @@ describe('seed: consent capture against oidc-provider', () => {
         removed: true,
       });
       expect((await oidc.introspect(refreshToken)).active).toBe(false);
-      expect(app().grants.find('cli-manual')).toBeUndefined();
+      expect(await app().grants.find('cli-manual')).toBeUndefined();
     });
 
     it('seed with a pasted forged redirect exits 1 with one clear line', async () => {
@@ -664,7 +661,7 @@ describe('seed: consent capture against oidc-provider', () => {
       const done = await cli.exited;
       expect(done.code).toBe(1);
       expect(done.stderr).toMatch(/grantkeeper: the redirect carries a state that does not match/);
-      expect(app().grants.find('cli-forged')).toBeUndefined();
+      expect(await app().grants.find('cli-forged')).toBeUndefined();
     });
   });
 });

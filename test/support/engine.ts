@@ -140,7 +140,7 @@ export async function seedGrant(
 ) {
   const now = Date.now();
   const plan = planAfterTokenResponse(tokens, issuedAt, now, profile, engine.service.engine.refresher.timing);
-  const grant = engine.service.app.grants.saveConsent({
+  const grant = await engine.service.app.grants.saveConsent({
     clientRef,
     label,
     accessToken: tokens.accessToken,

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { DB_FILE_NAME, openStore, type Store } from '../../db/connection.js';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
+import type { ClientRepository, GrantRepository } from '../../src/grants/ports.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { ProviderProfile } from '../../src/oauth/providers.js';
 import { TokenClient } from '../../src/oauth/token-client.js';
@@ -9,20 +9,20 @@ import { DEFAULT_BACKOFF } from '../../src/policy/backoff.js';
 import { DEFAULT_UNEXPLAINED_RULE, type UnexplainedRule } from '../../src/policy/failure-plan.js';
 import { DEFAULT_REFRESH_TIMING } from '../../src/policy/refresh-timing.js';
 import { GrantRefresher } from '../../src/refresh/grant-refresher.js';
-import { ClientStore } from '../../src/store/client-store.js';
 import { DiskReserve } from '../../src/store/disk-reserve.js';
-import { GrantStore } from '../../src/store/grant-store.js';
+import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { StorageGate } from '../../src/store/storage-gate.js';
 import { removeDir, tempDataDir, testProfile } from './engine.js';
 import type { FaultEndpoint } from './fault-endpoint.js';
 
 export interface RefresherRig {
   dataDir: string;
-  store: Store;
+  store: SqliteStore;
   /** A second connection to the same file, to lock it or edit rows behind the refresher's back. */
   raw: Database.Database;
-  grants: GrantStore;
-  clients: ClientStore;
+  grants: GrantRepository;
+  clients: ClientRepository;
   clientRef: string;
   refresher: GrantRefresher;
   tokenClient: TokenClient;
@@ -31,7 +31,7 @@ export interface RefresherRig {
   /** Moves the refresher's own clock (the store's clock is the machine's). */
   clock: { offset: number };
   /** A grant due now with tokens minted by the endpoint. */
-  seed(opts?: { lifetimeMs?: number }): ReturnType<GrantStore['saveConsent']>;
+  seed(opts?: { lifetimeMs?: number }): ReturnType<GrantRepository['saveConsent']>;
   close(): Promise<void>;
 }
 
@@ -39,7 +39,7 @@ export interface RefresherRig {
  * The refresher on a real SQLite file against a fault endpoint, without Redis: for tests that drive
  * one refresh at a time and look at the row, the events and the log afterwards.
  */
-export function startRefresherRig(
+export async function startRefresherRig(
   endpoint: FaultEndpoint,
   opts: {
     key?: Buffer;
@@ -50,24 +50,25 @@ export function startRefresherRig(
     unexplained?: UnexplainedRule;
     profile?: Partial<ProviderProfile>;
   } = {},
-): RefresherRig {
+): Promise<RefresherRig> {
   const key = opts.key ?? Buffer.alloc(32, 9);
   const sealer = new Sealer(new Keyring({ id: keyIdFor(key), key }));
   const dataDir = tempDataDir();
-  const store = openStore({ dataDir, busyTimeoutMs: opts.busyTimeoutMs ?? 20 });
+  const store = openSqliteStore({ dataDir, sealer, busyTimeoutMs: opts.busyTimeoutMs ?? 20 });
   const raw = new Database(join(dataDir, DB_FILE_NAME));
   const tokenClient = new TokenClient({ timeoutMs: opts.timeoutMs ?? 5000 });
-  const grants = new GrantStore(store.db, sealer);
-  const clients = new ClientStore(store.db, sealer);
-  const clientRef = clients.upsert({
-    name: 'c',
-    profile: testProfile(endpoint.url, opts.profile),
-    clientId: 'id',
-    clientSecret: 'client-secret-value',
-    authMethod: 'client_secret_basic',
-    scopes: ['openid'],
-    now: Date.now(),
-  }).id;
+  const { grants, clients } = store;
+  const clientRef = (
+    await clients.upsert({
+      name: 'c',
+      profile: testProfile(endpoint.url, opts.profile),
+      clientId: 'id',
+      clientSecret: 'client-secret-value',
+      authMethod: 'client_secret_basic',
+      scopes: ['openid'],
+      now: Date.now(),
+    })
+  ).id;
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger({
     level: 'debug',
@@ -118,7 +119,7 @@ export function startRefresherRig(
     async close() {
       if (raw.inTransaction) raw.exec('ROLLBACK');
       raw.close();
-      store.close();
+      await store.admin.close();
       await tokenClient.close();
       removeDir(dataDir);
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { alertJobIsAuthentic } from '../../jobs/alert-queue.js';
-import { type AlertView, alertStillHolds, decideAlert } from '../../src/notify/alert-policy.js';
+import type { AlertView } from '../../src/grants/ports.js';
+import { alertStillHolds, decideAlert } from '../../src/notify/alert-policy.js';
 import { signWebhook, verifyWebhookSignature } from '../../src/notify/webhook-signature.js';
 
 const NOW = 1_800_000_000_000;

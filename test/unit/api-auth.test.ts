@@ -34,13 +34,13 @@ function fakeStore(
   }));
   const lookups: string[] = [];
   const store = {
-    list: () => rows,
-    findById: (id: string) => rows.find((r) => r.id === id),
-    findByHash: (hex: string) => {
+    listWithHashes: async () => rows,
+    findById: async (id: string) => rows.find((r) => r.id === id),
+    findByHash: async (hex: string) => {
       lookups.push(hex);
       return rows.find((r) => r.keyHash === hex);
     },
-    touch: () => {},
+    touch: async () => {},
   } as unknown as Store;
   return { store, lookups };
 }
@@ -48,11 +48,11 @@ function fakeStore(
 describe('API key authentication', () => {
   const real = `gk_${randomBytes(32).toString('base64url')}`;
 
-  it('hashes the presented key and decides with timingSafeEqual on the 32-byte digests', () => {
+  it('hashes the presented key and decides with timingSafeEqual on the 32-byte digests', async () => {
     const { store } = fakeStore([real]);
     const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
     compare.calls.length = 0;
-    expect(auth.authenticate(real)?.keyId).toBe('k0');
+    expect((await auth.authenticate(real))?.keyId).toBe('k0');
     expect(compare.calls).toHaveLength(1);
     const [stored, presented] = compare.calls[0]!;
     expect(stored.equals(sha256(real))).toBe(true);
@@ -60,45 +60,45 @@ describe('API key authentication', () => {
     expect(presented.length).toBe(32);
   });
 
-  it('a wrong key is only ever looked up by its hash, never in clear, and is refused', () => {
+  it('a wrong key is only ever looked up by its hash, never in clear, and is refused', async () => {
     const { store, lookups } = fakeStore([real]);
     const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
     // Differs from the real key in its last character: the case a byte-wise early-exit compare leaks.
     const near = `${real.slice(0, -1)}${real.endsWith('A') ? 'B' : 'A'}`;
-    expect(auth.authenticate(near)).toBeUndefined();
+    expect(await auth.authenticate(near)).toBeUndefined();
     expect(lookups).toEqual([sha256(near).toString('hex')]);
     expect(lookups.join()).not.toContain(near);
   });
 
-  it('refuses without any lookup what cannot be a key (no prefix, oversized, empty)', () => {
+  it('refuses without any lookup what cannot be a key (no prefix, oversized, empty)', async () => {
     const { store, lookups } = fakeStore([real]);
     const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
     for (const k of [undefined, '', real.slice(3), `gk_${'a'.repeat(500)}`]) {
-      expect(auth.authenticate(k)).toBeUndefined();
+      expect(await auth.authenticate(k)).toBeUndefined();
     }
     expect(lookups).toEqual([]);
   });
 
-  it('gives an admin every grant and a reader only its own; a reader row without a list reads nothing', () => {
+  it('gives an admin every grant and a reader only its own; a reader row without a list reads nothing', async () => {
     const logger = createLogger({ level: 'silent' });
-    const admin = new ApiKeyAuthenticator(fakeStore([real]).store, logger).authenticate(real);
+    const admin = await new ApiKeyAuthenticator(fakeStore([real]).store, logger).authenticate(real);
     expect(admin).toMatchObject({ role: 'admin', grantIds: null });
-    const reader = new ApiKeyAuthenticator(
+    const reader = await new ApiKeyAuthenticator(
       fakeStore([real], { role: 'reader', grantIds: ['g_1'] }).store,
       logger,
     ).authenticate(real);
     expect(reader).toMatchObject({ role: 'reader', grantIds: new Set(['g_1']) });
     // Made by hand (or by a bug): never an implicit admin, never every grant.
     const bare = new ApiKeyAuthenticator(fakeStore([real], { role: 'reader', grantIds: null }).store, logger);
-    expect(bare.authenticate(real)).toMatchObject({ role: 'reader', grantIds: new Set() });
+    expect(await bare.authenticate(real)).toMatchObject({ role: 'reader', grantIds: new Set() });
     const odd = new ApiKeyAuthenticator(fakeStore([real], { role: 'owner', grantIds: null }).store, logger);
-    expect(odd.authenticate(real)?.role).toBe('reader');
+    expect((await odd.authenticate(real))?.role).toBe('reader');
   });
 
-  it('finds the key a browser session names by its id, and nothing once it is gone', () => {
+  it('finds the key a browser session names by its id, and nothing once it is gone', async () => {
     const { store } = fakeStore([real]);
     const auth = new ApiKeyAuthenticator(store, createLogger({ level: 'silent' }));
-    expect(auth.principalFor('k0')?.name).toBe('key0');
-    expect(auth.principalFor('k9')).toBeUndefined();
+    expect((await auth.principalFor('k0'))?.name).toBe('key0');
+    expect(await auth.principalFor('k9')).toBeUndefined();
   });
 });

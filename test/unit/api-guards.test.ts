@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { csrfTokenFor, csrfTokenMatches } from '../../src/api/browser-sessions.js';
+import { csrfTokenFor, csrfTokenMatches, hashSessionId } from '../../src/api/browser-sessions.js';
 import { HostAllowList } from '../../src/api/host-allow-list.js';
 import { configSchema } from '../../src/config/config-schema.js';
-import { hashSessionId } from '../../src/store/api-session-store.js';
 
 const extra = (value: string) => configSchema.parse({ apiAllowedHosts: value }).apiAllowedHosts;
 

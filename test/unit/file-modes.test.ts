@@ -3,10 +3,10 @@ import { chmodSync, existsSync, mkdtempSync, statSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DB_FILE_NAME, openStore } from '../../db/connection.js';
 import { KEY_FILE_NAME, loadKeyring } from '../../src/crypto/key-source.js';
 import { UserError } from '../../src/errors/user-error.js';
 import { createLogger } from '../../src/log/logger.js';
+import { DB_FILE_NAME, openSqliteDatabase } from '../../src/store/sqlite/sqlite-database.js';
 import { removeDir } from '../support/engine.js';
 
 const dirs: string[] = [];
@@ -27,7 +27,7 @@ describe('file modes of the store and the key', () => {
     const old = process.umask(0);
     try {
       const dataDir = join(freshDir(), 'data');
-      const store = openStore({ dataDir });
+      const store = openSqliteDatabase({ dataDir });
       store.sqlite.prepare('create table t (x)').run();
       store.sqlite.prepare('insert into t values (1)').run();
       await loadKeyring({ dataDir, logger: silent });
@@ -50,13 +50,13 @@ describe('file modes of the store and the key', () => {
       it(`refuses ${what} with mode ${loose.toString(8)}, naming it and the fix`, () => {
         const dataDir = freshDir();
         const db = join(dataDir, DB_FILE_NAME);
-        openStore({ dataDir }).close();
+        openSqliteDatabase({ dataDir }).close();
         const target = `${db}${suffix}`;
         if (!existsSync(target)) writeFileSync(target, '', { mode: 0o600 });
         chmodSync(target, loose);
         let error: unknown;
         try {
-          openStore({ dataDir }).close();
+          openSqliteDatabase({ dataDir }).close();
         } catch (err) {
           error = err;
         }

@@ -2,9 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { describeStorageFailure, StorageError, storageFailureOf } from '../../src/grants/storage-error.js';
 import { createLogger } from '../../src/log/logger.js';
 import { DiskReserve, RESERVE_FILE_NAME } from '../../src/store/disk-reserve.js';
-import { describeStorageFailure, storageFailureOf } from '../../src/store/storage-errors.js';
+import { guarded, sqliteFailureOf } from '../../src/store/sqlite/sqlite-errors.js';
 import { type Reserve, StorageGate } from '../../src/store/storage-gate.js';
 
 const MiB = 1024 * 1024;
@@ -175,9 +176,22 @@ describe('storage failure classification', () => {
     ['SQLITE_BUSY', 'locked'],
     ['SQLITE_BUSY_SNAPSHOT', 'locked'],
     ['SQLITE_LOCKED', 'locked'],
-    ['SQLITE_IOERR_WRITE', 'io_error'],
+    ['SQLITE_IOERR_WRITE', 'unavailable'],
+    ['SQLITE_READONLY', 'unavailable'],
   ] as const)('%s is %s', (code, failure) => {
-    expect(storageFailureOf(Object.assign(new Error('x'), { code }))).toBe(failure);
+    const raw = Object.assign(new Error('x'), { code });
+    expect(sqliteFailureOf(raw)).toBe(failure);
+    let thrown: unknown;
+    try {
+      guarded(() => {
+        throw raw;
+      });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(StorageError);
+    expect(storageFailureOf(thrown)).toBe(failure);
+    expect((thrown as StorageError).cause).toBe(raw);
     expect(describeStorageFailure(failure)).toMatch(/database/);
   });
 
@@ -187,6 +201,7 @@ describe('storage failure classification', () => {
     ['a non-error', 'SQLITE_FULL'],
     ['null', null],
   ])('%s is not a storage failure', (_name, err) => {
+    expect(sqliteFailureOf(err)).toBeUndefined();
     expect(storageFailureOf(err)).toBeUndefined();
   });
 });

@@ -1,11 +1,11 @@
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
-import type { ApiKeyRow } from '../../../db/schema.js';
+import { issueApiKey } from '../../api/api-keys.js';
 import { loadConfig } from '../../config/load-config.js';
 import { UserError } from '../../errors/user-error.js';
+import type { ApiKey, ApiKeyAccess } from '../../grants/ports.js';
 import { createLogger } from '../../log/logger.js';
 import { type AppContext, openAppContext } from '../../service/app-context.js';
-import { type ApiKeyAccess, ApiKeyStore } from '../../store/api-key-store.js';
 import { printJson, printLine, renderTable } from '../output.js';
 
 const keyName = z
@@ -54,18 +54,11 @@ export function registerApiKeyCommands(program: Command): void {
       // Least privilege is never implicit: a key without a role is a usage error, not an admin.
       if (!opts.admin && opts.grants === undefined) throw new UserError(NO_ROLE, 2);
       const grantRefList = opts.grants === undefined ? undefined : parse(grantRefs, opts.grants, '--grants');
-      await withKeys(program, (app, keys) => {
+      await withApp(program, async (app) => {
         const access: ApiKeyAccess = grantRefList
-          ? {
-              role: 'reader',
-              grantIds: grantRefList.map((ref) => {
-                const grant = app.grants.find(ref);
-                if (!grant) throw new UserError(`--grants: no grant has the id or label "${ref}"`);
-                return grant.id;
-              }),
-            }
+          ? { role: 'reader', grantIds: await Promise.all(grantRefList.map((ref) => grantIdOf(app, ref))) }
           : { role: 'admin' };
-        const { key } = keys.create({ name: parsedName, ...access, now: Date.now() });
+        const { key } = await issueApiKey(app.apiKeys, { name: parsedName, ...access, now: Date.now() });
         process.stdout.write(`${key}\n`);
         process.stderr.write(
           `API key "${parsedName}" created: ${access.role === 'admin' ? 'an admin key' : `a reader of ${access.grantIds.length} grant(s)`}; it is shown only this once.\n`,
@@ -78,9 +71,10 @@ export function registerApiKeyCommands(program: Command): void {
     .description('list keys (names, roles, grants, last use; never the keys)')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) =>
-      withKeys(program, (app, keys) => {
-        const label = (id: string) => app.grants.get(id)?.label ?? null;
-        const rows = keys.list();
+      withApp(program, async (app) => {
+        const rows = await app.apiKeys.list();
+        const labels = await grantLabels(app, rows);
+        const label = (id: string) => labels.get(id) ?? null;
         if (opts.json) {
           return printJson(
             rows.map((row) => ({
@@ -116,28 +110,45 @@ export function registerApiKeyCommands(program: Command): void {
     .argument('<name>', 'the key to delete')
     .description('delete a key: its browser sessions end at once, a running API drops the key within 30 s')
     .action(async (name: string) =>
-      withKeys(program, (_app, keys) => {
-        if (!keys.remove(name)) throw new UserError(`no API key is named "${name}"`);
+      withApp(program, async (app) => {
+        if (!(await app.apiKeys.remove(name))) throw new UserError(`no API key is named "${name}"`);
         process.stderr.write(`API key "${name}" revoked\n`);
       }),
     );
 }
 
 /** The grants a key reads; null for an admin key (every grant). */
-function grantsOf(row: ApiKeyRow): string[] | null {
-  return row.role === 'admin' ? null : (row.grantIds ?? []);
+function grantsOf(key: ApiKey): string[] | null {
+  return key.role === 'admin' ? null : (key.grantIds ?? []);
 }
 
-async function withKeys(program: Command, fn: (app: AppContext, keys: ApiKeyStore) => void): Promise<void> {
+async function grantIdOf(app: AppContext, ref: string): Promise<string> {
+  const stored = await app.grants.find(ref);
+  if (!stored) throw new UserError(`--grants: no grant has the id or label "${ref}"`);
+  return stored.grant.id;
+}
+
+/** The labels of the grants the keys name, looked up once each. */
+async function grantLabels(app: AppContext, keys: ApiKey[]): Promise<Map<string, string>> {
+  const ids = new Set(keys.flatMap((k) => grantsOf(k) ?? []));
+  const labels = new Map<string, string>();
+  for (const id of ids) {
+    const stored = await app.grants.get(id);
+    if (stored) labels.set(id, stored.grant.label);
+  }
+  return labels;
+}
+
+async function withApp(program: Command, fn: (app: AppContext) => Promise<void>): Promise<void> {
   const loaded = loadConfig(process.env, program.opts<{ config?: string }>().config);
   // Logs go to stderr: stdout carries only the key.
   const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }), {
     create: false,
   });
   try {
-    fn(app, new ApiKeyStore(app.store.db));
+    await fn(app);
   } finally {
-    app.close();
+    await app.close();
   }
 }
 

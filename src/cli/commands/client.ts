@@ -1,13 +1,11 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
-import type { ClientRow } from '../../../db/schema.js';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
 import { UserError } from '../../errors/user-error.js';
+import type { Client, ClientRepository, GrantRepository } from '../../grants/ports.js';
 import { type AuthorizeParams, addAuthorizeParam } from '../../oauth/authorize-params.js';
-import { type ProviderProfile, type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
+import { type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
 import { assertSecureEndpoint } from '../../oauth/token-client.js';
-import { type ClientStore, storedAuthorizeParams } from '../../store/client-store.js';
-import type { GrantStore } from '../../store/grant-store.js';
 import { withCliContext } from '../cli-context.js';
 import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
 import { clientNameArg, parseWith, scopesArg } from '../parsers.js';
@@ -98,7 +96,7 @@ export function registerClientCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const row = app.clients.upsert({
+          const saved = await app.clients.upsert({
             name,
             profile,
             clientId: opts.clientId,
@@ -109,7 +107,7 @@ export function registerClientCommands(program: Command): void {
             ...(opts.authorizeParam ? { authorizeParams: opts.authorizeParam } : {}),
             now: Date.now(),
           });
-          const view = clientView(row, app.grants);
+          const view = await clientView(saved, app.grants);
           if (opts.json) return printJson(view);
           printLine(
             `client ${name} saved (${view.provider}, ${view.public ? 'public' : 'confidential'} client)`,
@@ -130,7 +128,7 @@ export function registerClientCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const views = app.clients.list().map((row) => clientView(row, app.grants));
+          const views = await Promise.all((await app.clients.list()).map((c) => clientView(c, app.grants)));
           if (opts.json) return printJson(views);
           if (views.length === 0) return printLine('no clients yet: grantkeeper client add --help');
           printLine(
@@ -161,7 +159,7 @@ export function registerClientCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const view = clientView(findClient(app.clients, name), app.grants);
+          const view = await clientView(await findClient(app.clients, name), app.grants);
           if (opts.json) return printJson(view);
           printLine(
             renderFields([
@@ -199,8 +197,8 @@ export function registerClientCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const row = findClient(app.clients, name);
-          const grants = app.grants.listByClient(row.id);
+          const found = await findClient(app.clients, name);
+          const grants = await app.grants.listByClient(found.id);
           if (grants.length > 0 && !opts.force) {
             const labels = grants.map((g) => g.label).slice(0, 5);
             throw new UserError(
@@ -208,42 +206,45 @@ export function registerClientCommands(program: Command): void {
                 'revoke or remove them first, or pass --force to remove them with it',
             );
           }
-          app.store.db.transaction(() => {
-            for (const g of grants) app.grants.remove(g.id);
-            app.clients.remove(row.id);
-          });
-          if (opts.json) return printJson({ removed: name, grantsRemoved: grants.map((g) => g.label) });
-          printLine(`client ${name} removed${grants.length ? ` with ${grants.length} grant(s)` : ''}`);
+          const removed = await app.clients.remove(found.id, { withGrants: opts.force === true });
+          if (!removed) {
+            throw new UserError(
+              `client ${name} changed meanwhile (a grant was added, or it was removed): run it again`,
+            );
+          }
+          const labels = removed.grantLabels;
+          if (opts.json) return printJson({ removed: name, grantsRemoved: labels });
+          printLine(`client ${name} removed${labels.length ? ` with ${labels.length} grant(s)` : ''}`);
         },
         { redis: false },
       );
     });
 }
 
-export function findClient(clients: ClientStore, name: string): ClientRow {
-  const row = clients.findByName(name);
-  if (!row) throw new UserError(`no client is named "${name}" (grantkeeper client list)`);
-  return row;
+export async function findClient(clients: ClientRepository, name: string): Promise<Client> {
+  const client = await clients.findByName(name);
+  if (!client) throw new UserError(`no client is named "${name}" (grantkeeper client list)`);
+  return client;
 }
 
-function clientView(row: ClientRow, grants: GrantStore) {
-  const profile = row.profile as ProviderProfile;
+async function clientView(client: Client, grants: GrantRepository) {
+  const { profile } = client;
   return {
-    id: row.id,
-    name: row.name,
-    provider: row.provider,
-    clientId: row.clientId,
-    authMethod: row.authMethod,
-    public: row.authMethod === 'none',
-    hasSecret: row.clientSecretSealed !== null,
-    scopes: row.scopes.split(' ').filter(Boolean),
-    redirectUri: row.redirectUri ?? DEFAULT_REDIRECT_URI,
+    id: client.id,
+    name: client.name,
+    provider: profile.kind,
+    clientId: client.clientId,
+    authMethod: client.authMethod,
+    public: client.authMethod === 'none',
+    hasSecret: client.hasSecret,
+    scopes: client.scopes,
+    redirectUri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
     /** The client's own; the preset's are sent too, under them. */
-    authorizeParams: storedAuthorizeParams(row),
+    authorizeParams: client.authorizeParams,
     authorizationEndpoint: profile.authorizationEndpoint,
     tokenEndpoint: profile.tokenEndpoint,
     revocationEndpoint: profile.revocationEndpoint ?? null,
-    grants: grants.listByClient(row.id).length,
+    grants: (await grants.listByClient(client.id)).length,
   };
 }
 

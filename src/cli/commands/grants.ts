@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { isLive } from '../../grants/grant.js';
 import { withCliContext } from '../cli-context.js';
 import { clientsById, eventView, findGrant, grantView } from '../grant-view.js';
 import {
@@ -29,8 +30,8 @@ export function registerGrantListCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const clients = clientsById(app);
-          const grants = app.grants.list();
+          const clients = await clientsById(app);
+          const grants = await app.grants.list();
           if (opts.json) return printJson(grants.map((g) => grantView(g, clients.get(g.clientRef))));
           if (grants.length === 0) return printLine('no grants yet: grantkeeper seed --help');
           const now = Date.now();
@@ -39,10 +40,10 @@ export function registerGrantListCommands(program: Command): void {
               ['LABEL', 'PROVIDER', 'STATE', 'ACCESS EXPIRES', 'NEXT REFRESH', 'LAST REFRESH', 'FAILURES'],
               grants.map((g) => [
                 g.label,
-                clients.get(g.clientRef)?.provider ?? '?',
+                clients.get(g.clientRef)?.profile.kind ?? '?',
                 colorState(g.state),
                 formatRelative(g.accessExpiresAt, now),
-                g.state === 'active' || g.state === 'failing' ? formatRelative(g.nextRefreshAt, now) : '-',
+                isLive(g.state) ? formatRelative(g.nextRefreshAt, now) : '-',
                 formatRelative(g.lastRefreshedAt, now),
                 g.consecutiveFailures ? colors.yellow(String(g.consecutiveFailures)) : '0',
               ]),
@@ -70,9 +71,9 @@ export function registerGrantListCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const grant = findGrant(app, ref);
-          const view = grantView(grant, app.clients.get(grant.clientRef));
-          const events = app.grants.recentEvents(grant.id, opts.events).map(eventView);
+          const { grant } = await findGrant(app, ref);
+          const view = grantView(grant, await app.clients.get(grant.clientRef));
+          const events = (await app.grants.recentEvents(grant.id, opts.events)).map(eventView);
           if (opts.json) return printJson({ grant: view, events });
           const now = Date.now();
           printLine(
@@ -126,7 +127,7 @@ export function registerGrantListCommands(program: Command): void {
     .addHelpText('after', examples('grantkeeper failed', 'grantkeeper retry --all-failed'))
     .action(async (opts: { json?: boolean }) => {
       await withCliContext(program, async ({ app, engine }) => {
-        const clients = clientsById(app);
+        const clients = await clientsById(app);
         const failedJobs = new Map<string, number>();
         if (engine.queue) {
           for (const job of await engine.queue.getFailed(0, 9999)) {
@@ -134,7 +135,7 @@ export function registerGrantListCommands(program: Command): void {
             if (id) failedJobs.set(id, (failedJobs.get(id) ?? 0) + 1);
           }
         }
-        const failing = app.grants.list().filter((g) => g.state !== 'active');
+        const failing = (await app.grants.list()).filter((g) => g.state !== 'active');
         const rows = failing.map((g) => ({
           ...grantView(g, clients.get(g.clientRef)),
           failedJobs: engine.queue ? (failedJobs.get(g.id) ?? 0) : null,

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/load-config.js';
 import { createLogger } from '../../log/logger.js';
 import { openAppContext } from '../../service/app-context.js';
-import { rekeyStore } from '../../store/rekey.js';
 import { examples, printJson, printLine } from '../output.js';
 
 export function registerRekeyCommand(program: Command): void {
@@ -26,7 +25,7 @@ export function registerRekeyCommand(program: Command): void {
         create: false,
       });
       try {
-        const report = rekeyStore(app.store, app.sealer);
+        const report = await app.admin.rekey();
         if (opts.json) return printJson(report);
         const r = report.resealed;
         const count = r.accessTokens + r.refreshTokens + r.clientSecrets + r.keyCheck;
@@ -39,7 +38,7 @@ export function registerRekeyCommand(program: Command): void {
           'every value now opens with GRANTKEEPER_KEY alone: GRANTKEEPER_PREVIOUS_KEYS can be removed',
         );
       } finally {
-        app.close();
+        await app.close();
       }
     });
 }

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { LIVE_GRANT_STATES } from '../../../db/schema.js';
-import { UserError } from '../../errors/user-error.js';
+import { removeGrant } from '../../grants/actions/remove.js';
+import { revokeGrant } from '../../grants/actions/revoke.js';
 import { withCliContext } from '../cli-context.js';
 import { findGrant } from '../grant-view.js';
 import { colors, examples, note, printJson, printLine } from '../output.js';
@@ -18,44 +17,17 @@ export function registerRevokeCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app, engine }) => {
-          const grant = findGrant(app, ref);
-          const clientRow = app.clients.get(grant.clientRef);
-          if (!clientRow) throw new UserError(`grant ${grant.label} has no client; use grantkeeper remove`);
-          const client = app.clients.open(clientRow);
-          const endpoint = client.profile.revocationEndpoint;
-          let revoked = false;
-          if (endpoint) {
-            // Held so no refresh rotates the token while we revoke it, leaving a live one behind.
-            const owner = `revoke.${randomBytes(4).toString('hex')}`;
-            const live = LIVE_GRANT_STATES.includes(grant.state);
-            if (
-              live &&
-              !app.grants.claim(grant.id, grant.version, owner, engine.leaseMs, engine.inDoubtGraceMs)
-            ) {
-              throw new UserError(
-                `grant ${grant.label} is being refreshed right now, or an earlier refresh's answer may still be on its way; try again later`,
-              );
-            }
-            try {
-              const { refreshToken } = app.grants.openTokens(grant);
-              await engine.tokenClient.revoke(client.target, endpoint, refreshToken, 'refresh_token');
-              revoked = true;
-            } catch (err) {
-              if (live) app.grants.releaseLease(grant.id, owner, grant.leaseSentAt);
-              throw new UserError(
-                `the provider did not revoke ${grant.label} (${(err as Error).message}); it is kept: retry, or drop it with grantkeeper remove`,
-              );
-            }
-          }
-          app.grants.remove(grant.id);
-          if (!endpoint) {
+          const stored = await findGrant(app, ref);
+          const { id, label } = stored.grant;
+          const outcome = await revokeGrant(engine.actions, stored);
+          if (!outcome.revoked) {
             note(
-              `note: ${client.profile.kind} has no revocation endpoint; the account holder can withdraw the app's access in their account settings`,
+              `note: ${outcome.provider} has no revocation endpoint; the account holder can withdraw the app's access in their account settings`,
             );
           }
-          if (opts.json) return printJson({ id: grant.id, label: grant.label, revoked, removed: true });
+          if (opts.json) return printJson({ id, label, revoked: outcome.revoked, removed: true });
           printLine(
-            `${colors.green('✓')} ${revoked ? `revoked ${grant.label} at ${client.profile.kind} and removed it` : `removed ${grant.label}`}`,
+            `${colors.green('✓')} ${outcome.revoked ? `revoked ${label} at ${outcome.provider} and removed it` : `removed ${label}`}`,
           );
         },
         { redis: false },
@@ -72,8 +44,8 @@ export function registerRevokeCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const grant = findGrant(app, ref);
-          app.grants.remove(grant.id);
+          const { grant } = await findGrant(app, ref);
+          await removeGrant(app, grant);
           if (opts.json) return printJson({ id: grant.id, label: grant.label, removed: true });
           printLine(`${colors.green('✓')} removed ${grant.label}`);
         },

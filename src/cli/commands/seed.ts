@@ -51,14 +51,13 @@ export function registerSeedCommand(program: Command): void {
             await syncConfigClients(loaded.config.clients, app.clients, process.env, Date.now());
           }
           const mode: ConsentMode = flags.manual ? 'manual' : 'loopback';
-          const scheduler = engine.scheduler;
           const result = await seedGrant(
             {
               grants: app.grants,
               clients: app.clients,
               tokenClient: engine.tokenClient,
               timing: engine.refresher.timing,
-              ...(scheduler ? { schedule: (grant) => scheduler.schedule([grant]) } : {}),
+              scheduler: engine.scheduler,
               io: {
                 messages: process.stderr,
                 input: process.stdin,

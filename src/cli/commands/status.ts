@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { GRANT_STATES, type GrantState } from '../../../db/schema.js';
+import { GRANT_STATES, type GrantState, isLive } from '../../grants/grant.js';
 import { describeRedisUrl } from '../../redis/redis-connection.js';
 import type { StorageGate } from '../../store/storage-gate.js';
 import { type ManagedRedisOwner, withCliContext } from '../cli-context.js';
@@ -26,31 +26,31 @@ export function registerStatusCommand(program: Command): void {
       'after',
       examples(
         'grantkeeper status',
-        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error),',
+        'grantkeeper status --json   # exits 1 while a grant needs an operator (needs_reconsent, client_error, broken),',
         '                            # the refresh queue is paused, Redis does not answer, the db or disk is unwell',
       ),
     )
     .action(async (opts: { json?: boolean }) => {
       await withCliContext(program, async ({ app, engine, redis }) => {
         const now = Date.now();
-        const grants = app.grants.list();
+        const grants = await app.grants.list();
         const byState = Object.fromEntries(GRANT_STATES.map((s) => [s, 0])) as Record<GrantState, number>;
         for (const g of grants) byState[g.state]++;
         const oldest = grants
           .filter((g) => g.state !== 'active' && g.lastErrorAt !== null)
           .sort((a, b) => (a.lastErrorAt ?? 0) - (b.lastErrorAt ?? 0))[0];
         const nextDue = grants
-          .filter((g) => g.state === 'active' || g.state === 'failing')
+          .filter((g) => isLive(g.state))
           .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt)[0];
         const counts = engine.queue
           ? await engine.queue.getJobCounts('waiting', 'delayed', 'active', 'failed')
           : null;
         // A paused queue runs no refresh at all, and a pause outlives restarts.
         const paused = engine.queue ? await engine.queue.isPaused() : false;
-        const dbCheck = String(app.store.sqlite.pragma('quick_check', { simple: true }));
+        const dbCheck = await app.admin.check();
         const disk = engine.storage.diskReport();
         const status = {
-          db: { path: app.store.path, ok: dbCheck === 'ok', check: dbCheck },
+          db: { kind: app.admin.kind, path: app.admin.location, ok: dbCheck.ok, check: dbCheck.detail },
           disk,
           redis: {
             state: redis.state,
@@ -101,15 +101,15 @@ export function registerStatusCommand(program: Command): void {
               [
                 'db',
                 status.db.ok
-                  ? colors.green(`ok (${app.store.path})`)
-                  : colors.red(`check failed: ${dbCheck}`),
+                  ? colors.green(`ok (${app.admin.location})`)
+                  : colors.red(`check failed: ${dbCheck.detail}`),
               ],
               ['disk', diskLine(disk)],
             ]),
           );
         }
         if (
-          byState.needs_reconsent + byState.client_error > 0 ||
+          byState.needs_reconsent + byState.client_error + byState.broken > 0 ||
           !status.db.ok ||
           disk.low ||
           redis.state === 'unreachable' ||

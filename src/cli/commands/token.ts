@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
-import type { GrantRow } from '../../../db/schema.js';
 import { UserError } from '../../errors/user-error.js';
+import { refreshNow } from '../../grants/actions/refresh-now.js';
+import { retryGrant } from '../../grants/actions/retry.js';
+import type { StoredGrant } from '../../grants/grant.js';
 import { defaultMinValidSec } from '../../refresh/access-token-reader.js';
-import { withCliContext } from '../cli-context.js';
+import { type CliContext, withCliContext } from '../cli-context.js';
 import { findGrant } from '../grant-view.js';
 import { colors, examples, formatSpan, isoOrNull, printJson, printLine } from '../output.js';
 import { grantRefArg, secondsArg } from '../parsers.js';
@@ -28,9 +30,9 @@ export function registerTokenCommands(program: Command): void {
     )
     .action(async (ref: string, opts: { minValid?: number }) => {
       await withCliContext(program, async ({ app, engine }) => {
-        const grant = findGrant(app, ref);
-        const minValidSec = opts.minValid ?? defaultMinValidSec(grant.accessLifetimeMs);
-        const token = await engine.reader.readGrant(grant, { minValidSec });
+        const stored = await findGrant(app, ref);
+        const minValidSec = opts.minValid ?? defaultMinValidSec(stored.grant.accessLifetimeMs);
+        const token = await engine.reader.readGrant(stored, { minValidSec });
         process.stdout.write(`${token.accessToken}\n`);
       });
     });
@@ -42,8 +44,8 @@ export function registerTokenCommands(program: Command): void {
     .option('--json', 'print JSON')
     .addHelpText('after', examples('grantkeeper refresh @ourbot'))
     .action(async (ref: string, opts: { json?: boolean }) => {
-      await withCliContext(program, async ({ engine }) => {
-        const token = await engine.reader.read(ref, { force: true });
+      await withCliContext(program, async ({ app, engine }) => {
+        const token = await refreshNow(engine.actions, await findGrant(app, ref));
         const view = {
           id: token.grantId,
           label: token.label,
@@ -75,19 +77,14 @@ export function registerTokenCommands(program: Command): void {
         throw new UserError('name one grant or pass --all-failed', 2);
       }
       await withCliContext(program, async ({ app, engine }) => {
-        const targets: GrantRow[] = ref
-          ? [findGrant(app, ref)]
-          : app.grants.list().filter((g) => g.state !== 'active');
+        const targets = ref ? [await findGrant(app, ref)] : await storedFailedGrants(app);
         const results: Array<{ id: string; label: string; ok: boolean; error?: string }> = [];
-        for (const grant of targets) {
-          app.grants.reviveForRetry(grant.id, Date.now());
-          try {
-            await engine.reader.read(grant.id, { force: true });
-            results.push({ id: grant.id, label: grant.label, ok: true });
-          } catch (err) {
-            if (!(err instanceof UserError)) throw err;
-            results.push({ id: grant.id, label: grant.label, ok: false, error: err.message });
-          }
+        for (const stored of targets) {
+          const outcome = await retryGrant(engine.actions, stored);
+          const { id, label } = stored.grant;
+          if (!outcome) results.push({ id, label, ok: false, error: 'the grant was removed meanwhile' });
+          else if (outcome.ok) results.push({ id, label, ok: true });
+          else results.push({ id, label, ok: false, error: outcome.error.message });
         }
         if (opts.json) printJson(results);
         else if (results.length === 0) printLine('no failed grants');
@@ -104,4 +101,10 @@ export function registerTokenCommands(program: Command): void {
         if (failed > 0) throw new UserError(`${failed} of ${results.length} grant(s) still fail`);
       });
     });
+}
+
+async function storedFailedGrants(app: CliContext['app']): Promise<StoredGrant[]> {
+  const failed = (await app.grants.list()).filter((g) => g.state !== 'active');
+  const stored = await Promise.all(failed.map((g) => app.grants.get(g.id)));
+  return stored.filter((s): s is StoredGrant => s !== undefined);
 }

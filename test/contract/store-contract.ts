@@ -1,0 +1,660 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
+import type { RefreshEvent } from '../../src/grants/grant.js';
+import type { SaveConsentInput, Store } from '../../src/grants/ports.js';
+import { sleep, testProfile } from '../support/engine.js';
+
+/**
+ * The contract every store adapter keeps (src/grants/ports.ts), run against each one. It speaks
+ * only through the ports: no SQL, no file, no connection. Leases are measured on the store's clock,
+ * so lease tests use real time and short leases rather than a fake clock.
+ */
+export interface StoreUnderTest {
+  /** Opens the adapter's one store under test; may be called again to reopen it with another key. */
+  open(sealer: Sealer): Promise<Store>;
+  /** Drops everything the store holds (the folder, the database). */
+  dispose(): Promise<void>;
+}
+
+export function sealerOf(fill: number, previous: number[] = []): Sealer {
+  const key = (n: number) => {
+    const bytes = Buffer.alloc(32, n);
+    return { id: keyIdFor(bytes), key: bytes };
+  };
+  return new Sealer(new Keyring(key(fill), previous.map(key)));
+}
+
+const LEASE = 10_000;
+const GRACE = 600_000;
+
+export function describeStoreContract(adapter: string, setup: () => Promise<StoreUnderTest>): void {
+  describe(`store contract: ${adapter}`, () => {
+    const sealer = sealerOf(7);
+    let subject: StoreUnderTest;
+    let store: Store;
+    let clientRef: string;
+    let serial = 0;
+
+    beforeAll(async () => {
+      subject = await setup();
+      store = await subject.open(sealer);
+      await store.admin.verifySealingKey();
+      clientRef = (
+        await store.clients.upsert({
+          name: 'contract',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'contract-id',
+          clientSecret: 'contract-client-secret',
+          authMethod: 'client_secret_basic',
+          scopes: ['openid', 'offline_access'],
+          now: Date.now(),
+        })
+      ).id;
+    });
+
+    afterAll(async () => {
+      await store?.admin.close();
+      await subject?.dispose();
+    });
+
+    const consent = (overrides: Partial<SaveConsentInput> = {}): SaveConsentInput => {
+      const now = Date.now();
+      serial += 1;
+      return {
+        clientRef,
+        label: `@contract-${serial}`,
+        accessToken: `at-${serial}`,
+        refreshToken: `rt-${serial}`,
+        accessExpiresAt: now + 3_600_000,
+        accessLifetimeMs: 3_600_000,
+        refreshTokenUsedAt: now,
+        nextRefreshAt: now + 3_000_000,
+        now,
+        ...overrides,
+      };
+    };
+    const seed = (overrides: Partial<SaveConsentInput> = {}) => store.grants.saveConsent(consent(overrides));
+    const event = (outcome: RefreshEvent['outcome'], extra: Partial<RefreshEvent> = {}): RefreshEvent => ({
+      at: Date.now(),
+      trigger: 'contract',
+      outcome,
+      ...extra,
+    });
+    const update = (n: string, refreshToken: string | null = `rt-${n}`) => {
+      const now = Date.now();
+      return {
+        accessToken: `at-${n}`,
+        ...(refreshToken === null ? {} : { refreshToken }),
+        accessExpiresAt: now + 3_600_000,
+        accessLifetimeMs: 3_600_000,
+        refreshTokenUsedAt: now,
+        nextRefreshAt: now + 3_000_000,
+      };
+    };
+    /** A grant stopped by a refusal, as invalid_grant leaves it. */
+    const stopped = async () => {
+      const grant = await seed();
+      expect(await store.grants.claim(grant.id, 0, 'killer', LEASE, GRACE)).toBeDefined();
+      const failed = await store.grants.recordFailure(
+        grant.id,
+        0,
+        'killer',
+        { state: 'needs_reconsent', message: 'invalid_grant: spent' },
+        event('needs_reconsent', { errorCode: 'invalid_grant' }),
+      );
+      expect(failed?.state).toBe('needs_reconsent');
+      return grant;
+    };
+
+    describe('grants: consent, lookups, listings', () => {
+      it('stores a consent and opens its tokens; finds it by id and by label', async () => {
+        const input = consent({ subject: 'acct-1', scope: 'openid', tokenType: 'Bearer' });
+        const grant = await store.grants.saveConsent(input);
+        expect(grant).toMatchObject({
+          clientRef,
+          label: input.label,
+          subject: 'acct-1',
+          state: 'active',
+          mode: 'eager',
+          version: 0,
+          scope: 'openid',
+          consecutiveFailures: 0,
+          leaseOwner: null,
+          leaseSentAt: null,
+          alertedState: null,
+        });
+        expect(grant).not.toHaveProperty('accessTokenSealed');
+        const byId = await store.grants.get(grant.id);
+        expect(byId?.grant).toEqual(grant);
+        expect(byId?.tokens.accessToken()).toBe(input.accessToken);
+        expect(byId?.tokens.refreshToken()).toBe(input.refreshToken);
+        expect((await store.grants.find(input.label))?.grant.id).toBe(grant.id);
+        expect((await store.grants.find(grant.id))?.grant.id).toBe(grant.id);
+      });
+
+      it('answers undefined for what does not exist', async () => {
+        expect(await store.grants.get('g_nothing')).toBeUndefined();
+        expect(await store.grants.find('@nobody')).toBeUndefined();
+        expect(await store.grants.leaseView('g_nothing')).toBeUndefined();
+        expect(await store.grants.reviveForRetry('g_nothing', Date.now())).toBeUndefined();
+        expect(await store.grants.setMode('g_nothing', 'keepalive', Date.now(), Date.now())).toBeUndefined();
+        expect(await store.grants.alertView('g_nothing')).toBeUndefined();
+        expect(await store.grants.remove('g_nothing')).toBe(false);
+      });
+
+      it('re-consenting a label keeps its id, replaces its tokens, settles its lease and moves the version on', async () => {
+        const first = await seed();
+        await store.grants.claim(first.id, 0, 'holder', LEASE, GRACE);
+        await store.grants.markSent(first.id, 0, 'holder', 0);
+        const seen: unknown[] = [];
+        const again = await store.grants.saveConsent(
+          consent({ label: first.label, accessToken: 'at-new', refreshToken: 'rt-new' }),
+          (existing) => seen.push(existing),
+        );
+        expect(seen).toEqual([expect.objectContaining({ id: first.id, clientRef, subject: first.subject })]);
+        expect(again).toMatchObject({ id: first.id, version: 1, leaseOwner: null, leaseSentAt: null });
+        expect((await store.grants.get(first.id))?.tokens.refreshToken()).toBe('rt-new');
+      });
+
+      it('a refusing mayReplace leaves the grant as it was', async () => {
+        const first = await seed({ subject: 'acct-a' });
+        await expect(
+          store.grants.saveConsent(consent({ label: first.label, refreshToken: 'rt-intruder' }), () => {
+            throw new Error('another account');
+          }),
+        ).rejects.toThrow('another account');
+        const after = await store.grants.get(first.id);
+        expect(after?.grant.version).toBe(0);
+        expect(after?.tokens.refreshToken()).toBe(`rt-${first.label.slice('@contract-'.length)}`);
+      });
+
+      it('lists by label, by client, and only live grants due before the horizon', async () => {
+        const due = await seed({ nextRefreshAt: Date.now() - 1000 });
+        const later = await seed({ nextRefreshAt: Date.now() + 86_400_000 });
+        const dead = await stopped();
+        const labels = (await store.grants.list()).map((g) => g.label);
+        expect(labels).toEqual([...labels].sort());
+        expect(labels).toEqual(expect.arrayContaining([due.label, later.label, dead.label]));
+        expect((await store.grants.listByClient(clientRef)).map((g) => g.id)).toContain(due.id);
+        expect(await store.grants.listByClient('c_nothing')).toEqual([]);
+        const schedulable = await store.grants.listSchedulable(Date.now() + 60_000);
+        expect(schedulable).toContainEqual({ id: due.id, version: 0, nextRefreshAt: due.nextRefreshAt });
+        expect(schedulable.map((g) => g.id)).not.toContain(later.id);
+        expect(schedulable.map((g) => g.id)).not.toContain(dead.id);
+      });
+    });
+
+    describe('grants: the lease (invariant 2)', () => {
+      it('grants one lease per version; a wrong version or a second owner gets nothing', async () => {
+        const grant = await seed();
+        const held = await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE);
+        expect(held?.grant.leaseOwner).toBe('a');
+        expect(held?.tokens.refreshToken()).toBe(`rt-${grant.label.slice('@contract-'.length)}`);
+        expect(await store.grants.claim(grant.id, 0, 'b', LEASE, GRACE)).toBeUndefined();
+        expect(await store.grants.claim(grant.id, 1, 'c', LEASE, GRACE)).toBeUndefined();
+      });
+
+      it('lets an expired lease be taken over, measured on the store clock', async () => {
+        const grant = await seed();
+        expect(await store.grants.claim(grant.id, 0, 'a', 150, GRACE)).toBeDefined();
+        const view = await store.grants.leaseView(grant.id);
+        expect(view?.leaseRemainingMs).toBeGreaterThan(0);
+        expect(view?.leaseRemainingMs).toBeLessThanOrEqual(150);
+        expect(view?.sentAgoMs).toBeNull();
+        await sleep(250);
+        expect((await store.grants.leaseView(grant.id))?.leaseRemainingMs).toBeLessThan(0);
+        expect((await store.grants.claim(grant.id, 0, 'b', LEASE, GRACE))?.grant.leaseOwner).toBe('b');
+      });
+
+      it('never leases a stopped grant', async () => {
+        const grant = await stopped();
+        expect(await store.grants.claim(grant.id, 0, 'a', LEASE, 0)).toBeUndefined();
+      });
+
+      it('fences a send: only the holder, at its version, with more than the minimum left', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE);
+        expect(await store.grants.markSent(grant.id, 0, 'b', 0)).toBeUndefined();
+        expect(await store.grants.markSent(grant.id, 1, 'a', 0)).toBeUndefined();
+        expect(await store.grants.markSent(grant.id, 0, 'a', LEASE + 1000)).toBeUndefined();
+        expect((await store.grants.leaseView(grant.id))?.sentAgoMs).toBeNull();
+        const left = await store.grants.markSent(grant.id, 0, 'a', 1000);
+        expect(left).toBeGreaterThan(1000);
+        expect(left).toBeLessThanOrEqual(LEASE);
+        const view = await store.grants.leaseView(grant.id);
+        expect(view?.sentAgoMs).toBeGreaterThanOrEqual(0);
+        expect(view?.grant.leaseSentAt).not.toBeNull();
+      });
+
+      it('keeps a grant whose answer was lost in doubt until the grace has passed, and counts it', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', 100, GRACE);
+        await store.grants.markSent(grant.id, 0, 'a', 0);
+        await sleep(200);
+        const before = (await store.grants.fleetStats()).inDoubt;
+        expect(before).toBeGreaterThanOrEqual(1);
+        expect(await store.grants.claim(grant.id, 0, 'b', LEASE, GRACE)).toBeUndefined();
+        const taken = await store.grants.claim(grant.id, 0, 'b', LEASE, 50);
+        expect(taken?.grant.leaseOwner).toBe('b');
+        // Still in doubt for the new holder: only an answer settles the earlier send.
+        expect(taken?.grant.leaseSentAt).toBe(grant.leaseSentAt ?? taken?.grant.leaseSentAt);
+        expect(taken?.grant.leaseSentAt).not.toBeNull();
+        const candidates = await store.grants.listAlertCandidates();
+        expect(candidates.map((c) => c.id)).toContain(grant.id);
+      });
+
+      it('gives a lease back only to its owner, leaving the in-doubt mark the caller names', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE);
+        await store.grants.releaseLease(grant.id, 'b', null);
+        expect((await store.grants.leaseView(grant.id))?.grant.leaseOwner).toBe('a');
+        await store.grants.releaseLease(grant.id, 'a', 1234);
+        const view = await store.grants.leaseView(grant.id);
+        expect(view?.grant).toMatchObject({ leaseOwner: null, leaseUntil: null, leaseSentAt: 1234 });
+        expect(view?.leaseRemainingMs).toBeNull();
+      });
+
+      it('extends only its owner’s lease', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', 200, GRACE);
+        expect(await store.grants.extendLease(grant.id, 0, 'b', LEASE)).toBe(false);
+        expect(await store.grants.extendLease(grant.id, 1, 'a', LEASE)).toBe(false);
+        expect(await store.grants.extendLease(grant.id, 0, 'a', LEASE)).toBe(true);
+        expect((await store.grants.leaseView(grant.id))?.leaseRemainingMs).toBeGreaterThan(200);
+      });
+    });
+
+    describe('grants: commits (invariant 3)', () => {
+      it('commits at the claimed version: new tokens, failures cleared, lease and doubt settled, one event', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE);
+        await store.grants.markSent(grant.id, 0, 'a', 0);
+        const result = await store.grants.commitRefresh(
+          grant.id,
+          0,
+          update('v1'),
+          event('refreshed', { rotated: true, durationMs: 12, httpStatus: 200 }),
+        );
+        expect(result?.conflict).toBe(false);
+        expect(result?.grant).toMatchObject({
+          version: 1,
+          state: 'active',
+          consecutiveFailures: 0,
+          lastError: null,
+          leaseOwner: null,
+          leaseSentAt: null,
+        });
+        expect(result?.grant.lastRefreshedAt).not.toBeNull();
+        expect(result?.tokens.accessToken()).toBe('at-v1');
+        expect((await store.grants.get(grant.id))?.tokens.refreshToken()).toBe('rt-v1');
+        const [recorded] = await store.grants.recentEvents(grant.id, 5);
+        expect(recorded).toMatchObject({
+          grantId: grant.id,
+          version: 0,
+          outcome: 'refreshed',
+          trigger: 'contract',
+          durationMs: 12,
+          httpStatus: 200,
+        });
+        expect(Boolean(recorded?.rotated)).toBe(true);
+      });
+
+      it('keeps the stored refresh token when the answer carried none', async () => {
+        const grant = await seed();
+        await store.grants.commitRefresh(grant.id, 0, update('v1', null), event('refreshed'));
+        const after = await store.grants.get(grant.id);
+        expect(after?.tokens.accessToken()).toBe('at-v1');
+        expect(after?.tokens.refreshToken()).toBe(`rt-${grant.label.slice('@contract-'.length)}`);
+      });
+
+      it('writes nothing for a version that moved on', async () => {
+        const grant = await seed();
+        await store.grants.commitRefresh(grant.id, 0, update('v1'), event('refreshed'));
+        expect(
+          await store.grants.commitRefresh(grant.id, 0, update('late'), event('refreshed')),
+        ).toBeUndefined();
+        const after = await store.grants.get(grant.id);
+        expect(after?.grant.version).toBe(1);
+        expect(after?.tokens.accessToken()).toBe('at-v1');
+        expect((await store.grants.recentEvents(grant.id, 10)).length).toBe(1);
+      });
+
+      it('stores a late answer for a stopped grant without reviving it, as a conflict', async () => {
+        const grant = await stopped();
+        const result = await store.grants.commitRefresh(grant.id, 0, update('late'), event('refreshed'));
+        expect(result?.conflict).toBe(true);
+        expect(result?.grant).toMatchObject({ state: 'needs_reconsent', version: 1 });
+        expect(result?.grant.lastError).toContain('invalid_grant');
+        expect((await store.grants.get(grant.id))?.tokens.refreshToken()).toBe('rt-late');
+        expect((await store.grants.recentEvents(grant.id, 1))[0]?.outcome).toBe('conflict');
+      });
+
+      it('stores a salvaged refresh token and the failure in one step, for the lease holder only', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE);
+        const args = [
+          { refreshToken: 'rt-salvaged', refreshTokenUsedAt: Date.now() },
+          { nextRefreshAt: Date.now() + 5000, message: 'unusable access token' },
+          event('transient_error', { errorCode: 'unusable' }),
+        ] as const;
+        expect(await store.grants.commitRotationOnly(grant.id, 0, 'b', ...args)).toBeUndefined();
+        const after = await store.grants.commitRotationOnly(grant.id, 0, 'a', ...args);
+        expect(after).toMatchObject({
+          version: 1,
+          state: 'failing',
+          consecutiveFailures: 1,
+          lastError: 'unusable access token',
+          leaseOwner: null,
+        });
+        expect((await store.grants.get(grant.id))?.tokens.refreshToken()).toBe('rt-salvaged');
+        expect((await store.grants.recentEvents(grant.id, 5)).map((e) => e.errorCode)).toEqual(['unusable']);
+      });
+
+      it('records a failure only for the lease holder, releasing the lease; a lost answer stays in doubt', async () => {
+        const grant = await seed();
+        await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE);
+        await store.grants.markSent(grant.id, 0, 'a', 0);
+        const failure = { state: 'failing' as const, nextRefreshAt: Date.now() + 30_000, message: 'timeout' };
+        expect(
+          await store.grants.recordFailure(grant.id, 0, 'b', failure, event('transient_error')),
+        ).toBeUndefined();
+        const lost = await store.grants.recordFailure(
+          grant.id,
+          0,
+          'a',
+          { ...failure, inDoubt: true },
+          event('in_doubt'),
+        );
+        expect(lost).toMatchObject({
+          state: 'failing',
+          consecutiveFailures: 1,
+          lastError: 'timeout',
+          leaseOwner: null,
+        });
+        expect(lost?.leaseSentAt).not.toBeNull();
+        expect(lost?.nextRefreshAt).toBe(failure.nextRefreshAt);
+
+        // The grace is measured from the send on the store's clock, to the millisecond.
+        await sleep(5);
+        expect(await store.grants.claim(grant.id, 0, 'c', LEASE, 0)).toBeDefined();
+        const answered = await store.grants.recordFailure(
+          grant.id,
+          0,
+          'c',
+          failure,
+          event('transient_error'),
+        );
+        expect(answered).toMatchObject({ consecutiveFailures: 2, leaseSentAt: null });
+        expect((await store.grants.recentEvents(grant.id, 10)).map((e) => e.outcome)).toEqual([
+          'transient_error',
+          'in_doubt',
+        ]);
+      });
+
+      it('records history without touching the grant, newest first, as many as asked', async () => {
+        const grant = await seed();
+        for (const outcome of ['overtaken', 'refreshed', 'transient_error'] as const) {
+          await store.grants.recordEvent(grant.id, 0, event(outcome));
+        }
+        expect((await store.grants.recentEvents(grant.id, 2)).map((e) => e.outcome)).toEqual([
+          'transient_error',
+          'refreshed',
+        ]);
+        expect((await store.grants.get(grant.id))?.grant).toEqual(grant);
+      });
+    });
+
+    describe('grants: operator changes', () => {
+      it('revives a stopped grant as failing, due now, at the same version', async () => {
+        const grant = await stopped();
+        const now = Date.now();
+        const revived = await store.grants.reviveForRetry(grant.id, now);
+        expect(revived).toMatchObject({ state: 'failing', nextRefreshAt: now, version: 0 });
+        const live = await seed();
+        expect((await store.grants.reviveForRetry(live.id, now))?.state).toBe('active');
+      });
+
+      it('switches the mode and replans without moving the version', async () => {
+        const grant = await seed();
+        const at = Date.now() + 86_400_000;
+        expect(await store.grants.setMode(grant.id, 'keepalive', at, Date.now())).toMatchObject({
+          mode: 'keepalive',
+          nextRefreshAt: at,
+          version: 0,
+        });
+      });
+
+      it('removes a grant with its events', async () => {
+        const grant = await seed();
+        await store.grants.recordEvent(grant.id, 0, event('refreshed'));
+        expect(await store.grants.remove(grant.id)).toBe(true);
+        expect(await store.grants.get(grant.id)).toBeUndefined();
+        expect(await store.grants.recentEvents(grant.id, 5)).toEqual([]);
+        expect(await store.grants.remove(grant.id)).toBe(false);
+      });
+    });
+
+    describe('grants: fleet and alerts', () => {
+      it('aggregates states, the earliest eager expiry and the oldest use per client', async () => {
+        const early = await seed({ accessExpiresAt: Date.now() + 1000, refreshTokenUsedAt: 1000 });
+        await stopped();
+        const stats = await store.grants.fleetStats();
+        const total = (await store.grants.list()).length;
+        expect(stats.byState.reduce((n, s) => n + s.count, 0)).toBe(total);
+        expect(stats.byState.find((s) => s.state === 'needs_reconsent')?.count).toBeGreaterThanOrEqual(1);
+        expect(stats.earliestEagerExpiry).toBe(early.accessExpiresAt);
+        expect(stats.oldestUseByClient).toContainEqual({ clientRef, usedAt: 1000 });
+      });
+
+      it('alerts each transition once: markAlerted is a compare-and-swap', async () => {
+        const grant = await stopped();
+        expect((await store.grants.listAlertCandidates()).map((c) => c.id)).toContain(grant.id);
+        expect(await store.grants.markAlerted(grant.id, null, 'needs_reconsent')).toBe(true);
+        expect(await store.grants.markAlerted(grant.id, null, 'needs_reconsent')).toBe(false);
+        expect(await store.grants.alertView(grant.id)).toMatchObject({
+          id: grant.id,
+          state: 'needs_reconsent',
+          alertedState: 'needs_reconsent',
+        });
+        expect(await store.grants.markAlerted(grant.id, 'needs_reconsent', null)).toBe(true);
+        const quiet = await seed();
+        expect((await store.grants.listAlertCandidates()).map((c) => c.id)).not.toContain(quiet.id);
+      });
+    });
+
+    describe('clients', () => {
+      it('adds a client, updates it in place by name, and opens its secret only on request', async () => {
+        const input = {
+          name: 'contract-c2',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'c2',
+          clientSecret: 'c2-secret',
+          authMethod: 'client_secret_post' as const,
+          scopes: ['openid'],
+          redirectUri: 'http://127.0.0.1/callback',
+          authorizeParams: { login_hint: 'a@example.com' },
+          now: Date.now(),
+        };
+        const added = await store.clients.upsert(input);
+        expect(added).toMatchObject({ name: 'contract-c2', hasSecret: true, scopes: ['openid'] });
+        expect(added).not.toHaveProperty('clientSecret');
+        const updated = await store.clients.upsert({
+          ...input,
+          scopes: ['openid', 'email'],
+          now: Date.now(),
+        });
+        expect(updated.id).toBe(added.id);
+        expect((await store.clients.get(added.id))?.scopes).toEqual(['openid', 'email']);
+        expect((await store.clients.findByName('contract-c2'))?.authorizeParams).toEqual({
+          login_hint: 'a@example.com',
+        });
+        const opened = await store.clients.openById(added.id);
+        expect(opened?.target).toMatchObject({
+          clientId: 'c2',
+          clientSecret: 'c2-secret',
+          authMethod: 'client_secret_post',
+        });
+        expect(opened?.redirectUri).toBe('http://127.0.0.1/callback');
+        const names = (await store.clients.list()).map((c) => c.name);
+        expect(names).toEqual([...names].sort());
+        expect(await store.clients.get('c_nothing')).toBeUndefined();
+        expect(await store.clients.openById('c_nothing')).toBeUndefined();
+        expect(await store.clients.findByName('nothing')).toBeUndefined();
+      });
+
+      it('keeps a client that still has grants unless asked to remove them with it', async () => {
+        const own = await store.clients.upsert({
+          name: 'contract-c3',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'c3',
+          authMethod: 'none',
+          scopes: ['openid'],
+          now: Date.now(),
+        });
+        expect(own.hasSecret).toBe(false);
+        const grant = await seed({ clientRef: own.id });
+        expect(await store.clients.remove(own.id, { withGrants: false })).toBeUndefined();
+        expect(await store.clients.get(own.id)).toBeDefined();
+        expect(await store.clients.remove(own.id, { withGrants: true })).toEqual({
+          grantLabels: [grant.label],
+        });
+        expect(await store.grants.get(grant.id)).toBeUndefined();
+        expect(await store.clients.remove(own.id, { withGrants: true })).toBeUndefined();
+      });
+    });
+
+    describe('API keys and sessions', () => {
+      it('stores keys by hash, with their role, and finds them every way', async () => {
+        const now = Date.now();
+        const admin = await store.apiKeys.create({
+          name: 'contract-admin',
+          keyHash: 'aa'.repeat(32),
+          role: 'admin',
+          now,
+        });
+        const reader = await store.apiKeys.create({
+          name: 'contract-reader',
+          keyHash: 'bb'.repeat(32),
+          role: 'reader',
+          grantIds: ['g_1', 'g_2'],
+          now,
+        });
+        expect(admin).toMatchObject({ role: 'admin', grantIds: null, lastUsedAt: null });
+        expect(reader).toMatchObject({ role: 'reader', grantIds: ['g_1', 'g_2'] });
+        await expect(
+          store.apiKeys.create({ name: 'contract-admin', keyHash: 'cc'.repeat(32), role: 'admin', now }),
+        ).rejects.toThrow(/already exists/);
+        expect((await store.apiKeys.findByName('contract-reader'))?.id).toBe(reader.id);
+        expect((await store.apiKeys.findById(admin.id))?.name).toBe('contract-admin');
+        expect(await store.apiKeys.findByHash('bb'.repeat(32))).toMatchObject({
+          id: reader.id,
+          keyHash: 'bb'.repeat(32),
+        });
+        expect(await store.apiKeys.findByHash('dd'.repeat(32))).toBeUndefined();
+        expect((await store.apiKeys.list()).map((k) => k.name)).toEqual([
+          'contract-admin',
+          'contract-reader',
+        ]);
+        expect(await store.apiKeys.list()).not.toContainEqual(
+          expect.objectContaining({ keyHash: expect.anything() }),
+        );
+        expect((await store.apiKeys.listWithHashes()).map((k) => k.keyHash)).toEqual([
+          'aa'.repeat(32),
+          'bb'.repeat(32),
+        ]);
+        await store.apiKeys.touch([admin.id], now + 5);
+        await store.apiKeys.touch([], now + 9);
+        expect((await store.apiKeys.findById(admin.id))?.lastUsedAt).toBe(now + 5);
+      });
+
+      it('keeps sessions until they expire, and drops them with their key', async () => {
+        const now = Date.now();
+        const key = await store.apiKeys.create({
+          name: 'contract-session',
+          keyHash: 'ee'.repeat(32),
+          role: 'admin',
+          now,
+        });
+        await store.sessions.create({
+          idHash: 's1',
+          apiKeyId: key.id,
+          createdAt: now,
+          expiresAt: now + 1000,
+        });
+        await store.sessions.create({ idHash: 's2', apiKeyId: key.id, createdAt: now, expiresAt: now + 10 });
+        expect(await store.sessions.findLive('s1', now)).toMatchObject({
+          apiKeyId: key.id,
+          expiresAt: now + 1000,
+        });
+        expect(await store.sessions.findLive('s2', now + 20)).toBeUndefined();
+        expect(await store.sessions.purgeExpired(now + 20)).toBe(1);
+        expect(await store.sessions.remove('s2')).toBe(false);
+        expect(await store.apiKeys.remove('contract-session')).toBe(true);
+        expect(await store.sessions.findLive('s1', now)).toBeUndefined();
+        expect(await store.apiKeys.remove('contract-session')).toBe(false);
+      });
+    });
+
+    describe('service state', () => {
+      it('moves a key with compare-and-set, once per transition', async () => {
+        expect(await store.serviceState.get('contract:q')).toBeNull();
+        expect(await store.serviceState.compareAndSet('contract:q', null, 'paused')).toBe(true);
+        expect(await store.serviceState.compareAndSet('contract:q', null, 'paused')).toBe(false);
+        expect(await store.serviceState.get('contract:q')).toBe('paused');
+        expect(await store.serviceState.compareAndSet('contract:q', 'paused', null)).toBe(true);
+        expect(await store.serviceState.get('contract:q')).toBeNull();
+      });
+    });
+
+    describe('admin', () => {
+      it('answers a ping and passes its integrity check', async () => {
+        await store.admin.ping();
+        expect((await store.admin.check()).ok).toBe(true);
+        expect(store.admin.location.length).toBeGreaterThan(0);
+        expect(store.admin.location).not.toMatch(/:[^/@]+@/);
+      });
+
+      it('refuses a key that does not open it, naming the key ids', async () => {
+        const wrong = sealerOf(99);
+        const other = await subject.open(wrong);
+        try {
+          await expect(other.admin.verifySealingKey()).rejects.toThrow(wrong.primaryKeyId);
+        } finally {
+          await other.admin.close();
+        }
+      });
+
+      it('reseals every value under a new key, after which the old key is not needed', async () => {
+        const grant = await seed();
+        const rotated = sealerOf(8, [7]);
+        const during = await subject.open(rotated);
+        try {
+          const report = await during.admin.rekey();
+          expect(report.keyId).toBe(rotated.primaryKeyId);
+          expect(report.resealed.keyCheck).toBe(1);
+          expect(report.resealed.refreshTokens).toBeGreaterThanOrEqual(1);
+          expect(report.resealed.clientSecrets).toBeGreaterThanOrEqual(1);
+          expect(report.alreadyCurrent).toBe(0);
+          expect((await during.admin.rekey()).alreadyCurrent).toBe(report.total);
+        } finally {
+          await during.admin.close();
+        }
+        const after = await subject.open(sealerOf(8));
+        try {
+          await after.admin.verifySealingKey();
+          expect((await after.grants.get(grant.id))?.tokens.refreshToken()).toBe(
+            `rt-${grant.label.slice('@contract-'.length)}`,
+          );
+          expect((await after.clients.openById(clientRef))?.target.clientSecret).toBe(
+            'contract-client-secret',
+          );
+        } finally {
+          await after.admin.close();
+        }
+        // The store under test keeps working for later tests only with the new key.
+        await store.admin.close();
+        store = await subject.open(sealerOf(8));
+      });
+    });
+  });
+}
