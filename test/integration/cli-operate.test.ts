@@ -236,6 +236,18 @@ describe('operator commands', { timeout: 90_000 }, () => {
     });
   });
 
+  it('status exits 1 while a grant is broken (it needs an operator like needs_reconsent)', async () => {
+    const { grant } = await seed('@unopenable', 3600);
+    // As a failed unseal leaves it: grantkeeper itself cannot use the grant.
+    engine.service.app
+      .database!.sqlite.prepare(`update grants set state = 'broken', last_error = 'unopenable' where id = ?`)
+      .run(grant.id);
+    const status = await cli('status', '--json');
+    expect(JSON.parse(status.stdout)).toMatchObject({ grants: { broken: 1 } });
+    expect(status.code).toBe(1);
+    expect((await cli('remove', '@unopenable')).code).toBe(0);
+  });
+
   it('never printed a token or the client secret, except token on stdout', () => {
     const tokenStdout = new Set(
       outputs.filter((o) => /^gk-test-at-[0-9a-f]+\n$/.test(o.stdout)).map((o) => o.stdout),
