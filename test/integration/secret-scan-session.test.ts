@@ -208,7 +208,16 @@ describe('full-run secret scan', { timeout: 150_000 }, () => {
         ])
       ).code,
     ).toBe(0);
-    const refused = await cli(['refresh', '@sess']);
+    // A forced refresh within seconds of the worker's last one answers from it (invariant 10) and
+    // asks the provider nothing, so ask until one reaches the provider or the worker has met it.
+    const refused = await waitFor(
+      async () => {
+        const run = await cli(['refresh', '@sess']);
+        return run.code === 0 ? undefined : run;
+      },
+      'a refresh refused for the wrong client secret',
+      30_000,
+    );
     expect(refused.code).toBe(1);
     // Either this refresh met invalid_client, or the worker met it first and the grant is stopped.
     expect(refused.stderr).toMatch(/invalid_client|client_error/);
