@@ -94,7 +94,8 @@ export class SqliteGrantRepository implements GrantRepository {
     return guarded(() =>
       this.inTransaction(() => {
         const existing = this.db.select().from(grants).where(eq(grants.label, input.label)).get();
-        if (existing) mayReplace?.(existing);
+        if (existing)
+          mayReplace?.({ id: existing.id, clientRef: existing.clientRef, subject: existing.subject });
         const id = existing?.id ?? newId('g');
         const values = {
           clientRef: input.clientRef,
