@@ -21,6 +21,7 @@ COPY --from=build /app/dist dist
 COPY package.json ./
 COPY bin bin
 COPY db/sqlite/migrations db/sqlite/migrations
+COPY db/postgres/migrations db/postgres/migrations
 RUN mkdir -p /data && chown node:node /data && chmod 700 /data
 USER node
 VOLUME /data

@@ -3,6 +3,9 @@ import type { GrantRepository, RefreshScheduler, SchedulableGrant } from '../src
 import type { Logger } from '../src/log/logger.js';
 import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
 
+/** Grants read and checked against Redis per round trip. */
+const PAGE = 1000;
+
 export interface ReconcilerOptions {
   intervalMs: number;
   horizonMs: number;
@@ -40,11 +43,18 @@ export class Reconciler {
 
   async reconcileOnce(): Promise<ReconcileReport> {
     const now = this.now();
-    const live = await this.grants.listSchedulable(now + this.options.horizonMs);
     const missing: SchedulableGrant[] = [];
     const overdue: SchedulableGrant[] = [];
-    for (let i = 0; i < live.length; i += 1000) {
-      const batch = live.slice(i, i + 1000);
+    let checked = 0;
+    let after: SchedulableGrant | undefined;
+    for (;;) {
+      const batch = await this.grants.listSchedulable(now + this.options.horizonMs, {
+        limit: PAGE,
+        ...(after ? { after } : {}),
+      });
+      if (batch.length === 0) break;
+      checked += batch.length;
+      after = batch[batch.length - 1];
       const pipeline = this.redis.pipeline();
       for (const g of batch)
         pipeline.exists(this.queue.toKey(refreshJobId(g.id, g.version, g.nextRefreshAt)));
@@ -55,10 +65,11 @@ export class Reconciler {
         if (exists === 0) missing.push(g);
         else if (g.nextRefreshAt < now - this.options.overdueGraceMs) overdue.push(g);
       });
+      if (batch.length < PAGE) break;
     }
     const revived = await this.reviveFinished(overdue);
     const added = await this.scheduler.schedule([...missing, ...revived]);
-    const report = { checked: live.length, added: added - revived.length, revived: revived.length };
+    const report = { checked, added: added - revived.length, revived: revived.length };
     if (report.added > 0 || report.revived > 0) this.logger.info(report, 'reconciled refresh jobs');
     return report;
   }

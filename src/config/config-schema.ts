@@ -80,9 +80,22 @@ export type ConfigClient = z.infer<typeof configClientSchema>;
 
 const ms = z.number().nonnegative();
 
+/** A postgres:// URL; the message never repeats the value, which may hold a password. */
+const databaseUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}, 'expected a postgres://user:password@host:port/database URL');
+
 export const configSchema = z
   .object({
     dataDir: z.string().min(1).default('./data'),
+    // Without it, the store is SQLite in the data folder; with it, every replica shares PostgreSQL.
+    databaseUrl: databaseUrl.optional(),
+    databasePoolSize: wholeNumber(1, 500).default(20),
     redisUrl: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     concurrency: wholeNumber(1, 1000).default(16),
@@ -171,6 +184,8 @@ export type Config = z.infer<typeof configSchema>;
 /** Environment variables and the config field each one sets. */
 export const ENV_VARS = {
   GRANTKEEPER_DATA_DIR: 'dataDir',
+  GRANTKEEPER_DATABASE_URL: 'databaseUrl',
+  GRANTKEEPER_DATABASE_POOL_SIZE: 'databasePoolSize',
   REDIS_URL: 'redisUrl',
   GRANTKEEPER_LOG_LEVEL: 'logLevel',
   GRANTKEEPER_CONCURRENCY: 'concurrency',

@@ -7,7 +7,15 @@ import { type Config, configSchema, ENV_VARS } from './config-schema.js';
 export interface LoadedConfig {
   config: Config;
   /** Secrets stay out of `config` so it can be logged; they are read from the environment only. */
-  secrets: { key?: string; previousKeys?: string; webhookSecret?: string };
+  secrets: {
+    key?: string;
+    /** GRANTKEEPER_KEY_FILE: a file holding the key (a mounted secret). */
+    keyFile?: string;
+    /** GRANTKEEPER_KEY_COMMAND: a command that prints the key (a secret manager's CLI). */
+    keyCommand?: string;
+    previousKeys?: string;
+    webhookSecret?: string;
+  };
   configPath?: string;
 }
 
@@ -28,12 +36,26 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
     throw new UserError(describeIssues(parsed.error, fromEnv, configPath));
   }
   const key = nonEmpty(env.GRANTKEEPER_KEY);
+  const keyFile = nonEmpty(env.GRANTKEEPER_KEY_FILE);
+  const keyCommand = nonEmpty(env.GRANTKEEPER_KEY_COMMAND);
+  const keySources = [
+    key && 'GRANTKEEPER_KEY',
+    keyFile && 'GRANTKEEPER_KEY_FILE',
+    keyCommand && 'GRANTKEEPER_KEY_COMMAND',
+  ];
+  if (keySources.filter(Boolean).length > 1) {
+    throw new UserError(
+      `set only one of ${keySources.filter(Boolean).join(', ')}: each names the sealing key`,
+    );
+  }
   const previousKeys = nonEmpty(env.GRANTKEEPER_PREVIOUS_KEYS);
   const webhookSecret = nonEmpty(env.GRANTKEEPER_WEBHOOK_SECRET);
   return {
     config: parsed.data,
     secrets: {
       ...(key ? { key } : {}),
+      ...(keyFile ? { keyFile } : {}),
+      ...(keyCommand ? { keyCommand } : {}),
       ...(previousKeys ? { previousKeys } : {}),
       ...(webhookSecret ? { webhookSecret } : {}),
     },
@@ -41,7 +63,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
   };
 }
 
-const SECRET_BEARING_FIELDS = new Set(['redisUrl', 'webhookUrls']);
+const SECRET_BEARING_FIELDS = new Set(['redisUrl', 'webhookUrls', 'databaseUrl']);
 
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
@@ -72,7 +94,7 @@ function describeIssues(error: z.ZodError, fromEnv: Record<string, string>, conf
     const field = String(issue.path[0] ?? '');
     const where =
       field in fromEnv
-        ? // Redis and webhook URLs may carry a password or token: name the variable, not its value.
+        ? // Database, Redis and webhook URLs may carry a password or token: name the variable, not its value.
           `${envByField[field]}${SECRET_BEARING_FIELDS.has(field) ? '' : `=${JSON.stringify(fromEnv[field])}`}`
         : `${issue.path.join('.') || '(top level)'} in ${configPath ?? 'the config'}`;
     return `${where}: ${issue.message}`;

@@ -1,12 +1,15 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { link, open, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { Keyring, keyIdFor, type SealingKey } from './sealer.js';
 
 export const KEY_FILE_NAME = 'grantkeeper.key';
 const KEY_BYTES = 32;
+const execFileAsync = promisify(execFile);
 const HOW_TO_MAKE = 'make one with `openssl rand -base64 32`';
 
 export function keyFilePath(dataDir: string): string {
@@ -20,23 +23,69 @@ export interface LoadKeyringOptions {
   previousKeys?: string;
   dataDir: string;
   logger: Logger;
+  /** GRANTKEEPER_KEY_FILE: a key file the operator provides (never generated). */
+  keyFile?: string;
+  /** GRANTKEEPER_KEY_COMMAND: run with /bin/sh; its output is the key. */
+  keyCommand?: string;
   /** False for tools that only read an existing store: a missing key file is then an error. */
   generate?: boolean;
+  /**
+   * The store is shared by several machines (PostgreSQL): a key generated into one machine's data
+   * folder would seal values no other replica opens, so the key must be given.
+   */
+  shared?: boolean;
 }
 
 export async function loadKeyring(opts: LoadKeyringOptions): Promise<Keyring> {
-  const envKey = opts.envKey?.trim();
-  const primary = envKey
-    ? sealingKey(envKey, 'GRANTKEEPER_KEY')
-    : await keyFromFile(keyFilePath(opts.dataDir), opts.logger, opts.generate ?? true);
   const previous = (opts.previousKeys ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '')
     .map((s, i) => sealingKey(s, `Previous key ${i + 1}`));
-  return new Keyring(primary, previous);
+  return new Keyring(await primaryKey(opts), previous);
 }
 
+async function primaryKey(opts: LoadKeyringOptions): Promise<SealingKey> {
+  const envKey = opts.envKey?.trim();
+  if (envKey) return sealingKey(envKey, 'GRANTKEEPER_KEY');
+  if (opts.keyFile) {
+    const key = await readKeyFile(opts.keyFile);
+    if (!key) throw new UserError(`GRANTKEEPER_KEY_FILE names ${opts.keyFile}, which does not exist`);
+    return key;
+  }
+  if (opts.keyCommand) return keyFromCommand(opts.keyCommand);
+  if (opts.shared) {
+    throw new UserError(
+      `a PostgreSQL store is shared by every replica, so its sealing key must be given, not generated on one machine: set GRANTKEEPER_KEY, GRANTKEEPER_KEY_FILE or GRANTKEEPER_KEY_COMMAND (${HOW_TO_MAKE})`,
+    );
+  }
+  return keyFromFile(keyFilePath(opts.dataDir), opts.logger, opts.generate ?? true);
+}
+
+const KEY_COMMAND_TIMEOUT_MS = 30_000;
+
+/** Runs the operator's key command; its failure is reported by exit status, never by its output. */
+async function keyFromCommand(command: string): Promise<SealingKey> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileAsync('/bin/sh', ['-c', command], {
+      timeout: KEY_COMMAND_TIMEOUT_MS,
+      maxBuffer: 64 * 1024,
+      encoding: 'utf8',
+    }));
+  } catch (err) {
+    const { code, killed, signal } = err as { code?: unknown; killed?: boolean; signal?: string | null };
+    const why = killed
+      ? `did not finish within ${KEY_COMMAND_TIMEOUT_MS / 1000} s`
+      : typeof code === 'number'
+        ? `exited with status ${code}`
+        : signal
+          ? `was killed by ${signal}`
+          : `could not be run (${String(code ?? 'error')})`;
+    throw new UserError(`GRANTKEEPER_KEY_COMMAND ${why}; run it by hand to see why`);
+  }
+  return sealingKey(stdout.trim(), 'The output of GRANTKEEPER_KEY_COMMAND');
+}
 function sealingKey(text: string, what: string): SealingKey {
   const key = decodeBase64(text);
   if (key?.length !== KEY_BYTES) {

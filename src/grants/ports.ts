@@ -51,6 +51,12 @@ export interface SchedulableGrant {
   nextRefreshAt: number;
 }
 
+/** One page of `listSchedulable`: at most `limit` grants, after `after` in its order. */
+export interface SchedulePage {
+  after?: Pick<SchedulableGrant, 'id' | 'nextRefreshAt'>;
+  limit: number;
+}
+
 /** A grant with its lease read on the store's clock. */
 export interface LeaseView {
   grant: Grant;
@@ -106,8 +112,12 @@ export interface GrantRepository {
   /** Every grant, ordered by label. */
   list(): Promise<Grant[]>;
   listByClient(clientRef: string): Promise<Grant[]>;
-  /** Live grants due before `dueBefore`: what the reconciler makes sure has a job. */
-  listSchedulable(dueBefore: number): Promise<SchedulableGrant[]>;
+  /**
+   * Live grants due before `dueBefore`, most urgent first (by next refresh, then id): what the
+   * reconciler makes sure has a job. Paged by key: the next page starts after the last one seen, so
+   * a fleet of millions is never one array, and grants replanned meanwhile are not skipped twice.
+   */
+  listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]>;
 
   /**
    * Stores a freshly consented grant, in one transaction. Re-consenting an existing label replaces

@@ -6,6 +6,7 @@ import { Sealer } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
 import type { Store } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
+import { openPostgresStore } from '../store/postgres/postgres-store.js';
 import { DB_FILE_NAME, ensureDataDir, type SqliteDatabase } from '../store/sqlite/sqlite-database.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 
@@ -22,7 +23,8 @@ export interface AppContext extends Store {
 }
 
 export interface OpenOptions {
-  busyTimeoutMs?: number;
+  /** How long a write waits for another writer's lock (SQLite busy timeout, PostgreSQL lock_timeout). */
+  lockWaitMs?: number;
   /**
    * Commands that register or run create the data folder, key file and db; read-only tools
    * (`token`, `grants`, `status`, the library) refuse to, so a mistyped folder is an error, not a
@@ -37,20 +39,35 @@ export async function openAppContext(
   options: OpenOptions = {},
 ): Promise<AppContext> {
   const create = options.create ?? true;
-  const dataDir = create ? ensureDataDir(loaded.config.dataDir) : existingStoreDir(loaded.config.dataDir);
+  const { config, secrets } = loaded;
+  const shared = config.databaseUrl !== undefined;
+  // With PostgreSQL the data folder holds no store; it still holds a managed Redis, and is created.
+  const dataDir = create || shared ? ensureDataDir(config.dataDir) : existingStoreDir(config.dataDir);
   const keyring = await loadKeyring({
     dataDir,
     logger,
     generate: create,
-    ...(loaded.secrets.key ? { envKey: loaded.secrets.key } : {}),
-    ...(loaded.secrets.previousKeys ? { previousKeys: loaded.secrets.previousKeys } : {}),
+    shared,
+    ...(secrets.key ? { envKey: secrets.key } : {}),
+    ...(secrets.keyFile ? { keyFile: secrets.keyFile } : {}),
+    ...(secrets.keyCommand ? { keyCommand: secrets.keyCommand } : {}),
+    ...(secrets.previousKeys ? { previousKeys: secrets.previousKeys } : {}),
   });
   const sealer = new Sealer(keyring);
-  const store = openSqliteStore({
-    dataDir,
-    sealer,
-    ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
-  });
+  const store = config.databaseUrl
+    ? await openPostgresStore({
+        url: config.databaseUrl,
+        sealer,
+        create,
+        poolSize: config.databasePoolSize,
+        logger,
+        ...(options.lockWaitMs === undefined ? {} : { lockTimeoutMs: options.lockWaitMs }),
+      })
+    : openSqliteStore({
+        dataDir,
+        sealer,
+        ...(options.lockWaitMs === undefined ? {} : { busyTimeoutMs: options.lockWaitMs }),
+      });
   try {
     await store.admin.verifySealingKey();
   } catch (err) {

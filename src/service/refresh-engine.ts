@@ -66,10 +66,10 @@ export function createRefreshEngine(
   const inDoubtGraceMs = config.inDoubtGraceSeconds * 1000;
   const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;
   const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
-  const storage = new StorageGate({
-    reserve: new DiskReserve(app.dataDir, Math.round(config.diskReserveMb * 1024 * 1024)),
-    logger,
-  });
+  // The reserve is room on the disk under a SQLite file; PostgreSQL's disk is not ours to reserve
+  // (a full one refuses the claim itself, so no refresh starts).
+  const reserveBytes = app.admin.kind === 'sqlite' ? Math.round(config.diskReserveMb * 1024 * 1024) : 0;
+  const storage = new StorageGate({ reserve: new DiskReserve(app.dataDir, reserveBytes), logger });
   const refresher = new GrantRefresher({
     grants: app.grants,
     clients: app.clients,

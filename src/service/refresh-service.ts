@@ -22,7 +22,7 @@ const OVERDUE_GRACE_MS = 60_000;
  * renewals) meanwhile. The service waits briefly and then defers claims and holds received answers
  * asynchronously; one-shot CLI commands keep the longer default.
  */
-const SERVICE_BUSY_TIMEOUT_MS = 1000;
+const SERVICE_LOCK_WAIT_MS = 1000;
 
 export interface RefreshService {
   app: AppContext;
@@ -85,7 +85,7 @@ export async function startRefreshService(
   try {
     // Configuration mistakes are reported before anything is started.
     for (const c of config.clients) configClientSecret(c, options.env ?? process.env);
-    const app = await openAppContext(loaded, logger, { busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
+    const app = await openAppContext(loaded, logger, { lockWaitMs: SERVICE_LOCK_WAIT_MS });
     cleanups.push(() => app.close());
     // A second run on this folder stops here, before it syncs clients or touches the queue.
     const redis = await openServiceRedis({

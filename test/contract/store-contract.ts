@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import type { RefreshEvent } from '../../src/grants/grant.js';
 import type { SaveConsentInput, Store } from '../../src/grants/ports.js';
+import { StorageError } from '../../src/grants/storage-error.js';
 import { sleep, testProfile } from '../support/engine.js';
 
 /**
@@ -14,6 +15,13 @@ export interface StoreUnderTest {
   open(sealer: Sealer): Promise<Store>;
   /** Drops everything the store holds (the folder, the database). */
   dispose(): Promise<void>;
+  /** From outside the store: every event insert fails (a trigger) until the returned undo runs. */
+  failEventInserts(): Promise<() => Promise<void>>;
+  /**
+   * From another connection: holds the store's write lock, longer than the store under test waits
+   * for it (the setup opens it with a short lock wait), until the returned release runs.
+   */
+  holdWriteLock(): Promise<() => Promise<void>>;
 }
 
 export function sealerOf(fill: number, previous: number[] = []): Sealer {
@@ -178,10 +186,32 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect(labels).toEqual(expect.arrayContaining([due.label, later.label, dead.label]));
         expect((await store.grants.listByClient(clientRef)).map((g) => g.id)).toContain(due.id);
         expect(await store.grants.listByClient('c_nothing')).toEqual([]);
-        const schedulable = await store.grants.listSchedulable(Date.now() + 60_000);
+        const schedulable = await store.grants.listSchedulable(Date.now() + 60_000, { limit: 10_000 });
         expect(schedulable).toContainEqual({ id: due.id, version: 0, nextRefreshAt: due.nextRefreshAt });
         expect(schedulable.map((g) => g.id)).not.toContain(later.id);
         expect(schedulable.map((g) => g.id)).not.toContain(dead.id);
+      });
+
+      it('pages due grants most urgent first, ties by id, none skipped or repeated', async () => {
+        const base = Date.now() - 10 * 86_400_000;
+        const ours = [];
+        for (const offset of [3, 0, 1, 1, 2]) ours.push(await seed({ nextRefreshAt: base + offset }));
+        const expected = ours
+          .map((g) => ({ id: g.id, version: 0, nextRefreshAt: g.nextRefreshAt }))
+          .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt || (a.id < b.id ? -1 : 1));
+        const seen = [];
+        let after: { id: string; nextRefreshAt: number } | undefined;
+        for (let pages = 0; pages < 10; pages++) {
+          const page = await store.grants.listSchedulable(base + 10, {
+            limit: 2,
+            ...(after ? { after } : {}),
+          });
+          expect(page.length).toBeLessThanOrEqual(2);
+          if (page.length === 0) break;
+          seen.push(...page);
+          after = page[page.length - 1];
+        }
+        expect(seen).toEqual(expected);
       });
     });
 
@@ -402,6 +432,74 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           'refreshed',
         ]);
         expect((await store.grants.get(grant.id))?.grant).toEqual(grant);
+      });
+    });
+
+    describe('grants: faults under a commit', () => {
+      it('an event that cannot be written undoes its commit, failure record and salvage: nothing half-written', async () => {
+        const grant = await seed();
+        const n = grant.label.slice('@contract-'.length);
+        expect(await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE)).toBeDefined();
+        const undo = await subject.failEventInserts();
+        try {
+          await expect(
+            store.grants.commitRefresh(grant.id, 0, update('x'), event('refreshed')),
+          ).rejects.toThrow();
+          await expect(
+            store.grants.recordFailure(
+              grant.id,
+              0,
+              'a',
+              { state: 'failing', message: 'm' },
+              event('transient_error'),
+            ),
+          ).rejects.toThrow();
+          await expect(
+            store.grants.commitRotationOnly(
+              grant.id,
+              0,
+              'a',
+              { refreshToken: 'rt-salvaged', refreshTokenUsedAt: Date.now() },
+              { nextRefreshAt: Date.now(), message: 'm' },
+              event('transient_error'),
+            ),
+          ).rejects.toThrow();
+        } finally {
+          await undo();
+        }
+        const after = await store.grants.get(grant.id);
+        expect(after?.grant).toMatchObject({
+          version: 0,
+          leaseOwner: 'a',
+          consecutiveFailures: 0,
+          state: 'active',
+        });
+        expect(after?.tokens.accessToken()).toBe(`at-${n}`);
+        expect(after?.tokens.refreshToken()).toBe(`rt-${n}`);
+        expect(await store.grants.recentEvents(grant.id, 5)).toEqual([]);
+        const committed = await store.grants.commitRefresh(grant.id, 0, update('y'), event('refreshed'));
+        expect(committed?.grant.version).toBe(1);
+        expect(await store.grants.recentEvents(grant.id, 5)).toHaveLength(1);
+      });
+
+      it('a commit refused while another writer holds the lock is a StorageError that changed nothing, and lands once retried', async () => {
+        const grant = await seed();
+        expect(await store.grants.claim(grant.id, 0, 'a', LEASE, GRACE)).toBeDefined();
+        const release = await subject.holdWriteLock();
+        let refused: unknown;
+        try {
+          refused = await store.grants
+            .commitRefresh(grant.id, 0, update('held'), event('refreshed'))
+            .catch((e) => e);
+        } finally {
+          await release();
+        }
+        expect(refused).toBeInstanceOf(StorageError);
+        expect((refused as StorageError).failure).toBe('locked');
+        expect((await store.grants.get(grant.id))?.grant.version).toBe(0);
+        // What the held-commit path does next: the same write again, which now lands.
+        const landed = await store.grants.commitRefresh(grant.id, 0, update('held'), event('refreshed'));
+        expect(landed?.tokens.refreshToken()).toBe('rt-held');
       });
     });
 

@@ -145,9 +145,10 @@ export function writeRunConfig(
   return path;
 }
 
-export async function openData(dataDir: string, key: string): Promise<AppContext> {
+/** The store of a scenario: the data folder's SQLite file, or the shared PostgreSQL at `databaseUrl`. */
+export async function openData(dataDir: string, key: string, databaseUrl?: string): Promise<AppContext> {
   return openAppContext(
-    { config: configSchema.parse({ dataDir }), secrets: { key } },
+    { config: configSchema.parse({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) }), secrets: { key } },
     createLogger({ level: 'silent' }),
   );
 }
@@ -164,8 +165,9 @@ export async function seedGrants(opts: {
   count: number;
   mint: (i: number) => Promise<TokenSet & { refreshToken: string }>;
   dueAt?: (i: number) => number;
+  databaseUrl?: string;
 }): Promise<{ ids: string[]; profile: ProviderProfile }> {
-  const app = await openData(opts.dataDir, opts.key);
+  const app = await openData(opts.dataDir, opts.key, opts.databaseUrl);
   try {
     const profile = await resolveProvider({ kind: 'oidc', endpoints: opts.client.endpoints });
     const client = await app.clients.upsert({
@@ -201,8 +203,8 @@ export async function seedGrants(opts: {
   }
 }
 
-export async function createApiKey(dataDir: string, key: string): Promise<string> {
-  const app = await openData(dataDir, key);
+export async function createApiKey(dataDir: string, key: string, databaseUrl?: string): Promise<string> {
+  const app = await openData(dataDir, key, databaseUrl);
   try {
     return (await issueApiKey(app.apiKeys, { name: 'faults', role: 'admin', now: Date.now() })).key;
   } finally {
@@ -217,8 +219,12 @@ export interface GrantSnapshot {
 }
 
 /** Every grant with its tokens opened, read while the workers may still be running (WAL). */
-export async function snapshotGrants(dataDir: string, key: string): Promise<GrantSnapshot[]> {
-  const app = await openData(dataDir, key);
+export async function snapshotGrants(
+  dataDir: string,
+  key: string,
+  databaseUrl?: string,
+): Promise<GrantSnapshot[]> {
+  const app = await openData(dataDir, key, databaseUrl);
   try {
     const snapshots: GrantSnapshot[] = [];
     for (const { id } of await app.grants.list()) {

@@ -290,11 +290,11 @@ describe('grant store on a real SQLite file', () => {
   it('lists only live grants due within the horizon', async () => {
     const dead = await seed('dead');
     await markDead(dead.id);
-    const due = (await grants.listSchedulable(T0 + 3000_000)).map((g) => g.id);
+    const due = (await grants.listSchedulable(T0 + 3000_000, { limit: 1000 })).map((g) => g.id);
     expect(due).toContain((await grants.find('lease'))?.grant.id);
     expect(due).toContain((await grants.find('failure'))?.grant.id);
     expect(due).not.toContain(dead.id);
-    expect((await grants.listSchedulable(T0 + 2999_999)).map((g) => g.id)).toEqual([
+    expect((await grants.listSchedulable(T0 + 2999_999, { limit: 1000 })).map((g) => g.id)).toEqual([
       (await grants.find('failure'))?.grant.id,
     ]);
   });

@@ -48,7 +48,8 @@ export function registerStatusCommand(program: Command): void {
         // A paused queue runs no refresh at all, and a pause outlives restarts.
         const paused = engine.queue ? await engine.queue.isPaused() : false;
         const dbCheck = await app.admin.check();
-        const disk = engine.storage.diskReport();
+        // The disk under a SQLite file is ours to watch; PostgreSQL's is its operator's.
+        const disk = app.admin.kind === 'sqlite' ? engine.storage.diskReport() : null;
         const status = {
           db: { kind: app.admin.kind, path: app.admin.location, ok: dbCheck.ok, check: dbCheck.detail },
           disk,
@@ -104,14 +105,14 @@ export function registerStatusCommand(program: Command): void {
                   ? colors.green(`ok (${app.admin.location})`)
                   : colors.red(`check failed: ${dbCheck.detail}`),
               ],
-              ['disk', diskLine(disk)],
+              ['disk', disk ? diskLine(disk) : '- (the store is PostgreSQL)'],
             ]),
           );
         }
         if (
           byState.needs_reconsent + byState.client_error + byState.broken > 0 ||
           !status.db.ok ||
-          disk.low ||
+          disk?.low ||
           redis.state === 'unreachable' ||
           paused
         ) {

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { asc, eq, inArray } from 'drizzle-orm';
-import { type ApiKeyRow, apiKeys } from '../../../db/sqlite/schema.js';
+import { apiKeys } from '../../../db/sqlite/schema.js';
 import { UserError } from '../../errors/user-error.js';
 import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
+import { toApiKey } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
@@ -82,18 +83,4 @@ export class SqliteApiKeyRepository implements ApiKeyRepository {
         .run(),
     );
   }
-}
-
-function toApiKey(row: ApiKeyRow): ApiKey {
-  if (row.role !== 'admin' && row.role !== 'reader') {
-    throw new Error(`an API key row holds an unknown role "${row.role.slice(0, 20)}"`);
-  }
-  return {
-    id: row.id,
-    name: row.name,
-    role: row.role,
-    grantIds: row.role === 'reader' ? (row.grantIds ?? []) : null,
-    createdAt: row.createdAt,
-    lastUsedAt: row.lastUsedAt,
-  };
 }

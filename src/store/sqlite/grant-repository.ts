@@ -1,19 +1,14 @@
 import type Database from 'better-sqlite3';
-import { and, asc, desc, eq, getTableColumns, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
-import { type GrantRow, grants, type RefreshEventRow, refreshEvents } from '../../../db/sqlite/schema.js';
+import { and, asc, desc, eq, getTableColumns, gt, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import { type GrantRow, grants, refreshEvents } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import {
-  GRANT_MODES,
-  GRANT_STATES,
   type Grant,
   type GrantMode,
-  type GrantState,
   isLive,
   LIVE_GRANT_STATES,
-  REFRESH_OUTCOMES,
   type RecordedRefreshEvent,
   type RefreshEvent,
-  type RefreshOutcome,
   type StoredGrant,
 } from '../../grants/grant.js';
 import type {
@@ -26,9 +21,11 @@ import type {
   LeaseView,
   SaveConsentInput,
   SchedulableGrant,
+  SchedulePage,
   TokenUpdate,
 } from '../../grants/ports.js';
 import { newId } from '../ids.js';
+import { asGrantState, consentValues, toAlertView, toEvent, toGrant, toStoredGrant } from '../rows.js';
 import { sealContext } from '../seal-contexts.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
@@ -80,12 +77,26 @@ export class SqliteGrantRepository implements GrantRepository {
     );
   }
 
-  async listSchedulable(dueBefore: number): Promise<SchedulableGrant[]> {
+  async listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]> {
+    const { after } = page;
     return guarded(() =>
       this.db
         .select({ id: grants.id, version: grants.version, nextRefreshAt: grants.nextRefreshAt })
         .from(grants)
-        .where(and(inArray(grants.state, [...LIVE_GRANT_STATES]), lte(grants.nextRefreshAt, dueBefore)))
+        .where(
+          and(
+            inArray(grants.state, [...LIVE_GRANT_STATES]),
+            lte(grants.nextRefreshAt, dueBefore),
+            after
+              ? or(
+                  gt(grants.nextRefreshAt, after.nextRefreshAt),
+                  and(eq(grants.nextRefreshAt, after.nextRefreshAt), gt(grants.id, after.id)),
+                )
+              : undefined,
+          ),
+        )
+        .orderBy(asc(grants.nextRefreshAt), asc(grants.id))
+        .limit(page.limit)
         .all(),
     );
   }
@@ -97,27 +108,7 @@ export class SqliteGrantRepository implements GrantRepository {
         if (existing)
           mayReplace?.({ id: existing.id, clientRef: existing.clientRef, subject: existing.subject });
         const id = existing?.id ?? newId('g');
-        const values = {
-          clientRef: input.clientRef,
-          subject: input.subject ?? existing?.subject ?? null,
-          state: 'active' as const,
-          accessTokenSealed: this.sealer.seal(input.accessToken, sealContext(id, 'access_token')),
-          refreshTokenSealed: this.sealer.seal(input.refreshToken, sealContext(id, 'refresh_token')),
-          tokenType: input.tokenType ?? null,
-          scope: input.scope ?? null,
-          accessExpiresAt: input.accessExpiresAt,
-          accessLifetimeMs: input.accessLifetimeMs,
-          refreshTokenUsedAt: input.refreshTokenUsedAt,
-          nextRefreshAt: input.nextRefreshAt,
-          // New tokens settle whatever was in flight with the old ones.
-          leaseOwner: null,
-          leaseUntil: null,
-          leaseSentAt: null,
-          consecutiveFailures: 0,
-          lastError: null,
-          lastErrorAt: null,
-          updatedAt: input.now,
-        };
+        const values = consentValues(input, id, existing?.subject, this.sealer);
         const row = existing
           ? this.db
               .update(grants)
@@ -410,47 +401,9 @@ export class SqliteGrantRepository implements GrantRepository {
     });
   }
 
-  /** The row as the domain sees it, with its tokens opened lazily: one unseal per token asked for. */
   private stored(row: GrantRow | undefined): StoredGrant | undefined {
-    if (!row) return undefined;
-    const { sealer } = this;
-    return {
-      grant: toGrant(row),
-      tokens: {
-        accessToken: () => sealer.open(row.accessTokenSealed, sealContext(row.id, 'access_token')),
-        refreshToken: () => sealer.open(row.refreshTokenSealed, sealContext(row.id, 'refresh_token')),
-      },
-    };
+    return toStoredGrant(row, this.sealer);
   }
-}
-
-/** A row's columns are the domain's words; parsed, not trusted, on the way out. */
-function asGrantState(state: string): GrantState {
-  if ((GRANT_STATES as readonly string[]).includes(state)) return state as GrantState;
-  throw new Error(`a grant row holds an unknown state "${state.slice(0, 40)}"`);
-}
-
-function asGrantMode(mode: string): GrantMode {
-  if ((GRANT_MODES as readonly string[]).includes(mode)) return mode as GrantMode;
-  throw new Error(`a grant row holds an unknown mode "${mode.slice(0, 40)}"`);
-}
-
-function asOutcome(outcome: string): RefreshOutcome {
-  if ((REFRESH_OUTCOMES as readonly string[]).includes(outcome)) return outcome as RefreshOutcome;
-  throw new Error(`an event row holds an unknown outcome "${outcome.slice(0, 40)}"`);
-}
-
-function toGrant(row: GrantRow): Grant {
-  const { accessTokenSealed: _a, refreshTokenSealed: _r, ...rest } = row;
-  return { ...rest, state: asGrantState(row.state), mode: asGrantMode(row.mode) };
-}
-
-function toAlertView(row: { state: string } & Omit<AlertView, 'state'>): AlertView {
-  return { ...row, state: asGrantState(row.state) };
-}
-
-function toEvent(row: RefreshEventRow): RecordedRefreshEvent {
-  return { ...row, outcome: asOutcome(row.outcome) };
 }
 
 const ALERT_COLUMNS = {

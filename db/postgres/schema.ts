@@ -1,0 +1,120 @@
+import { bigint, boolean, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
+
+// The same tables as db/sqlite/schema.ts, in PostgreSQL's types: epoch milliseconds are bigint
+// (read back as numbers: they stay far below 2^53), JSON is jsonb, flags are boolean. Column values
+// are the domain's words (src/grants/grant.ts), parsed by the adapter on the way out.
+
+const ms = (name: string) => bigint(name, { mode: 'number' });
+
+/** Registered OAuth clients. `profile` is the provider profile resolved when the client was added. */
+export const clients = pgTable('clients', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  provider: text('provider').notNull(),
+  profile: jsonb('profile').notNull(),
+  clientId: text('client_id').notNull(),
+  clientSecretSealed: text('client_secret_sealed'),
+  authMethod: text('auth_method').notNull(),
+  scopes: text('scopes').notNull(),
+  redirectUri: text('redirect_uri'),
+  authorizeParams: jsonb('authorize_params').$type<Record<string, string> | null>(),
+  createdAt: ms('created_at').notNull(),
+  updatedAt: ms('updated_at').notNull(),
+});
+
+/** One row per consented account; `version` is what jobs and leases name (invariant 2). */
+export const grants = pgTable(
+  'grants',
+  {
+    id: text('id').primaryKey(),
+    clientRef: text('client_ref')
+      .notNull()
+      .references(() => clients.id),
+    label: text('label').notNull().unique(),
+    subject: text('subject'),
+    state: text('state').notNull(),
+    mode: text('mode').notNull().default('eager'),
+    alertedState: text('alerted_state'),
+    version: integer('version').notNull(),
+    accessTokenSealed: text('access_token_sealed').notNull(),
+    refreshTokenSealed: text('refresh_token_sealed').notNull(),
+    tokenType: text('token_type'),
+    scope: text('scope'),
+    accessExpiresAt: ms('access_expires_at').notNull(),
+    accessLifetimeMs: ms('access_lifetime_ms').notNull(),
+    refreshTokenUsedAt: ms('refresh_token_used_at').notNull(),
+    nextRefreshAt: ms('next_refresh_at').notNull(),
+    leaseOwner: text('lease_owner'),
+    /** On the server's clock (invariant 2): replicas' own clocks never decide who holds a lease. */
+    leaseUntil: ms('lease_until'),
+    leaseSentAt: ms('lease_sent_at'),
+    consecutiveFailures: integer('consecutive_failures').notNull(),
+    lastError: text('last_error'),
+    lastErrorAt: ms('last_error_at'),
+    lastRefreshedAt: ms('last_refreshed_at'),
+    createdAt: ms('created_at').notNull(),
+    updatedAt: ms('updated_at').notNull(),
+  },
+  (t) => [
+    index('grants_state_next_refresh').on(t.state, t.nextRefreshAt),
+    index('grants_client_ref').on(t.clientRef),
+  ],
+);
+
+/** Every refresh attempt, for `grant show`, the grants page and post-mortems. */
+export const refreshEvents = pgTable(
+  'refresh_events',
+  {
+    // By default, not always: a store copied from SQLite keeps its event ids.
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
+    grantId: text('grant_id')
+      .notNull()
+      .references(() => grants.id, { onDelete: 'cascade' }),
+    at: ms('at').notNull(),
+    trigger: text('trigger').notNull(),
+    outcome: text('outcome').notNull(),
+    version: integer('version').notNull(),
+    durationMs: integer('duration_ms'),
+    httpStatus: integer('http_status'),
+    errorCode: text('error_code'),
+    message: text('message'),
+    rotated: boolean('rotated'),
+  },
+  (t) => [index('refresh_events_grant_at').on(t.grantId, t.at)],
+);
+
+/** Bearer keys for the HTTP API, stored as SHA-256 hashes; `grantIds` null means every grant. */
+export const apiKeys = pgTable('api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  keyHash: text('key_hash').notNull().unique(),
+  role: text('role').notNull().default('reader'),
+  grantIds: jsonb('grant_ids').$type<string[] | null>(),
+  createdAt: ms('created_at').notNull(),
+  lastUsedAt: ms('last_used_at'),
+});
+
+/** Browser sessions: the cookie's random id, stored only as its SHA-256 hash. */
+export const apiSessions = pgTable(
+  'api_sessions',
+  {
+    idHash: text('id_hash').primaryKey(),
+    apiKeyId: text('api_key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    createdAt: ms('created_at').notNull(),
+    expiresAt: ms('expires_at').notNull(),
+  },
+  (t) => [index('api_sessions_expires_at').on(t.expiresAt)],
+);
+
+/** Small key/value facts about the store itself (e.g. the sealing-key check value). */
+export const meta = pgTable('meta', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+});
+
+export type ClientRow = typeof clients.$inferSelect;
+export type GrantRow = typeof grants.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type RefreshEventRow = typeof refreshEvents.$inferSelect;

@@ -1,0 +1,110 @@
+import { asc, eq } from 'drizzle-orm';
+import type pg from 'pg';
+import { type ClientRow, clients, grants } from '../../../db/postgres/schema.js';
+import type { Sealer } from '../../crypto/sealer.js';
+import type { Client, ClientInput, ClientRepository, OpenedClient } from '../../grants/ports.js';
+import { newId } from '../ids.js';
+import { clientValues, toClient, toOpenedClient } from '../rows.js';
+import type { PgDb } from './postgres-database.js';
+import { guarded } from './postgres-errors.js';
+
+/** OAuth clients on PostgreSQL; client secrets are sealed at rest like tokens. */
+export class PostgresClientRepository implements ClientRepository {
+  /** Opened clients by id, valid while the row's updated_at is unchanged (another replica may
+   * update it): a refresh opens its client with one indexed lookup instead of a read and an unseal. */
+  private readonly opened = new Map<string, { updatedAt: number; client: OpenedClient }>();
+
+  constructor(
+    private readonly db: PgDb,
+    private readonly pool: pg.Pool,
+    private readonly sealer: Sealer,
+  ) {}
+
+  async openById(id: string): Promise<OpenedClient | undefined> {
+    return guarded(async () => {
+      const { rows } = await this.pool.query<{ updatedAt: number }>({
+        name: 'gk_client_updated_at',
+        text: 'select updated_at as "updatedAt" from clients where id = $1',
+        values: [id],
+      });
+      const current = rows[0];
+      if (!current) {
+        this.opened.delete(id);
+        return undefined;
+      }
+      const cached = this.opened.get(id);
+      if (cached?.updatedAt === current.updatedAt) return cached.client;
+      const row = await this.row(id);
+      if (!row) return undefined;
+      const client = toOpenedClient(row, this.sealer);
+      this.opened.set(id, { updatedAt: row.updatedAt, client });
+      return client;
+    });
+  }
+
+  async get(id: string): Promise<Client | undefined> {
+    return guarded(async () => {
+      const row = await this.row(id);
+      return row && toClient(row);
+    });
+  }
+
+  async findByName(name: string): Promise<Client | undefined> {
+    return guarded(async () => {
+      const [row] = await this.db.select().from(clients).where(eq(clients.name, name));
+      return row && toClient(row);
+    });
+  }
+
+  async list(): Promise<Client[]> {
+    return guarded(async () =>
+      (await this.db.select().from(clients).orderBy(asc(clients.name))).map(toClient),
+    );
+  }
+
+  async upsert(input: ClientInput): Promise<Client> {
+    return guarded(() =>
+      this.db.transaction(async (tx) => {
+        const [existing] = await tx.select().from(clients).where(eq(clients.name, input.name)).for('update');
+        const id = existing?.id ?? newId('c');
+        const values = clientValues(input, id, this.sealer);
+        const [row] = existing
+          ? await tx.update(clients).set(values).where(eq(clients.id, id)).returning()
+          : await tx
+              .insert(clients)
+              .values({ ...values, id, name: input.name, createdAt: input.now })
+              .returning();
+        if (!row) throw new Error('a client write returned no row');
+        return toClient(row);
+      }),
+    );
+  }
+
+  async remove(id: string, opts: { withGrants: boolean }): Promise<{ grantLabels: string[] } | undefined> {
+    return guarded(() =>
+      this.db.transaction(async (tx) => {
+        // Locks the client first, so no consent can attach a grant to it meanwhile.
+        const [client] = await tx
+          .select({ id: clients.id })
+          .from(clients)
+          .where(eq(clients.id, id))
+          .for('update');
+        if (!client) return undefined;
+        const owned = await tx
+          .select({ label: grants.label })
+          .from(grants)
+          .where(eq(grants.clientRef, id))
+          .orderBy(asc(grants.label));
+        if (owned.length > 0 && !opts.withGrants) return undefined;
+        await tx.delete(grants).where(eq(grants.clientRef, id));
+        await tx.delete(clients).where(eq(clients.id, id));
+        return { grantLabels: owned.map((g) => g.label) };
+      }),
+    );
+  }
+
+  private async row(id: string): Promise<ClientRow | undefined> {
+    const [row] = await this.db.select().from(clients).where(eq(clients.id, id));
+    return row;
+  }
+}

@@ -1,0 +1,154 @@
+import { sql } from 'drizzle-orm';
+import type { Sealer } from '../../crypto/sealer.js';
+import type { RekeyReport, Store, StoreAdmin } from '../../grants/ports.js';
+import { resealValues, type SealedValue } from '../reseal.js';
+import { KEY_CHECK_CONTEXT, KEY_CHECK_VALUE, sealContext, secretContext } from '../seal-contexts.js';
+import { PostgresApiKeyRepository } from './api-key-repository.js';
+import { PostgresClientRepository } from './client-repository.js';
+import { PostgresGrantRepository } from './grant-repository.js';
+import {
+  type OpenPostgresOptions,
+  openPostgresDatabase,
+  type PostgresDatabase,
+} from './postgres-database.js';
+import { guarded } from './postgres-errors.js';
+import { PostgresServiceStateRepository } from './service-state-repository.js';
+import { PostgresSessionRepository } from './session-repository.js';
+
+const KEY_CHECK = 'key_check';
+
+/**
+ * The store for several replicas: one PostgreSQL database shared by every grantkeeper process of
+ * every machine, with nothing on their own disks. Opens the pool, migrates once across replicas,
+ * and builds every repository.
+ */
+export async function openPostgresStore(options: OpenPostgresOptions & { sealer: Sealer }): Promise<Store> {
+  const database = await openPostgresDatabase(options);
+  const { db, pool } = database;
+  return {
+    grants: new PostgresGrantRepository(db, pool, options.sealer),
+    clients: new PostgresClientRepository(db, pool, options.sealer),
+    apiKeys: new PostgresApiKeyRepository(db),
+    sessions: new PostgresSessionRepository(db),
+    serviceState: new PostgresServiceStateRepository(db),
+    admin: new PostgresStoreAdmin(database, options.sealer),
+  };
+}
+
+class PostgresStoreAdmin implements StoreAdmin {
+  readonly kind = 'postgres';
+  readonly location: string;
+
+  constructor(
+    private readonly database: PostgresDatabase,
+    private readonly sealer: Sealer,
+  ) {
+    this.location = database.location;
+  }
+
+  async ping(): Promise<void> {
+    await guarded(() => this.database.pool.query('select 1'));
+  }
+
+  async check(): Promise<{ ok: boolean; detail: string }> {
+    return guarded(async () => {
+      const { rows } = await this.database.pool.query<{ version: string; grants: number }>(
+        `select current_setting('server_version') as version, (select count(*) from grants)::integer as grants`,
+      );
+      const row = rows[0];
+      return { ok: row !== undefined, detail: `ok (PostgreSQL ${row?.version}, ${row?.grants} grants)` };
+    });
+  }
+
+  /**
+   * The first replica to start seals the check value; `on conflict do nothing` lets replicas
+   * starting together agree on one, which each then opens.
+   */
+  async verifySealingKey(): Promise<void> {
+    const { pool } = this.database;
+    const sealed = this.sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_CONTEXT);
+    const { rows } = await guarded(() =>
+      pool.query<{ value: string }>(
+        `with inserted as (insert into meta (key, value) values ($1, $2) on conflict (key) do nothing returning value)
+         select value from inserted union all select value from meta where key = $1 limit 1`,
+        [KEY_CHECK, sealed],
+      ),
+    );
+    const stored = rows[0]?.value ?? sealed;
+    this.sealer.open(stored, KEY_CHECK_CONTEXT);
+  }
+
+  /**
+   * In one transaction holding EXCLUSIVE locks on the sealed tables: reads go on, but no replica can
+   * commit a refresh between our read and our write, which would let us put back rotated tokens.
+   */
+  async rekey(): Promise<RekeyReport> {
+    return guarded(() =>
+      this.database.db.transaction(async (tx) => {
+        await tx.execute(sql`lock table grants, clients, meta in exclusive mode`);
+        const writes: Array<() => Promise<unknown>> = [];
+        const values: SealedValue[] = [];
+        const grantRows = await tx.execute<{ id: string; a: string; r: string }>(
+          sql`select id, access_token_sealed as a, refresh_token_sealed as r from grants order by id`,
+        );
+        for (const g of grantRows.rows) {
+          values.push(
+            {
+              kind: 'accessTokens',
+              context: sealContext(g.id, 'access_token'),
+              sealed: g.a,
+              write: (v) =>
+                writes.push(() =>
+                  tx.execute(sql`update grants set access_token_sealed = ${v} where id = ${g.id}`),
+                ),
+            },
+            {
+              kind: 'refreshTokens',
+              context: sealContext(g.id, 'refresh_token'),
+              sealed: g.r,
+              write: (v) =>
+                writes.push(() =>
+                  tx.execute(sql`update grants set refresh_token_sealed = ${v} where id = ${g.id}`),
+                ),
+            },
+          );
+        }
+        const clientRows = await tx.execute<{ id: string; s: string }>(
+          sql`select id, client_secret_sealed as s from clients where client_secret_sealed is not null order by id`,
+        );
+        for (const c of clientRows.rows) {
+          values.push({
+            kind: 'clientSecrets',
+            context: secretContext(c.id),
+            sealed: c.s,
+            write: (v) =>
+              writes.push(() =>
+                tx.execute(sql`update clients set client_secret_sealed = ${v} where id = ${c.id}`),
+              ),
+          });
+        }
+        const keyCheck = await tx.execute<{ value: string }>(
+          sql`select value from meta where key = ${KEY_CHECK}`,
+        );
+        const check = keyCheck.rows[0];
+        if (check) {
+          values.push({
+            kind: 'keyCheck',
+            context: KEY_CHECK_CONTEXT,
+            sealed: check.value,
+            write: (v) =>
+              writes.push(() => tx.execute(sql`update meta set value = ${v} where key = ${KEY_CHECK}`)),
+          });
+        }
+        // Every value is opened before any is written (resealValues), then the writes run in order.
+        const report = resealValues(values, this.sealer);
+        for (const write of writes) await write();
+        return report;
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.database.close();
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * Rows as the domain sees them, shared by every store adapter: each table's columns hold the
+ * domain's words (src/grants/grant.ts), parsed here on the way out like any input, so a damaged
+ * row is an error, never a state no layer knows. Sealed values are opened here, lazily.
+ */
+import type { Sealer } from '../crypto/sealer.js';
+import { UserError } from '../errors/user-error.js';
+import {
+  GRANT_MODES,
+  GRANT_STATES,
+  type Grant,
+  type GrantMode,
+  type GrantState,
+  REFRESH_OUTCOMES,
+  type RecordedRefreshEvent,
+  type RefreshOutcome,
+  type StoredGrant,
+} from '../grants/grant.js';
+import type {
+  AlertView,
+  ApiKey,
+  Client,
+  ClientInput,
+  OpenedClient,
+  SaveConsentInput,
+} from '../grants/ports.js';
+import { type AuthorizeParams, authorizeParamsSchema } from '../oauth/authorize-params.js';
+import { parseStoredProfile } from '../oauth/providers.js';
+import type { ClientAuthMethod } from '../oauth/token-client.js';
+import { sealContext, secretContext } from './seal-contexts.js';
+
+/** A grants row in either adapter's types: the domain's fields as stored, plus the sealed tokens. */
+export type GrantRowShape = Omit<Grant, 'state' | 'mode'> & {
+  state: string;
+  mode: string;
+  accessTokenSealed: string;
+  refreshTokenSealed: string;
+};
+
+export interface ClientRowShape {
+  id: string;
+  name: string;
+  profile: unknown;
+  clientId: string;
+  clientSecretSealed: string | null;
+  authMethod: string;
+  scopes: string;
+  redirectUri: string | null;
+  authorizeParams: unknown;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ApiKeyRowShape {
+  id: string;
+  name: string;
+  role: string;
+  grantIds: string[] | null;
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+export type EventRowShape = Omit<RecordedRefreshEvent, 'outcome'> & { outcome: string };
+
+export function asGrantState(state: string): GrantState {
+  if ((GRANT_STATES as readonly string[]).includes(state)) return state as GrantState;
+  throw new Error(`a grant row holds an unknown state "${state.slice(0, 40)}"`);
+}
+
+function asGrantMode(mode: string): GrantMode {
+  if ((GRANT_MODES as readonly string[]).includes(mode)) return mode as GrantMode;
+  throw new Error(`a grant row holds an unknown mode "${mode.slice(0, 40)}"`);
+}
+
+function asOutcome(outcome: string): RefreshOutcome {
+  if ((REFRESH_OUTCOMES as readonly string[]).includes(outcome)) return outcome as RefreshOutcome;
+  throw new Error(`an event row holds an unknown outcome "${outcome.slice(0, 40)}"`);
+}
+
+export function toGrant(row: GrantRowShape): Grant {
+  const { accessTokenSealed: _a, refreshTokenSealed: _r, ...rest } = row;
+  return { ...rest, state: asGrantState(row.state), mode: asGrantMode(row.mode) };
+}
+
+/** The row with its tokens opened lazily: one unseal per token asked for. */
+export function toStoredGrant(row: GrantRowShape | undefined, sealer: Sealer): StoredGrant | undefined {
+  if (!row) return undefined;
+  return {
+    grant: toGrant(row),
+    tokens: {
+      accessToken: () => sealer.open(row.accessTokenSealed, sealContext(row.id, 'access_token')),
+      refreshToken: () => sealer.open(row.refreshTokenSealed, sealContext(row.id, 'refresh_token')),
+    },
+  };
+}
+
+export function toAlertView(row: { state: string } & Omit<AlertView, 'state'>): AlertView {
+  return { ...row, state: asGrantState(row.state) };
+}
+
+export function toEvent(row: EventRowShape): RecordedRefreshEvent {
+  return { ...row, outcome: asOutcome(row.outcome) };
+}
+
+const AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'none'];
+
+/** The client as every layer sees it: JSON and text columns parsed like any input, never the secret. */
+export function toClient(row: ClientRowShape): Client {
+  if (!AUTH_METHODS.includes(row.authMethod as ClientAuthMethod)) {
+    throw new UserError(`client ${row.name} has an unknown authentication method`);
+  }
+  return {
+    id: row.id,
+    name: row.name,
+    profile: parseStoredProfile(row.profile),
+    clientId: row.clientId,
+    authMethod: row.authMethod as ClientAuthMethod,
+    hasSecret: row.clientSecretSealed !== null,
+    scopes: row.scopes.split(' ').filter(Boolean),
+    redirectUri: row.redirectUri,
+    authorizeParams: storedAuthorizeParams(row.name, row.authorizeParams),
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+/** The client with its secret opened, for a token request only. */
+export function toOpenedClient(row: ClientRowShape, sealer: Sealer): OpenedClient {
+  const client = toClient(row);
+  return {
+    id: client.id,
+    name: client.name,
+    profile: client.profile,
+    scopes: client.scopes,
+    ...(client.redirectUri ? { redirectUri: client.redirectUri } : {}),
+    authorizeParams: client.authorizeParams,
+    target: {
+      tokenEndpoint: client.profile.tokenEndpoint,
+      clientId: client.clientId,
+      authMethod: client.authMethod,
+      ...(row.clientSecretSealed
+        ? { clientSecret: sealer.open(row.clientSecretSealed, secretContext(row.id)) }
+        : {}),
+    },
+  };
+}
+
+/** The columns a client add or update writes, its secret sealed to the client's id. */
+export function clientValues(input: ClientInput, id: string, sealer: Sealer) {
+  return {
+    provider: input.profile.kind,
+    profile: input.profile,
+    clientId: input.clientId,
+    clientSecretSealed:
+      input.clientSecret === undefined ? null : sealer.seal(input.clientSecret, secretContext(id)),
+    authMethod: input.authMethod,
+    scopes: input.scopes.join(' '),
+    redirectUri: input.redirectUri ?? null,
+    authorizeParams:
+      input.authorizeParams && Object.keys(input.authorizeParams).length > 0 ? input.authorizeParams : null,
+    updatedAt: input.now,
+  };
+}
+
+/** The column is JSON written by us, but parsed like any input: a damaged one must not reach a URL. */
+function storedAuthorizeParams(name: string, value: unknown): AuthorizeParams {
+  if (value === null || value === undefined) return {};
+  const parsed = authorizeParamsSchema.safeParse(value);
+  if (!parsed.success) throw new UserError(`client ${name} has damaged authorization parameters`);
+  return parsed.data;
+}
+
+export function toApiKey(row: ApiKeyRowShape): ApiKey {
+  if (row.role !== 'admin' && row.role !== 'reader') {
+    throw new Error(`an API key row holds an unknown role "${row.role.slice(0, 20)}"`);
+  }
+  return {
+    id: row.id,
+    name: row.name,
+    role: row.role,
+    grantIds: row.role === 'reader' ? (row.grantIds ?? []) : null,
+    createdAt: row.createdAt,
+    lastUsedAt: row.lastUsedAt,
+  };
+}
+
+/** The consent's columns, common to a first consent and a re-consent of the same label. */
+export function consentValues(
+  input: SaveConsentInput,
+  id: string,
+  existingSubject: string | null | undefined,
+  sealer: Sealer,
+) {
+  return {
+    clientRef: input.clientRef,
+    subject: input.subject ?? existingSubject ?? null,
+    state: 'active' as const,
+    accessTokenSealed: sealer.seal(input.accessToken, sealContext(id, 'access_token')),
+    refreshTokenSealed: sealer.seal(input.refreshToken, sealContext(id, 'refresh_token')),
+    tokenType: input.tokenType ?? null,
+    scope: input.scope ?? null,
+    accessExpiresAt: input.accessExpiresAt,
+    accessLifetimeMs: input.accessLifetimeMs,
+    refreshTokenUsedAt: input.refreshTokenUsedAt,
+    nextRefreshAt: input.nextRefreshAt,
+    // New tokens settle whatever was in flight with the old ones.
+    leaseOwner: null,
+    leaseUntil: null,
+    leaseSentAt: null,
+    consecutiveFailures: 0,
+    lastError: null,
+    lastErrorAt: null,
+    updatedAt: input.now,
+  };
+}
