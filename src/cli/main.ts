@@ -6,6 +6,7 @@ import { packageRoot } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
+import { registerMigrateStoreCommand } from './commands/migrate-store.js';
 import { registerQueueCommands } from './commands/queue.js';
 import { registerRekeyCommand } from './commands/rekey.js';
 import { registerRevokeCommands } from './commands/revoke.js';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerQueueCommands(program);
   registerApiKeyCommands(program);
   registerRekeyCommand(program);
+  registerMigrateStoreCommand(program);
   program.addHelpText(
     'after',
     '\nExample:\n  grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET\n' +

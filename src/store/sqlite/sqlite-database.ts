@@ -20,6 +20,9 @@ export interface SqliteDatabase {
 
 export const DB_FILE_NAME = 'grantkeeper.db';
 
+/** A `meta` key set once migrate-store has copied this store to PostgreSQL: where it went, and when. */
+export const MOVED_TO_KEY = 'moved_to';
+
 export interface OpenStoreOptions {
   dataDir: string;
   busyTimeoutMs?: number;

@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { meta } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
+import { UserError } from '../../errors/user-error.js';
 import type { RekeyReport, Store, StoreAdmin } from '../../grants/ports.js';
 import { resealValues, type SealedValue } from '../reseal.js';
 import { KEY_CHECK_CONTEXT, KEY_CHECK_VALUE, sealContext, secretContext } from '../seal-contexts.js';
@@ -9,7 +10,12 @@ import { SqliteClientRepository } from './client-repository.js';
 import { SqliteGrantRepository } from './grant-repository.js';
 import { SqliteServiceStateRepository } from './service-state-repository.js';
 import { SqliteSessionRepository } from './session-repository.js';
-import { type OpenStoreOptions, openSqliteDatabase, type SqliteDatabase } from './sqlite-database.js';
+import {
+  MOVED_TO_KEY,
+  type OpenStoreOptions,
+  openSqliteDatabase,
+  type SqliteDatabase,
+} from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
 const KEY_CHECK = 'key_check';
@@ -26,6 +32,7 @@ export interface SqliteStore extends Store {
 export function openSqliteStore(options: OpenStoreOptions & { sealer: Sealer }): SqliteStore {
   const database = openSqliteDatabase(options);
   const { db } = database;
+  refuseMovedStore(database);
   return {
     database,
     grants: new SqliteGrantRepository(db, options.sealer),
@@ -35,6 +42,19 @@ export function openSqliteStore(options: OpenStoreOptions & { sealer: Sealer }):
     serviceState: new SqliteServiceStateRepository(db),
     admin: new SqliteStoreAdmin(database, options.sealer),
   };
+}
+
+/**
+ * A store copied to PostgreSQL by migrate-store must not be refreshed from here any more: its
+ * refresh tokens are the PostgreSQL replicas' now, and two holders of one refresh token kill it.
+ */
+function refuseMovedStore(database: SqliteDatabase): void {
+  const moved = guarded(() => database.db.select().from(meta).where(eq(meta.key, MOVED_TO_KEY)).get());
+  if (!moved) return;
+  database.close();
+  throw new UserError(
+    `the store in ${database.path} was moved to ${moved.value}: set GRANTKEEPER_DATABASE_URL to use it there`,
+  );
 }
 
 class SqliteStoreAdmin implements StoreAdmin {

@@ -1,0 +1,144 @@
+/**
+ * `grantkeeper migrate-store`: copies a SQLite store into an empty PostgreSQL database, sealed values
+ * as they are (their contexts name row ids, which are kept, so the same key opens them there). The
+ * SQLite file is held under its write lock throughout, so nothing commits into it mid-copy, and is
+ * marked as moved once the copy is verified: a service later started on it refuses, instead of
+ * refreshing tokens the PostgreSQL replicas also hold (a replayed refresh token kills the grant).
+ */
+import { sql } from 'drizzle-orm';
+import * as pgSchema from '../../db/postgres/schema.js';
+import * as sqliteSchema from '../../db/sqlite/schema.js';
+import { SealError, type Sealer } from '../crypto/sealer.js';
+import { UserError } from '../errors/user-error.js';
+import type { Logger } from '../log/logger.js';
+import { openPostgresDatabase } from './postgres/postgres-database.js';
+import { KEY_CHECK_CONTEXT, sealContext, secretContext } from './seal-contexts.js';
+import { MOVED_TO_KEY, openSqliteDatabase } from './sqlite/sqlite-database.js';
+
+const TABLES = ['clients', 'grants', 'refreshEvents', 'apiKeys', 'apiSessions', 'meta'] as const;
+type TableName = (typeof TABLES)[number];
+export type MigrationCounts = Record<TableName, number>;
+
+export interface MigrationReport {
+  target: string;
+  copied: MigrationCounts;
+  keyId: string;
+}
+
+const BATCH = 500;
+
+export async function migrateStore(opts: {
+  dataDir: string;
+  sealer: Sealer;
+  targetUrl: string;
+  logger: Logger;
+  /** Refuses while a refresh lease is held: a running service would go on rotating tokens here. */
+  now?: () => number;
+}): Promise<MigrationReport> {
+  const source = openSqliteDatabase({ dataDir: opts.dataDir });
+  try {
+    const target = await openPostgresDatabase({ url: opts.targetUrl, create: true, logger: opts.logger });
+    try {
+      // The write lock first: a service that commits from now on waits, then fails, never lands.
+      source.sqlite.exec('begin immediate');
+      try {
+        const rows = readSource(source.db, opts.now?.() ?? Date.now());
+        const copied = await target.db.transaction(async (tx) => {
+          const present = await countRows(tx);
+          if (TABLES.some((t) => present[t] > 0)) {
+            throw new UserError(
+              `${target.location} already holds a store (${TABLES.map((t) => `${present[t]} ${t}`).join(', ')}): migrate-store copies only into an empty database`,
+            );
+          }
+          for (const table of TABLES) {
+            const values = rows[table];
+            for (let i = 0; i < values.length; i += BATCH) {
+              await tx.insert(pgSchema[table]).values(values.slice(i, i + BATCH) as never);
+            }
+          }
+          // Event ids were copied; new ones continue after them.
+          await tx.execute(
+            sql`select setval(pg_get_serial_sequence('refresh_events', 'id'), greatest((select max(id) from refresh_events), 1))`,
+          );
+          const counts = await countRows(tx);
+          const mismatched = TABLES.filter((t) => counts[t] !== rows[t].length);
+          if (mismatched.length > 0) {
+            throw new Error(`copied row counts differ for ${mismatched.join(', ')}`);
+          }
+          await verifySealed(tx, opts.sealer);
+          return counts;
+        });
+        source.db
+          .insert(sqliteSchema.meta)
+          .values({ key: MOVED_TO_KEY, value: `${target.location} at ${new Date().toISOString()}` })
+          .run();
+        source.sqlite.exec('commit');
+        return { target: target.location, copied, keyId: opts.sealer.primaryKeyId };
+      } catch (err) {
+        if (source.sqlite.inTransaction) source.sqlite.exec('rollback');
+        throw err;
+      }
+    } finally {
+      await target.close();
+    }
+  } finally {
+    source.close();
+  }
+}
+
+function readSource(db: ReturnType<typeof openSqliteDatabase>['db'], now: number) {
+  const moved = db
+    .select()
+    .from(sqliteSchema.meta)
+    .all()
+    .find((m) => m.key === MOVED_TO_KEY);
+  if (moved) throw new UserError(`this store was already moved to ${moved.value}`);
+  const leased = db
+    .select({ n: sql<number>`count(*)` })
+    .from(sqliteSchema.grants)
+    .where(sql`${sqliteSchema.grants.leaseUntil} > ${now}`)
+    .get();
+  if ((leased?.n ?? 0) > 0) {
+    throw new UserError(
+      `${leased?.n} grants are being refreshed right now: stop grantkeeper run on this data folder first (nothing was copied)`,
+    );
+  }
+  return Object.fromEntries(
+    TABLES.map((t) => [t, db.select().from(sqliteSchema[t]).all() as unknown[]]),
+  ) as Record<TableName, unknown[]>;
+}
+
+type PgTx = Parameters<
+  Parameters<Awaited<ReturnType<typeof openPostgresDatabase>>['db']['transaction']>[0]
+>[0];
+
+async function countRows(tx: PgTx): Promise<MigrationCounts> {
+  const counts = {} as MigrationCounts;
+  for (const table of TABLES) {
+    const [row] = await tx.select({ n: sql<number>`count(*)::integer` }).from(pgSchema[table]);
+    counts[table] = row?.n ?? 0;
+  }
+  return counts;
+}
+
+/** Every sealed value opens in its new home under the loaded key: the copy is usable as it stands. */
+async function verifySealed(tx: PgTx, sealer: Sealer): Promise<void> {
+  try {
+    for (const g of await tx.select().from(pgSchema.grants)) {
+      sealer.open(g.accessTokenSealed, sealContext(g.id, 'access_token'));
+      sealer.open(g.refreshTokenSealed, sealContext(g.id, 'refresh_token'));
+    }
+    for (const c of await tx.select().from(pgSchema.clients)) {
+      if (c.clientSecretSealed) sealer.open(c.clientSecretSealed, secretContext(c.id));
+    }
+    const [check] = await tx.select().from(pgSchema.meta).where(sql`${pgSchema.meta.key} = 'key_check'`);
+    if (check) sealer.open(check.value, KEY_CHECK_CONTEXT);
+  } catch (err) {
+    if (err instanceof SealError) {
+      throw new UserError(
+        `nothing was copied: a value of this store does not open with the loaded key (${err.message})`,
+      );
+    }
+    throw err;
+  }
+}
