@@ -15,8 +15,25 @@ import { openPostgresDatabase } from './postgres/postgres-database.js';
 import { KEY_CHECK_CONTEXT, sealContext, secretContext } from './seal-contexts.js';
 import { MOVED_TO_KEY, openSqliteDatabase } from './sqlite/sqlite-database.js';
 
-const TABLES = ['clients', 'grants', 'refreshEvents', 'apiKeys', 'apiSessions', 'meta'] as const;
-type TableName = (typeof TABLES)[number];
+/** The tables in the order their foreign keys need, each in both schemas. */
+const SOURCE = {
+  clients: sqliteSchema.clients,
+  grants: sqliteSchema.grants,
+  refreshEvents: sqliteSchema.refreshEvents,
+  apiKeys: sqliteSchema.apiKeys,
+  apiSessions: sqliteSchema.apiSessions,
+  meta: sqliteSchema.meta,
+};
+const TARGET = {
+  clients: pgSchema.clients,
+  grants: pgSchema.grants,
+  refreshEvents: pgSchema.refreshEvents,
+  apiKeys: pgSchema.apiKeys,
+  apiSessions: pgSchema.apiSessions,
+  meta: pgSchema.meta,
+};
+type TableName = keyof typeof SOURCE;
+const TABLES = Object.keys(SOURCE) as TableName[];
 export type MigrationCounts = Record<TableName, number>;
 
 export interface MigrationReport {
@@ -53,7 +70,7 @@ export async function migrateStore(opts: {
           for (const table of TABLES) {
             const values = rows[table];
             for (let i = 0; i < values.length; i += BATCH) {
-              await tx.insert(pgSchema[table]).values(values.slice(i, i + BATCH) as never);
+              await tx.insert(TARGET[table]).values(values.slice(i, i + BATCH) as never);
             }
           }
           // Event ids were copied; new ones continue after them.
@@ -103,9 +120,10 @@ function readSource(db: ReturnType<typeof openSqliteDatabase>['db'], now: number
       `${leased?.n} grants are being refreshed right now: stop grantkeeper run on this data folder first (nothing was copied)`,
     );
   }
-  return Object.fromEntries(
-    TABLES.map((t) => [t, db.select().from(sqliteSchema[t]).all() as unknown[]]),
-  ) as Record<TableName, unknown[]>;
+  return Object.fromEntries(TABLES.map((t) => [t, db.select().from(SOURCE[t]).all() as unknown[]])) as Record<
+    TableName,
+    unknown[]
+  >;
 }
 
 type PgTx = Parameters<
@@ -115,7 +133,7 @@ type PgTx = Parameters<
 async function countRows(tx: PgTx): Promise<MigrationCounts> {
   const counts = {} as MigrationCounts;
   for (const table of TABLES) {
-    const [row] = await tx.select({ n: sql<number>`count(*)::integer` }).from(pgSchema[table]);
+    const [row] = await tx.select({ n: sql<number>`count(*)::integer` }).from(TARGET[table]);
     counts[table] = row?.n ?? 0;
   }
   return counts;
