@@ -15,7 +15,7 @@ import { configSchema } from '../src/config/config-schema.js';
 import { seedGrant } from '../src/consent/seed-grant.js';
 import { createLogger } from '../src/log/logger.js';
 import { resolveProvider } from '../src/oauth/providers.js';
-import { describeRedisUrl } from '../src/redis/redis-connection.js';
+import { describeRedisEndpoint } from '../src/redis/redis-endpoint.js';
 import { startRefreshService } from '../src/service/refresh-service.js';
 import { startOidcServer } from '../test/support/oidc-server.js';
 
@@ -43,7 +43,7 @@ const loaded = {
   secrets: { key: randomBytes(32).toString('base64') },
 };
 const service = await startRefreshService(loaded, createLogger({ level: 'warn' }), { env: {} });
-say(`service running: data in ${dataDir}, its own redis-server at ${describeRedisUrl(service.redisUrl)}`);
+say(`service running: data in ${dataDir}, its own redis-server at ${describeRedisEndpoint(service.redis)}`);
 
 let stopping = false;
 async function stop(code: number): Promise<void> {

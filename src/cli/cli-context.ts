@@ -4,6 +4,7 @@ import { type LoadedConfig, loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { managedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
 import { checkRedisReachable, closeConnection, createQueueConnection } from '../redis/redis-connection.js';
+import { configuredRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import { type AppContext, openAppContext } from '../service/app-context.js';
 import { createRefreshEngine, type RefreshEngine } from '../service/refresh-engine.js';
 
@@ -16,8 +17,8 @@ export interface ManagedRedisOwner {
 
 /** Where the service's Redis stands, as seen by a one-shot command. */
 export type RedisHealth =
-  | { state: 'connected'; url: string; owner?: ManagedRedisOwner }
-  | { state: 'unreachable'; url: string; error: string; owner?: ManagedRedisOwner }
+  | { state: 'connected'; endpoint: RedisEndpoint; owner?: ManagedRedisOwner }
+  | { state: 'unreachable'; endpoint: RedisEndpoint; error: string; owner?: ManagedRedisOwner }
   /** No REDIS_URL and no managed redis-server running: the service is not up. */
   | { state: 'not_running' };
 
@@ -58,7 +59,7 @@ export async function withCliContext<T>(
   try {
     const redis = opts.redis === false ? ({ state: 'not_running' } as const) : await probeRedis(loaded, app);
     if (redis.state === 'connected') {
-      connection = createQueueConnection(redis.url);
+      connection = createQueueConnection(redis.endpoint);
       connection.on('error', () => {});
     }
     engine = createRefreshEngine(app, loaded.config, logger, connection ? { connection } : {});
@@ -71,16 +72,16 @@ export async function withCliContext<T>(
 }
 
 async function probeRedis(loaded: LoadedConfig, app: AppContext): Promise<RedisHealth> {
-  const configured = loaded.config.redisUrl;
+  const configured = configuredRedis(loaded);
   const managed = configured ? undefined : managedRedisEndpoint(app.dataDir);
-  const url = configured ?? managed?.url;
-  if (!url) return { state: 'not_running' };
+  const endpoint: RedisEndpoint | undefined = configured ?? (managed && { kind: 'url', url: managed.url });
+  if (!endpoint) return { state: 'not_running' };
   const owner = managed ? { owner: { pid: managed.ownerPid, alive: managed.ownerAlive } } : {};
   try {
-    await checkRedisReachable(url, REDIS_PROBE_MS, managed ? null : undefined);
-    return { state: 'connected', url, ...owner };
+    await checkRedisReachable(endpoint, REDIS_PROBE_MS, managed ? null : undefined);
+    return { state: 'connected', endpoint, ...owner };
   } catch (err) {
     // The message names the host, never the URL's password.
-    return { state: 'unreachable', url, error: (err as Error).message, ...owner };
+    return { state: 'unreachable', endpoint, error: (err as Error).message, ...owner };
   }
 }

@@ -97,6 +97,37 @@ export const configSchema = z
     databaseUrl: databaseUrl.optional(),
     databasePoolSize: wholeNumber(1, 500).default(20),
     redisUrl: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
+    // A Sentinel group instead of one URL: the sentinels' host:port list and the master's name.
+    redisSentinels: z
+      .preprocess(
+        (v) =>
+          typeof v === 'string'
+            ? v
+                .split(',')
+                .map((h) => h.trim())
+                .filter(Boolean)
+            : v,
+        z
+          .array(
+            z
+              .string()
+              .regex(HOST_PORT_PATTERN, 'expected host:port')
+              .transform((value, ctx) => {
+                const [, host = '', port] = HOST_PORT_PATTERN.exec(value.toLowerCase()) ?? [];
+                const n = Number(port ?? 26379);
+                if (!(n >= 1 && n <= 65_535))
+                  ctx.addIssue({ code: 'custom', message: 'the port must be 1 to 65535' });
+                return { host: host.replace(/^\[(.*)\]$/, '$1'), port: n };
+              }),
+          )
+          .min(1, 'expected at least one sentinel')
+          .max(16, 'at most 16 sentinels'),
+      )
+      .optional(),
+    redisSentinelName: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-"')
+      .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     concurrency: wholeNumber(1, 1000).default(16),
     requestTimeoutSeconds: seconds(300).default(15),
@@ -187,6 +218,8 @@ export const ENV_VARS = {
   GRANTKEEPER_DATABASE_URL: 'databaseUrl',
   GRANTKEEPER_DATABASE_POOL_SIZE: 'databasePoolSize',
   REDIS_URL: 'redisUrl',
+  GRANTKEEPER_REDIS_SENTINELS: 'redisSentinels',
+  GRANTKEEPER_REDIS_SENTINEL_NAME: 'redisSentinelName',
   GRANTKEEPER_LOG_LEVEL: 'logLevel',
   GRANTKEEPER_CONCURRENCY: 'concurrency',
   GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: 'requestTimeoutSeconds',

@@ -15,6 +15,10 @@ export interface LoadedConfig {
     keyCommand?: string;
     previousKeys?: string;
     webhookSecret?: string;
+    /** GRANTKEEPER_REDIS_PASSWORD: the master's and replicas' password behind Sentinel. */
+    redisPassword?: string;
+    /** GRANTKEEPER_REDIS_SENTINEL_PASSWORD: the sentinels' own password, when they have one. */
+    redisSentinelPassword?: string;
   };
   configPath?: string;
 }
@@ -50,6 +54,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
   }
   const previousKeys = nonEmpty(env.GRANTKEEPER_PREVIOUS_KEYS);
   const webhookSecret = nonEmpty(env.GRANTKEEPER_WEBHOOK_SECRET);
+  const redisPassword = nonEmpty(env.GRANTKEEPER_REDIS_PASSWORD);
+  const redisSentinelPassword = nonEmpty(env.GRANTKEEPER_REDIS_SENTINEL_PASSWORD);
   return {
     config: parsed.data,
     secrets: {
@@ -58,6 +64,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
       ...(keyCommand ? { keyCommand } : {}),
       ...(previousKeys ? { previousKeys } : {}),
       ...(webhookSecret ? { webhookSecret } : {}),
+      ...(redisPassword ? { redisPassword } : {}),
+      ...(redisSentinelPassword ? { redisSentinelPassword } : {}),
     },
     ...(configPath ? { configPath: resolve(configPath) } : {}),
   };

@@ -6,11 +6,11 @@
  *   const keeper = await createKeeper({ baseUrl: 'http://127.0.0.1:7420', apiKey: process.env.GK_KEY });
  *   const res = await keeper.fetch('@ourbot', 'https://api.x.com/2/users/me');
  */
-import { Redis } from 'ioredis';
 import { errorBody, tokenView } from '../api/schemas.js';
 import { loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { redisUrlForTools } from '../redis/managed-redis-endpoint.js';
+import { redisForTools } from '../redis/managed-redis-endpoint.js';
+import { configuredRedis, connectRedis } from '../redis/redis-endpoint.js';
 import { type AccessTokenReader, TokenReadError } from '../refresh/access-token-reader.js';
 import { openAppContext } from '../service/app-context.js';
 import { createRefreshEngine } from '../service/refresh-engine.js';
@@ -155,9 +155,9 @@ async function localSource(options: {
   const app = await openAppContext(loaded, logger, { create: false });
   // With the service's Redis the worker's next job is planned at once; without it (or while it is
   // down) the service's reconciler plans it. Never wait on Redis: a token read must not hang.
-  const redisUrl = redisUrlForTools(loaded.config.redisUrl, app.dataDir);
-  const connection = redisUrl
-    ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 })
+  const redis = redisForTools(configuredRedis(loaded), app.dataDir);
+  const connection = redis
+    ? connectRedis(redis, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 })
     : undefined;
   connection?.on('error', () => {});
   const engine = createRefreshEngine(app, loaded.config, logger, connection ? { connection } : {});

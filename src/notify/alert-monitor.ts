@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import {
   type AlertQueue,
   type AlertRetryPolicy,
@@ -9,6 +8,7 @@ import {
 import type { LoadedConfig } from '../config/load-config.js';
 import type { AlertView, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
+import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AlertEvent, decideAlert } from './alert-policy.js';
@@ -153,15 +153,15 @@ export async function onConsentSaved(
     loaded: LoadedConfig;
     grants: GrantRepository;
     serviceState: ServiceStateRepository;
-    redisUrl: string | undefined;
+    redis: RedisEndpoint | undefined;
     logger: Logger;
   },
   grant: AlertView,
 ): Promise<void> {
   const { config } = deps.loaded;
   const secret = deps.loaded.secrets.webhookSecret;
-  if (!deps.redisUrl || config.webhookUrls.length === 0 || !secret) return;
-  const connection = new Redis(deps.redisUrl, {
+  if (!deps.redis || config.webhookUrls.length === 0 || !secret) return;
+  const connection = connectRedis(deps.redis, {
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     lazyConnect: true,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors/user-error.js';
 import { managedRedisUrl } from './managed-redis.js';
 import { type ClaimRecord, ownerState, readCurrentClaim } from './managed-redis-claim.js';
+import type { RedisEndpoint } from './redis-endpoint.js';
 
 /**
  * Where the managed redis-server keeps its AOF, its password and who owns it: `<data>/redis`,
@@ -102,7 +103,12 @@ export function managedRedisEndpoint(dataDir: string): ManagedRedisEndpoint | un
   };
 }
 
-/** REDIS_URL when set, else the running service's managed Redis, else undefined (not running). */
-export function redisUrlForTools(configuredUrl: string | undefined, dataDir: string): string | undefined {
-  return configuredUrl ?? managedRedisEndpoint(dataDir)?.url;
+/** The configured Redis when set, else the running service's managed Redis, else undefined (not running). */
+export function redisForTools(
+  configured: RedisEndpoint | undefined,
+  dataDir: string,
+): RedisEndpoint | undefined {
+  if (configured) return configured;
+  const managed = managedRedisEndpoint(dataDir);
+  return managed && { kind: 'url', url: managed.url };
 }

@@ -1,14 +1,10 @@
 import { Redis } from 'ioredis';
 import { UserError } from '../errors/user-error.js';
+import { connectRedis, describeRedisEndpoint, type RedisEndpoint } from './redis-endpoint.js';
 
 /** host:port/db of a Redis URL, without credentials: safe for logs and error messages. */
 export function describeRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
-  } catch {
-    return '(unparseable Redis URL)';
-  }
+  return describeRedisEndpoint({ kind: 'url', url });
 }
 
 const REDIS_URL_HINT =
@@ -19,11 +15,11 @@ const REDIS_URL_HINT =
  * `hint` says what to do about it (the default is about REDIS_URL).
  */
 export async function checkRedisReachable(
-  url: string,
+  endpoint: RedisEndpoint,
   timeoutMs = 3000,
   hint: string | null = REDIS_URL_HINT,
 ): Promise<void> {
-  const probe = new Redis(url, {
+  const probe = connectRedis(endpoint, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
     maxRetriesPerRequest: 0,
@@ -35,8 +31,9 @@ export async function checkRedisReachable(
     await probe.connect();
     await probe.ping();
   } catch (err) {
+    const why = endpoint.kind === 'sentinel' ? await diagnoseSentinels(endpoint, timeoutMs) : undefined;
     throw new UserError(
-      `cannot reach Redis at ${describeRedisUrl(url)} (${(err as Error).message})${hint ? `: ${hint}` : ''}`,
+      `cannot reach Redis at ${describeRedisEndpoint(endpoint)} (${why ?? (err as Error).message})${hint ? `: ${hint}` : ''}`,
       1,
       { cause: err },
     );
@@ -46,12 +43,52 @@ export async function checkRedisReachable(
 }
 
 /**
+ * ioredis says only "all sentinels are unreachable" when they answer but know no such master: ask
+ * them directly, so a mistyped GRANTKEEPER_REDIS_SENTINEL_NAME is named as such.
+ */
+async function diagnoseSentinels(
+  endpoint: Extract<RedisEndpoint, { kind: 'sentinel' }>,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  const known = new Set<string>();
+  let answered = 0;
+  for (const { host, port } of endpoint.sentinels) {
+    const sentinel = new Redis({
+      host,
+      port,
+      ...(endpoint.sentinelPassword ? { password: endpoint.sentinelPassword } : {}),
+      lazyConnect: true,
+      connectTimeout: timeoutMs,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    sentinel.on('error', () => {});
+    try {
+      await sentinel.connect();
+      const masters = (await sentinel.call('SENTINEL', 'masters')) as string[][];
+      answered += 1;
+      for (const fields of masters) known.add(String(fields[fields.indexOf('name') + 1]));
+    } catch {
+      // unreachable, or not a sentinel: ioredis's own message covers it
+    } finally {
+      sentinel.disconnect();
+    }
+  }
+  if (answered === 0 || known.has(endpoint.name)) return undefined;
+  const names = [...known].sort().join(', ') || 'none';
+  return `${answered} sentinel${answered === 1 ? '' : 's'} answered, none monitors a master named "${endpoint.name}" (they monitor: ${names}); check GRANTKEEPER_REDIS_SENTINEL_NAME`;
+}
+
+/**
  * BullMQ wants commands to wait for a reconnect rather than fail, hence maxRetriesPerRequest null.
  * Once `stopRetrying` says so, the next failed reconnect ends the connection and fails what waits
  * on it; BullMQ's own copies of it (a worker's blocking connection) share the strategy.
  */
-export function createQueueConnection(url: string, opts: { stopRetrying?: () => boolean } = {}): Redis {
-  return new Redis(url, {
+export function createQueueConnection(
+  endpoint: RedisEndpoint,
+  opts: { stopRetrying?: () => boolean } = {},
+): Redis {
+  return connectRedis(endpoint, {
     maxRetriesPerRequest: null,
     // ioredis's default delay, unless told to give up.
     retryStrategy: (times) => (opts.stopRetrying?.() ? null : Math.min(times * 50, 2000)),

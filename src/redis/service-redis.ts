@@ -10,11 +10,12 @@ import {
   createQueueConnection,
   describeRedisUrl,
 } from './redis-connection.js';
+import { describeRedisEndpoint, type RedisEndpoint } from './redis-endpoint.js';
 
 /** The Redis a `run` or `serve` works on, and its one shared connection. */
 export interface ServiceRedis {
-  /** With any password: never log it (describeRedisUrl). */
-  url: string;
+  /** With any password: never log it (describeRedisEndpoint). */
+  endpoint: RedisEndpoint;
   connection: Redis;
   /**
    * Settles, with the reason, when the service cannot go on without a restart: the managed
@@ -45,11 +46,12 @@ function connectUntilGone(url: string, gone: Promise<UserError>): Redis {
   void gone.then(() => {
     abandoned = true;
   });
-  return createQueueConnection(url, { stopRetrying: () => abandoned });
+  return createQueueConnection({ kind: 'url', url }, { stopRetrying: () => abandoned });
 }
 
 export async function openServiceRedis(opts: {
-  redisUrl: string | undefined;
+  /** The configured Redis; without one, the data folder's managed redis-server. */
+  redis: RedisEndpoint | undefined;
   dataDir: string;
   logger: Logger;
   role: ManagedRedisRole;
@@ -57,18 +59,19 @@ export async function openServiceRedis(opts: {
 }): Promise<ServiceRedis> {
   const { logger } = opts;
   const never = new Promise<UserError>(() => {});
-  if (opts.redisUrl) {
-    await checkRedisReachable(opts.redisUrl);
-    const connection = createQueueConnection(opts.redisUrl);
-    watchRedisConnection(connection, logger, describeRedisUrl(opts.redisUrl));
-    return { url: opts.redisUrl, connection, gone: never, close: () => closeConnection(connection) };
+  if (opts.redis) {
+    const endpoint = opts.redis;
+    await checkRedisReachable(endpoint);
+    const connection = createQueueConnection(endpoint);
+    watchRedisConnection(connection, logger, describeRedisEndpoint(endpoint));
+    return { endpoint, connection, gone: never, close: () => closeConnection(connection) };
   }
   if (opts.role === 'owner') {
     const owned = await startOwnedRedis({ dataDir: opts.dataDir, logger });
     const connection = connectUntilGone(owned.url, owned.failed);
     watchRedisConnection(connection, logger, describeRedisUrl(owned.url));
     return {
-      url: owned.url,
+      endpoint: { kind: 'url', url: owned.url },
       connection,
       gone: owned.failed,
       async close() {
@@ -95,7 +98,7 @@ export async function openServiceRedis(opts: {
       ),
   });
   logger.info({ redis: describeRedisUrl(url) }, 'using the managed redis-server of grantkeeper run');
-  return { url, connection, gone, close: () => closeConnection(connection) };
+  return { endpoint: { kind: 'url', url }, connection, gone, close: () => closeConnection(connection) };
 }
 
 /** Polls for the endpoint a `run` publishes until it answers: both may be started at the same moment. */
@@ -106,7 +109,7 @@ async function waitForManagedRedis(dataDir: string, waitMs: number): Promise<str
     const endpoint = managedRedisEndpoint(dataDir);
     if (endpoint) {
       try {
-        await checkRedisReachable(endpoint.url, 1000, null);
+        await checkRedisReachable({ kind: 'url', url: endpoint.url }, 1000, null);
         return endpoint.url;
       } catch (err) {
         why = (err as Error).message;

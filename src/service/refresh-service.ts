@@ -7,7 +7,7 @@ import { createRefreshWorker } from '../../jobs/refresh-worker.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import type { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
-import { describeRedisUrl } from '../redis/redis-connection.js';
+import { configuredRedis, describeRedisEndpoint, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AppContext, openAppContext } from './app-context.js';
@@ -27,8 +27,8 @@ const SERVICE_LOCK_WAIT_MS = 1000;
 export interface RefreshService {
   app: AppContext;
   engine: QueuedRefreshEngine;
-  /** With the managed Redis's password: never log it (describeRedisUrl). */
-  redisUrl: string;
+  /** With any Redis password: never log it (describeRedisEndpoint). */
+  redis: RedisEndpoint;
   connection: Redis;
   reconciler: Reconciler;
   /**
@@ -89,13 +89,13 @@ export async function startRefreshService(
     cleanups.push(() => app.close());
     // A second run on this folder stops here, before it syncs clients or touches the queue.
     const redis = await openServiceRedis({
-      redisUrl: config.redisUrl,
+      redis: configuredRedis(loaded),
       dataDir: app.dataDir,
       logger,
       role: options.runWorker === false ? 'guest' : 'owner',
     });
     cleanups.push(() => redis.close());
-    const { connection, url: redisUrl } = redis;
+    const { connection, endpoint } = redis;
     let redisLost = false;
     void redis.gone.then(() => {
       redisLost = true;
@@ -155,13 +155,13 @@ export async function startRefreshService(
       cleanups.push(() => watch.stop());
     }
     logger.info(
-      { redis: describeRedisUrl(redisUrl), dataDir: app.dataDir, concurrency: config.concurrency },
+      { redis: describeRedisEndpoint(endpoint), dataDir: app.dataDir, concurrency: config.concurrency },
       'grantkeeper refresh service running',
     );
     return {
       app,
       engine,
-      redisUrl,
+      redis: endpoint,
       connection,
       reconciler,
       redisGone: redis.gone,

@@ -347,7 +347,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
         },
         grants: engine.service.app.grants,
         serviceState: engine.service.app.serviceState,
-        redisUrl: redis.url,
+        redis: { kind: 'url', url: redis.url },
         logger: createLogger({ level: 'silent' }),
       },
       reseeded,

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, stat
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { redisUrlForTools } from '../../src/redis/managed-redis-endpoint.js';
+import { managedRedisEndpoint } from '../../src/redis/managed-redis-endpoint.js';
 import { Cleanup, type RunProcess, seedGrants, startRun, writeRunConfig } from '../faults/support.js';
 import { type CliResult, runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey, waitFor } from '../support/engine.js';
@@ -295,7 +295,7 @@ describe('managed redis-server takeover and restarts', { timeout: 240_000 }, () 
     const folder = s.redisFolder();
     const orphan = await oneRedisServerIn(folder);
     // Where CLI commands find the service's Redis.
-    const url = redisUrlForTools(undefined, s.dataDir)!;
+    const url = managedRedisEndpoint(s.dataDir)!.url;
     const writer = probe(url, s.cleanup);
     await writer.set('gk:test:survivor', 'still here');
     // appendfsync everysec: give the AOF its second.
@@ -329,7 +329,7 @@ describe('managed redis-server takeover and restarts', { timeout: 240_000 }, () 
     expect(fresh.pid).not.toBe(orphan.pid);
     // Same port: clients connected to the orphan reconnect by themselves.
     expect(fresh.port).toBe(orphan.port);
-    const reader = probe(redisUrlForTools(undefined, s.dataDir)!, s.cleanup);
+    const reader = probe(managedRedisEndpoint(s.dataDir)!.url, s.cleanup);
     expect(await reader.get('gk:test:survivor')).toBe('still here');
     expect(await reader.keys('grantkeeper:refresh:*')).toEqual(expect.arrayContaining(queued));
     reader.disconnect();

@@ -78,7 +78,7 @@ export function registerSeedCommand(program: Command): void {
               loaded,
               grants: app.grants,
               serviceState: app.serviceState,
-              redisUrl: redis.state === 'connected' ? redis.url : undefined,
+              redis: redis.state === 'connected' ? redis.endpoint : undefined,
               logger,
             },
             result.grant,

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { GRANT_STATES, type GrantState, isLive } from '../../grants/grant.js';
-import { describeRedisUrl } from '../../redis/redis-connection.js';
+import { describeRedisEndpoint } from '../../redis/redis-endpoint.js';
 import type { StorageGate } from '../../store/storage-gate.js';
 import { type ManagedRedisOwner, withCliContext } from '../cli-context.js';
 import {
@@ -55,7 +55,7 @@ export function registerStatusCommand(program: Command): void {
           disk,
           redis: {
             state: redis.state,
-            ...(redis.state === 'not_running' ? {} : { url: describeRedisUrl(redis.url) }),
+            ...(redis.state === 'not_running' ? {} : { url: describeRedisEndpoint(redis.endpoint) }),
             ...(redis.state === 'unreachable' ? { error: redis.error } : {}),
             ...(redis.state !== 'not_running' && redis.owner ? { managedBy: redis.owner } : {}),
           },

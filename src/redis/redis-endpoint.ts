@@ -1,0 +1,77 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { LoadedConfig } from '../config/load-config.js';
+import { UserError } from '../errors/user-error.js';
+
+/**
+ * Where the service's Redis is: one URL (a single server, TLS by rediss://), or a Sentinel group
+ * that names the current master and moves it on failover. Carries passwords: never log it, only
+ * what describeRedisEndpoint says.
+ */
+export type RedisEndpoint =
+  | { kind: 'url'; url: string }
+  | {
+      kind: 'sentinel';
+      sentinels: Array<{ host: string; port: number }>;
+      /** The master's name in the sentinels' configuration. */
+      name: string;
+      password?: string;
+      sentinelPassword?: string;
+    };
+
+/** The endpoint without credentials: safe for logs and error messages. */
+export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
+  if (endpoint.kind === 'sentinel') {
+    return `sentinel master "${endpoint.name}" via ${endpoint.sentinels.map((s) => `${s.host}:${s.port}`).join(',')}`;
+  }
+  try {
+    const u = new URL(endpoint.url);
+    return `${u.protocol}//${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
+  } catch {
+    return '(unparseable Redis URL)';
+  }
+}
+
+/** The Redis the configuration names (REDIS_URL or the Sentinel settings), or undefined for none. */
+export function configuredRedis(loaded: LoadedConfig): RedisEndpoint | undefined {
+  const { config, secrets } = loaded;
+  if (config.redisSentinels) {
+    if (config.redisUrl) {
+      throw new UserError(
+        'set REDIS_URL or GRANTKEEPER_REDIS_SENTINELS, not both: each names the Redis to use',
+      );
+    }
+    if (!config.redisSentinelName) {
+      throw new UserError(
+        'GRANTKEEPER_REDIS_SENTINELS needs GRANTKEEPER_REDIS_SENTINEL_NAME, the master name the sentinels monitor',
+      );
+    }
+    return {
+      kind: 'sentinel',
+      sentinels: config.redisSentinels,
+      name: config.redisSentinelName,
+      ...(secrets.redisPassword ? { password: secrets.redisPassword } : {}),
+      ...(secrets.redisSentinelPassword ? { sentinelPassword: secrets.redisSentinelPassword } : {}),
+    };
+  }
+  return config.redisUrl ? { kind: 'url', url: config.redisUrl } : undefined;
+}
+
+/**
+ * A connection with `options` over the endpoint. Through Sentinel, ioredis asks the sentinels for
+ * the master on every (re)connect, so a failover is a reconnect to the new master; a connection
+ * that finds itself on a demoted replica (READONLY) reconnects too.
+ */
+export function connectRedis(endpoint: RedisEndpoint, options: RedisOptions = {}): Redis {
+  if (endpoint.kind === 'url') return new Redis(endpoint.url, options);
+  return new Redis({
+    ...options,
+    sentinels: endpoint.sentinels,
+    name: endpoint.name,
+    ...(endpoint.password ? { password: endpoint.password } : {}),
+    ...(endpoint.sentinelPassword ? { sentinelPassword: endpoint.sentinelPassword } : {}),
+    ...(options.retryStrategy ? { sentinelRetryStrategy: options.retryStrategy } : {}),
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    // A lost master is noticed from the sentinels' own announcement, not only at the next timeout.
+    failoverDetector: true,
+  });
+}
