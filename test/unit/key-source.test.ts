@@ -156,3 +156,46 @@ describe('loadKeyring from the key file', () => {
     expect(err.message).not.toContain(contents);
   });
 });
+
+describe('loadKeyring for a store shared by several machines', () => {
+  const key = randomBytes(32);
+
+  it('refuses to generate a key file, naming the three ways to give one', async () => {
+    const err = await userError(loadKeyring({ dataDir, logger: logger(), shared: true }));
+    expect(err.message).toMatch(/GRANTKEEPER_KEY, GRANTKEEPER_KEY_FILE or GRANTKEEPER_KEY_COMMAND/);
+    expect(await readdir(dataDir)).toEqual([]);
+  });
+
+  it('reads GRANTKEEPER_KEY_FILE, refusing a missing file or one others can read', async () => {
+    const path = join(dataDir, 'mounted-secret');
+    await writeFile(path, `${key.toString('base64')}\n`, { mode: 0o600 });
+    const ring = await loadKeyring({ dataDir, logger: logger(), shared: true, keyFile: path });
+    expect(ring.primary.id).toBe(keyIdFor(key));
+    await chmod(path, 0o644);
+    expect((await userError(loadKeyring({ dataDir, logger: logger(), keyFile: path }))).message).toMatch(
+      /mode 644/,
+    );
+    const missing = join(dataDir, 'nope');
+    expect((await userError(loadKeyring({ dataDir, logger: logger(), keyFile: missing }))).message).toMatch(
+      /GRANTKEEPER_KEY_FILE names .*nope, which does not exist/,
+    );
+  });
+
+  it('runs GRANTKEEPER_KEY_COMMAND and takes what it prints; a failure says how, never what it wrote', async () => {
+    const ring = await loadKeyring({
+      dataDir,
+      logger: logger(),
+      shared: true,
+      keyCommand: `printf '%s\\n' '${key.toString('base64')}'`,
+    });
+    expect(ring.primary.id).toBe(keyIdFor(key));
+    const failed = await userError(
+      loadKeyring({ dataDir, logger: logger(), keyCommand: 'echo secret-in-output; exit 7' }),
+    );
+    expect(failed.message).toMatch(/GRANTKEEPER_KEY_COMMAND exited with status 7/);
+    expect(failed.message).not.toContain('secret-in-output');
+    const garbage = await userError(loadKeyring({ dataDir, logger: logger(), keyCommand: 'echo not-a-key' }));
+    expect(garbage.message).toMatch(/The output of GRANTKEEPER_KEY_COMMAND must be 32 random bytes/);
+    expect(garbage.message).not.toContain('not-a-key');
+  });
+});

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
+import { configuredRedis, describeRedisEndpoint } from '../../src/redis/redis-endpoint.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gk-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -101,5 +102,87 @@ describe('loadConfig', () => {
     const leaky = configFile('{ "redisUrl": "redis://:hunter2@redis.internal", oops }');
     expect(() => loadConfig({}, leaky)).toThrow(/is not valid JSON/);
     expect(() => loadConfig({}, leaky)).not.toThrow(/hunter2/);
+  });
+});
+
+describe('loadConfig: the shared store and Redis for several machines', () => {
+  it('takes a postgres URL and refuses a malformed one without repeating it', () => {
+    const url = 'postgresql://gk:pw@db.internal:5432/grantkeeper?sslmode=require';
+    expect(loadConfig({ GRANTKEEPER_DATABASE_URL: url }).config.databaseUrl).toBe(url);
+    for (const bad of ['mysql://gk:hunter2x@db/x', 'postgres://gk:hunter2x@/x', 'not a url hunter2x']) {
+      expect(() => loadConfig({ GRANTKEEPER_DATABASE_URL: bad })).toThrow(
+        /GRANTKEEPER_DATABASE_URL: expected a postgres:\/\//,
+      );
+      try {
+        loadConfig({ GRANTKEEPER_DATABASE_URL: bad });
+      } catch (err) {
+        expect((err as Error).message).not.toContain('hunter2x');
+      }
+    }
+  });
+
+  it('parses the sentinel list, default port 26379, and keeps the passwords out of the config', () => {
+    const { config, secrets } = loadConfig({
+      GRANTKEEPER_REDIS_SENTINELS: 'a.internal:26380, b.internal,[::1]:26381',
+      GRANTKEEPER_REDIS_SENTINEL_NAME: 'mymaster',
+      GRANTKEEPER_REDIS_PASSWORD: 'redis-pw',
+      GRANTKEEPER_REDIS_SENTINEL_PASSWORD: 'sentinel-pw',
+    });
+    expect(config.redisSentinels).toEqual([
+      { host: 'a.internal', port: 26380 },
+      { host: 'b.internal', port: 26379 },
+      { host: '::1', port: 26381 },
+    ]);
+    expect(config.redisSentinelName).toBe('mymaster');
+    expect(JSON.stringify(config)).not.toMatch(/-pw/);
+    expect(secrets).toMatchObject({ redisPassword: 'redis-pw', redisSentinelPassword: 'sentinel-pw' });
+    expect(() => loadConfig({ GRANTKEEPER_REDIS_SENTINELS: 'a:99999' })).toThrow(/port must be 1 to 65535/);
+  });
+
+  it('refuses two key sources at once', () => {
+    expect(() => loadConfig({ GRANTKEEPER_KEY: 'x', GRANTKEEPER_KEY_COMMAND: 'vault read' })).toThrow(
+      /set only one of GRANTKEEPER_KEY, GRANTKEEPER_KEY_COMMAND/,
+    );
+  });
+});
+
+describe('configuredRedis', () => {
+  it('is a URL, a Sentinel group, or nothing; never both, never sentinels without a name', () => {
+    expect(configuredRedis(loadConfig({}))).toBeUndefined();
+    expect(configuredRedis(loadConfig({ REDIS_URL: 'rediss://r.internal:6380' }))).toEqual({
+      kind: 'url',
+      url: 'rediss://r.internal:6380',
+    });
+    expect(
+      configuredRedis(
+        loadConfig({ GRANTKEEPER_REDIS_SENTINELS: 's1:26379', GRANTKEEPER_REDIS_SENTINEL_NAME: 'm' }),
+      ),
+    ).toEqual({ kind: 'sentinel', sentinels: [{ host: 's1', port: 26379 }], name: 'm' });
+    expect(() => configuredRedis(loadConfig({ GRANTKEEPER_REDIS_SENTINELS: 's1:26379' }))).toThrow(
+      /needs GRANTKEEPER_REDIS_SENTINEL_NAME/,
+    );
+    expect(() =>
+      configuredRedis(
+        loadConfig({
+          REDIS_URL: 'redis://r:6379',
+          GRANTKEEPER_REDIS_SENTINELS: 's1:26379',
+          GRANTKEEPER_REDIS_SENTINEL_NAME: 'm',
+        }),
+      ),
+    ).toThrow(/not both/);
+  });
+
+  it('describes either without its passwords', () => {
+    expect(describeRedisEndpoint({ kind: 'url', url: 'redis://:pw@r.internal:6379/2' })).toBe(
+      'redis://r.internal:6379/2',
+    );
+    expect(
+      describeRedisEndpoint({
+        kind: 'sentinel',
+        sentinels: [{ host: 's1', port: 26379 }],
+        name: 'm',
+        password: 'pw',
+      }),
+    ).toBe('sentinel master "m" via s1:26379');
   });
 });
