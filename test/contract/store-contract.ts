@@ -620,6 +620,27 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect(await store.grants.get(grant.id)).toBeUndefined();
         expect(await store.clients.remove(own.id, { withGrants: true })).toBeUndefined();
       });
+
+      it('a secret rotated by another process is the one the next token request uses', async () => {
+        const input = {
+          name: 'contract-rotated',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'c4',
+          clientSecret: 'old-secret',
+          authMethod: 'client_secret_basic' as const,
+          scopes: ['openid'],
+          now: Date.now(),
+        };
+        const { id } = await store.clients.upsert(input);
+        expect((await store.clients.openById(id))?.target.clientSecret).toBe('old-secret');
+        const other = await subject.open(sealer);
+        try {
+          await other.clients.upsert({ ...input, clientSecret: 'new-secret', now: input.now + 1 });
+        } finally {
+          await other.admin.close();
+        }
+        expect((await store.clients.openById(id))?.target.clientSecret).toBe('new-secret');
+      });
     });
 
     describe('API keys and sessions', () => {
