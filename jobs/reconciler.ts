@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis/redis-endpoint.js';
 import type { GrantRepository, RefreshScheduler, SchedulableGrant } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
@@ -33,7 +33,7 @@ export class Reconciler {
     private readonly grants: GrantRepository,
     private readonly queue: RefreshQueue,
     /** The queue's own connection: job existence is checked with pipelined EXISTS, not per-job calls. */
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly scheduler: RefreshScheduler,
     private readonly logger: Logger,
     private readonly options: ReconcilerOptions,

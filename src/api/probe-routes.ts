@@ -1,7 +1,7 @@
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Metrics } from '../metrics/metrics.js';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
 
@@ -10,7 +10,7 @@ const READY_TIMEOUT_MS = 1000;
 export interface ProbeRouteDeps {
   app: AppContext;
   engine: RefreshService['engine'];
-  connection: Redis;
+  connection: RedisClient;
   /** The refresh worker, when this process runs one: readiness then requires it running. */
   worker?: Worker;
   metrics: Metrics;

@@ -7,12 +7,12 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import type { AllowedHost } from '../config/config-schema.js';
 import { describeStorageFailure, STORAGE_RETRY_MS, storageFailureOf } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
 import { ApiError, retryAfter } from './api-error.js';
@@ -31,7 +31,7 @@ import { registerSessionRoutes } from './session-routes.js';
 export interface ApiDeps {
   app: AppContext;
   engine: RefreshService['engine'];
-  connection: Redis;
+  connection: RedisClient;
   /** The refresh worker, when this process runs one: readiness then requires it running. */
   worker?: Worker;
   /** Queues shown on the dashboard. */

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import type { Redis } from 'ioredis';
 import { type LoadedConfig, loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { managedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
 import { checkRedisReachable, closeConnection, createQueueConnection } from '../redis/redis-connection.js';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import { configuredRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import { type AppContext, openAppContext } from '../service/app-context.js';
 import { createRefreshEngine, type RefreshEngine } from '../service/refresh-engine.js';
@@ -29,7 +29,7 @@ export interface CliContext {
   engine: RefreshEngine;
   redis: RedisHealth;
   /** Present when Redis answered: the engine then has a queue and a scheduler. */
-  connection?: Redis;
+  connection?: RedisClient;
 }
 
 /** How long a one-shot command waits for Redis before carrying on without it. */
@@ -54,7 +54,7 @@ export async function withCliContext<T>(
   // Commands talk to people on stdout/stderr; engine logs only show with --verbose, on stderr.
   const logger = createLogger({ level: globals.verbose ? 'debug' : 'silent', destination: process.stderr });
   const app = await openAppContext(loaded, logger, { create: opts.create ?? false });
-  let connection: Redis | undefined;
+  let connection: RedisClient | undefined;
   let engine: RefreshEngine | undefined;
   try {
     const redis = opts.redis === false ? ({ state: 'not_running' } as const) : await probeRedis(loaded, app);

@@ -81,7 +81,7 @@ export type ConfigClient = z.infer<typeof configClientSchema>;
 const ms = z.number().nonnegative();
 
 /** A postgres:// URL; the message never repeats the value, which may hold a password. */
-const databaseUrl = z.string().refine((value) => {
+export const databaseUrlSchema = z.string().refine((value) => {
   try {
     const url = new URL(value);
     return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
@@ -90,40 +90,46 @@ const databaseUrl = z.string().refine((value) => {
   }
 }, 'expected a postgres://user:password@host:port/database URL');
 
+/** `host[:port],…` (an array in the config file), each port defaulting to `defaultPort`. */
+function hostPortList(defaultPort: number, what: string) {
+  return z.preprocess(
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((h) => h.trim())
+            .filter(Boolean)
+        : v,
+    z
+      .array(
+        z
+          .string()
+          .regex(HOST_PORT_PATTERN, 'expected host:port')
+          .transform((value, ctx) => {
+            const [, host = '', port] = HOST_PORT_PATTERN.exec(value.toLowerCase()) ?? [];
+            const n = Number(port ?? defaultPort);
+            if (!(n >= 1 && n <= 65_535))
+              ctx.addIssue({ code: 'custom', message: 'the port must be 1 to 65535' });
+            return { host: host.replace(/^\[(.*)\]$/, '$1'), port: n };
+          }),
+      )
+      .min(1, `expected at least one ${what}`)
+      .max(16, `at most 16 ${what}s`),
+  );
+}
+
 export const configSchema = z
   .object({
     dataDir: z.string().min(1).default('./data'),
     // Without it, the store is SQLite in the data folder; with it, every replica shares PostgreSQL.
-    databaseUrl: databaseUrl.optional(),
+    databaseUrl: databaseUrlSchema.optional(),
     databasePoolSize: wholeNumber(1, 500).default(20),
     redisUrl: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
     // A Sentinel group instead of one URL: the sentinels' host:port list and the master's name.
-    redisSentinels: z
-      .preprocess(
-        (v) =>
-          typeof v === 'string'
-            ? v
-                .split(',')
-                .map((h) => h.trim())
-                .filter(Boolean)
-            : v,
-        z
-          .array(
-            z
-              .string()
-              .regex(HOST_PORT_PATTERN, 'expected host:port')
-              .transform((value, ctx) => {
-                const [, host = '', port] = HOST_PORT_PATTERN.exec(value.toLowerCase()) ?? [];
-                const n = Number(port ?? 26379);
-                if (!(n >= 1 && n <= 65_535))
-                  ctx.addIssue({ code: 'custom', message: 'the port must be 1 to 65535' });
-                return { host: host.replace(/^\[(.*)\]$/, '$1'), port: n };
-              }),
-          )
-          .min(1, 'expected at least one sentinel')
-          .max(16, 'at most 16 sentinels'),
-      )
-      .optional(),
+    redisSentinels: hostPortList(26379, 'sentinel').optional(),
+    // A Redis Cluster instead: some of its nodes (the rest are discovered). Queue keys are then
+    // hash-tagged ({prefix}) so that every key of a queue is in one slot, as BullMQ needs.
+    redisClusterNodes: hostPortList(6379, 'cluster node').optional(),
     redisSentinelName: z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-"')
@@ -208,7 +214,9 @@ export const configSchema = z
   .refine((c) => c.shutdownGraceSeconds > c.requestTimeoutSeconds, {
     path: ['shutdownGraceSeconds'],
     message: 'must be longer than the request timeout, so a stop never abandons a refresh in flight',
-  });
+  })
+  // On a Redis Cluster every key of a BullMQ queue must hash to one slot: `{prefix}` does that.
+  .transform((c) => (c.redisClusterNodes ? { ...c, queuePrefix: `{${c.queuePrefix}}` } : c));
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -220,6 +228,7 @@ export const ENV_VARS = {
   REDIS_URL: 'redisUrl',
   GRANTKEEPER_REDIS_SENTINELS: 'redisSentinels',
   GRANTKEEPER_REDIS_SENTINEL_NAME: 'redisSentinelName',
+  GRANTKEEPER_REDIS_CLUSTER_NODES: 'redisClusterNodes',
   GRANTKEEPER_LOG_LEVEL: 'logLevel',
   GRANTKEEPER_CONCURRENCY: 'concurrency',
   GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: 'requestTimeoutSeconds',

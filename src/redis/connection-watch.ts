@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../log/logger.js';
+import type { RedisClient } from './redis-endpoint.js';
 
 /**
  * While Redis is away ioredis retries every couple of seconds and every attempt is an 'error' on
@@ -36,7 +36,7 @@ export interface OutageLimit {
 
 /** Logs the start and end of each outage of `connection`; `label` names it without credentials. */
 export function watchRedisConnection(
-  connection: Redis,
+  connection: RedisClient,
   logger: Logger,
   label: string,
   limit?: OutageLimit,

@@ -1,6 +1,11 @@
 import { Redis } from 'ioredis';
 import { UserError } from '../errors/user-error.js';
-import { connectRedis, describeRedisEndpoint, type RedisEndpoint } from './redis-endpoint.js';
+import {
+  connectRedis,
+  describeRedisEndpoint,
+  type RedisClient,
+  type RedisEndpoint,
+} from './redis-endpoint.js';
 
 /** host:port/db of a Redis URL, without credentials: safe for logs and error messages. */
 export function describeRedisUrl(url: string): string {
@@ -87,7 +92,7 @@ async function diagnoseSentinels(
 export function createQueueConnection(
   endpoint: RedisEndpoint,
   opts: { stopRetrying?: () => boolean } = {},
-): Redis {
+): RedisClient {
   return connectRedis(endpoint, {
     maxRetriesPerRequest: null,
     // ioredis's default delay, unless told to give up.
@@ -96,7 +101,7 @@ export function createQueueConnection(
 }
 
 /** QUIT when connected; a connection still retrying is dropped, since QUIT would wait for Redis to return. */
-export async function closeConnection(connection: Redis): Promise<void> {
+export async function closeConnection(connection: RedisClient): Promise<void> {
   if (connection.status !== 'ready') {
     connection.disconnect();
     return;

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { watchRedisConnection } from './connection-watch.js';
@@ -10,13 +9,14 @@ import {
   createQueueConnection,
   describeRedisUrl,
 } from './redis-connection.js';
+import type { RedisClient } from './redis-endpoint.js';
 import { describeRedisEndpoint, type RedisEndpoint } from './redis-endpoint.js';
 
 /** The Redis a `run` or `serve` works on, and its one shared connection. */
 export interface ServiceRedis {
   /** With any password: never log it (describeRedisEndpoint). */
   endpoint: RedisEndpoint;
-  connection: Redis;
+  connection: RedisClient;
   /**
    * Settles, with the reason, when the service cannot go on without a restart: the managed
    * redis-server it owns died too often, or the one it uses is gone for good. Never settles for
@@ -41,7 +41,7 @@ export const GUEST_WAIT_MS = 30_000;
  * connections stop retrying, which fails them. (ioredis's disconnect() would not: called between
  * two reconnect attempts it leaves the connection "reconnecting" with its queue stranded.)
  */
-function connectUntilGone(url: string, gone: Promise<UserError>): Redis {
+function connectUntilGone(url: string, gone: Promise<UserError>): RedisClient {
   let abandoned = false;
   void gone.then(() => {
     abandoned = true;

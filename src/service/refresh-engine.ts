@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { createRefreshQueue, type RefreshQueue } from '../../jobs/refresh-queue.js';
 import { QueueScheduler } from '../../jobs/refresh-scheduler.js';
 import type { Config } from '../config/config-schema.js';
@@ -10,6 +9,7 @@ import { DEFAULT_BACKOFF } from '../policy/backoff.js';
 import { DEFAULT_UNEXPLAINED_RULE } from '../policy/failure-plan.js';
 import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import { AccessTokenReader } from '../refresh/access-token-reader.js';
 import { GrantRefresher } from '../refresh/grant-refresher.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
@@ -39,7 +39,7 @@ export interface RefreshEngine {
 export type QueuedRefreshEngine = RefreshEngine & Required<Pick<RefreshEngine, 'queue'>>;
 
 interface EngineOptions {
-  connection?: Redis;
+  connection?: RedisClient;
   observers?: RefreshObserver[];
 }
 
@@ -47,7 +47,7 @@ export function createRefreshEngine(
   app: AppContext,
   config: Config,
   logger: Logger,
-  options: EngineOptions & { connection: Redis },
+  options: EngineOptions & { connection: RedisClient },
 ): QueuedRefreshEngine;
 export function createRefreshEngine(
   app: AppContext,

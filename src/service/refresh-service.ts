@@ -1,5 +1,4 @@
 import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { Reconciler } from '../../jobs/reconciler.js';
 import { createRefreshProcessor } from '../../jobs/refresh-processor.js';
 import type { RefreshJobData } from '../../jobs/refresh-queue.js';
@@ -7,6 +6,7 @@ import { createRefreshWorker } from '../../jobs/refresh-worker.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import type { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
+import type { RedisClient } from '../redis/redis-endpoint.js';
 import { configuredRedis, describeRedisEndpoint, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
@@ -29,7 +29,7 @@ export interface RefreshService {
   engine: QueuedRefreshEngine;
   /** With any Redis password: never log it (describeRedisEndpoint). */
   redis: RedisEndpoint;
-  connection: Redis;
+  connection: RedisClient;
   reconciler: Reconciler;
   /**
    * Settles when the service must stop and be restarted: its managed redis-server died more often

@@ -169,7 +169,7 @@ describe('configuredRedis', () => {
           GRANTKEEPER_REDIS_SENTINEL_NAME: 'm',
         }),
       ),
-    ).toThrow(/not both/);
+    ).toThrow(/not several/);
   });
 
   it('describes either without its passwords', () => {
@@ -184,5 +184,29 @@ describe('configuredRedis', () => {
         password: 'pw',
       }),
     ).toBe('sentinel master "m" via s1:26379');
+  });
+});
+
+describe('loadConfig: a Redis Cluster', () => {
+  it('hash-tags the queue prefix so each queue is in one slot; one Redis setting only', () => {
+    const { config } = loadConfig({
+      GRANTKEEPER_REDIS_CLUSTER_NODES: 'n1:7000,n2',
+      GRANTKEEPER_QUEUE_PREFIX: 'gk',
+    });
+    expect(config.redisClusterNodes).toEqual([
+      { host: 'n1', port: 7000 },
+      { host: 'n2', port: 6379 },
+    ]);
+    expect(config.queuePrefix).toBe('{gk}');
+    expect(loadConfig({ GRANTKEEPER_QUEUE_PREFIX: 'gk' }).config.queuePrefix).toBe('gk');
+    expect(configuredRedis(loadConfig({ GRANTKEEPER_REDIS_CLUSTER_NODES: 'n1:7000' }))).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: 'n1', port: 7000 }],
+    });
+    expect(() =>
+      configuredRedis(
+        loadConfig({ REDIS_URL: 'redis://r:6379', GRANTKEEPER_REDIS_CLUSTER_NODES: 'n1:7000' }),
+      ),
+    ).toThrow(/set one of REDIS_URL, GRANTKEEPER_REDIS_CLUSTER_NODES, not several/);
   });
 });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { configSchema } from '../../config/config-schema.js';
+import { databaseUrlSchema } from '../../config/config-schema.js';
 import { loadConfig } from '../../config/load-config.js';
 import { UserError } from '../../errors/user-error.js';
 import { createLogger } from '../../log/logger.js';
@@ -35,7 +35,7 @@ export function registerMigrateStoreCommand(program: Command): void {
           2,
         );
       }
-      const parsedTarget = configSchema.shape.databaseUrl.safeParse(targetUrl);
+      const parsedTarget = databaseUrlSchema.safeParse(targetUrl);
       if (!parsedTarget.success) {
         throw new UserError('--to: expected a postgres://user:password@host:port/database URL', 2);
       }
