@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: how fast and how lean grantkeeper is, next to the physical limit and to the
  * libraries people use instead, all measured in one run on one machine. Starts a private
- * redis-server and a token endpoint child, seeds synthetic grants into fresh dbs, runs the
- * scenarios, prints a Markdown table and writes bench/results/latest.{json,md}.
+ * redis-server, a private durable PostgreSQL cluster (when the machine has the server binaries;
+ * otherwise the PostgreSQL figures say why they are missing) and a token endpoint child, seeds
+ * synthetic grants into fresh dbs, runs the scenarios, prints a Markdown table and writes
+ * bench/results/latest.{json,md}.
  *   npm run bench -- [--grants 100000] [--scenarios throughput,catch-up,...] [--quick] [--out dir]
  *                    [--concurrency 16] [--latency 0] [--profile] [--tsx]
  */
@@ -13,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { startManagedRedis } from '../src/redis/managed-redis.js';
+import { postgresUnavailable, startPrivatePostgres } from '../test/support/private-postgres.js';
 import { catchUp } from './scenarios/catch-up.js';
 import { lateness } from './scenarios/lateness.js';
 import { redisMemory } from './scenarios/redis-memory.js';
@@ -78,6 +81,14 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     cleanups.push(() => endpoint.stop());
     const { port } = await endpoint.next<{ type: 'ready'; port: number }>('ready', 30_000);
 
+    // Only the scenarios that measure PostgreSQL pay for a cluster.
+    const wantsPostgres = scenarios.some((s) => s === 'throughput' || s === 'token-reads');
+    const postgresSkipped = wantsPostgres ? postgresUnavailable() : 'not needed by these scenarios';
+    const postgres = postgresSkipped ? undefined : await startPrivatePostgres({ durable: true });
+    if (postgres) cleanups.push(() => postgres.stop());
+    else if (wantsPostgres) progress.line(`PostgreSQL figures skipped: ${postgresSkipped}`);
+    // On Ctrl-C, private-postgres's own 'exit' hook still halts the server.
+
     const compiledDir = options.tsx ? undefined : compileBenchChildren();
     if (compiledDir) cleanups.push(() => rmSync(compiledDir, { recursive: true, force: true }));
     const ctx: BenchContext = {
@@ -90,6 +101,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       profile: options.profile ?? false,
       ...(compiledDir ? { compiledDir } : {}),
       progress,
+      ...(postgres ? { postgres: { createDatabase: () => postgres.createDatabase() } } : {}),
+      ...(postgresSkipped ? { postgresSkipped } : {}),
     };
     const run: Record<ScenarioId, () => Promise<ScenarioResult>> = {
       throughput: () => throughput(ctx, Math.min(grants, 20_000)),
@@ -105,7 +118,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       results.push(await run[id]());
     }
     const result: BenchResult = {
-      environment: await describeEnvironment(redis),
+      environment: {
+        ...(await describeEnvironment(redis)),
+        ...(postgres ? { postgres: await postgresVersion(postgres) } : {}),
+      },
       options: {
         grants,
         quick,
@@ -127,6 +143,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     removeTemp();
     process.off('exit', removeTemp);
   }
+}
+
+async function postgresVersion(cluster: { query(sql: string): Promise<{ rows: unknown[] }> }) {
+  const { rows } = await cluster.query(`select current_setting('server_version') as v`);
+  return String((rows[0] as { v?: string } | undefined)?.v ?? 'unknown');
 }
 
 function parseCli(argv: string[]): BenchOptions {

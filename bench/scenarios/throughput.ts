@@ -1,16 +1,25 @@
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import { commandStats, ratePerSecond } from '../support/metrics.js';
-import { figure, type ScenarioResult } from '../support/report.js';
-import { seedGrants } from '../support/seed.js';
-import { type BenchContext, runWorkload } from '../support/workload.js';
+import { type Figure, figure, type ScenarioResult } from '../support/report.js';
+import { type SeededDb, seedGrants } from '../support/seed.js';
+import type { RunRequest } from '../support/worker-child.js';
+import { type BenchContext, runWorkload, runWorkloads } from '../support/workload.js';
 import { removeDir } from './shared.js';
 
 export const THROUGHPUT_TARGET_PER_SECOND = 3000;
 export const THROUGHPUT_TARGET_FLOOR_SHARE = 0.6;
+/** PostgreSQL refreshes/s as a share of SQLite's, one worker each at the same concurrency. */
+export const THROUGHPUT_TARGET_POSTGRES_SHARE = 0.7;
+/** Two worker processes on one PostgreSQL db against one. */
+export const THROUGHPUT_TARGET_TWO_WORKERS = 1.6;
 
 /**
  * Scenario 1: N grants all due now, refreshed end to end (claim, token request, commit,
  * reschedule), from the first claim to the last commit. References at the same concurrency: raw
  * undici POSTs (the limit) and a bare BullMQ worker doing one POST per job (the floor of the stack).
+ * Then the same count on PostgreSQL (one worker, against the SQLite figure) and on a fresh
+ * PostgreSQL db with two worker processes at once (against the one-worker PostgreSQL figure).
  */
 export async function throughput(ctx: BenchContext, count: number): Promise<ScenarioResult> {
   const { tokenEndpoint, concurrency } = ctx;
@@ -59,6 +68,7 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
     const bareRate = ratePerSecond(bare.completed, bare.firstStart, bare.lastEnd);
     const gkRate = ratePerSecond(gk.completed, gk.firstStart, gk.lastEnd);
     const floorShare = gkRate / bareRate;
+    const pg = await measurePostgres(ctx, count, gkRate);
     const perJob = (stats: typeof gkCommands, n: number) =>
       stats.map((s) => ({
         command: s.command,
@@ -91,12 +101,14 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
             holds: floorShare >= THROUGHPUT_TARGET_FLOOR_SHARE,
           },
         }),
+        ...pg.figures,
       ],
       ...(gk.profile ? { profile: gk.profile } : {}),
       details: {
         grants: count,
         concurrency,
-        failedOutcomes: gk.other,
+        failedOutcomes: mergeCounts(gk.other, ...pg.failedOutcomes),
+        ...(pg.details ? { postgres: pg.details } : {}),
         includingReconcileRatePerSecond: ratePerSecond(gk.completed, gk.startedAt, gk.lastEnd),
         redisCommandsPerJob: {
           grantkeeper: perJob(gkCommands, count),
@@ -107,4 +119,140 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
   } finally {
     removeDir(db.dataDir);
   }
+}
+
+function mergeCounts(...counts: Array<Record<string, number>>): Record<string, number> {
+  const merged: Record<string, number> = {};
+  for (const c of counts) for (const [k, v] of Object.entries(c)) merged[k] = (merged[k] ?? 0) + v;
+  return merged;
+}
+
+/**
+ * The PostgreSQL figures: `count` grants refreshed by one worker, then by two worker processes at
+ * once on a freshly seeded db, each at the context's concurrency. The two-worker rate is every
+ * commit of both over the span from the earliest first claim to the latest last commit.
+ */
+async function measurePostgres(
+  ctx: BenchContext,
+  count: number,
+  sqliteRate: number,
+): Promise<{
+  figures: Figure[];
+  failedOutcomes: Array<Record<string, number>>;
+  details?: Record<string, unknown>;
+}> {
+  const { postgres, concurrency } = ctx;
+  const names = { share: 'PostgreSQL refreshes/s vs SQLite', two: '2 workers on PostgreSQL vs 1' };
+  const shareTarget = `≥ ${THROUGHPUT_TARGET_POSTGRES_SHARE * 100} % of SQLite`;
+  const twoTarget = `≥ ${THROUGHPUT_TARGET_TWO_WORKERS}× one worker`;
+  if (!postgres) {
+    const note = `PostgreSQL figures skipped: ${ctx.postgresSkipped ?? 'no PostgreSQL cluster'}`;
+    return {
+      figures: [
+        figure({
+          name: names.share,
+          value: null,
+          unit: '/s',
+          better: 'higher',
+          reference: { name: 'SQLite, 1 worker', value: sqliteRate },
+          target: { text: shareTarget, holds: false },
+          note,
+        }),
+        figure({
+          name: names.two,
+          value: null,
+          unit: '/s',
+          better: 'higher',
+          target: { text: twoTarget, holds: false },
+          note,
+        }),
+      ],
+      failedOutcomes: [],
+    };
+  }
+  const request = (dataDir: string, db: SeededDb): RunRequest => ({
+    mode: 'grantkeeper',
+    dataDir,
+    ...(db.databaseUrl ? { databaseUrl: db.databaseUrl } : {}),
+    key: db.key,
+    redisUrl: ctx.redisUrl,
+    concurrency,
+    expected: count,
+    reportStarts: false,
+  });
+  const seed = async () => {
+    const now = Date.now();
+    return seedGrants({
+      parentDir: ctx.tempDir,
+      count,
+      tokenEndpoint: ctx.tokenEndpoint,
+      plannedAt: () => now - 1000,
+      databaseUrl: await postgres.createDatabase(),
+    });
+  };
+  const one = await seed();
+  let single: Awaited<ReturnType<typeof runWorkload>>;
+  try {
+    single = await runWorkload(ctx, '1 grantkeeper on PostgreSQL', request(one.dataDir, one), count);
+  } finally {
+    removeDir(one.dataDir);
+  }
+  const two = await seed();
+  const secondDir = mkdtempSync(join(ctx.tempDir, 'pg-'));
+  let pair: Awaited<ReturnType<typeof runWorkloads>>;
+  try {
+    pair = await runWorkloads(
+      ctx,
+      '1 2 × grantkeeper on PostgreSQL',
+      [two.dataDir, secondDir].map((dir) => request(dir, two)),
+      count,
+    );
+  } finally {
+    removeDir(two.dataDir);
+    removeDir(secondDir);
+  }
+  const singleRate = ratePerSecond(single.completed, single.firstStart, single.lastEnd);
+  const pairCompleted = pair.reduce((n, r) => n + r.completed, 0);
+  const pairRate = ratePerSecond(
+    pairCompleted,
+    Math.min(...pair.map((r) => r.firstStart)),
+    Math.max(...pair.map((r) => r.lastEnd)),
+  );
+  return {
+    figures: [
+      figure({
+        name: names.share,
+        value: singleRate,
+        unit: '/s',
+        better: 'higher',
+        reference: { name: 'SQLite, 1 worker', value: sqliteRate },
+        target: { text: shareTarget, holds: singleRate / sqliteRate >= THROUGHPUT_TARGET_POSTGRES_SHARE },
+        note:
+          'a private PostgreSQL cluster on this machine with fsync and full-page writes on and ' +
+          'synchronous_commit=off (commits not fsynced one by one, as SQLite WAL with synchronous=NORMAL); ' +
+          `the same ${count.toLocaleString('en-US')} grants, one worker at concurrency ${concurrency}.`,
+      }),
+      figure({
+        name: names.two,
+        value: pairRate,
+        unit: '/s',
+        better: 'higher',
+        reference: { name: 'PostgreSQL, 1 worker', value: singleRate },
+        target: { text: twoTarget, holds: pairRate / singleRate >= THROUGHPUT_TARGET_TWO_WORKERS },
+        note:
+          `two worker processes at once on one freshly seeded db, each at concurrency ${concurrency}, ` +
+          'stopped once their commits reach the count; rate = all commits / (latest last commit − ' +
+          'earliest first claim).',
+      }),
+    ],
+    failedOutcomes: [single.other, ...pair.map((r) => r.other)],
+    details: {
+      oneWorker: { completed: single.completed, ratePerSecond: singleRate, maxRssBytes: single.maxRssBytes },
+      twoWorkers: pair.map((r) => ({
+        completed: r.completed,
+        ratePerSecond: ratePerSecond(r.completed, r.firstStart, r.lastEnd),
+        maxRssBytes: r.maxRssBytes,
+      })),
+    },
+  };
 }

@@ -87,12 +87,16 @@ export async function measureHttpReads(
  * (startGrantkeeper without workers, authentication, zod validation, the db read) on seeded grants
  * whose access tokens live an hour, so no read refreshes; the reference is a bare fastify route
  * returning a constant. Each server runs in its own process on loopback; both are read by the same
- * load generator at the same concurrency for the same time.
+ * load generator at the same concurrency for the same time. Then the same API with its store on
+ * PostgreSQL, against the SQLite figure, when the run has a PostgreSQL cluster.
  */
 export async function tokenReads(ctx: BenchContext, durationMs: number): Promise<ScenarioResult> {
   const ref = await measureReference(ctx, durationMs);
   const { stats: gk, profile } = await measureGrantkeeper(ctx, durationMs);
   const share = gk.ratePerSecond / ref.ratePerSecond;
+  const onPostgres = ctx.postgres
+    ? (await measureGrantkeeper(ctx, durationMs, await ctx.postgres.createDatabase())).stats
+    : undefined;
   return {
     id: 'token-reads',
     title: '5 Token reads',
@@ -128,6 +132,17 @@ export async function tokenReads(ctx: BenchContext, durationMs: number): Promise
         reference: { name: 'bare fastify route', value: ref.p99Ms },
         target: { text: `≤ ${READS_TARGET_P99_MS} ms`, holds: gk.p99Ms <= READS_TARGET_P99_MS },
       }),
+      figure({
+        name: 'token reads/s on PostgreSQL',
+        value: onPostgres?.ratePerSecond ?? null,
+        unit: '/s',
+        better: 'higher',
+        reference: { name: 'the same API on SQLite', value: gk.ratePerSecond },
+        note: onPostgres
+          ? `the same reads of the same API with its store on the run's private PostgreSQL cluster ` +
+            `(p50 ${onPostgres.p50Ms.toFixed(2)} ms, p99 ${onPostgres.p99Ms.toFixed(2)} ms).`
+          : `PostgreSQL figure skipped: ${ctx.postgresSkipped ?? 'no PostgreSQL cluster'}`,
+      }),
     ],
     ...(profile ? { profile } : {}),
     details: {
@@ -136,6 +151,7 @@ export async function tokenReads(ctx: BenchContext, durationMs: number): Promise
       grants: READ_GRANTS,
       minValidSec: MIN_VALID_SEC,
       grantkeeper: gk,
+      ...(onPostgres ? { grantkeeperOnPostgres: onPostgres } : {}),
       reference: ref,
     },
   };
@@ -155,9 +171,11 @@ async function measureReference(ctx: BenchContext, durationMs: number): Promise<
   }
 }
 
+/** The real API on a seeded SQLite db, or on a seeded PostgreSQL db when `databaseUrl` is given. */
 async function measureGrantkeeper(
   ctx: BenchContext,
   durationMs: number,
+  databaseUrl?: string,
 ): Promise<{ stats: HttpReadStats; profile?: ProfileSummary }> {
   await ctx.redis.flushall();
   const now = Date.now();
@@ -167,21 +185,29 @@ async function measureGrantkeeper(
     count: READ_GRANTS,
     tokenEndpoint: ctx.tokenEndpoint,
     plannedAt: () => now + 3_540_000,
+    ...(databaseUrl ? { databaseUrl } : {}),
   });
-  const profileDir = ctx.profile ? mkdtempSync(join(ctx.tempDir, 'profile-')) : undefined;
+  // The profile (when asked) is the SQLite run's.
+  const profileDir = ctx.profile && !databaseUrl ? mkdtempSync(join(ctx.tempDir, 'profile-')) : undefined;
   const server = forkBenchChild(benchChildUrl('api-server-child', ctx.compiledDir), {
     ...(profileDir ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
   });
   try {
     const ready = server.next<ApiServerReady>('ready', 60_000);
-    const request: ApiServerRequest = { dataDir: db.dataDir, key: db.key, redisUrl: ctx.redisUrl };
+    const request: ApiServerRequest = {
+      dataDir: db.dataDir,
+      ...(db.databaseUrl ? { databaseUrl: db.databaseUrl } : {}),
+      key: db.key,
+      redisUrl: ctx.redisUrl,
+    };
     server.send({ type: 'start', ...request });
     const { url, apiKey, grantIds } = await ready;
     const headers = { authorization: `Bearer ${apiKey}` };
     const urls = grantIds.map((id) => `${url}/v1/grants/${id}/token?min_valid=${MIN_VALID_SEC}`);
     await checkRead(urls[0] as string, headers);
     ctx.progress.line(
-      `  5 grantkeeper API: ${durationMs / 1000} s at concurrency ${READ_CONCURRENCY} over ${grantIds.length} grants`,
+      `  5 grantkeeper API${databaseUrl ? ' on PostgreSQL' : ''}: ${durationMs / 1000} s at concurrency ` +
+        `${READ_CONCURRENCY} over ${grantIds.length} grants`,
     );
     const stats = await measureHttpReads(urls, { concurrency: READ_CONCURRENCY, durationMs, headers });
     if (stats.errors > 0) throw new Error(`token reads: ${stats.errors} of ${stats.requests} reads failed`);

@@ -15,6 +15,8 @@ import { childMain } from './processes.js';
 
 export interface ApiServerRequest {
   dataDir: string;
+  /** The seeded PostgreSQL database; unset: the SQLite store in `dataDir`. */
+  databaseUrl?: string;
   /** GRANTKEEPER_KEY of the seeded db. */
   key: string;
   redisUrl: string;
@@ -38,6 +40,7 @@ childMain(async () => {
     {
       config: configSchema.parse({
         dataDir: req.dataDir,
+        ...(req.databaseUrl ? { databaseUrl: req.databaseUrl } : {}),
         redisUrl: req.redisUrl,
         logLevel: 'warn',
         apiHost: '127.0.0.1',

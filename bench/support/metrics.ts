@@ -65,6 +65,8 @@ export interface Environment {
   redis: string;
   bullmq: string;
   undici: string;
+  /** The private PostgreSQL cluster's server version, when the run had one. */
+  postgres?: string;
 }
 
 function packageVersion(name: string): string {

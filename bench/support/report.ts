@@ -56,7 +56,7 @@ export function toMarkdown(result: BenchResult): string {
     `# grantkeeper bench, ${env.date}`,
     '',
     `node ${env.node} (${env.platform}), ${env.cores} × ${env.cpu}, ${env.memoryGiB} GiB; redis ${env.redis}, ` +
-      `bullmq ${env.bullmq}, undici ${env.undici}. Options: \`${JSON.stringify(result.options)}\`. ` +
+      `${env.postgres ? `PostgreSQL ${env.postgres}, ` : ''}bullmq ${env.bullmq}, undici ${env.undici}. Options: \`${JSON.stringify(result.options)}\`. ` +
       `Took ${Math.round(result.durationSeconds)} s.`,
     '',
     'Every figure is measured next to its reference in the same run; the ratio is grantkeeper / reference ' +

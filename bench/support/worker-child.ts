@@ -1,12 +1,13 @@
 /**
  * The process a refresh workload runs in, one fresh process per run so that peak RSS and CPU
  * profiles belong to that workload alone. Modes:
- * - grantkeeper: the real refresh service (startRefreshService) on a seeded db, until `expected`
- *   refreshes have been committed;
+ * - grantkeeper: the real refresh service (startRefreshService) on a seeded db (SQLite in the data
+ *   folder, or PostgreSQL when `databaseUrl` is given), until `expected` refreshes have been
+ *   settled or the parent sends { type: 'stop' } (several workers sharing one db);
  * - bare-bullmq: the floor of this stack, a BullMQ worker doing one undici POST per job;
  * - raw-undici: the limit, POSTs to the token endpoint at the same concurrency and nothing else.
  * Protocol: parent sends { type: 'run', ...RunRequest }; child sends 'progress' messages and one
- * 'result', then exits.
+ * 'result', then exits. A grantkeeper run also ends early on { type: 'stop' }.
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -22,6 +23,8 @@ export type RunRequest =
   | {
       mode: 'grantkeeper';
       dataDir: string;
+      /** The seeded PostgreSQL database; unset: the SQLite store in `dataDir`. */
+      databaseUrl?: string;
       key: string;
       redisUrl: string;
       concurrency: number;
@@ -60,8 +63,12 @@ export interface RunResult {
 const PROGRESS_MS = 250;
 const BARE_QUEUE = 'bare';
 
-function reportProgress(done: () => number): NodeJS.Timeout {
-  return setInterval(() => process.send?.({ type: 'progress', done: done() }), PROGRESS_MS);
+/** `done`: refreshes completed; `settled` (grantkeeper): every outcome, failures included. */
+function reportProgress(done: () => number, settled: () => number = done): NodeJS.Timeout {
+  return setInterval(
+    () => process.send?.({ type: 'progress', done: done(), settled: settled() }),
+    PROGRESS_MS,
+  );
 }
 
 function maxRss(): number {
@@ -109,6 +116,11 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
   const finished = new Promise<void>((resolve) => {
     finish = resolve;
   });
+  const onStop = (m: unknown) => {
+    if ((m as { type?: string }).type === 'stop') finish();
+  };
+  process.on('message', onStop);
+  let settled = 0;
   const observer: RefreshObserver = {
     onRefreshResult(attempt, result) {
       const now = Date.now();
@@ -118,15 +130,20 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
       if (result.status === 'refreshed') completed += 1;
       else other[result.status] = (other[result.status] ?? 0) + 1;
       if (req.reportStarts) starts.push([attempt.grantId, start]);
-      if (completed + Object.values(other).reduce((a, b) => a + b, 0) >= req.expected) finish();
+      settled += 1;
+      if (settled >= req.expected) finish();
     },
   };
-  const timer = reportProgress(() => completed);
+  const timer = reportProgress(
+    () => completed,
+    () => settled,
+  );
   const startedAt = Date.now();
   const service = await startRefreshService(
     {
       config: configSchema.parse({
         dataDir: req.dataDir,
+        ...(req.databaseUrl ? { databaseUrl: req.databaseUrl } : {}),
         redisUrl: req.redisUrl,
         concurrency: req.concurrency,
       }),
@@ -137,13 +154,14 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
   );
   await finished;
   clearInterval(timer);
+  process.off('message', onStop);
   const result: RunResult = {
     type: 'result',
     startedAt,
     firstStart,
     lastEnd,
     completed,
-    other,
+    other: { ...other },
     ...(req.reportStarts ? { starts } : {}),
     rssAtStartBytes,
     maxRssBytes: maxRss(),

@@ -23,6 +23,10 @@ export interface BenchContext {
   /** The measured children compiled to JavaScript (see compiled.ts); unset: they run under tsx. */
   compiledDir?: string;
   progress: Progress;
+  /** A private PostgreSQL cluster of this run (durable, see startPrivatePostgres); unset when unavailable. */
+  postgres?: { createDatabase(): Promise<string> };
+  /** Why there is no `postgres`: the PostgreSQL figures are skipped with this note. */
+  postgresSkipped?: string;
 }
 
 export type WorkloadResult = RunResult & { profile?: ProfileSummary };
@@ -58,5 +62,55 @@ export async function runWorkload(
   } finally {
     await child.stop();
     if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs several workloads at once, one child each, against one empty Redis (several grantkeeper
+ * workers sharing one db and queue). Their progress is summed; once the sum of settled outcomes
+ * reaches `total`, every child is sent { type: 'stop' } (a grantkeeper run ends on it; each child's
+ * own `expected` is a ceiling, not the goal). Resolves with every child's result, in request order.
+ */
+export async function runWorkloads(
+  ctx: BenchContext,
+  label: string,
+  requests: readonly RunRequest[],
+  total: number,
+): Promise<WorkloadResult[]> {
+  await ctx.redis.flushall();
+  const children = requests.map(() => forkBenchChild(benchChildUrl('worker-child', ctx.compiledDir)));
+  const startedAt = Date.now();
+  const done = requests.map(() => 0);
+  const settled = requests.map(() => 0);
+  let stopSent = false;
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  try {
+    const results = children.map((child) => child.next<RunResult>('result'));
+    // One child failing rejects Promise.all; the others' answers must not become unhandled rejections.
+    for (const r of results) r.catch(() => {});
+    children.forEach((child, i) => {
+      child.on('progress', (m) => {
+        done[i] = Number(m.done);
+        settled[i] = Number(m.settled ?? m.done);
+        ctx.progress.update(label, sum(done), total, startedAt);
+        if (!stopSent && sum(settled) >= total) {
+          stopSent = true;
+          for (const c of children) {
+            // A child that already ended on its own has no channel left.
+            if (c.process.connected) c.send({ type: 'stop' });
+          }
+        }
+      });
+    });
+    children.forEach((child, i) => {
+      child.send({ type: 'run', ...(requests[i] as RunRequest) });
+    });
+    const all = await Promise.all(results);
+    ctx.progress.update(label, sum(all.map((r) => r.completed)), total, startedAt);
+    ctx.progress.finishLine();
+    await Promise.all(children.map((child) => child.exited(30_000)));
+    return all;
+  } finally {
+    await Promise.all(children.map((child) => child.stop()));
   }
 }

@@ -63,9 +63,11 @@ process.once('exit', () => {
 /**
  * A PostgreSQL cluster of the test's own: initdb into a temp folder, pg_ctl on a free loopback port
  * with its socket in that folder. Never the machine's own 5432 cluster. As root, the server runs as
- * the `postgres` user (PostgreSQL refuses to run as root). Durability is off: tests, not data.
+ * the `postgres` user (PostgreSQL refuses to run as root). Durability is off by default: tests, not
+ * data. `durable: true` (the bench) keeps fsync and full-page writes on but does not fsync each
+ * commit (synchronous_commit=off), as the SQLite store's WAL with synchronous=NORMAL does not.
  */
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+export async function startPrivatePostgres(opts: { durable?: boolean } = {}): Promise<PrivatePostgres> {
   const bin = postgresBinDir();
   const unavailable = postgresUnavailable();
   if (!bin || unavailable) throw new Error(unavailable);
@@ -95,9 +97,9 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     `-p ${port}`,
     `-k ${dir}`,
     '-c listen_addresses=127.0.0.1',
-    '-c fsync=off',
-    '-c synchronous_commit=off',
-    '-c full_page_writes=off',
+    ...(opts.durable
+      ? ['-c fsync=on', '-c synchronous_commit=off', '-c full_page_writes=on']
+      : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
     '-c max_connections=200',
   ].join(' ');
   const cluster = {
