@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
+import { createNetHosts, type NetHosts, netHostsUnavailable } from '../support/net-hosts.js';
 import type { OidcServer } from '../support/oidc-server.js';
 import {
   type PrivatePostgres,
@@ -44,13 +45,16 @@ const NODE_ENV = {
   GRANTKEEPER_CONCURRENCY: '4',
 };
 const unavailable = postgresUnavailable();
+/** Without root (or ip netns), the replicas are plain processes and the partition a loopback gate. */
+const noNetHosts = netHostsUnavailable();
 
 /**
- * Three replicas, as on three machines: each its own data folder (no shared disk), sharing only a
- * private PostgreSQL and a private Redis, against oidc-provider rotating the refresh token on every
- * use and revoking the grant when a spent one comes back. One replica reaches PostgreSQL through a
- * gate that the test cuts, as a partition would. Every fault on the issue's list is played in turn
- * while 4 s access tokens keep every grant refreshing.
+ * Three replicas, as on three machines: each in a network namespace of its own (its own network
+ * stack, reaching the shared services only across a bridge) with its own data folder (no shared
+ * disk), sharing only a private PostgreSQL and a private Redis, against oidc-provider rotating the
+ * refresh token on every use and revoking the grant when a spent one comes back. One replica's route
+ * to PostgreSQL goes through a gate the test cuts, as a partition would. Every fault on the issue's
+ * list is played in turn while 4 s access tokens keep every grant refreshing.
  */
 describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared disk', () => {
   const cleanup = new Cleanup();
@@ -58,6 +62,7 @@ describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared d
   let oidc: OidcServer;
   let postgres: PrivatePostgres;
   let gate: TcpGate;
+  let net: NetHosts | undefined;
   let hop: HoldingGate;
   let databaseUrl: string;
   const key = testKey();
@@ -72,11 +77,20 @@ describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared d
     postgres = await startPrivatePostgres();
     cleanup.add(() => postgres.stop());
     databaseUrl = await postgres.createDatabase();
-    gate = await startTcpGate(postgres.port);
-    cleanup.add(() => gate.close());
     // Drops a request whose sender went away before it was forwarded, as a lost packet would.
     hop = await startHoldingGate(oidc.tokenEndpoint, HOP_MS);
     cleanup.add(() => hop.close());
+    if (noNetHosts) {
+      console.info(`[faults] replicas run as processes on loopback: ${noNetHosts}`);
+      gate = await startTcpGate(postgres.port);
+      cleanup.add(() => gate.close());
+    } else {
+      const shared = [postgres.port, redis.port, Number(new URL(hop.url).port)];
+      const hosts = await createNetHosts(3, shared, [postgres.port]);
+      net = hosts;
+      cleanup.add(() => hosts.close());
+      gate = hosts.gate(0, postgres.port) as TcpGate;
+    }
   }, 60_000);
 
   afterAll(() => cleanup.run());
@@ -108,7 +122,12 @@ describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared d
         key,
         redisUrl: redis.url,
         clientSecret: secret,
-        env: { ...NODE_ENV, GRANTKEEPER_DATABASE_URL: i === 0 ? viaGate : databaseUrl },
+        env: {
+          ...NODE_ENV,
+          GRANTKEEPER_DATABASE_URL: i === 0 && !net ? viaGate : databaseUrl,
+          ...(net ? { GRANTKEEPER_API_HOST: net.hosts[i]?.address ?? '' } : {}),
+        },
+        ...(net ? { wrap: net.hosts[i]?.wrap ?? [] } : {}),
       });
     const nodes = [node(0), node(1), node(2)];
     const urls = await Promise.all(nodes.map((n) => n.apiUrl()));
@@ -209,7 +228,7 @@ describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared d
       [secret, ...seen],
     );
     console.info(
-      `[faults] 3 replicas on PostgreSQL: ${oidc.counters.refreshes} refreshes (${refreshedBy.join(' + ')} by node), ` +
+      `[faults] 3 replicas on PostgreSQL${net ? ', each in its own network namespace' : ''}: ${oidc.counters.refreshes} refreshes (${refreshedBy.join(' + ')} by node), ` +
         `burst ${burst.filter((s) => s === 200).length}/${burst.length} answered, cut ${CUT_SEC} s: ${held} held, ${heldStored} stored after; ` +
         `${[...hop.forwardedTokens.values()].filter((n) => n > 1).length} tokens forwarded twice, reuse detections ${oidc.counters.reuseDetected}, revocations ${oidc.counters.grantsRevoked}, inactive ${inactive.length}, leaked ${leaked.length}`,
     );

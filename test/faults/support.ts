@@ -267,16 +267,22 @@ export function startRun(opts: {
   env?: Record<string, string>;
   /** `run` by default; `serve` runs the API alone. */
   command?: 'run' | 'serve';
+  /** Runs it under this command (a network namespace of the test's: `ip netns exec NAME`). */
+  wrap?: string[];
 }): RunProcess {
-  const cli = spawnCli([opts.command ?? 'run', '--config', opts.configPath], {
-    GRANTKEEPER_DATA_DIR: opts.dataDir,
-    GRANTKEEPER_KEY: opts.key,
-    ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
-    [SECRET_ENV]: opts.clientSecret,
-    GRANTKEEPER_API_PORT: '0',
-    GRANTKEEPER_LOG_LEVEL: 'info',
-    ...opts.env,
-  });
+  const cli = spawnCli(
+    [opts.command ?? 'run', '--config', opts.configPath],
+    {
+      GRANTKEEPER_DATA_DIR: opts.dataDir,
+      GRANTKEEPER_KEY: opts.key,
+      ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
+      [SECRET_ENV]: opts.clientSecret,
+      GRANTKEEPER_API_PORT: '0',
+      GRANTKEEPER_LOG_LEVEL: 'info',
+      ...opts.env,
+    },
+    opts.wrap ? { wrap: opts.wrap } : {},
+  );
   let exited = false;
   cli.exited.then(
     () => {

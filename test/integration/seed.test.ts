@@ -625,7 +625,8 @@ describe('seed: consent capture against oidc-provider', () => {
       cli.child.stdin?.end(`${redirect.href}\n`);
       const done = await cli.exited;
       expect(done.stderr).not.toMatch(/\n\s+at /);
-      expect(done.code).toBe(0);
+      // With stderr, so a failure says why.
+      expect({ code: done.code, stderr: done.stderr }).toMatchObject({ code: 0 });
       expect(done.stdout).toMatch(/stored grant .*cli-manual/);
       expect((await app().grants.find('cli-manual'))?.grant.state).toBe('active');
     });

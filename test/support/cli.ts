@@ -19,10 +19,15 @@ export interface CliProcess {
 export function spawnCli(
   args: string[],
   env: Record<string, string>,
-  opts: { stdin?: boolean } = {},
+  opts: {
+    stdin?: boolean /** A command the CLI runs under, e.g. `ip netns exec NAME`: it must exec, keeping the pid. */;
+    wrap?: string[];
+  } = {},
 ): CliProcess {
   const root = packageRoot();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/entry.ts'), ...args], {
+  const argv = [process.execPath, '--import', 'tsx', join(root, 'src/cli/entry.ts'), ...args];
+  const [command = '', ...rest] = [...(opts.wrap ?? []), ...argv];
+  const child = spawn(command, rest, {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     // A piped stdin lets a test type into the CLI (manual consent, --client-secret-stdin).

@@ -11,8 +11,14 @@ export interface TcpGate {
   close(): Promise<void>;
 }
 
-/** A loopback TCP relay to `upstreamPort` that a test can cut off and restore. */
-export async function startTcpGate(upstreamPort: number): Promise<TcpGate> {
+/**
+ * A TCP relay to 127.0.0.1:`upstreamPort` that a test can cut off and restore, listening on
+ * loopback (or `listenHost`, e.g. the host's end of a test network) on a free port or `listenPort`.
+ */
+export async function startTcpGate(
+  upstreamPort: number,
+  opts: { listenHost?: string; listenPort?: number } = {},
+): Promise<TcpGate> {
   const open = new Set<Socket>();
   let cutOff = false;
   const server = createServer((downstream) => {
@@ -31,7 +37,10 @@ export async function startTcpGate(upstreamPort: number): Promise<TcpGate> {
     downstream.pipe(upstream);
     upstream.pipe(downstream);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.listenPort ?? 0, opts.listenHost ?? '127.0.0.1', resolve);
+  });
   return {
     port: (server.address() as AddressInfo).port,
     cut() {
