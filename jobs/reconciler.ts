@@ -1,6 +1,6 @@
-import type { RedisClient } from '../src/redis/redis-endpoint.js';
 import type { GrantRepository, RefreshScheduler, SchedulableGrant } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
+import type { RedisClient } from '../src/redis/redis-endpoint.js';
 import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
 
 /** Grants read and checked against Redis per round trip. */
