@@ -156,7 +156,7 @@ async function seedPostgres(opts: {
   const keyBytes = randomBytes(32);
   const sealer = new Sealer(new Keyring({ id: keyIdFor(keyBytes), key: keyBytes }));
   // The store creates grantkeeper's tables (migrations) in the empty database.
-  const store = await openPostgresStore({ url: opts.databaseUrl, sealer, create: true, writable: true });
+  const store = await openPostgresStore({ url: opts.databaseUrl, sealer, create: true });
   const grantIds: string[] = [];
   const plannedAt: number[] = [];
   try {

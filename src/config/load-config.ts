@@ -46,11 +46,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
     key && 'GRANTKEEPER_KEY',
     keyFile && 'GRANTKEEPER_KEY_FILE',
     keyCommand && 'GRANTKEEPER_KEY_COMMAND',
-  ];
-  if (keySources.filter(Boolean).length > 1) {
-    throw new UserError(
-      `set only one of ${keySources.filter(Boolean).join(', ')}: each names the sealing key`,
-    );
+  ].filter(Boolean);
+  if (keySources.length > 1) {
+    throw new UserError(`set only one of ${keySources.join(', ')}: each names the sealing key`);
   }
   const previousKeys = nonEmpty(env.GRANTKEEPER_PREVIOUS_KEYS);
   const webhookSecret = nonEmpty(env.GRANTKEEPER_WEBHOOK_SECRET);

@@ -63,6 +63,7 @@ async function primaryKey(opts: LoadKeyringOptions): Promise<SealingKey> {
 }
 
 const KEY_COMMAND_TIMEOUT_MS = 30_000;
+const KEY_COMMAND_MAX_BYTES = 64 * 1024;
 
 /** Runs the operator's key command; its failure is reported by exit status, never by its output. */
 async function keyFromCommand(command: string): Promise<SealingKey> {
@@ -70,18 +71,22 @@ async function keyFromCommand(command: string): Promise<SealingKey> {
   try {
     ({ stdout } = await execFileAsync('/bin/sh', ['-c', command], {
       timeout: KEY_COMMAND_TIMEOUT_MS,
-      maxBuffer: 64 * 1024,
+      maxBuffer: KEY_COMMAND_MAX_BYTES,
       encoding: 'utf8',
     }));
   } catch (err) {
     const { code, killed, signal } = err as { code?: unknown; killed?: boolean; signal?: string | null };
-    const why = killed
-      ? `did not finish within ${KEY_COMMAND_TIMEOUT_MS / 1000} s`
-      : typeof code === 'number'
-        ? `exited with status ${code}`
-        : signal
-          ? `was killed by ${signal}`
-          : `could not be run (${String(code ?? 'error')})`;
+    // Node kills a command that prints too much as well: that is not a timeout.
+    const why =
+      code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER'
+        ? `printed more than ${KEY_COMMAND_MAX_BYTES / 1024} KiB, which no key is`
+        : killed
+          ? `did not finish within ${KEY_COMMAND_TIMEOUT_MS / 1000} s`
+          : typeof code === 'number'
+            ? `exited with status ${code}`
+            : signal
+              ? `was killed by ${signal}`
+              : `could not be run (${String(code ?? 'error')})`;
     throw new UserError(`GRANTKEEPER_KEY_COMMAND ${why}; run it by hand to see why`);
   }
   return sealingKey(stdout.trim(), 'The output of GRANTKEEPER_KEY_COMMAND');

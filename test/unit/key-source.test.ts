@@ -197,5 +197,9 @@ describe('loadKeyring for a store shared by several machines', () => {
     const garbage = await userError(loadKeyring({ dataDir, logger: logger(), keyCommand: 'echo not-a-key' }));
     expect(garbage.message).toMatch(/The output of GRANTKEEPER_KEY_COMMAND must be 32 random bytes/);
     expect(garbage.message).not.toContain('not-a-key');
+    const flood = await userError(
+      loadKeyring({ dataDir, logger: logger(), keyCommand: 'head -c 100000 /dev/zero | tr "\\0" x' }),
+    );
+    expect(flood.message).toMatch(/GRANTKEEPER_KEY_COMMAND printed more than 64 KiB/);
   });
 });

@@ -6,6 +6,7 @@ import type { Sealer } from '../../crypto/sealer.js';
 import {
   type Grant,
   type GrantMode,
+  isLive,
   LIVE_GRANT_STATES,
   type RecordedRefreshEvent,
   type RefreshEvent,
@@ -290,7 +291,7 @@ export class PostgresGrantRepository implements GrantRepository {
     ]);
     const stored = this.stored(rows[0]);
     if (!stored) return undefined;
-    return { ...stored, conflict: !LIVE_GRANT_STATES.some((s) => s === stored.grant.state) };
+    return { ...stored, conflict: !isLive(stored.grant.state) };
   }
 
   async commitRotationOnly(

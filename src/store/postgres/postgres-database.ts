@@ -26,18 +26,18 @@ export interface OpenPostgresOptions {
   poolSize?: number;
   /** How long a statement may wait for a row lock before it is refused as `locked`. */
   lockTimeoutMs?: number;
-  statementTimeoutMs?: number;
   /**
    * Commands that register or run create grantkeeper's tables in an empty database; read-only
    * tools refuse one, so a mistyped URL is an error, not a new empty store.
    */
   create?: boolean;
-  /** Writes are needed (the service, commands that register): a read-only server is refused. */
-  writable?: boolean;
   logger?: Logger;
 }
 
 const MIGRATIONS_FOLDER = () => join(packageRoot(), 'db', 'postgres', 'migrations');
+
+/** A statement running longer than this is cancelled (and classified `locked`: ask again later). */
+const STATEMENT_TIMEOUT_MS = 15_000;
 
 /** One lock id for grantkeeper's migrations, so replicas starting together migrate once. */
 const MIGRATION_LOCK_ID = 0x67_6b_6d_69; // "gkmi"
@@ -69,7 +69,6 @@ export function redactedDatabaseUrl(url: string): string {
 export async function openPostgresDatabase(options: OpenPostgresOptions): Promise<PostgresDatabase> {
   const location = redactedDatabaseUrl(options.url);
   const lockTimeoutMs = options.lockTimeoutMs ?? 5000;
-  const statementTimeoutMs = options.statementTimeoutMs ?? 15_000;
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 20,
@@ -77,11 +76,11 @@ export async function openPostgresDatabase(options: OpenPostgresOptions): Promis
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
-    statement_timeout: statementTimeoutMs,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
     lock_timeout: lockTimeoutMs,
     idle_in_transaction_session_timeout: 60_000,
     // A server that stops answering (a cut network) fails the query instead of hanging on it.
-    query_timeout: statementTimeoutMs + 5000,
+    query_timeout: STATEMENT_TIMEOUT_MS + 5000,
     types,
   });
   // An idle connection the server drops must not crash the process: the next query reconnects.
@@ -93,7 +92,8 @@ export async function openPostgresDatabase(options: OpenPostgresOptions): Promis
   try {
     const client = await pool.connect();
     try {
-      if (options.writable ?? true) await refuseReadOnly(client, location);
+      // Every process writes (claims, key check, migrations): a read-only server is refused.
+      await refuseReadOnly(client, location);
       await migrateOnce(client, location, options.create ?? true);
     } finally {
       client.release();
