@@ -621,6 +621,29 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect(await store.clients.remove(own.id, { withGrants: true })).toBeUndefined();
       });
 
+      it('two processes registering one new client at once end with one client, neither failing', async () => {
+        const input = {
+          name: 'contract-raced',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'c5',
+          clientSecret: 'raced-secret',
+          authMethod: 'client_secret_basic' as const,
+          scopes: ['openid'],
+          now: Date.now(),
+        };
+        const other = await subject.open(sealer);
+        try {
+          // As two replicas starting at once sync the same config-file client.
+          const [a, b] = await Promise.all([store.clients.upsert(input), other.clients.upsert(input)]);
+          expect(a.id).toBe(b.id);
+        } finally {
+          await other.admin.close();
+        }
+        const named = (await store.clients.list()).filter((c) => c.name === 'contract-raced');
+        expect(named).toHaveLength(1);
+        expect((await store.clients.openById(named[0]?.id ?? ''))?.target.clientSecret).toBe('raced-secret');
+      });
+
       it('a secret rotated by another process is the one the next token request uses', async () => {
         const input = {
           name: 'contract-rotated',

@@ -1,4 +1,4 @@
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { type ClientRow, clients, grants } from '../../../db/postgres/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
@@ -65,6 +65,9 @@ export class PostgresClientRepository implements ClientRepository {
   async upsert(input: ClientInput): Promise<Client> {
     return guarded(() =>
       this.db.transaction(async (tx) => {
+        // Two replicas syncing one new config-file client would both find none and both insert: the
+        // second waits here, then finds the first's (its id seals the secret, so no blind upsert).
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`client-name:${input.name}`}))`);
         const [existing] = await tx.select().from(clients).where(eq(clients.name, input.name)).for('update');
         const id = existing?.id ?? newId('c');
         const values = clientValues(input, id, this.sealer);

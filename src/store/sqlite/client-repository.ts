@@ -61,19 +61,25 @@ export class SqliteClientRepository implements ClientRepository {
   }
 
   async upsert(input: ClientInput): Promise<Client> {
-    return guarded(() => {
-      const existing = this.db.select().from(clients).where(eq(clients.name, input.name)).get();
-      const id = existing?.id ?? newId('c');
-      const values = clientValues(input, id, this.sealer);
-      const row = existing
-        ? this.db.update(clients).set(values).where(eq(clients.id, id)).returning().get()
-        : this.db
-            .insert(clients)
-            .values({ ...values, id, name: input.name, createdAt: input.now })
-            .returning()
-            .get();
-      return toClient(row);
-    });
+    // IMMEDIATE: the write lock before the read, so two processes adding one name cannot both insert.
+    return guarded(() =>
+      this.db.transaction(
+        (tx) => {
+          const existing = tx.select().from(clients).where(eq(clients.name, input.name)).get();
+          const id = existing?.id ?? newId('c');
+          const values = clientValues(input, id, this.sealer);
+          const row = existing
+            ? tx.update(clients).set(values).where(eq(clients.id, id)).returning().get()
+            : tx
+                .insert(clients)
+                .values({ ...values, id, name: input.name, createdAt: input.now })
+                .returning()
+                .get();
+          return toClient(row);
+        },
+        { behavior: 'immediate' },
+      ),
+    );
   }
 
   async remove(id: string, opts: { withGrants: boolean }): Promise<{ grantLabels: string[] } | undefined> {
