@@ -12,6 +12,7 @@ import { SealError, type Sealer } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { openPostgresDatabase } from './postgres/postgres-database.js';
+import { guarded } from './postgres/postgres-errors.js';
 import { KEY_CHECK_CONTEXT, sealContext, secretContext } from './seal-contexts.js';
 import { MOVED_TO_KEY, openSqliteDatabase } from './sqlite/sqlite-database.js';
 
@@ -60,31 +61,34 @@ export async function migrateStore(opts: {
       source.sqlite.exec('begin immediate');
       try {
         const rows = readSource(source.db, opts.now?.() ?? Date.now());
-        const copied = await target.db.transaction(async (tx) => {
-          const present = await countRows(tx);
-          if (TABLES.some((t) => present[t] > 0)) {
-            throw new UserError(
-              `${target.location} already holds a store (${TABLES.map((t) => `${present[t]} ${t}`).join(', ')}): migrate-store copies only into an empty database`,
-            );
-          }
-          for (const table of TABLES) {
-            const values = rows[table];
-            for (let i = 0; i < values.length; i += BATCH) {
-              await tx.insert(TARGET[table]).values(values.slice(i, i + BATCH) as never);
+        // guarded: a refusal is the server's one line, never drizzle's statement with its values.
+        const copied = await guarded(() =>
+          target.db.transaction(async (tx) => {
+            const present = await countRows(tx);
+            if (TABLES.some((t) => present[t] > 0)) {
+              throw new UserError(
+                `${target.location} already holds a store (${TABLES.map((t) => `${present[t]} ${t}`).join(', ')}): migrate-store copies only into an empty database`,
+              );
             }
-          }
-          // Event ids were copied; new ones continue after them.
-          await tx.execute(
-            sql`select setval(pg_get_serial_sequence('refresh_events', 'id'), greatest((select max(id) from refresh_events), 1))`,
-          );
-          const counts = await countRows(tx);
-          const mismatched = TABLES.filter((t) => counts[t] !== rows[t].length);
-          if (mismatched.length > 0) {
-            throw new Error(`copied row counts differ for ${mismatched.join(', ')}`);
-          }
-          await verifySealed(tx, opts.sealer);
-          return counts;
-        });
+            for (const table of TABLES) {
+              const values = rows[table];
+              for (let i = 0; i < values.length; i += BATCH) {
+                await tx.insert(TARGET[table]).values(values.slice(i, i + BATCH) as never);
+              }
+            }
+            // Event ids were copied; new ones continue after them.
+            await tx.execute(
+              sql`select setval(pg_get_serial_sequence('refresh_events', 'id'), greatest((select max(id) from refresh_events), 1))`,
+            );
+            const counts = await countRows(tx);
+            const mismatched = TABLES.filter((t) => counts[t] !== rows[t].length);
+            if (mismatched.length > 0) {
+              throw new Error(`copied row counts differ for ${mismatched.join(', ')}`);
+            }
+            await verifySealed(tx, opts.sealer);
+            return counts;
+          }),
+        );
         source.db
           .insert(sqliteSchema.meta)
           .values({ key: MOVED_TO_KEY, value: `${target.location} at ${new Date().toISOString()}` })

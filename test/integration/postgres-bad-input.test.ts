@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keyIdFor } from '../../src/crypto/sealer.js';
+import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import { findFreePort } from '../../src/redis/managed-redis.js';
+import { openPostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { runCli } from '../support/cli.js';
 import { removeDir, tempDataDir } from '../support/engine.js';
 import {
@@ -138,6 +139,49 @@ describe.skipIf(unavailable)(
       );
       const result = await addClient({ GRANTKEEPER_DATABASE_URL: url, GRANTKEEPER_KEY: key });
       expectOneClearLine(result, /schema from a newer grantkeeper.*upgrade this replica/);
+    });
+
+    it('migrate-store refused by the target mid-copy is one line, never the statement or its sealed values', async () => {
+      const sqliteDir = dataDir();
+      const key = newKey();
+      const added = await runCli(
+        [
+          'client',
+          'add',
+          'bot',
+          '--provider',
+          'x',
+          '--client-id',
+          'abc',
+          '--client-secret-env',
+          'BOT_SECRET',
+        ],
+        { GRANTKEEPER_DATA_DIR: sqliteDir, GRANTKEEPER_KEY: key, BOT_SECRET: 'bot-client-secret' },
+      );
+      expect(added.code).toBe(0);
+      const url = await postgres.createDatabase();
+      const name = url.slice(url.lastIndexOf('/') + 1);
+      // The target's tables exist and are empty; the server then refuses the first row copied.
+      const sealer = new Sealer(
+        new Keyring({ id: keyIdFor(Buffer.from(key, 'base64')), key: Buffer.from(key, 'base64') }),
+      );
+      await (await openPostgresStore({ url, sealer })).admin.close();
+      await postgres.query(
+        `create function refuse() returns trigger language plpgsql as $$ begin raise exception 'no more clients here'; end $$;
+       create trigger refuse_clients before insert on clients for each row execute function refuse()`,
+        name,
+      );
+      const result = await runCli(['migrate-store'], {
+        GRANTKEEPER_DATA_DIR: sqliteDir,
+        GRANTKEEPER_KEY: key,
+        GRANTKEEPER_DATABASE_URL: url,
+      });
+      expectOneClearLine(result, /no more clients here/);
+      expect(result.stderr).not.toMatch(/Failed query|params:|insert into|bot-client-secret/i);
+      // Nothing was marked moved: the SQLite store still opens.
+      expect((await runCli(['grants'], { GRANTKEEPER_DATA_DIR: sqliteDir, GRANTKEEPER_KEY: key })).code).toBe(
+        0,
+      );
     });
 
     it('a key command that fails is reported by its status, not its output', async () => {
