@@ -5,7 +5,7 @@
  * marked as moved once the copy is verified: a service later started on it refuses, instead of
  * refreshing tokens the PostgreSQL replicas also hold (a replayed refresh token kills the grant).
  */
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import * as pgSchema from '../../db/postgres/schema.js';
 import * as sqliteSchema from '../../db/sqlite/schema.js';
 import { SealError, type Sealer } from '../crypto/sealer.js';
@@ -13,7 +13,8 @@ import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { openPostgresDatabase } from './postgres/postgres-database.js';
 import { guarded } from './postgres/postgres-errors.js';
-import { KEY_CHECK_CONTEXT, sealContext, secretContext } from './seal-contexts.js';
+import { SEALED_CLIENTS_SQL, SEALED_GRANTS_SQL, type SealedRows, sealedValues } from './reseal.js';
+import { KEY_CHECK_KEY } from './seal-contexts.js';
 import { MOVED_TO_KEY, openSqliteDatabase } from './sqlite/sqlite-database.js';
 
 /** The tables in the order their foreign keys need, each in both schemas. */
@@ -145,16 +146,15 @@ async function countRows(tx: PgTx): Promise<MigrationCounts> {
 
 /** Every sealed value opens in its new home under the loaded key: the copy is usable as it stands. */
 async function verifySealed(tx: PgTx, sealer: Sealer): Promise<void> {
+  const [check] = await tx.select().from(pgSchema.meta).where(eq(pgSchema.meta.key, KEY_CHECK_KEY));
+  const rows: SealedRows = {
+    grants: (await tx.execute<SealedRows['grants'][number]>(sql.raw(SEALED_GRANTS_SQL))).rows,
+    clients: (await tx.execute<SealedRows['clients'][number]>(sql.raw(SEALED_CLIENTS_SQL))).rows,
+    keyCheck: check?.value,
+  };
+  const readOnly = { accessToken() {}, refreshToken() {}, clientSecret() {}, keyCheck() {} };
   try {
-    for (const g of await tx.select().from(pgSchema.grants)) {
-      sealer.open(g.accessTokenSealed, sealContext(g.id, 'access_token'));
-      sealer.open(g.refreshTokenSealed, sealContext(g.id, 'refresh_token'));
-    }
-    for (const c of await tx.select().from(pgSchema.clients)) {
-      if (c.clientSecretSealed) sealer.open(c.clientSecretSealed, secretContext(c.id));
-    }
-    const [check] = await tx.select().from(pgSchema.meta).where(sql`${pgSchema.meta.key} = 'key_check'`);
-    if (check) sealer.open(check.value, KEY_CHECK_CONTEXT);
+    for (const value of sealedValues(rows, readOnly)) sealer.open(value.sealed, value.context);
   } catch (err) {
     if (err instanceof SealError) {
       throw new UserError(

@@ -1,6 +1,7 @@
 import { SealError, type Sealer } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
 import type { RekeyReport } from '../grants/ports.js';
+import { KEY_CHECK_CONTEXT, sealContext, secretContext } from './seal-contexts.js';
 
 /** One sealed value of the store, read inside the adapter's transaction, with how to write it back. */
 export interface SealedValue {
@@ -8,6 +9,65 @@ export interface SealedValue {
   context: string;
   sealed: string;
   write(resealed: string): void;
+}
+
+/** The statements that read every sealed value, the same SQL on every adapter (rows as SealedRows). */
+export const SEALED_GRANTS_SQL =
+  'select id, access_token_sealed as a, refresh_token_sealed as r from grants order by id';
+export const SEALED_CLIENTS_SQL =
+  'select id, client_secret_sealed as s from clients where client_secret_sealed is not null order by id';
+
+export interface SealedRows {
+  grants: ReadonlyArray<{ id: string; a: string; r: string }>;
+  clients: ReadonlyArray<{ id: string; s: string }>;
+  /** The `meta` key-check value; undefined in a store that has none yet. */
+  keyCheck: string | undefined;
+}
+
+/** How an adapter writes a resealed value back: a statement run at once, or one queued. */
+export interface SealedWriters {
+  accessToken(grantId: string, sealed: string): void;
+  refreshToken(grantId: string, sealed: string): void;
+  clientSecret(clientId: string, sealed: string): void;
+  keyCheck(sealed: string): void;
+}
+
+/** Every sealed value of a store with its seal context, for resealValues. */
+export function sealedValues(rows: SealedRows, write: SealedWriters): SealedValue[] {
+  const values: SealedValue[] = [];
+  for (const g of rows.grants) {
+    values.push(
+      {
+        kind: 'accessTokens',
+        context: sealContext(g.id, 'access_token'),
+        sealed: g.a,
+        write: (v) => write.accessToken(g.id, v),
+      },
+      {
+        kind: 'refreshTokens',
+        context: sealContext(g.id, 'refresh_token'),
+        sealed: g.r,
+        write: (v) => write.refreshToken(g.id, v),
+      },
+    );
+  }
+  for (const c of rows.clients) {
+    values.push({
+      kind: 'clientSecrets',
+      context: secretContext(c.id),
+      sealed: c.s,
+      write: (v) => write.clientSecret(c.id, v),
+    });
+  }
+  if (rows.keyCheck !== undefined) {
+    values.push({
+      kind: 'keyCheck',
+      context: KEY_CHECK_CONTEXT,
+      sealed: rows.keyCheck,
+      write: write.keyCheck,
+    });
+  }
+  return values;
 }
 
 const MAX_LISTED_FAILURES = 5;

@@ -1,8 +1,14 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Sealer } from '../../crypto/sealer.js';
 import type { RekeyReport, Store, StoreAdmin } from '../../grants/ports.js';
-import { resealValues, type SealedValue } from '../reseal.js';
-import { KEY_CHECK_CONTEXT, KEY_CHECK_VALUE, sealContext, secretContext } from '../seal-contexts.js';
+import {
+  resealValues,
+  SEALED_CLIENTS_SQL,
+  SEALED_GRANTS_SQL,
+  type SealedRows,
+  sealedValues,
+} from '../reseal.js';
+import { KEY_CHECK_CONTEXT, KEY_CHECK_KEY, KEY_CHECK_VALUE } from '../seal-contexts.js';
 import { PostgresApiKeyRepository } from './api-key-repository.js';
 import { PostgresClientRepository } from './client-repository.js';
 import { PostgresGrantRepository } from './grant-repository.js';
@@ -14,8 +20,6 @@ import {
 import { guarded } from './postgres-errors.js';
 import { PostgresServiceStateRepository } from './service-state-repository.js';
 import { PostgresSessionRepository } from './session-repository.js';
-
-const KEY_CHECK = 'key_check';
 
 /**
  * The store for several replicas: one PostgreSQL database shared by every grantkeeper process of
@@ -71,7 +75,7 @@ class PostgresStoreAdmin implements StoreAdmin {
       pool.query<{ value: string }>(
         `with inserted as (insert into meta (key, value) values ($1, $2) on conflict (key) do nothing returning value)
          select value from inserted union all select value from meta where key = $1 limit 1`,
-        [KEY_CHECK, sealed],
+        [KEY_CHECK_KEY, sealed],
       ),
     );
     const stored = rows[0]?.value ?? sealed;
@@ -86,63 +90,29 @@ class PostgresStoreAdmin implements StoreAdmin {
     return guarded(() =>
       this.database.db.transaction(async (tx) => {
         await tx.execute(sql`lock table grants, clients, meta in exclusive mode`);
-        const writes: Array<() => Promise<unknown>> = [];
-        const values: SealedValue[] = [];
-        const grantRows = await tx.execute<{ id: string; a: string; r: string }>(
-          sql`select id, access_token_sealed as a, refresh_token_sealed as r from grants order by id`,
-        );
-        for (const g of grantRows.rows) {
-          values.push(
-            {
-              kind: 'accessTokens',
-              context: sealContext(g.id, 'access_token'),
-              sealed: g.a,
-              write: (v) =>
-                writes.push(() =>
-                  tx.execute(sql`update grants set access_token_sealed = ${v} where id = ${g.id}`),
-                ),
-            },
-            {
-              kind: 'refreshTokens',
-              context: sealContext(g.id, 'refresh_token'),
-              sealed: g.r,
-              write: (v) =>
-                writes.push(() =>
-                  tx.execute(sql`update grants set refresh_token_sealed = ${v} where id = ${g.id}`),
-                ),
-            },
-          );
-        }
-        const clientRows = await tx.execute<{ id: string; s: string }>(
-          sql`select id, client_secret_sealed as s from clients where client_secret_sealed is not null order by id`,
-        );
-        for (const c of clientRows.rows) {
-          values.push({
-            kind: 'clientSecrets',
-            context: secretContext(c.id),
-            sealed: c.s,
-            write: (v) =>
-              writes.push(() =>
-                tx.execute(sql`update clients set client_secret_sealed = ${v} where id = ${c.id}`),
-              ),
-          });
-        }
         const keyCheck = await tx.execute<{ value: string }>(
-          sql`select value from meta where key = ${KEY_CHECK}`,
+          sql`select value from meta where key = ${KEY_CHECK_KEY}`,
         );
-        const check = keyCheck.rows[0];
-        if (check) {
-          values.push({
-            kind: 'keyCheck',
-            context: KEY_CHECK_CONTEXT,
-            sealed: check.value,
-            write: (v) =>
-              writes.push(() => tx.execute(sql`update meta set value = ${v} where key = ${KEY_CHECK}`)),
-          });
-        }
-        // Every value is opened before any is written (resealValues), then the writes run in order.
-        const report = resealValues(values, this.sealer);
-        for (const write of writes) await write();
+        const rows: SealedRows = {
+          grants: (await tx.execute<SealedRows['grants'][number]>(sql.raw(SEALED_GRANTS_SQL))).rows,
+          clients: (await tx.execute<SealedRows['clients'][number]>(sql.raw(SEALED_CLIENTS_SQL))).rows,
+          keyCheck: keyCheck.rows[0]?.value,
+        };
+        // resealValues opens every value before it writes any; the writes are queued, then run in order.
+        const writes: SQL[] = [];
+        const queue = (statement: SQL) => void writes.push(statement);
+        const report = resealValues(
+          sealedValues(rows, {
+            accessToken: (id, v) => queue(sql`update grants set access_token_sealed = ${v} where id = ${id}`),
+            refreshToken: (id, v) =>
+              queue(sql`update grants set refresh_token_sealed = ${v} where id = ${id}`),
+            clientSecret: (id, v) =>
+              queue(sql`update clients set client_secret_sealed = ${v} where id = ${id}`),
+            keyCheck: (v) => queue(sql`update meta set value = ${v} where key = ${KEY_CHECK_KEY}`),
+          }),
+          this.sealer,
+        );
+        for (const statement of writes) await tx.execute(statement);
         return report;
       }),
     );

@@ -3,8 +3,14 @@ import { meta } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import { UserError } from '../../errors/user-error.js';
 import type { RekeyReport, Store, StoreAdmin } from '../../grants/ports.js';
-import { resealValues, type SealedValue } from '../reseal.js';
-import { KEY_CHECK_CONTEXT, KEY_CHECK_VALUE, sealContext, secretContext } from '../seal-contexts.js';
+import {
+  resealValues,
+  SEALED_CLIENTS_SQL,
+  SEALED_GRANTS_SQL,
+  type SealedRows,
+  sealedValues,
+} from '../reseal.js';
+import { KEY_CHECK_CONTEXT, KEY_CHECK_KEY, KEY_CHECK_VALUE } from '../seal-contexts.js';
 import { SqliteApiKeyRepository } from './api-key-repository.js';
 import { SqliteClientRepository } from './client-repository.js';
 import { SqliteGrantRepository } from './grant-repository.js';
@@ -17,8 +23,6 @@ import {
   type SqliteDatabase,
 } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
-
-const KEY_CHECK = 'key_check';
 
 /** The SQLite store, with its database for the few places that are about the file itself. */
 export interface SqliteStore extends Store {
@@ -80,10 +84,10 @@ class SqliteStoreAdmin implements StoreAdmin {
   async verifySealingKey(): Promise<void> {
     const { db } = this.database;
     guarded(() => {
-      const row = db.select().from(meta).where(eq(meta.key, KEY_CHECK)).get();
+      const row = db.select().from(meta).where(eq(meta.key, KEY_CHECK_KEY)).get();
       if (!row) {
         db.insert(meta)
-          .values({ key: KEY_CHECK, value: this.sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_CONTEXT) })
+          .values({ key: KEY_CHECK_KEY, value: this.sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_CONTEXT) })
           .run();
         return;
       }
@@ -98,54 +102,25 @@ class SqliteStoreAdmin implements StoreAdmin {
   async rekey(): Promise<RekeyReport> {
     const { sqlite } = this.database;
     const run = sqlite.transaction((): RekeyReport => {
-      const values: SealedValue[] = [];
-      const updateAccess = sqlite.prepare('update grants set access_token_sealed = ? where id = ?');
-      const updateRefresh = sqlite.prepare('update grants set refresh_token_sealed = ? where id = ?');
-      const updateClient = sqlite.prepare('update clients set client_secret_sealed = ? where id = ?');
-      const updateMeta = sqlite.prepare('update meta set value = ? where key = ?');
-      const grantRows = sqlite
-        .prepare('select id, access_token_sealed as a, refresh_token_sealed as r from grants order by id')
-        .all() as Array<{ id: string; a: string; r: string }>;
-      for (const g of grantRows) {
-        values.push(
-          {
-            kind: 'accessTokens',
-            context: sealContext(g.id, 'access_token'),
-            sealed: g.a,
-            write: (v) => updateAccess.run(v, g.id),
-          },
-          {
-            kind: 'refreshTokens',
-            context: sealContext(g.id, 'refresh_token'),
-            sealed: g.r,
-            write: (v) => updateRefresh.run(v, g.id),
-          },
-        );
-      }
-      const clientRows = sqlite
-        .prepare(
-          'select id, client_secret_sealed as s from clients where client_secret_sealed is not null order by id',
-        )
-        .all() as Array<{ id: string; s: string }>;
-      for (const c of clientRows) {
-        values.push({
-          kind: 'clientSecrets',
-          context: secretContext(c.id),
-          sealed: c.s,
-          write: (v) => updateClient.run(v, c.id),
-        });
-      }
-      const keyCheck = sqlite.prepare('select value from meta where key = ?').get(KEY_CHECK) as
+      const update = (statement: string) => {
+        const prepared = sqlite.prepare(statement);
+        return (id: string, value: string) => prepared.run(value, id);
+      };
+      const keyCheck = sqlite.prepare('select value from meta where key = ?').get(KEY_CHECK_KEY) as
         | { value: string }
         | undefined;
-      if (keyCheck) {
-        values.push({
-          kind: 'keyCheck',
-          context: KEY_CHECK_CONTEXT,
-          sealed: keyCheck.value,
-          write: (v) => updateMeta.run(v, KEY_CHECK),
-        });
-      }
+      const rows: SealedRows = {
+        grants: sqlite.prepare(SEALED_GRANTS_SQL).all() as SealedRows['grants'],
+        clients: sqlite.prepare(SEALED_CLIENTS_SQL).all() as SealedRows['clients'],
+        keyCheck: keyCheck?.value,
+      };
+      const writeMeta = update('update meta set value = ? where key = ?');
+      const values = sealedValues(rows, {
+        accessToken: update('update grants set access_token_sealed = ? where id = ?'),
+        refreshToken: update('update grants set refresh_token_sealed = ? where id = ?'),
+        clientSecret: update('update clients set client_secret_sealed = ? where id = ?'),
+        keyCheck: (value) => writeMeta(KEY_CHECK_KEY, value),
+      });
       return resealValues(values, this.sealer);
     });
     return guarded(() => run.immediate());
