@@ -62,7 +62,9 @@ export const grants = sqliteTable(
     createdAt: integer('created_at').notNull(),
     updatedAt: integer('updated_at').notNull(),
   },
-  (t) => [index('grants_state_next_refresh').on(t.state, t.nextRefreshAt)],
+  // Due grants in the reconciler's order (next refresh, then id), read a page at a time from the
+  // index itself: no sort of every due grant for each page.
+  (t) => [index('grants_due').on(t.nextRefreshAt, t.id)],
 );
 
 /** Every refresh attempt, for `grant show`, the dashboard timeline and post-mortems. */

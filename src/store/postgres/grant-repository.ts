@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, getTableColumns, gt, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { type GrantRow, grants, refreshEvents } from '../../../db/postgres/schema.js';
@@ -175,11 +175,9 @@ export class PostgresGrantRepository implements GrantRepository {
           and(
             inArray(grants.state, [...LIVE_GRANT_STATES]),
             lte(grants.nextRefreshAt, dueBefore),
+            // A row value, which both engines read straight off the (next_refresh_at, id) index.
             after
-              ? or(
-                  gt(grants.nextRefreshAt, after.nextRefreshAt),
-                  and(eq(grants.nextRefreshAt, after.nextRefreshAt), gt(grants.id, after.id)),
-                )
+              ? sql`(${grants.nextRefreshAt}, ${grants.id}) > (${after.nextRefreshAt}, ${after.id})`
               : undefined,
           ),
         )

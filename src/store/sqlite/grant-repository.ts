@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { and, asc, desc, eq, getTableColumns, gt, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import { type GrantRow, grants, refreshEvents } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import {
@@ -87,11 +87,9 @@ export class SqliteGrantRepository implements GrantRepository {
           and(
             inArray(grants.state, [...LIVE_GRANT_STATES]),
             lte(grants.nextRefreshAt, dueBefore),
+            // A row value, which both engines read straight off the (next_refresh_at, id) index.
             after
-              ? or(
-                  gt(grants.nextRefreshAt, after.nextRefreshAt),
-                  and(eq(grants.nextRefreshAt, after.nextRefreshAt), gt(grants.id, after.id)),
-                )
+              ? sql`(${grants.nextRefreshAt}, ${grants.id}) > (${after.nextRefreshAt}, ${after.id})`
               : undefined,
           ),
         )

@@ -1,0 +1,2 @@
+DROP INDEX `grants_state_next_refresh`;--> statement-breakpoint
+CREATE INDEX `grants_due` ON `grants` (`next_refresh_at`,`id`);
