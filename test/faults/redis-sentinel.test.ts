@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
-import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
+import type { OidcServer } from '../support/oidc-server.js';
 import {
   type PrivatePostgres,
   postgresUnavailable,
@@ -16,6 +16,7 @@ import {
   type RunProcess,
   seedGrants,
   snapshotGrants,
+  startRotatingOidc,
   startRun,
   writeRunConfig,
 } from './support.js';
@@ -49,19 +50,11 @@ describe.skipIf(unavailable)('Redis failed over by Sentinel under two replicas',
     cleanup.add(() => group.stop());
     postgres = await startPrivatePostgres();
     cleanup.add(() => postgres.stop());
-    oidc = await startOidcServer({
+    oidc = await startRotatingOidc(cleanup, {
+      clientId: 'gk-sentinel',
+      clientSecret: secret,
       accessTokenTtlSec: TTL_SEC,
-      rotateRefreshToken: true,
-      clients: [
-        {
-          clientId: 'gk-sentinel',
-          clientSecret: secret,
-          redirectUris: [DEFAULT_REDIRECT_URI],
-          authMethod: 'client_secret_basic',
-        },
-      ],
     });
-    cleanup.add(() => oidc.close());
   }, 60_000);
 
   afterAll(() => cleanup.run());

@@ -76,6 +76,17 @@ export async function startRotatingProvider(
 ): Promise<RotatingProvider> {
   const redis = await startPrivateRedis({ persistence: opts.redisPersistence });
   cleanup.add(() => redis.stop());
+  const oidc = await startRotatingOidc(cleanup, opts);
+  const dataDir = tempDataDir();
+  cleanup.add(() => removeDir(dataDir));
+  return { redis, oidc, dataDir };
+}
+
+/** oidc-provider rotating refresh tokens on every use, with one confidential client; closed by `cleanup`. */
+export async function startRotatingOidc(
+  cleanup: Cleanup,
+  opts: { clientId: string; clientSecret: string; accessTokenTtlSec: number },
+): Promise<OidcServer> {
   const oidc = await startOidcServer({
     accessTokenTtlSec: opts.accessTokenTtlSec,
     rotateRefreshToken: true,
@@ -89,9 +100,7 @@ export async function startRotatingProvider(
     ],
   });
   cleanup.add(() => oidc.close());
-  const dataDir = tempDataDir();
-  cleanup.add(() => removeDir(dataDir));
-  return { redis, oidc, dataDir };
+  return oidc;
 }
 
 /**

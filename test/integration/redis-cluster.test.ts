@@ -7,11 +7,12 @@ import {
   providerClient,
   seedGrants,
   snapshotGrants,
+  startRotatingOidc,
   startRun,
   writeRunConfig,
 } from '../faults/support.js';
 import { removeDir, tempDataDir, testKey, waitFor } from '../support/engine.js';
-import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
+import type { OidcServer } from '../support/oidc-server.js';
 import { type PrivateRedisCluster, startPrivateRedisCluster } from '../support/private-redis-cluster.js';
 
 const GRANTS = 6;
@@ -31,19 +32,11 @@ describe('grantkeeper run on a Redis Cluster', () => {
   beforeAll(async () => {
     cluster = await startPrivateRedisCluster();
     cleanup.add(() => cluster.stop());
-    oidc = await startOidcServer({
+    oidc = await startRotatingOidc(cleanup, {
+      clientId: 'gk-cluster',
+      clientSecret: secret,
       accessTokenTtlSec: 4,
-      rotateRefreshToken: true,
-      clients: [
-        {
-          clientId: 'gk-cluster',
-          clientSecret: secret,
-          redirectUris: [DEFAULT_REDIRECT_URI],
-          authMethod: 'client_secret_basic',
-        },
-      ],
     });
-    cleanup.add(() => oidc.close());
   }, 60_000);
 
   afterAll(() => cleanup.run());
