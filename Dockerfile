@@ -22,9 +22,14 @@ COPY package.json ./
 COPY bin bin
 COPY db/sqlite/migrations db/sqlite/migrations
 COPY db/postgres/migrations db/postgres/migrations
-RUN mkdir -p /data && chown node:node /data && chmod 700 /data
+# `grantkeeper …` on PATH, so `docker compose run --rm grantkeeper grantkeeper client add …` works.
+RUN ln -s /app/bin/grantkeeper.js /usr/local/bin/grantkeeper \
+ && mkdir -p /data && chown node:node /data && chmod 700 /data
 USER node
 VOLUME /data
 # SIGTERM from `docker stop` lets running refreshes commit before exit (raise stop_grace_period to match).
 EXPOSE 7420
-CMD ["node", "bin/grantkeeper.js", "run"]
+# Node only (no curl in the image): /readyz on the configured API port, so a paused queue, a lost
+# Redis or an unreadable db turns the container unhealthy.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["grantkeeper", "healthcheck"]
+CMD ["grantkeeper", "run"]

@@ -6,6 +6,7 @@ import { packageRoot } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
+import { registerHealthcheckCommand } from './commands/healthcheck.js';
 import { registerMigrateStoreCommand } from './commands/migrate-store.js';
 import { registerQueueCommands } from './commands/queue.js';
 import { registerRekeyCommand } from './commands/rekey.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerApiKeyCommands(program);
   registerRekeyCommand(program);
   registerMigrateStoreCommand(program);
+  registerHealthcheckCommand(program);
   program.addHelpText(
     'after',
     '\nExample:\n  grantkeeper client add x --provider x --client-id ABC --client-secret-env X_SECRET\n' +
