@@ -6,7 +6,10 @@ import type { GrantView } from './schemas.js';
 const iso = (ms: number) => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
-/** The public face of a grant: state and times, never a sealed field or lease owner. */
+/**
+ * The public face of a grant: state and times, never a sealed field or lease owner. The API answers
+ * it and the CLI's `--json` prints it, so a script moves from one to the other unchanged.
+ */
 export function toGrantView(
   grant: Grant,
   client: Client | undefined,
@@ -18,9 +21,11 @@ export function toGrantView(
     label: grant.label,
     client: client?.name ?? null,
     provider: client?.profile.kind ?? null,
+    subject: grant.subject,
     state: grant.state,
     mode: grant.mode,
     version: grant.version,
+    scope: grant.scope,
     access_expires_at: iso(grant.accessExpiresAt),
     next_refresh_at: iso(grant.nextRefreshAt),
     refresh_token_used_at: iso(grant.refreshTokenUsedAt),
@@ -40,10 +45,12 @@ export function toGrantView(
             at: iso(e.at),
             trigger: e.trigger,
             outcome: e.outcome,
+            version: e.version,
             duration_ms: e.durationMs,
             http_status: e.httpStatus,
             error_code: e.errorCode,
             message: e.message,
+            rotated: e.rotated,
           })),
         }
       : {}),

@@ -84,10 +84,15 @@ export const refreshEventView = z.object({
   at: isoTime,
   trigger: z.string(),
   outcome: z.enum(REFRESH_OUTCOMES),
+  version: z.number().describe('the grant version the attempt started from'),
   duration_ms: z.number().nullable(),
   http_status: z.number().nullable(),
   error_code: z.string().nullable(),
   message: z.string().nullable(),
+  rotated: z
+    .boolean()
+    .nullable()
+    .describe('whether the provider issued a new refresh token (null: not a token response)'),
 });
 
 export const grantView = z.object({
@@ -95,9 +100,11 @@ export const grantView = z.object({
   label: z.string(),
   client: z.string().nullable(),
   provider: z.string().nullable(),
+  subject: z.string().nullable().describe("the provider's account id, when the consent named one"),
   state: z.enum(GRANT_STATES),
   mode: z.enum(GRANT_MODES),
   version: z.number(),
+  scope: z.string().nullable().describe('the scope the provider granted'),
   access_expires_at: isoTime,
   next_refresh_at: isoTime,
   refresh_token_used_at: isoTime,

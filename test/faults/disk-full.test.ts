@@ -168,7 +168,7 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
       GRANTKEEPER_DISK_RESERVE_MB: '1',
     });
     expect(status.code).toBe(1);
-    expect(JSON.parse(status.stdout)).toMatchObject({ disk: { low: true, reserveHeldBytes: 0 } });
+    expect(JSON.parse(status.stdout)).toMatchObject({ disk: { low: true, reserve_held_bytes: 0 } });
     await sleep(Math.max(0, 4000 - (Date.now() - pausedAt)));
     const sentDuringPause = endpoint.requests.length - sentWhileFull;
     const pausedMs = Date.now() - pausedAt;

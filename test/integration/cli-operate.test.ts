@@ -132,8 +132,10 @@ describe('operator commands', { timeout: 90_000 }, () => {
       expect.arrayContaining(['@soon', '@steady']),
     );
     expect(json(show)).toMatchObject({
-      grant: { label: '@steady', state: 'active', provider: 'oidc' },
-      events: [],
+      label: '@steady',
+      state: 'active',
+      provider: 'oidc',
+      recent_events: [],
     });
     expect(json(status)).toMatchObject({
       db: { ok: true },
@@ -142,8 +144,8 @@ describe('operator commands', { timeout: 90_000 }, () => {
     });
     expect(json(status).queue).toMatchObject({ delayed: expect.any(Number) });
     expect(json(failed)).toEqual([]);
-    expect(json(clients)).toMatchObject([{ name: 'test-client', hasSecret: true, grants: 2 }]);
-    expect(json(client)).toMatchObject({ name: 'test-client', authMethod: 'client_secret_basic' });
+    expect(json(clients)).toMatchObject([{ name: 'test-client', has_secret: true, grants: 2 }]);
+    expect(json(client)).toMatchObject({ name: 'test-client', auth_method: 'client_secret_basic' });
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(
       /^LABEL\s+PROVIDER\s+STATE\s+ACCESS EXPIRES\s+NEXT REFRESH\s+LAST REFRESH\s+FAILURES/,
@@ -152,7 +154,7 @@ describe('operator commands', { timeout: 90_000 }, () => {
 
     const refreshed = json(await cli('refresh', '@steady', '--json'));
     expect(refreshed).toMatchObject({ label: '@steady', refreshed: true });
-    expect(json(await cli('grant', 'show', '@steady', '--json')).events[0]).toMatchObject({
+    expect(json(await cli('grant', 'show', '@steady', '--json')).recent_events[0]).toMatchObject({
       trigger: 'on_demand',
       outcome: 'refreshed',
     });
@@ -192,12 +194,12 @@ describe('operator commands', { timeout: 90_000 }, () => {
       cli('client', 'remove', 'test-client'),
     ]);
     expect(json(failedRun)).toMatchObject([
-      { label: '@dead', state: 'needs_reconsent', consecutiveFailures: 1 },
+      { label: '@dead', state: 'needs_reconsent', consecutive_failures: 1 },
     ]);
     expect(status.code).toBe(1);
     expect(JSON.parse(status.stdout)).toMatchObject({
       grants: { needs_reconsent: 1 },
-      oldestFailure: { label: '@dead' },
+      oldest_failure: { label: '@dead' },
     });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/is used by 3 grant\(s\).*--force/);

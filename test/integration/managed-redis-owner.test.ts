@@ -205,7 +205,7 @@ describe('the managed redis-server of a running grantkeeper run', { timeout: 180
     expect(JSON.parse(status.stdout).redis).toMatchObject({
       state: 'connected',
       url: `redis://127.0.0.1:${server.port}`,
-      managedBy: { pid: owner.pid, alive: true },
+      managed_by: { pid: owner.pid, alive: true },
     });
     const token = await s.cli('token', s.grantIds[0]!);
     expect(token.code).toBe(0);
@@ -310,7 +310,7 @@ describe('managed redis-server takeover and restarts', { timeout: 240_000 }, () 
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout).redis).toMatchObject({
       state: 'connected',
-      managedBy: { pid: first.pid, alive: false },
+      managed_by: { pid: first.pid, alive: false },
     });
 
     const second = s.run();

@@ -517,7 +517,7 @@ describe('seed: consent capture against oidc-provider', () => {
       expect(JSON.parse(added.stdout)).toMatchObject({
         name: 'cli-oidc',
         provider: 'oidc',
-        hasSecret: true,
+        has_secret: true,
         public: false,
       });
 
@@ -587,7 +587,7 @@ describe('seed: consent capture against oidc-provider', () => {
     it('client add --authorize-param reaches the authorization URL; client show lists it', async () => {
       const added = await addHinted('hinted', ['login_hint=ops@example.test', 'ui_locales=en']);
       expect(added.code).toBe(0);
-      expect(JSON.parse(added.stdout).authorizeParams).toEqual({
+      expect(JSON.parse(added.stdout).authorize_params).toEqual({
         login_hint: 'ops@example.test',
         ui_locales: 'en',
       });

@@ -112,7 +112,7 @@ export function registerClientCommands(program: Command): void {
           printLine(
             `client ${name} saved (${view.provider}, ${view.public ? 'public' : 'confidential'} client)`,
           );
-          printLine(`register this redirect URI with the provider: ${view.redirectUri}`);
+          printLine(`register this redirect URI with the provider: ${view.redirect_uri}`);
           printLine(`next: grantkeeper seed ${name}`);
         },
         { redis: false, create: true },
@@ -137,10 +137,10 @@ export function registerClientCommands(program: Command): void {
               views.map((v) => [
                 v.name,
                 v.provider,
-                v.clientId,
+                v.client_id,
                 v.public ? 'public' : 'confidential',
                 String(v.grants),
-                v.redirectUri,
+                v.redirect_uri,
               ]),
             ),
           );
@@ -166,15 +166,15 @@ export function registerClientCommands(program: Command): void {
               ['name', view.name],
               ['id', view.id],
               ['provider', view.provider],
-              ['client id', view.clientId],
-              ['authentication', view.authMethod],
-              ['secret', view.hasSecret ? 'set (sealed)' : 'none (public client)'],
+              ['client id', view.client_id],
+              ['authentication', view.auth_method],
+              ['secret', view.has_secret ? 'set (sealed)' : 'none (public client)'],
               ['scopes', view.scopes.join(' ')],
-              ['redirect URI', view.redirectUri],
-              ['authorize params', formatAuthorizeParams(view.authorizeParams)],
-              ['authorize', view.authorizationEndpoint],
-              ['token', view.tokenEndpoint],
-              ['revocation', view.revocationEndpoint ?? '-'],
+              ['redirect URI', view.redirect_uri],
+              ['authorize params', formatAuthorizeParams(view.authorize_params)],
+              ['authorize', view.authorization_endpoint],
+              ['token', view.token_endpoint],
+              ['revocation', view.revocation_endpoint ?? '-'],
               ['grants', String(view.grants)],
             ]),
           );
@@ -213,7 +213,7 @@ export function registerClientCommands(program: Command): void {
             );
           }
           const labels = removed.grantLabels;
-          if (opts.json) return printJson({ removed: name, grantsRemoved: labels });
+          if (opts.json) return printJson({ removed: name, grants_removed: labels });
           printLine(`client ${name} removed${labels.length ? ` with ${labels.length} grant(s)` : ''}`);
         },
         { redis: false },
@@ -227,23 +227,24 @@ export async function findClient(clients: ClientRepository, name: string): Promi
   return client;
 }
 
+/** A client as `--json` prints it, in the API's snake_case: never its secret. */
 async function clientView(client: Client, grants: GrantRepository) {
   const { profile } = client;
   return {
     id: client.id,
     name: client.name,
     provider: profile.kind,
-    clientId: client.clientId,
-    authMethod: client.authMethod,
+    client_id: client.clientId,
+    auth_method: client.authMethod,
     public: client.authMethod === 'none',
-    hasSecret: client.hasSecret,
+    has_secret: client.hasSecret,
     scopes: client.scopes,
-    redirectUri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
+    redirect_uri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
     /** The client's own; the preset's are sent too, under them. */
-    authorizeParams: client.authorizeParams,
-    authorizationEndpoint: profile.authorizationEndpoint,
-    tokenEndpoint: profile.tokenEndpoint,
-    revocationEndpoint: profile.revocationEndpoint ?? null,
+    authorize_params: client.authorizeParams,
+    authorization_endpoint: profile.authorizationEndpoint,
+    token_endpoint: profile.tokenEndpoint,
+    revocation_endpoint: profile.revocationEndpoint ?? null,
     grants: (await grants.listByClient(client.id)).length,
   };
 }

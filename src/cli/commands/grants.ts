@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import { toGrantView } from '../../api/grant-views.js';
 import { isLive } from '../../grants/grant.js';
 import { withCliContext } from '../cli-context.js';
-import { clientsById, eventView, findGrant, grantView } from '../grant-view.js';
+import { clientsById, findGrant } from '../grant-lookup.js';
 import {
   colorState,
   colors,
@@ -32,7 +33,7 @@ export function registerGrantListCommands(program: Command): void {
         async ({ app }) => {
           const clients = await clientsById(app);
           const grants = await app.grants.list();
-          if (opts.json) return printJson(grants.map((g) => grantView(g, clients.get(g.clientRef))));
+          if (opts.json) return printJson(grants.map((g) => toGrantView(g, clients.get(g.clientRef))));
           if (grants.length === 0) return printLine('no grants yet: grantkeeper seed --help');
           const now = Date.now();
           printLine(
@@ -72,9 +73,13 @@ export function registerGrantListCommands(program: Command): void {
         program,
         async ({ app }) => {
           const { grant } = await findGrant(app, ref);
-          const view = grantView(grant, await app.clients.get(grant.clientRef));
-          const events = (await app.grants.recentEvents(grant.id, opts.events)).map(eventView);
-          if (opts.json) return printJson({ grant: view, events });
+          const view = toGrantView(
+            grant,
+            await app.clients.get(grant.clientRef),
+            await app.grants.recentEvents(grant.id, opts.events),
+          );
+          if (opts.json) return printJson(view);
+          const events = view.recent_events ?? [];
           const now = Date.now();
           printLine(
             renderFields([
@@ -84,18 +89,18 @@ export function registerGrantListCommands(program: Command): void {
               ['account', view.subject ?? '-'],
               [
                 'state',
-                view.inDoubtSince
-                  ? `${colorState(view.state)}, ${colors.red('in doubt')} since ${view.inDoubtSince}: a request went out and its answer was lost`
+                view.in_doubt_since
+                  ? `${colorState(view.state)}, ${colors.red('in doubt')} since ${view.in_doubt_since}: a request went out and its answer was lost`
                   : colorState(view.state),
               ],
               ['scope', view.scope ?? '-'],
-              ['access expires', `${formatRelative(grant.accessExpiresAt, now)} (${view.accessExpiresAt})`],
-              ['next refresh', `${formatRelative(grant.nextRefreshAt, now)} (${view.nextRefreshAt})`],
+              ['access expires', `${formatRelative(grant.accessExpiresAt, now)} (${view.access_expires_at})`],
+              ['next refresh', `${formatRelative(grant.nextRefreshAt, now)} (${view.next_refresh_at})`],
               ['last refresh', formatRelative(grant.lastRefreshedAt, now)],
-              ['failures', String(view.consecutiveFailures)],
+              ['failures', String(view.consecutive_failures)],
               [
                 'last error',
-                view.lastError ? `${view.lastError} (${formatRelative(grant.lastErrorAt, now)})` : '-',
+                view.last_error ? `${view.last_error} (${formatRelative(grant.lastErrorAt, now)})` : '-',
               ],
               ['version', String(view.version)],
             ]),
@@ -106,12 +111,12 @@ export function registerGrantListCommands(program: Command): void {
             renderTable(
               ['AT', 'TRIGGER', 'OUTCOME', 'HTTP', 'MS', 'DETAIL'],
               events.map((e) => [
-                e.at ?? '-',
+                e.at,
                 e.trigger,
                 e.outcome === 'refreshed' ? colors.green(e.outcome) : colors.yellow(e.outcome),
-                e.httpStatus === null ? '-' : String(e.httpStatus),
-                e.durationMs === null ? '-' : String(e.durationMs),
-                [e.errorCode, e.message].filter(Boolean).join(': ') || (e.rotated ? 'rotated' : ''),
+                e.http_status === null ? '-' : String(e.http_status),
+                e.duration_ms === null ? '-' : String(e.duration_ms),
+                [e.error_code, e.message].filter(Boolean).join(': ') || (e.rotated ? 'rotated' : ''),
               ]),
             ),
           );
@@ -137,8 +142,8 @@ export function registerGrantListCommands(program: Command): void {
         }
         const failing = (await app.grants.list()).filter((g) => g.state !== 'active');
         const rows = failing.map((g) => ({
-          ...grantView(g, clients.get(g.clientRef)),
-          failedJobs: engine.queue ? (failedJobs.get(g.id) ?? 0) : null,
+          ...toGrantView(g, clients.get(g.clientRef)),
+          failed_jobs: engine.queue ? (failedJobs.get(g.id) ?? 0) : null,
         }));
         if (opts.json) return printJson(rows);
         if (rows.length === 0) return printLine(colors.green('no failing grants'));
@@ -150,7 +155,7 @@ export function registerGrantListCommands(program: Command): void {
               g.label,
               colorState(g.state),
               String(g.consecutiveFailures),
-              rows[i]?.failedJobs === null ? '-' : String(rows[i]?.failedJobs),
+              rows[i]?.failed_jobs === null ? '-' : String(rows[i]?.failed_jobs),
               formatRelative(g.lastErrorAt, now),
               g.lastError ?? '-',
             ]),

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { removeGrant } from '../../grants/actions/remove.js';
 import { revokeGrant } from '../../grants/actions/revoke.js';
 import { withCliContext } from '../cli-context.js';
-import { findGrant } from '../grant-view.js';
+import { findGrant } from '../grant-lookup.js';
 import { colors, examples, note, printJson, printLine } from '../output.js';
 import { grantRefArg } from '../parsers.js';
 

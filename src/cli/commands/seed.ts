@@ -94,8 +94,8 @@ export function registerSeedCommand(program: Command): void {
               subject: grant.subject,
               replaced: result.replaced,
               scheduled: result.scheduled,
-              accessExpiresAt: new Date(grant.accessExpiresAt).toISOString(),
-              nextRefreshAt: new Date(grant.nextRefreshAt).toISOString(),
+              access_expires_at: new Date(grant.accessExpiresAt).toISOString(),
+              next_refresh_at: new Date(grant.nextRefreshAt).toISOString(),
             });
           }
           const now = Date.now();

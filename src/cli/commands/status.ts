@@ -52,16 +52,21 @@ export function registerStatusCommand(program: Command): void {
         const disk = app.admin.kind === 'sqlite' ? engine.storage.diskReport() : null;
         const status = {
           db: { kind: app.admin.kind, path: app.admin.location, ok: dbCheck.ok, check: dbCheck.detail },
-          disk,
+          disk: disk && {
+            free_bytes: disk.freeBytes,
+            reserve_bytes: disk.reserveBytes,
+            reserve_held_bytes: disk.reserveHeldBytes,
+            low: disk.low,
+          },
           redis: {
             state: redis.state,
             ...(redis.state === 'not_running' ? {} : { url: describeRedisEndpoint(redis.endpoint) }),
             ...(redis.state === 'unreachable' ? { error: redis.error } : {}),
-            ...(redis.state !== 'not_running' && redis.owner ? { managedBy: redis.owner } : {}),
+            ...(redis.state !== 'not_running' && redis.owner ? { managed_by: redis.owner } : {}),
           },
           queue: counts ? { ...counts, paused } : null,
           grants: { total: grants.length, ...byState },
-          oldestFailure: oldest
+          oldest_failure: oldest
             ? {
                 label: oldest.label,
                 state: oldest.state,
@@ -69,7 +74,7 @@ export function registerStatusCommand(program: Command): void {
                 error: oldest.lastError,
               }
             : null,
-          nextRefresh: nextDue ? { label: nextDue.label, at: isoOrNull(nextDue.nextRefreshAt) } : null,
+          next_refresh: nextDue ? { label: nextDue.label, at: isoOrNull(nextDue.nextRefreshAt) } : null,
         };
         if (opts.json) printJson(status);
         else {

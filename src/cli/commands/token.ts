@@ -5,7 +5,7 @@ import { retryGrant } from '../../grants/actions/retry.js';
 import type { StoredGrant } from '../../grants/grant.js';
 import { defaultMinValidSec } from '../../refresh/access-token-reader.js';
 import { type CliContext, withCliContext } from '../cli-context.js';
-import { findGrant } from '../grant-view.js';
+import { findGrant } from '../grant-lookup.js';
 import { colors, examples, formatSpan, isoOrNull, printJson, printLine } from '../output.js';
 import { grantRefArg, secondsArg } from '../parsers.js';
 
@@ -50,7 +50,7 @@ export function registerTokenCommands(program: Command): void {
           id: token.grantId,
           label: token.label,
           refreshed: token.refreshed,
-          accessExpiresAt: isoOrNull(token.expiresAt),
+          access_expires_at: isoOrNull(token.expiresAt),
         };
         if (opts.json) return printJson(view);
         printLine(
