@@ -62,6 +62,8 @@ export const configClientSchema = z
         token: endpointUrl,
         revocation: endpointUrl.optional(),
         userinfo: endpointUrl.optional(),
+        /** RFC 8628's device authorization endpoint, for `seed --device`. */
+        device: endpointUrl.optional(),
       })
       .strict()
       .optional(),

@@ -12,13 +12,14 @@ import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
 import { ConsentError } from './callback.js';
+import { captureDeviceConsent } from './device-consent.js';
 import { deriveLabel, labelProblem, takeoverProblem } from './grant-label.js';
 import { IdTokenError } from './id-token.js';
 import { type AccountIdentity, type BearerGet, resolveIdentity } from './identity.js';
 import { startLoopbackReceiver } from './loopback-receiver.js';
 import { readPastedCode } from './paste-reader.js';
 
-export type ConsentMode = 'loopback' | 'manual';
+export type ConsentMode = 'loopback' | 'manual' | 'device';
 
 export interface ConsentIo {
   /** Instructions for the person seeding (stderr in the CLI). */
@@ -27,10 +28,12 @@ export interface ConsentIo {
   input: Readable;
   /** Opens the consent page; absent means the URL is only printed. */
   openBrowser?: (url: string) => Promise<void>;
+  /** Device flow: draw the verification URI as a QR code too (a terminal on `messages`). */
+  qrCode?: boolean;
 }
 
 export interface CaptureOptions {
-  mode: ConsentMode;
+  mode: Exclude<ConsentMode, 'device'>;
   scopes: readonly string[];
   timeoutMs: number;
 }
@@ -128,7 +131,7 @@ export function missingRefreshTokenAdvice(profile: ProviderProfile): string {
 export interface SeedDeps {
   grants: GrantRepository;
   clients: ClientRepository;
-  tokenClient: Pick<TokenClient, 'exchangeCode'>;
+  tokenClient: Pick<TokenClient, 'exchangeCode' | 'requestDeviceAuthorization' | 'pollDeviceCode'>;
   timing: RefreshTimingPolicy;
   /** Puts the first refresh in the queue (NO_SCHEDULER without Redis: the reconciler will). */
   scheduler: RefreshScheduler;
@@ -173,9 +176,24 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
       `no client is named "${options.client}" (${names.length ? `known: ${names.join(', ')}` : 'add one with grantkeeper client add'})`,
     );
   }
+  const scopes = options.scopes ?? client.scopes;
+  if (options.mode === 'device') {
+    // No redirect and no code: the poll that succeeds carries the tokens, and no nonce was sent.
+    const { tokens, sentAt } = await captureDeviceConsent(
+      {
+        tokenClient: deps.tokenClient,
+        messages: deps.io.messages,
+        ...(deps.io.qrCode ? { qrCode: true } : {}),
+        now,
+      },
+      client,
+      { scopes, timeoutMs: options.timeoutMs },
+    );
+    return storeConsent(deps, options, client, { tokens, sentAt }, now);
+  }
   const consent = await captureConsent(
     client,
-    { mode: options.mode, scopes: options.scopes ?? client.scopes, timeoutMs: options.timeoutMs },
+    { mode: options.mode, scopes, timeoutMs: options.timeoutMs },
     deps.io,
   );
   try {
@@ -217,13 +235,31 @@ async function completeSeed(
     }
     throw err;
   }
+  return storeConsent(
+    deps,
+    options,
+    client,
+    { tokens, sentAt, ...(consent.nonce ? { nonce: consent.nonce } : {}) },
+    now,
+  );
+}
+
+/** What every consent ends in, however its tokens came: checks, identity, label, the sealed save. */
+async function storeConsent(
+  deps: SeedDeps,
+  options: SeedOptions,
+  client: OpenedClient,
+  consented: { tokens: TokenSet; sentAt: number; nonce?: string },
+  now: () => number,
+): Promise<SeedResult> {
+  const { tokens, sentAt, nonce } = consented;
   if (!tokens.refreshToken) throw new ConsentError(missingRefreshTokenAdvice(client.profile));
 
   let identity: AccountIdentity = {};
   let identityProblem: string | undefined;
   try {
     identity = await resolveIdentity(client.profile, tokens, {
-      idToken: { clientId: client.target.clientId, ...(consent.nonce ? { nonce: consent.nonce } : {}) },
+      idToken: { clientId: client.target.clientId, ...(nonce ? { nonce } : {}) },
       ...(deps.getIdentity ? { get: deps.getIdentity } : {}),
     });
   } catch (err) {

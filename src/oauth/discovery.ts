@@ -10,6 +10,8 @@ export interface IssuerMetadata {
   revocationEndpoint?: string;
   userinfoEndpoint?: string;
   introspectionEndpoint?: string;
+  /** RFC 8628 §4: where device-code consent starts. */
+  deviceAuthorizationEndpoint?: string;
   /** The key set that signs its id_tokens. */
   jwksUri?: string;
   tokenEndpointAuthMethodsSupported?: string[];
@@ -26,6 +28,7 @@ const metadataSchema = z.object({
   revocation_endpoint: z.string().min(1).optional(),
   userinfo_endpoint: z.string().min(1).optional(),
   introspection_endpoint: z.string().min(1).optional(),
+  device_authorization_endpoint: z.string().min(1).optional(),
   jwks_uri: z.string().min(1).optional(),
   token_endpoint_auth_methods_supported: z.array(z.string()).optional(),
   code_challenge_methods_supported: z.array(z.string()).optional(),
@@ -93,6 +96,12 @@ function toMetadata(json: unknown, expectedIssuer: string): IssuerMetadata {
   if (m.userinfo_endpoint) meta.userinfoEndpoint = endpoint(m.userinfo_endpoint, 'userinfo_endpoint');
   if (m.introspection_endpoint) {
     meta.introspectionEndpoint = endpoint(m.introspection_endpoint, 'introspection_endpoint');
+  }
+  if (m.device_authorization_endpoint) {
+    meta.deviceAuthorizationEndpoint = endpoint(
+      m.device_authorization_endpoint,
+      'device_authorization_endpoint',
+    );
   }
   if (m.jwks_uri) meta.jwksUri = endpoint(m.jwks_uri, 'jwks_uri');
   if (m.token_endpoint_auth_methods_supported) {

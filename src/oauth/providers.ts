@@ -12,6 +12,8 @@ export interface ProviderProfile {
   tokenEndpoint: string;
   revocationEndpoint?: string;
   userinfoEndpoint?: string;
+  /** RFC 8628's device authorization endpoint, where the provider offers device-code consent. */
+  deviceAuthorizationEndpoint?: string;
   /** Includes the offline scope when the provider has one. */
   defaultScopes: string[];
   offlineScope?: string;
@@ -40,7 +42,13 @@ export type ProviderSpec =
   | {
       kind: 'oidc';
       issuer?: string;
-      endpoints?: { authorization: string; token: string; revocation?: string; userinfo?: string };
+      endpoints?: {
+        authorization: string;
+        token: string;
+        revocation?: string;
+        userinfo?: string;
+        device?: string;
+      };
     };
 
 const HOUR = 3600;
@@ -83,6 +91,7 @@ function microsoftProfile(tenant = 'common'): ProviderProfile {
     kind: 'microsoft',
     authorizationEndpoint: `${base}/authorize`,
     tokenEndpoint: `${base}/token`,
+    deviceAuthorizationEndpoint: `${base}/devicecode`,
     // Graph's userinfo answers for tokens minted with the OIDC scopes plus User.Read.
     userinfoEndpoint: 'https://graph.microsoft.com/oidc/userinfo',
     jwksUri: `https://login.microsoftonline.com/${tenant}/discovery/v2.0/keys`,
@@ -113,6 +122,8 @@ function googleProfile(): ProviderProfile {
     tokenEndpoint: 'https://oauth2.googleapis.com/token',
     revocationEndpoint: 'https://oauth2.googleapis.com/revoke',
     userinfoEndpoint: 'https://openidconnect.googleapis.com/v1/userinfo',
+    // Only for "TVs and Limited Input devices" clients, and only for a short list of scopes.
+    deviceAuthorizationEndpoint: 'https://oauth2.googleapis.com/device/code',
     jwksUri: 'https://www.googleapis.com/oauth2/v3/certs',
     // Google has no offline scope: access_type=offline asks for the refresh token, and prompt=consent
     // makes Google issue one again on a repeat consent.
@@ -161,6 +172,8 @@ function oidcProfile(meta: Omit<IssuerMetadata, 'issuer'> & { issuer?: string })
   if (meta.revocationEndpoint) profile.revocationEndpoint = meta.revocationEndpoint;
   if (meta.userinfoEndpoint) profile.userinfoEndpoint = meta.userinfoEndpoint;
   if (meta.jwksUri) profile.jwksUri = meta.jwksUri;
+  if (meta.deviceAuthorizationEndpoint)
+    profile.deviceAuthorizationEndpoint = meta.deviceAuthorizationEndpoint;
   return profile;
 }
 
@@ -186,6 +199,7 @@ export async function resolveProvider(
           tokenEndpoint: endpoint(e.token, 'token'),
           ...(e.revocation ? { revocationEndpoint: endpoint(e.revocation, 'revocation') } : {}),
           ...(e.userinfo ? { userinfoEndpoint: endpoint(e.userinfo, 'userinfo') } : {}),
+          ...(e.device ? { deviceAuthorizationEndpoint: endpoint(e.device, 'device authorization') } : {}),
         });
       }
       if (!spec.issuer) throw new UserError('an oidc provider needs an issuer URL or explicit endpoints');
@@ -206,6 +220,7 @@ export const providerProfileSchema = z
     tokenEndpoint: z.string(),
     revocationEndpoint: z.string().optional(),
     userinfoEndpoint: z.string().optional(),
+    deviceAuthorizationEndpoint: z.string().optional(),
     jwksUri: z.string().optional(),
     defaultScopes: z.array(z.string()),
     offlineScope: z.string().optional(),

@@ -3,6 +3,11 @@ import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { UserError } from '../errors/user-error.js';
 import {
+  DEVICE_CODE_GRANT_TYPE,
+  type DeviceAuthorization,
+  deviceAuthorizationSchema,
+} from './device-authorization.js';
+import {
   classifyTokenError,
   networkError,
   notSentError,
@@ -139,6 +144,44 @@ export class TokenClient {
       code_verifier: p.codeVerifier,
     };
     return this.#post(target, params, [p.code, p.codeVerifier]);
+  }
+
+  /**
+   * RFC 8628 §3.1: starts device-code consent, authenticated like a token request. The answer is
+   * parsed in full; one that is not an RFC 8628 response is refused without quoting it (it carries
+   * the device code, which redeems for tokens).
+   */
+  async requestDeviceAuthorization(
+    target: TokenEndpointTarget,
+    endpoint: string,
+    scopes: readonly string[],
+  ): Promise<DeviceAuthorization> {
+    const url = assertSecureEndpoint(endpoint, 'device authorization endpoint');
+    const params: Record<string, string> = scopes.length > 0 ? { scope: scopes.join(' ') } : {};
+    const { status, json, headers, now } = await this.#send(url, target, params, []);
+    if (status !== 200) throw classifyTokenError({ status, body: json, headers, now, redact: [] });
+    const parsed = deviceAuthorizationSchema.safeParse(json);
+    if (parsed.success) {
+      assertSecureEndpoint(parsed.data.verificationUri, 'the verification URI');
+      if (parsed.data.verificationUriComplete) {
+        assertSecureEndpoint(parsed.data.verificationUriComplete, 'the verification URI');
+      }
+      return parsed.data;
+    }
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'} ${i.message}`);
+    throw new TokenEndpointError({
+      kind: 'transient',
+      outcome: 'retry',
+      code: 'bad_response',
+      status,
+      message: `device authorization endpoint answered HTTP 200 with an unusable response (${issues.join('; ')})`,
+    });
+  }
+
+  /** RFC 8628 §3.4: one poll; `authorization_pending` and `slow_down` arrive as TokenEndpointErrors. */
+  pollDeviceCode(target: TokenEndpointTarget, deviceCode: string): Promise<TokenSet> {
+    if (!deviceCode) throw new TypeError('device code is empty');
+    return this.#post(target, { grant_type: DEVICE_CODE_GRANT_TYPE, device_code: deviceCode }, [deviceCode]);
   }
 
   close(): Promise<void> {

@@ -124,6 +124,11 @@ const RFC_CODES = new Set([
   'invalid_grant',
   'temporarily_unavailable',
   'server_error',
+  // RFC 8628 §3.5, the device-code grant's own answers.
+  'authorization_pending',
+  'slow_down',
+  'access_denied',
+  'expired_token',
   ...RECONSENT_CODES,
   ...CLIENT_ERROR_CODES,
 ]);

@@ -30,6 +30,8 @@ export interface OidcServerOptions {
   accountClaims?: Record<string, Record<string, unknown>>;
   /** Put the scopes' claims in the id_token as well as in userinfo (oidc-provider's conformIdTokenClaims off). */
   claimsInIdToken?: boolean;
+  /** Offer RFC 8628 device-code consent (its endpoint at /device/auth, the user's page at /device). */
+  deviceFlow?: boolean;
 }
 
 export interface OidcCounters {
@@ -59,6 +61,16 @@ export interface OidcServer {
    * the final redirect to the client's redirect_uri (not fetched), carrying ?code&state or ?error.
    */
   driveConsent(authorizationUrl: string, opts?: { deny?: boolean; accountId?: string }): Promise<URL>;
+  /**
+   * Acts as the person at a device-flow verification page: opens `verification_uri_complete`,
+   * confirms the code (or aborts there with `abortCode`), then logs in and consents (or denies);
+   * returns the page it ended on.
+   */
+  driveDeviceConsent(
+    verificationUriComplete: string,
+    opts?: { deny?: boolean; abortCode?: boolean; accountId?: string },
+  ): Promise<URL>;
+  deviceAuthorizationEndpoint: string;
   counters: OidcCounters;
   close(): Promise<void>;
 }
@@ -172,7 +184,11 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
         redirect_uris: c.redirectUris,
         token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
         application_type: c.applicationType ?? 'web',
-        grant_types: ['authorization_code', 'refresh_token'],
+        grant_types: [
+          'authorization_code',
+          'refresh_token',
+          ...(opts.deviceFlow ? ['urn:ietf:params:oauth:grant-type:device_code'] : []),
+        ],
         response_types: ['code'],
       })),
       {
@@ -200,6 +216,19 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
     }),
     features: {
       devInteractions: { enabled: false },
+      deviceFlow: {
+        enabled: opts.deviceFlow ?? false,
+        // Bare pages (the defaults print a notice each): the forms oidc-provider builds, and the end.
+        userCodeInputSource: (ctx: HtmlContext, form: string, _out: unknown, err?: Error) => {
+          ctx.body = `<!doctype html><p>${err ? 'error' : 'enter the code'}</p>${form}`;
+        },
+        userCodeConfirmSource: (ctx: HtmlContext, form: string) => {
+          ctx.body = `<!doctype html><p>confirm the code</p>${form}`;
+        },
+        successSource: (ctx: HtmlContext) => {
+          ctx.body = '<!doctype html><p>done: you may close this window</p>';
+        },
+      },
       introspection: {
         enabled: true,
         allowedPolicy: async (_ctx: unknown, client: ClientLike, token: TokenLike) =>
@@ -223,6 +252,7 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
       Interaction: 600,
       Session: DAY_SEC,
       RefreshToken: refreshTokenTtl,
+      DeviceCode: 600,
       // A grant must outlive every refresh token issued under it.
       Grant: refreshTokenTtl + DAY_SEC,
     },
@@ -293,6 +323,8 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
       return (await res.json()) as { active: boolean; [k: string]: unknown };
     },
     driveConsent: (authorizationUrl, driveOpts = {}) => driveConsent(issuer, authorizationUrl, driveOpts),
+    driveDeviceConsent: (verificationUri, driveOpts = {}) => driveConsent(issuer, verificationUri, driveOpts),
+    deviceAuthorizationEndpoint: url('/device/auth'),
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -300,6 +332,10 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
       });
     },
   };
+}
+
+interface HtmlContext {
+  body: string;
 }
 
 interface ClientLike {
@@ -382,7 +418,7 @@ async function handleInteraction(
 async function driveConsent(
   issuer: string,
   authorizationUrl: string,
-  opts: { deny?: boolean; accountId?: string },
+  opts: { deny?: boolean; abortCode?: boolean; accountId?: string },
 ): Promise<URL> {
   const jar = new CookieJar();
   const issuerOrigin = new URL(issuer).origin;
@@ -410,6 +446,18 @@ async function driveConsent(
       continue;
     }
     const body = await res.text();
+    // oidc-provider's own device pages: an auto-posting form, then the confirmation form.
+    if (res.status === 200 && res.headers.get('content-type')?.startsWith('text/html')) {
+      const page = htmlForm(body);
+      if (!page) return next; // the device flow's last page ("you may close this window")
+      next = new URL(page.action, next);
+      form = page.fields;
+      if (opts.abortCode && form.has('confirm')) {
+        form.delete('confirm');
+        form.set('abort', 'yes');
+      }
+      continue;
+    }
     const uid = /^\/interaction\/([\w-]+)$/.exec(next.pathname)?.[1];
     if (res.status !== 200 || !uid) {
       throw new Error(
@@ -428,6 +476,27 @@ async function driveConsent(
     }
   }
   throw new Error('driveConsent: too many redirects');
+}
+
+/** The first POST form of a page and its hidden fields, as a browser would submit it. */
+function htmlForm(html: string): { action: string; fields: URLSearchParams } | undefined {
+  const form = /<form[^>]*method="post"[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
+  // The code-entry form (after an abort or a bad code) waits for typing: the end of the drive.
+  if (!form || !/name="user_code" value=/.test(form[2] ?? '')) return undefined;
+  const decode = (v: string) =>
+    v
+      .replace(/&quot;/g, '"')
+      .replace(/&#39;/g, "'")
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>')
+      .replace(/&amp;/g, '&');
+  const fields = new URLSearchParams();
+  for (const input of (form[2] ?? '').matchAll(/<input[^>]*type="hidden"[^>]*>/gi)) {
+    const name = /name="([^"]*)"/.exec(input[0])?.[1];
+    const value = /value="([^"]*)"/.exec(input[0])?.[1] ?? '';
+    if (name) fields.set(name, decode(value));
+  }
+  return { action: decode(form[1] ?? ''), fields };
 }
 
 /** Just enough of a browser cookie jar: name, path scoping, deletion by expiry. */

@@ -13,6 +13,10 @@ export interface TokenProxy {
   rewrite: TokenRewrite | undefined;
   /** Every id_token the real server issued, before any rewrite. */
   idTokens: string[];
+  /** Answers a request itself instead of forwarding it, when it returns an answer. */
+  intercept: ((form: URLSearchParams) => { status: number; json: unknown } | undefined) | undefined;
+  /** Every request's form and arrival time (ms), in order. */
+  requests: Array<{ at: number; form: URLSearchParams }>;
   close(): Promise<void>;
 }
 
@@ -21,7 +25,14 @@ export interface TokenProxy {
  * go upstream as they are, successful JSON answers come back through `rewrite`.
  */
 export async function startTokenProxy(upstream: string): Promise<TokenProxy> {
-  const proxy: TokenProxy = { url: '', rewrite: undefined, idTokens: [], close: async () => {} };
+  const proxy: TokenProxy = {
+    url: '',
+    rewrite: undefined,
+    idTokens: [],
+    intercept: undefined,
+    requests: [],
+    close: async () => {},
+  };
   const server = createServer((req, res) => {
     void forward(req)
       .then(async ({ status, body }) => {
@@ -50,6 +61,10 @@ export async function startTokenProxy(upstream: string): Promise<TokenProxy> {
   async function forward(req: IncomingMessage): Promise<{ status: number; body: string }> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
+    const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+    proxy.requests.push({ at: Date.now(), form });
+    const answer = proxy.intercept?.(form);
+    if (answer) return { status: answer.status, body: JSON.stringify(answer.json) };
     const headers: Record<string, string> = {};
     for (const name of ['authorization', 'content-type', 'accept', 'dpop']) {
       const value = req.headers[name];

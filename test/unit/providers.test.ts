@@ -185,6 +185,36 @@ describe('oidc resolution', () => {
     expect(p.confidentialAuthMethod).toBe('client_secret_basic');
   });
 
+  it('knows where device-code consent starts: Microsoft and Google presets, discovery, explicit endpoints', async () => {
+    expect(
+      (await resolveProvider({ kind: 'microsoft', tenant: 'contoso.onmicrosoft.com' }))
+        .deviceAuthorizationEndpoint,
+    ).toBe('https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode');
+    expect((await resolveProvider({ kind: 'google' })).deviceAuthorizationEndpoint).toBe(
+      'https://oauth2.googleapis.com/device/code',
+    );
+    expect((await resolveProvider({ kind: 'x' })).deviceAuthorizationEndpoint).toBeUndefined();
+    const explicit = await resolveProvider({
+      kind: 'oidc',
+      endpoints: {
+        authorization: 'https://auth.example.com/authorize',
+        token: 'https://auth.example.com/token',
+        device: 'https://auth.example.com/device',
+      },
+    });
+    expect(explicit.deviceAuthorizationEndpoint).toBe('https://auth.example.com/device');
+    await expect(
+      resolveProvider({
+        kind: 'oidc',
+        endpoints: {
+          authorization: 'https://auth.example.com/authorize',
+          token: 'https://auth.example.com/token',
+          device: 'http://auth.example.com/device',
+        },
+      }),
+    ).rejects.toBeInstanceOf(UserError);
+  });
+
   it('refuses explicit endpoints over plain http off loopback', async () => {
     await expect(
       resolveProvider({

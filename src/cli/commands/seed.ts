@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import open from 'open';
 import { type ConsentMode, seedGrant } from '../../consent/seed-grant.js';
+import { UserError } from '../../errors/user-error.js';
 import { onConsentSaved } from '../../notify/alert-monitor.js';
 import { syncConfigClients } from '../../service/sync-config-clients.js';
 import { withCliContext } from '../cli-context.js';
@@ -12,6 +13,7 @@ interface SeedFlags {
   scopes?: string[];
   browser: boolean;
   manual?: boolean;
+  device?: boolean;
   timeout: number;
   json?: boolean;
 }
@@ -33,6 +35,10 @@ export function registerSeedCommand(program: Command): void {
     )
     .option('--no-browser', 'print the consent URL instead of opening a browser')
     .option('--manual', 'headless: paste the redirect URL (or the code) back instead of a loopback listener')
+    .option(
+      '--device',
+      'headless, no paste: show a code to enter on any device (RFC 8628; Microsoft, Google TV clients, OIDC servers that offer it)',
+    )
     .option('--timeout <seconds>', 'how long to wait for the consent', secondsArg(5, 3600), 300)
     .option('--json', 'print the stored grant as JSON')
     .addHelpText(
@@ -41,6 +47,7 @@ export function registerSeedCommand(program: Command): void {
         'grantkeeper seed x --label @ourbot',
         'grantkeeper seed google --no-browser          # on a laptop: open the printed URL yourself',
         'grantkeeper seed contoso --manual             # over SSH: paste the redirect URL back',
+        'grantkeeper seed contoso --device             # over SSH: enter the printed code on your phone',
       ),
     )
     .action(async (clientName: string, flags: SeedFlags) => {
@@ -50,7 +57,8 @@ export function registerSeedCommand(program: Command): void {
           if (loaded.config.clients.length > 0) {
             await syncConfigClients(loaded.config.clients, app.clients, process.env, Date.now());
           }
-          const mode: ConsentMode = flags.manual ? 'manual' : 'loopback';
+          if (flags.manual && flags.device) throw new UserError('choose --manual or --device, not both', 2);
+          const mode: ConsentMode = flags.device ? 'device' : flags.manual ? 'manual' : 'loopback';
           const result = await seedGrant(
             {
               grants: app.grants,
@@ -62,6 +70,7 @@ export function registerSeedCommand(program: Command): void {
                 messages: process.stderr,
                 input: process.stdin,
                 ...(flags.browser && mode === 'loopback' ? { openBrowser: openInBrowser } : {}),
+                ...(process.stderr.isTTY ? { qrCode: true } : {}),
               },
             },
             {
