@@ -1,12 +1,17 @@
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import type { Grant } from '../src/grants/grant.js';
 import type { RefreshScheduler } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import type { GrantRefresher } from '../src/refresh/grant-refresher.js';
+import { SPAN_NAMES } from '../src/telemetry/span-policy.js';
+import { inSpan, type TraceSpan, type Tracing } from '../src/telemetry/spans.js';
 import { type RefreshJobData, refreshJobDataSchema } from './refresh-queue.js';
 
 export interface RefreshProcessorDeps {
   refresher: GrantRefresher;
   scheduler: RefreshScheduler;
+  /** Each job is a `grantkeeper.refresh` root span, its next job's scheduling a child. */
+  tracing: Tracing;
   logger: Logger;
 }
 
@@ -20,13 +25,30 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
     const parsed = refreshJobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError('malformed refresh job data');
     const { grantId, version } = parsed.data;
-    const result = await deps.refresher.refresh(grantId, version, 'schedule');
+    const span = deps.tracing.start(SPAN_NAMES.refresh, { trigger: 'schedule' });
+    try {
+      return await refreshAndPlan(job, token, grantId, version, span);
+    } finally {
+      span.end();
+    }
+  };
+
+  async function refreshAndPlan(
+    job: Job<RefreshJobData>,
+    token: string | undefined,
+    grantId: string,
+    version: number,
+    span: TraceSpan,
+  ): Promise<string> {
+    const schedule = (grant: Grant) =>
+      inSpan(span.child(SPAN_NAMES.schedule), () => deps.scheduler.schedule([grant]));
+    const result = await deps.refresher.refresh(grantId, version, 'schedule', span);
     switch (result.status) {
       case 'refreshed':
-        await deps.scheduler.schedule([result.grant]);
+        await schedule(result.grant);
         return 'refreshed';
       case 'retrying':
-        await deps.scheduler.schedule([result.grant]);
+        await schedule(result.grant);
         throw new Error(
           `${result.error.message} (failure ${result.grant.consecutiveFailures}; next attempt at ${new Date(result.grant.nextRefreshAt).toISOString()})`,
         );
@@ -58,5 +80,5 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
         deps.logger.debug({ grantId, version, status: result.status }, 'refresh job had nothing to do');
         return result.status;
     }
-  };
+  }
 }

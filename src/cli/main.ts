@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors/user-error.js';
-import { packageRoot } from '../util/package-root.js';
+import { packageVersion } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
@@ -84,9 +82,4 @@ function reportError(err: unknown, verbose: boolean): number {
   }
   if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return err instanceof UserError ? err.exitCode : EXIT_FAILURE;
-}
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
 }

@@ -45,6 +45,12 @@ const allowedHost = z
   })
   .refine((h) => h.port === null || (h.port >= 1 && h.port <= 65_535), 'the port must be 1 to 65535');
 
+/** An on/off switch; from the environment as `true` or `false`. */
+const flag = z.preprocess(
+  (v) => (v === 'true' ? true : v === 'false' ? false : v),
+  z.boolean({ error: 'expected true or false' }),
+);
+
 const endpointUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
 
 /** An OAuth client declared in the config file; its secret comes from a named environment variable. */
@@ -209,6 +215,8 @@ export const configSchema = z
       )
       .default([]),
     failingAlertAfter: wholeNumber(1, 1000).default(3),
+    // Spans carry the grant's id and label only when the operator asks: a label names an account.
+    traceGrantIds: flag.default(false),
   })
   .strict()
   // A stop that gives up before a token request can time out would exit with a refresh in flight,
@@ -246,4 +254,5 @@ export const ENV_VARS = {
   GRANTKEEPER_API_ALLOWED_HOSTS: 'apiAllowedHosts',
   GRANTKEEPER_WEBHOOK_URLS: 'webhookUrls',
   GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
+  GRANTKEEPER_TRACE_GRANT_IDS: 'traceGrantIds',
 } as const satisfies Record<string, keyof Config>;

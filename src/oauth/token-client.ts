@@ -125,12 +125,17 @@ export class TokenClient {
   async refresh(
     target: TokenEndpointTarget,
     refreshToken: string,
-    opts: { scope?: string; window?: SendWindow } = {},
+    opts: {
+      scope?: string;
+      window?: SendWindow;
+      /** Told the HTTP status as soon as the answer's head arrives (for a trace span). */
+      onResponse?: (status: number) => void;
+    } = {},
   ): Promise<TokenSet> {
     if (!refreshToken) throw new TypeError('refresh token is empty');
     const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (opts.scope) params.scope = opts.scope;
-    return this.#post(target, params, [refreshToken], opts.window);
+    return this.#post(target, params, [refreshToken], opts.window, opts.onResponse);
   }
 
   exchangeCode(
@@ -216,9 +221,10 @@ export class TokenClient {
     params: Record<string, string>,
     secrets: string[],
     window?: SendWindow,
+    onResponse?: (status: number) => void,
   ): Promise<TokenSet> {
     const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
-    const { status, json, headers, now } = await this.#send(url, target, params, secrets, window);
+    const { status, json, headers, now } = await this.#send(url, target, params, secrets, window, onResponse);
     let problem: string | undefined;
     if (status >= 200 && status < 300) {
       try {
@@ -239,6 +245,7 @@ export class TokenClient {
     params: Record<string, string>,
     secrets: string[],
     window: SendWindow = this.#defaultWindow(),
+    onResponse?: (status: number) => void,
   ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders; now: number }> {
     if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
     const headers: Record<string, string> = {
@@ -279,6 +286,7 @@ export class TokenClient {
         signal: controller.signal,
       });
       const now = Date.now();
+      onResponse?.(res.statusCode);
       const limit = this.#maxResponseBytes;
       const declared = Number(res.headers['content-length']);
       const raw = declared > limit ? undefined : await readCapped(res.body, limit);

@@ -3,6 +3,8 @@ import { type Grant, type GrantState, isLive, type StoredGrant } from '../grants
 import type { GrantRepository, RefreshScheduler } from '../grants/ports.js';
 import { describeStorageFailure } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
+import { SPAN_NAMES } from '../telemetry/span-policy.js';
+import { inSpan, type TraceSpan, type Tracing } from '../telemetry/spans.js';
 import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
 
 export type TokenReadFailure =
@@ -46,6 +48,8 @@ export interface AccessTokenReaderDeps {
   refresher: GrantRefresher;
   /** Plans the worker's next job after an on-demand refresh. */
   scheduler: RefreshScheduler;
+  /** Each read is a `grantkeeper.token_read` span; a refresh it needs is its child. */
+  tracing: Tracing;
   logger: Logger;
   /** How long to wait for another holder's refresh before giving up (the lease length is plenty). */
   waitLimitMs: number;
@@ -86,15 +90,40 @@ export class AccessTokenReader {
     this.now = deps.now ?? Date.now;
   }
 
-  async read(idOrLabel: string, options: ReadOptions = {}): Promise<AccessToken> {
-    const stored = await this.deps.grants.find(idOrLabel);
-    if (!stored) throw new TokenReadError('not_found', `no grant has the id or label "${idOrLabel}"`);
-    return this.readGrant(stored, options);
+  read(idOrLabel: string, options: ReadOptions = {}): Promise<AccessToken> {
+    return this.traced((span) => this.lookUp(idOrLabel, options, span));
   }
 
   /** `read` for a caller that has just loaded the grant (the API, to check access): no second lookup. */
-  async readGrant(stored: StoredGrant, options: ReadOptions = {}): Promise<AccessToken> {
+  readGrant(stored: StoredGrant, options: ReadOptions = {}): Promise<AccessToken> {
+    return this.traced((span) => this.answer(stored, options, span));
+  }
+
+  /** One read, one span: where the answer came from, or why there was none (its reason, no text). */
+  private async traced(read: (span: TraceSpan) => Promise<AccessToken>): Promise<AccessToken> {
+    const span = this.deps.tracing.start(SPAN_NAMES.tokenRead);
+    try {
+      const token = await read(span);
+      span.set({ outcome: 'ok', source: token.refreshed ? 'refresh' : 'store' });
+      return token;
+    } catch (err) {
+      if (err instanceof TokenReadError) span.fail(err.reason, { outcome: err.reason });
+      else span.fail('internal');
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async lookUp(idOrLabel: string, options: ReadOptions, span: TraceSpan): Promise<AccessToken> {
+    const stored = await this.deps.grants.find(idOrLabel);
+    if (!stored) throw new TokenReadError('not_found', `no grant has the id or label "${idOrLabel}"`);
+    return this.answer(stored, options, span);
+  }
+
+  private async answer(stored: StoredGrant, options: ReadOptions, span: TraceSpan): Promise<AccessToken> {
     const { grant } = stored;
+    span.identify(grant);
     const minValidMs = Math.max(0, options.minValidSec ?? 0) * 1000;
     assertUsable(grant);
     if (minValidMs > grant.accessLifetimeMs) throw unsatisfiable(minValidMs, grant.accessLifetimeMs);
@@ -116,12 +145,15 @@ export class AccessTokenReader {
     if (pending) {
       const shared = await pending;
       if (shared.expiresAt - this.now() >= minValidMs) return shared;
-      return this.read(grant.id, options);
+      return this.lookUp(grant.id, options, span);
     }
     // A forced read only needs a token newer than the one the caller saw.
-    const promise = this.refreshUntilFresh(stored, minValidMs, force ? grant.version : undefined).finally(
-      () => this.inFlight.delete(key),
-    );
+    const promise = this.refreshUntilFresh(
+      stored,
+      minValidMs,
+      span,
+      force ? grant.version : undefined,
+    ).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, promise);
     return promise;
   }
@@ -129,6 +161,7 @@ export class AccessTokenReader {
   private async refreshUntilFresh(
     start: StoredGrant,
     minValidMs: number,
+    span: TraceSpan,
     staleVersion?: number,
   ): Promise<AccessToken> {
     const deadline = this.now() + this.deps.waitLimitMs;
@@ -140,8 +173,15 @@ export class AccessTokenReader {
         (staleVersion === undefined || grant.version > staleVersion) &&
         grant.accessExpiresAt - this.now() >= minValidMs;
       if (fresh) return toAccessToken(current, grant.version !== start.grant.version);
-      const result = await this.deps.refresher.refresh(grant.id, grant.version, 'on_demand');
-      const done = await this.settle(result);
+      const refresh = span.child(SPAN_NAMES.refresh, { trigger: 'on_demand' });
+      let done: StoredGrant | undefined;
+      let result: RefreshResult;
+      try {
+        result = await this.deps.refresher.refresh(grant.id, grant.version, 'on_demand', refresh);
+        done = await this.settle(result, refresh);
+      } finally {
+        refresh.end();
+      }
       if (done) {
         if (done.grant.accessExpiresAt - this.now() < minValidMs) {
           throw unsatisfiable(minValidMs, done.grant.accessLifetimeMs);
@@ -160,13 +200,13 @@ export class AccessTokenReader {
   }
 
   /** Returns the refreshed grant, throws for failures, or undefined to look again. */
-  private async settle(result: RefreshResult): Promise<StoredGrant | undefined> {
+  private async settle(result: RefreshResult, span: TraceSpan): Promise<StoredGrant | undefined> {
     switch (result.status) {
       case 'refreshed':
-        await this.plan(result.grant);
+        await this.plan(result.grant, span);
         return result;
       case 'retrying':
-        await this.plan(result.grant);
+        await this.plan(result.grant, span);
         throw new TokenReadError(
           'unavailable',
           `the provider did not issue a new token (${result.error.message}); next attempt at ${new Date(result.grant.nextRefreshAt).toISOString()}`,
@@ -200,9 +240,11 @@ export class AccessTokenReader {
    * bounded: a reader whose token is committed is never held hostage by a Redis outage (the add
    * still lands once Redis returns, and the reconciler covers it otherwise).
    */
-  private async plan(grant: Grant): Promise<void> {
+  private async plan(grant: Grant, span: TraceSpan): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const queued = this.deps.scheduler.schedule([grant]).then(
+    // The schedule span ends when the job is queued, which may be after the answer (a Redis outage).
+    const scheduled = inSpan(span.child(SPAN_NAMES.schedule), () => this.deps.scheduler.schedule([grant]));
+    const queued = scheduled.then(
       () => true,
       (err: Error) => {
         this.deps.logger.warn(

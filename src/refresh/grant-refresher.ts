@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { SpanKind } from '@opentelemetry/api';
 import { SealError } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
 import { reachFaultPoint } from '../fault-injection/fault-points.js';
@@ -22,6 +23,8 @@ import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../pol
 import { planAfterTokenResponse } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { StorageGate } from '../store/storage-gate.js';
+import { SPAN_NAMES, type SpanFacts, serverFacts } from '../telemetry/span-policy.js';
+import { NO_SPAN, type TraceSpan } from '../telemetry/spans.js';
 import { HeldCommit } from './held-commit.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 
@@ -120,7 +123,35 @@ export class GrantRefresher {
     return this.held.grantIds();
   }
 
-  async refresh(grantId: string, version: number, trigger: RefreshTrigger): Promise<RefreshResult> {
+  /**
+   * One attempt. `span` is the caller's `grantkeeper.refresh` span: the claim, token request and
+   * commit become its children and the outcome its attributes; the caller ends it (it also spans
+   * the scheduling that follows).
+   */
+  async refresh(
+    grantId: string,
+    version: number,
+    trigger: RefreshTrigger,
+    span: TraceSpan = NO_SPAN,
+  ): Promise<RefreshResult> {
+    try {
+      const result = await this.attempt(grantId, version, trigger, span);
+      const { errorCode, ...facts } = outcomeFacts(result);
+      if (errorCode === undefined) span.set(facts);
+      else span.fail(errorCode, facts);
+      return result;
+    } catch (err) {
+      span.fail('internal');
+      throw err;
+    }
+  }
+
+  private async attempt(
+    grantId: string,
+    version: number,
+    trigger: RefreshTrigger,
+    span: TraceSpan,
+  ): Promise<RefreshResult> {
     const blockedUntil = this.deps.storage.blockedUntil();
     if (blockedUntil !== undefined) {
       return { status: 'deferred', retryAt: blockedUntil, cause: 'disk_full' };
@@ -129,21 +160,28 @@ export class GrantRefresher {
     // hands the same job out again): a grant this process is refreshing is never claimed twice.
     if (this.active.has(grantId)) return { status: 'busy', retryAt: this.now() + this.deps.leaseMs };
     const owner = `${this.ownerPrefix}.${++this.claims}`;
+    const claimSpan = span.child(SPAN_NAMES.claim);
     let outcome: ClaimOutcome;
     try {
       outcome = await this.claim(grantId, version, owner);
+      claimSpan.set({ outcome: 'result' in outcome ? outcome.result.status : 'claimed' });
     } catch (err) {
+      claimSpan.fail(storageFailureOf(err) ?? 'internal');
       return this.deferForStorage(err);
+    } finally {
+      claimSpan.end();
     }
     if ('result' in outcome) return outcome.result;
     const { grant } = outcome.claimed;
+    span.identify(grant).set({ version: grant.version, attempt: grant.consecutiveFailures + 1 });
     this.active.add(grantId);
     const started = this.now();
     let client: OpenedClient | undefined;
     try {
       client = await this.deps.clients.openById(grant.clientRef);
+      span.set({ provider: client?.profile.kind ?? 'unknown', ...(client ? { client: client.name } : {}) });
       const result = client
-        ? await this.refreshClaimed(outcome.claimed, client, owner, trigger)
+        ? await this.refreshClaimed(outcome.claimed, client, owner, trigger, span)
         : await this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`);
       this.notify(grant, client, trigger, this.now() - started, result);
       return result;
@@ -222,6 +260,7 @@ export class GrantRefresher {
     client: OpenedClient,
     owner: string,
     trigger: RefreshTrigger,
+    span: TraceSpan,
   ): Promise<RefreshResult> {
     const { grants, tokenClient, inDoubtGraceMs } = this.deps;
     const { grant } = claimed;
@@ -252,18 +291,54 @@ export class GrantRefresher {
         fencedAt + (replayMayRevoke(client.profile) ? inDoubtGraceMs - GRACE_SAFETY_MS : remainingMs),
     };
     const sentAt = this.now();
-    let tokens: TokenSet;
+    const request = span.child(SPAN_NAMES.tokenRequest, {}, SpanKind.CLIENT);
+    if (request.recording) {
+      request.set({ httpMethod: 'POST', ...serverFacts(client.target.tokenEndpoint) });
+    }
+    let answer: { tokens: TokenSet } | { error: TokenEndpointError };
     try {
-      tokens = await tokenClient.refresh(client.target, refreshToken, { window });
+      answer = {
+        tokens: await tokenClient.refresh(client.target, refreshToken, {
+          window,
+          onResponse: (httpStatus) => request.set({ httpStatus }),
+        }),
+      };
     } catch (err) {
       const error = asTokenError(err);
-      if (error.code === 'not_sent') return this.leaseLost(grant, owner);
-      if (error instanceof UnusableTokenResponse) {
-        return this.storeSalvaged(grant, owner, trigger, client, error, sentAt);
-      }
-      return this.recordFailure(grant, owner, trigger, client, error, this.now() - sentAt);
+      request.fail(error.code, error.status === undefined ? {} : { httpStatus: error.status });
+      answer = { error };
+    } finally {
+      request.end();
     }
-    return this.commit(grant, owner, trigger, client, tokens, sentAt);
+    const commitSpan = span.child(SPAN_NAMES.commit);
+    try {
+      const result = await this.settleAnswer(grant, owner, trigger, client, answer, sentAt);
+      commitSpan.set({ outcome: result.status });
+      return result;
+    } catch (err) {
+      commitSpan.fail(storageFailureOf(err) ?? 'internal');
+      throw err;
+    } finally {
+      commitSpan.end();
+    }
+  }
+
+  /** Stores what the token request ended with: new tokens, a salvaged rotation, or the failure. */
+  private settleAnswer(
+    grant: Grant,
+    owner: string,
+    trigger: RefreshTrigger,
+    client: OpenedClient,
+    answer: { tokens: TokenSet } | { error: TokenEndpointError },
+    sentAt: number,
+  ): Promise<RefreshResult> {
+    if ('tokens' in answer) return this.commit(grant, owner, trigger, client, answer.tokens, sentAt);
+    const { error } = answer;
+    if (error.code === 'not_sent') return this.leaseLost(grant, owner);
+    if (error instanceof UnusableTokenResponse) {
+      return this.storeSalvaged(grant, owner, trigger, client, error, sentAt);
+    }
+    return this.recordFailure(grant, owner, trigger, client, error, this.now() - sentAt);
   }
 
   /** The fence refused, or the send window closed: nothing was sent, nothing changed. */
@@ -540,6 +615,23 @@ export function replayMayRevoke(
   profile: Pick<ProviderProfile, 'rotatesRefreshTokens' | 'oldRefreshTokensStayValid'>,
 ): boolean {
   return profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
+}
+
+/** What a span says about a result: its status, and for a failure the code and HTTP status. */
+function outcomeFacts(result: RefreshResult): SpanFacts {
+  switch (result.status) {
+    case 'retrying':
+    case 'stopped':
+      return {
+        outcome: result.status,
+        errorCode: result.error.code,
+        ...(result.error.status === undefined ? {} : { httpStatus: result.error.status }),
+      };
+    case 'broken':
+      return { outcome: result.status, errorCode: 'broken' };
+    default:
+      return { outcome: result.status };
+  }
 }
 
 function failureEvent(error: TokenEndpointError, trigger: RefreshTrigger, at: number, durationMs: number) {

@@ -19,6 +19,8 @@ import { Metrics } from '../metrics/metrics.js';
 import { AlertMonitor } from '../notify/alert-monitor.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
+import { startTracing } from '../telemetry/tracing.js';
+import { packageVersion } from '../util/package-root.js';
 import { type RefreshService, startRefreshService } from './refresh-service.js';
 
 export interface GrantkeeperOptions {
@@ -63,12 +65,22 @@ export async function startGrantkeeper(
   // The alert monitor needs the service's Redis connection, so observers find it once it exists.
   let alerts: AlertMonitor | undefined;
   const alertObserver: RefreshObserver = { onRefreshResult: (a, r) => alerts?.onRefreshResult(a, r) };
-  const service = await startRefreshService(loaded, logger, {
-    ...(options.env ? { env: options.env } : {}),
-    runWorker,
-    observers: [metrics, alertObserver],
-  });
-  const cleanups: Array<() => Promise<void> | void> = [() => service.stop()];
+  // Off unless the standard OTEL_EXPORTER_OTLP_* variables name a collector.
+  const tracing = startTracing(options.env ?? process.env, logger, packageVersion());
+  let service: RefreshService;
+  try {
+    service = await startRefreshService(loaded, logger, {
+      ...(options.env ? { env: options.env } : {}),
+      runWorker,
+      observers: [metrics, alertObserver],
+      ...(tracing.tracer ? { tracer: tracing.tracer } : {}),
+    });
+  } catch (err) {
+    await tracing.shutdown();
+    throw err;
+  }
+  // Cleanups run last to first: the spans of refreshes that finish during the stop are exported.
+  const cleanups: Array<() => Promise<void> | void> = [() => tracing.shutdown(), () => service.stop()];
   let redisLost = false;
   void service.redisGone.then(() => {
     redisLost = true;

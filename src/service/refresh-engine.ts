@@ -1,3 +1,4 @@
+import { type Tracer, trace } from '@opentelemetry/api';
 import { createRefreshQueue, type RefreshQueue } from '../../jobs/refresh-queue.js';
 import { QueueScheduler } from '../../jobs/refresh-scheduler.js';
 import type { Config } from '../config/config-schema.js';
@@ -15,6 +16,7 @@ import { GrantRefresher } from '../refresh/grant-refresher.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { DiskReserve } from '../store/disk-reserve.js';
 import { StorageGate } from '../store/storage-gate.js';
+import { Tracing } from '../telemetry/spans.js';
 import type { AppContext } from './app-context.js';
 
 /** Everything that refreshes or reads tokens, for the service and for one-shot CLI commands alike. */
@@ -24,6 +26,8 @@ export interface RefreshEngine {
   reader: AccessTokenReader;
   /** Pauses refreshes while the disk holding the database is full. */
   storage: StorageGate;
+  /** Starts the spans of refreshes and reads (no-op unless a tracer provider exports them). */
+  tracing: Tracing;
   /** Present when a Redis connection was given. */
   queue?: RefreshQueue;
   /** The queue's scheduler, or NO_SCHEDULER without Redis (the reconciler plans later). */
@@ -41,6 +45,11 @@ export type QueuedRefreshEngine = RefreshEngine & Required<Pick<RefreshEngine, '
 interface EngineOptions {
   connection?: RedisClient;
   observers?: RefreshObserver[];
+  /**
+   * The service's exporting tracer (startTracing). Without it spans go to the global API tracer:
+   * the no-op one, unless a program embedding the library registered its own provider.
+   */
+  tracer?: Tracer;
 }
 
 export function createRefreshEngine(
@@ -70,6 +79,9 @@ export function createRefreshEngine(
   // (a full one refuses the claim itself, so no refresh starts).
   const reserveBytes = app.admin.kind === 'sqlite' ? Math.round(config.diskReserveMb * 1024 * 1024) : 0;
   const storage = new StorageGate({ reserve: new DiskReserve(app.dataDir, reserveBytes), logger });
+  const tracing = new Tracing(options.tracer ?? trace.getTracer('grantkeeper'), {
+    grantIdentity: config.traceGrantIds,
+  });
   const refresher = new GrantRefresher({
     grants: app.grants,
     clients: app.clients,
@@ -98,6 +110,7 @@ export function createRefreshEngine(
     grants: app.grants,
     refresher,
     scheduler,
+    tracing,
     logger,
     waitLimitMs: leaseMs + 5000,
   });
@@ -106,6 +119,7 @@ export function createRefreshEngine(
     refresher,
     reader,
     storage,
+    tracing,
     ...(queue ? { queue } : {}),
     scheduler,
     leaseMs,

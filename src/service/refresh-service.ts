@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import type { Worker } from 'bullmq';
 import { Reconciler } from '../../jobs/reconciler.js';
 import { createRefreshProcessor } from '../../jobs/refresh-processor.js';
@@ -52,6 +53,8 @@ export interface StartOptions {
    */
   runWorker?: boolean;
   observers?: RefreshObserver[];
+  /** The exporting tracer when traces are on (startTracing). */
+  tracer?: Tracer;
 }
 
 /** The promises still running, so a stop can wait for them itself. */
@@ -105,6 +108,7 @@ export async function startRefreshService(
     const engine = createRefreshEngine(app, config, logger, {
       connection,
       ...(options.observers ? { observers: options.observers } : {}),
+      ...(options.tracer ? { tracer: options.tracer } : {}),
     });
     cleanups.push(() => engine.close());
     engine.storage.prepare();
@@ -121,6 +125,7 @@ export async function startRefreshService(
       const processJob = createRefreshProcessor({
         refresher: engine.refresher,
         scheduler: engine.scheduler,
+        tracing: engine.tracing,
         logger,
       });
       const started = createRefreshWorker({

@@ -68,6 +68,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(message);
   });
 
+  it('keeps grant ids and labels out of traces unless GRANTKEEPER_TRACE_GRANT_IDS is true', () => {
+    expect(loadConfig({}).config.traceGrantIds).toBe(false);
+    expect(loadConfig({ GRANTKEEPER_TRACE_GRANT_IDS: 'true' }).config.traceGrantIds).toBe(true);
+    expect(loadConfig({ GRANTKEEPER_TRACE_GRANT_IDS: 'false' }).config.traceGrantIds).toBe(false);
+    expect(() => loadConfig({ GRANTKEEPER_TRACE_GRANT_IDS: 'yes' })).toThrow(
+      'GRANTKEEPER_TRACE_GRANT_IDS="yes": expected true or false',
+    );
+  });
+
   it('never echoes a Redis URL, which may hold a password', () => {
     expect(() => loadConfig({ REDIS_URL: 'http://user:hunter2@host' })).toThrow(
       /^invalid configuration: REDIS_URL: /,
