@@ -85,7 +85,8 @@ export const refreshEvents = sqliteTable(
     message: text('message'),
     rotated: integer('rotated', { mode: 'boolean' }),
   },
-  (t) => [index('refresh_events_grant_at').on(t.grantId, t.at)],
+  // By grant for a grant's history; by time for the grants page's last-day outcomes across the fleet.
+  (t) => [index('refresh_events_grant_at').on(t.grantId, t.at), index('refresh_events_at').on(t.at)],
 );
 
 /** Bearer keys for the HTTP API, stored as SHA-256 hashes; `grantIds` null means every grant. */

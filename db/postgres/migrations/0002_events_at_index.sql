@@ -1,0 +1,1 @@
+CREATE INDEX "refresh_events_at" ON "refresh_events" USING btree ("at");
