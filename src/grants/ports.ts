@@ -138,8 +138,10 @@ export interface FleetSummary {
   overdue: number;
   /** Live grants' planned refreshes per bucket ahead; buckets without any are absent. */
   planned: Array<{ bucket: number; count: number }>;
-  /** Live grants' keep-alive deadlines per bucket ahead; an already passed one counts in `deadlinesWithinHorizon`. */
+  /** Live grants' keep-alive deadlines per bucket ahead. */
   deadlines: Array<{ bucket: number; count: number }>;
+  /** Live grants whose deadline passed before `aheadFrom` (a grant at risk of dying idle). */
+  deadlinesPassed: number;
   /** Live grants whose deadline is before `aheadFrom + deadlineHorizonMs` (passed ones included). */
   deadlinesWithinHorizon: number;
   /** Refresh events per client, bucket behind and outcome, with the token endpoint's latency. */
@@ -148,8 +150,9 @@ export interface FleetSummary {
     bucket: number;
     outcome: RefreshOutcome;
     count: number;
-    /** Over the events that measured a duration (a request was made); null when none did. */
-    avgDurationMs: number | null;
+    /** How many of them measured a duration (a request was made), their total and the longest. */
+    timed: number;
+    totalDurationMs: number;
     maxDurationMs: number | null;
   }>;
 }

@@ -116,7 +116,9 @@ export function fleetSummarySql(query: FleetSummaryQuery) {
       where ${live} and ${deadline} < ${aheadFrom + query.deadlineHorizonMs} group by 1`,
     outcomes: sql`select g.client_ref as "clientRef", ${bucketOf(sql`e.at`, behindFrom, bucketMs)} as bucket,
         e.outcome as outcome, cast(count(*) as integer) as count,
-        cast(avg(e.duration_ms) as double precision) as "avgDurationMs", max(e.duration_ms) as "maxDurationMs"
+        cast(count(e.duration_ms) as integer) as timed,
+        cast(coalesce(sum(e.duration_ms), 0) as double precision) as "totalDurationMs",
+        max(e.duration_ms) as "maxDurationMs"
       from refresh_events e join grants g on g.id = e.grant_id
       where ${covered} and e.at >= ${behindFrom} and e.at < ${behindFrom + buckets * bucketMs}
       group by g.client_ref, 2, e.outcome`,
@@ -137,7 +139,8 @@ export interface FleetSummaryRows {
     bucket: number;
     outcome: string;
     count: number;
-    avgDurationMs: number | null;
+    timed: number;
+    totalDurationMs: number;
     maxDurationMs: number | null;
   }>;
 }
@@ -154,13 +157,15 @@ export function toFleetSummary(query: FleetSummaryQuery, rows: FleetSummaryRows)
     overdue: rows.planned.find((r) => r.bucket === -1)?.count ?? 0,
     planned: rows.planned.filter(inTimeline).map(byBucket),
     deadlines: rows.deadlines.filter(inTimeline).map(byBucket),
+    deadlinesPassed: rows.deadlines.find((r) => r.bucket === -1)?.count ?? 0,
     deadlinesWithinHorizon: rows.deadlines.reduce((n, r) => n + r.count, 0),
     outcomes: rows.outcomes.map((r) => ({
       clientRef: r.clientRef,
       bucket: r.bucket,
       outcome: asOutcome(r.outcome),
       count: r.count,
-      avgDurationMs: r.avgDurationMs,
+      timed: r.timed,
+      totalDurationMs: r.totalDurationMs,
       maxDurationMs: r.maxDurationMs,
     })),
   };

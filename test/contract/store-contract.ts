@@ -635,6 +635,8 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         );
         const later = await grant('@sum-later', aheadFrom + 5 * HOUR);
         const far = await grant('@sum-far', aheadFrom + 30 * HOUR, aheadFrom - interval + 3 * 24 * HOUR);
+        // Its refresh token sat unused past the interval: a passed deadline.
+        const idle = await grant('@sum-idle', aheadFrom + 30 * HOUR, aheadFrom - interval - HOUR);
         const dead = await grant('@sum-dead', aheadFrom + HOUR);
         await stop(dead.id);
         const outside = await grant('@sum-outside', aheadFrom + HOUR);
@@ -651,7 +653,7 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           event('refreshed', { at: aheadFrom + 1, durationMs: 1 }),
         );
 
-        const covered = [overdue, soonA, soonB, later, far, dead].map((g) => g.id);
+        const covered = [overdue, soonA, soonB, later, far, idle, dead].map((g) => g.id);
         const summary = await store.grants.fleetSummary({
           grantIds: covered,
           aheadFrom,
@@ -665,7 +667,7 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           deadlineHorizonMs: week,
         });
         expect(summary.counts.sort((a, b) => a.state.localeCompare(b.state))).toEqual([
-          { clientRef: pageClient, state: 'active', count: 5 },
+          { clientRef: pageClient, state: 'active', count: 6 },
           { clientRef: pageClient, state: 'needs_reconsent', count: 1 },
         ]);
         expect(summary.overdue).toBe(1);
@@ -673,9 +675,10 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           { bucket: 1, count: 2 },
           { bucket: 5, count: 1 },
         ]);
-        // Deadlines: soonB in bucket 3 and far on day 3 (within the week); the others in two days.
+        // Deadlines: soonB in bucket 3, idle passed, far on day 3 and the others in two days (within the week).
         expect(summary.deadlines).toEqual([{ bucket: 3, count: 1 }]);
-        expect(summary.deadlinesWithinHorizon).toBe(5);
+        expect(summary.deadlinesPassed).toBe(1);
+        expect(summary.deadlinesWithinHorizon).toBe(6);
         const outcomes = summary.outcomes.sort(
           (a, b) => a.bucket - b.bucket || a.outcome.localeCompare(b.outcome),
         );
@@ -685,7 +688,8 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
             bucket: 22,
             outcome: 'refreshed',
             count: 2,
-            avgDurationMs: 20,
+            timed: 2,
+            totalDurationMs: 40,
             maxDurationMs: 30,
           },
           // The refusal that stopped @sum-dead.
@@ -694,7 +698,8 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
             bucket: 23,
             outcome: 'needs_reconsent',
             count: 1,
-            avgDurationMs: null,
+            timed: 0,
+            totalDurationMs: 0,
             maxDurationMs: null,
           },
           {
@@ -702,7 +707,8 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
             bucket: 23,
             outcome: 'transient_error',
             count: 1,
-            avgDurationMs: null,
+            timed: 0,
+            totalDurationMs: 0,
             maxDurationMs: null,
           },
         ]);
@@ -721,6 +727,7 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           overdue: 0,
           planned: [],
           deadlines: [],
+          deadlinesPassed: 0,
           deadlinesWithinHorizon: 0,
           outcomes: [],
         });
