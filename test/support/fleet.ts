@@ -70,8 +70,12 @@ export function seedFleet(
   const random = sequence(seed);
   const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)] as T;
   const stateOf = () => {
-    let r = random();
-    for (const [state, share] of STATE_MIX) if ((r -= share) < 0) return state;
+    const r = random();
+    let below = 0;
+    for (const [state, share] of STATE_MIX) {
+      below += share;
+      if (r < below) return state;
+    }
     return 'active';
   };
   const insertGrant = sqlite.prepare(
