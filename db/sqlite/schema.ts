@@ -85,8 +85,7 @@ export const refreshEvents = sqliteTable(
     message: text('message'),
     rotated: integer('rotated', { mode: 'boolean' }),
   },
-  // By grant for a grant's history; by time for the grants page's last-day outcomes across the fleet.
-  (t) => [index('refresh_events_grant_at').on(t.grantId, t.at), index('refresh_events_at').on(t.at)],
+  (t) => [index('refresh_events_grant_at').on(t.grantId, t.at)],
 );
 
 /** Bearer keys for the HTTP API, stored as SHA-256 hashes; `grantIds` null means every grant. */

@@ -1,1 +1,0 @@
-CREATE INDEX `refresh_events_at` ON `refresh_events` (`at`);
