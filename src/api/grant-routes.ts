@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { refreshNow } from '../grants/actions/refresh-now.js';
 import { retryGrant } from '../grants/actions/retry.js';
 import { setGrantMode } from '../grants/actions/set-mode.js';
-import type { Grant, StoredGrant } from '../grants/grant.js';
+import type { Grant, RecordedRefreshEvent, StoredGrant } from '../grants/grant.js';
 import { STORAGE_RETRY_MS } from '../grants/storage-error.js';
 import { type AccessToken, TokenReadError } from '../refresh/access-token-reader.js';
 import type { AppContext } from '../service/app-context.js';
@@ -11,6 +11,7 @@ import type { RefreshService } from '../service/refresh-service.js';
 import { ApiError, retryAfter } from './api-error.js';
 import { allows, type Principal } from './auth.js';
 import { requireAdmin } from './authenticate.js';
+import { encodeCursor } from './grant-cursor.js';
 import { toGrantView } from './grant-views.js';
 import {
   errorBody,
@@ -72,26 +73,47 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
       schema: {
         tags,
         security,
-        summary: 'List the grants this key may use',
+        summary: 'List the grants this key may use, a page at a time, filtered by label, client or state',
         querystring: routeSchema(listQuery),
         response: { 200: routeSchema(grantList, 'output'), ...errors(400, 401) },
       },
     },
     async (req) => {
-      const { events } = req.query as z.infer<typeof listQuery>;
+      const { events, limit, after, q, client, state } = req.query as z.infer<typeof listQuery>;
       const principal = req.principal as Principal;
-      const clients = new Map((await app.clients.list()).map((c) => [c.id, c]));
-      const visible = (await app.grants.list()).filter((g) => allows(principal, g.id));
-      const grants = await Promise.all(
-        visible.map(async (g) =>
-          toGrantView(
-            g,
-            clients.get(g.clientRef),
-            events ? await app.grants.recentEvents(g.id, events) : undefined,
-          ),
+      const clients = await app.clients.list();
+      const byId = new Map(clients.map((c) => [c.id, c]));
+      const clientRef = client ? (clients.find((c) => c.name === client)?.id ?? null) : undefined;
+      // One more than asked: whether it exists says if there is a next page.
+      const found =
+        clientRef === null
+          ? []
+          : await app.grants.page(
+              {
+                grantIds: principal.grantIds === null ? null : [...principal.grantIds],
+                ...(q ? { labelContains: q } : {}),
+                ...(clientRef ? { clientRef } : {}),
+                ...(state ? { state } : {}),
+              },
+              { limit: limit + 1, ...(after ? { after } : {}) },
+            );
+      const page = found.slice(0, limit);
+      const recent = events
+        ? await app.grants.recentEventsOf(
+            page.map((g) => g.id),
+            events,
+          )
+        : [];
+      const eventsOf = new Map<string, RecordedRefreshEvent[]>();
+      for (const e of recent) eventsOf.set(e.grantId, [...(eventsOf.get(e.grantId) ?? []), e]);
+      const last = page[page.length - 1];
+      return {
+        grants: page.map((g) =>
+          toGrantView(g, byId.get(g.clientRef), events ? (eventsOf.get(g.id) ?? []) : undefined),
         ),
-      );
-      return { grants, now: new Date().toISOString() };
+        next: found.length > limit && last ? encodeCursor(last) : null,
+        now: new Date().toISOString(),
+      };
     },
   );
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
+import { grantCursor } from './grant-cursor.js';
 
 /**
  * Route schemas are zod; fastify gets their JSON Schema (for the OpenAPI document and fast response
@@ -64,6 +65,9 @@ export const tokenBody = z.preprocess(
     .strict(),
 );
 
+/** The most grants one page of GET /v1/grants holds; also its size when `limit` is left out. */
+export const GRANT_PAGE_MAX = 1000;
+
 export const listQuery = z
   .object({
     events: z.coerce
@@ -73,6 +77,17 @@ export const listQuery = z
       .max(50)
       .default(0)
       .describe('include this many recent refresh attempts per grant'),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(GRANT_PAGE_MAX)
+      .default(GRANT_PAGE_MAX)
+      .describe('at most this many grants; the answer’s `next` fetches the following page'),
+    after: grantCursor.optional().describe('the `next` of the previous page'),
+    q: z.string().max(128).optional().describe('only grants whose label contains this (any case)'),
+    client: z.string().max(128).optional().describe('only grants of the client with this name'),
+    state: z.enum(GRANT_STATES).optional().describe('only grants in this state'),
   })
   .strict();
 
@@ -124,7 +139,51 @@ export const grantView = z.object({
 });
 export type GrantView = z.infer<typeof grantView>;
 
-export const grantList = z.object({ grants: z.array(grantView), now: isoTime });
+export const grantList = z.object({
+  grants: z.array(grantView).describe('ordered by label, then id'),
+  next: z.string().nullable().describe('pass as `after` for the next page; null: this was the last'),
+  now: isoTime,
+});
+
+const perHour = z.array(z.number()).describe('one value per hour, oldest first');
+const stateCounts = z.array(z.object({ state: z.enum(GRANT_STATES), count: z.number() }));
+
+export const fleetView = z.object({
+  now: isoTime,
+  hour_ms: z.number(),
+  ahead_from: isoTime.describe('start of the first hour of `planned` and `deadlines` (this hour)'),
+  behind_from: isoTime.describe('start of the first hour of `outcomes` (23 hours before this one)'),
+  total: z.number(),
+  by_state: stateCounts,
+  by_client: z.array(
+    z.object({
+      client: z.string(),
+      provider: z.string().nullable(),
+      total: z.number(),
+      by_state: stateCounts,
+    }),
+  ),
+  planned: z.object({
+    overdue: z.number().describe('live grants whose planned refresh is already due'),
+    per_hour: perHour,
+  }),
+  deadlines: z
+    .object({ per_hour: perHour, within_24h: z.number(), within_7d: z.number() })
+    .describe(
+      'keep-alive deadlines of live grants (last use of the refresh token + the provider’s idle limit); passed ones count as within',
+    ),
+  outcomes: z.array(
+    z.object({
+      client: z.string(),
+      by_outcome: z.array(z.object({ outcome: z.enum(REFRESH_OUTCOMES), count: z.number() })),
+      refreshed: perHour,
+      failed: perHour.describe('attempts that did not refresh: errors, refusals, in doubt'),
+      avg_ms: z.array(z.number().nullable()).describe('token-endpoint latency per hour'),
+      max_ms: z.array(z.number().nullable()),
+    }),
+  ),
+});
+export type FleetView = z.infer<typeof fleetView>;
 
 export const tokenView = z.object({
   grant_id: z.string(),

@@ -16,9 +16,11 @@ import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
 import { ApiError, retryAfter } from './api-error.js';
+import { registerAssetRoutes } from './asset-routes.js';
 import type { ApiKeyAuthenticator } from './auth.js';
 import { authenticateRequest } from './authenticate.js';
 import { type BrowserSessions, SESSION_COOKIE } from './browser-sessions.js';
+import { registerFleetRoutes } from './fleet-routes.js';
 import { registerGrantRoutes } from './grant-routes.js';
 import { HostAllowList } from './host-allow-list.js';
 import { registerProbeRoutes } from './probe-routes.js';
@@ -158,6 +160,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
 
   registerProbeRoutes(server, deps);
   registerSessionRoutes(server, { sessions: deps.sessions, sessionId });
+  registerAssetRoutes(server);
 
   // Everything below needs an API key (bearer header, or the page's session cookie).
   await server.register(async (authenticated) => {
@@ -165,6 +168,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     await authenticated.register(async (api) => {
       api.addHook('onRequest', browserWriteGuard({ csrfToken: true }));
       registerGrantRoutes(api, deps);
+      registerFleetRoutes(api, deps);
     });
     await registerQueueDashboard(authenticated, deps.queues);
   });

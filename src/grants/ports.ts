@@ -18,6 +18,7 @@ import type {
   GrantTokens,
   RecordedRefreshEvent,
   RefreshEvent,
+  RefreshOutcome,
   StoredGrant,
 } from './grant.js';
 
@@ -93,6 +94,69 @@ export interface FleetStats {
   inDoubt: number;
 }
 
+/**
+ * Which grants a listing or summary covers. Every field narrows: `grantIds` is a reader key's
+ * restriction (null: every grant), applied in the query itself so counts never include a grant the
+ * caller may not see.
+ */
+export interface GrantFilter {
+  grantIds: readonly string[] | null;
+  /** A case-insensitive substring of the label. */
+  labelContains?: string;
+  clientRef?: string;
+  state?: GrantState;
+}
+
+/** The position of a grant in the listing order (label, then id): a page starts after it. */
+export interface GrantCursor {
+  label: string;
+  id: string;
+}
+
+/**
+ * What the fleet summary is asked for. The timelines are `buckets` buckets of `bucketMs` each:
+ * ahead from `aheadFrom` (planned refreshes, keep-alive deadlines), behind from `behindFrom`
+ * (refresh events). A time's bucket is floor((t - from) / bucketMs).
+ */
+export interface FleetSummaryQuery {
+  grantIds: readonly string[] | null;
+  aheadFrom: number;
+  behindFrom: number;
+  bucketMs: number;
+  buckets: number;
+  /** Each client's keep-alive interval: a live grant's deadline is refresh_token_used_at + it. */
+  keepAlive: ReadonlyArray<{ clientRef: string; intervalMs: number }>;
+  /** Deadlines are also counted up to `aheadFrom + deadlineHorizonMs` (a week), past the timeline. */
+  deadlineHorizonMs: number;
+}
+
+/** The fleet at a glance, aggregated by the store: no row per grant crosses the port. */
+export interface FleetSummary {
+  /** Grants per client and state (sum them for either alone). */
+  counts: Array<{ clientRef: string; state: GrantState; count: number }>;
+  /** Live grants planned before `aheadFrom`: due or overdue now. */
+  overdue: number;
+  /** Live grants' planned refreshes per bucket ahead; buckets without any are absent. */
+  planned: Array<{ bucket: number; count: number }>;
+  /** Live grants' keep-alive deadlines per bucket ahead. */
+  deadlines: Array<{ bucket: number; count: number }>;
+  /** Live grants whose deadline passed before `aheadFrom` (a grant at risk of dying idle). */
+  deadlinesPassed: number;
+  /** Live grants whose deadline is before `aheadFrom + deadlineHorizonMs` (passed ones included). */
+  deadlinesWithinHorizon: number;
+  /** Refresh events per client, bucket behind and outcome, with the token endpoint's latency. */
+  outcomes: Array<{
+    clientRef: string;
+    bucket: number;
+    outcome: RefreshOutcome;
+    count: number;
+    /** How many of them measured a duration (a request was made), their total and the longest. */
+    timed: number;
+    totalDurationMs: number;
+    maxDurationMs: number | null;
+  }>;
+}
+
 /** What the alert logic needs to know about a grant. */
 export type AlertView = Pick<
   Grant,
@@ -112,6 +176,14 @@ export interface GrantRepository {
   /** Every grant, ordered by label. */
   list(): Promise<Grant[]>;
   listByClient(clientRef: string): Promise<Grant[]>;
+  /**
+   * At most `limit` grants matching `filter`, in (label, id) order, starting after `after`: what the
+   * API and the grants page list, so a fleet of 50,000 is read a page at a time. An empty array:
+   * nothing (more) matches.
+   */
+  page(filter: GrantFilter, page: { after?: GrantCursor; limit: number }): Promise<Grant[]>;
+  /** Counts, timelines and refresh outcomes of the grants `query` covers, aggregated in the store. */
+  fleetSummary(query: FleetSummaryQuery): Promise<FleetSummary>;
   /**
    * Live grants due before `dueBefore`, most urgent first (by next refresh, then id): what the
    * reconciler makes sure has a job. Paged by key: the next page starts after the last one seen, so
@@ -211,6 +283,11 @@ export interface GrantRepository {
   remove(id: string): Promise<boolean>;
   /** The newest events first. */
   recentEvents(id: string, limit: number): Promise<RecordedRefreshEvent[]>;
+  /**
+   * The newest `perGrant` events of each of `ids`, in one query (a page of grants, not one query
+   * per grant): grouped by grant in `ids` order, newest first within each. Unknown ids add nothing.
+   */
+  recentEventsOf(ids: readonly string[], perGrant: number): Promise<RecordedRefreshEvent[]>;
 
   fleetStats(): Promise<FleetStats>;
   /** Grants an alert may be due for: anything not plainly active, in doubt, or alerted and not cleared. */

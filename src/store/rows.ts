@@ -72,7 +72,7 @@ function asGrantMode(mode: string): GrantMode {
   throw new Error(`a grant row holds an unknown mode "${mode.slice(0, 40)}"`);
 }
 
-function asOutcome(outcome: string): RefreshOutcome {
+export function asOutcome(outcome: string): RefreshOutcome {
   if ((REFRESH_OUTCOMES as readonly string[]).includes(outcome)) return outcome as RefreshOutcome;
   throw new Error(`an event row holds an unknown outcome "${outcome.slice(0, 40)}"`);
 }

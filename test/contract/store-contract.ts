@@ -533,6 +533,207 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
       });
     });
 
+    describe('grants: the page listing and the fleet summary', () => {
+      const HOUR = 3_600_000;
+      let pageClient: string;
+      const seedOn = (label: string, overrides: Partial<SaveConsentInput> = {}) =>
+        seed({ clientRef: pageClient, label, ...overrides });
+      const stop = async (id: string) => {
+        await store.grants.claim(id, 0, 'stopper', LEASE, GRACE);
+        await store.grants.recordFailure(
+          id,
+          0,
+          'stopper',
+          { state: 'needs_reconsent', message: 'invalid_grant' },
+          event('needs_reconsent'),
+        );
+      };
+
+      beforeAll(async () => {
+        pageClient = (
+          await store.clients.upsert({
+            name: 'contract-page',
+            profile: testProfile('https://page.example/token'),
+            clientId: 'page-id',
+            authMethod: 'none',
+            scopes: ['openid'],
+            now: Date.now(),
+          })
+        ).id;
+      });
+
+      it('pages by label then id, filtered in the query by label, client, state and a reader’s grants', async () => {
+        const made = [];
+        for (const label of ['@Pg-delta', '@pg-alpha', '@pg_x', '@pgax', '@pg-charlie', '@pg-bravo']) {
+          made.push(await seedOn(label));
+        }
+        const byLabel = new Map(made.map((g) => [g.label, g]));
+        await stop(byLabel.get('@pg-charlie')!.id);
+        const all = { grantIds: null, clientRef: pageClient };
+        const labels = async (filter: Parameters<typeof store.grants.page>[0], limit = 100) =>
+          (await store.grants.page(filter, { limit })).map((g) => g.label);
+
+        expect(await labels(all)).toEqual([...made.map((g) => g.label)].sort());
+        // Case-insensitive, and LIKE's wildcards in the text are literal.
+        expect(await labels({ ...all, labelContains: 'PG-D' })).toEqual(['@Pg-delta']);
+        expect(await labels({ ...all, labelContains: '_x' })).toEqual(['@pg_x']);
+        expect(await labels({ ...all, labelContains: '%' })).toEqual([]);
+        expect(await labels({ ...all, state: 'needs_reconsent' })).toEqual(['@pg-charlie']);
+        expect(await labels({ grantIds: null, clientRef: 'c_nothing' })).toEqual([]);
+        const reader = [byLabel.get('@pg-bravo')!.id, byLabel.get('@pgax')!.id, 'g_gone'];
+        expect(await labels({ grantIds: reader })).toEqual(['@pg-bravo', '@pgax']);
+        expect(await labels({ grantIds: [] })).toEqual([]);
+
+        // Pages of two, each after the last one seen: none skipped or repeated.
+        const seen: string[] = [];
+        let after: { label: string; id: string } | undefined;
+        for (let pages = 0; pages < 10; pages++) {
+          const page = await store.grants.page(all, { limit: 2, ...(after ? { after } : {}) });
+          expect(page.length).toBeLessThanOrEqual(2);
+          if (page.length === 0) break;
+          seen.push(...page.map((g) => g.label));
+          after = page[page.length - 1];
+        }
+        expect(seen).toEqual(await labels(all));
+      });
+
+      it('loads the newest events of many grants in one call, grouped in the order asked', async () => {
+        const first = await seedOn('@events-1');
+        const second = await seedOn('@events-2');
+        for (const outcome of ['refreshed', 'transient_error', 'in_doubt'] as const) {
+          await store.grants.recordEvent(first.id, 0, event(outcome, { durationMs: 5, rotated: true }));
+          await store.grants.recordEvent(second.id, 0, event(outcome));
+        }
+        const events = await store.grants.recentEventsOf([second.id, 'g_nothing', first.id], 2);
+        expect(events.map((e) => [e.grantId, e.outcome])).toEqual([
+          [second.id, 'in_doubt'],
+          [second.id, 'transient_error'],
+          [first.id, 'in_doubt'],
+          [first.id, 'transient_error'],
+        ]);
+        // The same rows recentEvents gives, field for field.
+        expect(events.slice(2)).toEqual(await store.grants.recentEvents(first.id, 2));
+        expect(await store.grants.recentEventsOf([], 5)).toEqual([]);
+      });
+
+      it('summarises only the grants it covers: counts, planned refreshes, deadlines, outcomes and latency', async () => {
+        const now = Date.now();
+        const aheadFrom = now - (now % HOUR);
+        const behindFrom = aheadFrom - 23 * HOUR;
+        const week = 7 * 24 * HOUR;
+        const interval = 2 * 24 * HOUR;
+        const grant = (label: string, nextRefreshAt: number, refreshTokenUsedAt = now) =>
+          seedOn(label, { nextRefreshAt, refreshTokenUsedAt });
+        // Planned: one overdue, two in bucket 1, one in bucket 5, one past the day.
+        const overdue = await grant('@sum-overdue', aheadFrom - 5 * HOUR);
+        const soonA = await grant('@sum-soon-a', aheadFrom + HOUR + 1);
+        // Its keep-alive deadline is in bucket 3 (used 45 h before the hour began).
+        const soonB = await grant(
+          '@sum-soon-b',
+          aheadFrom + 2 * HOUR - 1,
+          aheadFrom - interval + 3 * HOUR + 10,
+        );
+        const later = await grant('@sum-later', aheadFrom + 5 * HOUR);
+        const far = await grant('@sum-far', aheadFrom + 30 * HOUR, aheadFrom - interval + 3 * 24 * HOUR);
+        // Its refresh token sat unused past the interval: a passed deadline.
+        const idle = await grant('@sum-idle', aheadFrom + 30 * HOUR, aheadFrom - interval - HOUR);
+        const dead = await grant('@sum-dead', aheadFrom + HOUR);
+        await stop(dead.id);
+        const outside = await grant('@sum-outside', aheadFrom + HOUR);
+        // Outcomes: two refreshes an hour ago (10 ms and 30 ms), one error now, one event too old.
+        const at = (t: number, outcome: RefreshEvent['outcome'], durationMs: number | null) =>
+          store.grants.recordEvent(soonA.id, 0, event(outcome, { at: t, durationMs }));
+        await at(aheadFrom - HOUR + 5, 'refreshed', 10);
+        await at(aheadFrom - HOUR + 6, 'refreshed', 30);
+        await at(aheadFrom + 1, 'transient_error', null);
+        await at(behindFrom - 1, 'refreshed', 99);
+        await store.grants.recordEvent(
+          outside.id,
+          0,
+          event('refreshed', { at: aheadFrom + 1, durationMs: 1 }),
+        );
+
+        const covered = [overdue, soonA, soonB, later, far, idle, dead].map((g) => g.id);
+        const summary = await store.grants.fleetSummary({
+          grantIds: covered,
+          aheadFrom,
+          behindFrom,
+          bucketMs: HOUR,
+          buckets: 24,
+          keepAlive: [
+            { clientRef: pageClient, intervalMs: interval },
+            { clientRef, intervalMs: 1 },
+          ],
+          deadlineHorizonMs: week,
+        });
+        expect(summary.counts.sort((a, b) => a.state.localeCompare(b.state))).toEqual([
+          { clientRef: pageClient, state: 'active', count: 6 },
+          { clientRef: pageClient, state: 'needs_reconsent', count: 1 },
+        ]);
+        expect(summary.overdue).toBe(1);
+        expect(summary.planned.sort((a, b) => a.bucket - b.bucket)).toEqual([
+          { bucket: 1, count: 2 },
+          { bucket: 5, count: 1 },
+        ]);
+        // Deadlines: soonB in bucket 3, idle passed, far on day 3 and the others in two days (within the week).
+        expect(summary.deadlines).toEqual([{ bucket: 3, count: 1 }]);
+        expect(summary.deadlinesPassed).toBe(1);
+        expect(summary.deadlinesWithinHorizon).toBe(6);
+        const outcomes = summary.outcomes.sort(
+          (a, b) => a.bucket - b.bucket || a.outcome.localeCompare(b.outcome),
+        );
+        expect(outcomes).toEqual([
+          {
+            clientRef: pageClient,
+            bucket: 22,
+            outcome: 'refreshed',
+            count: 2,
+            timed: 2,
+            totalDurationMs: 40,
+            maxDurationMs: 30,
+          },
+          // The refusal that stopped @sum-dead.
+          {
+            clientRef: pageClient,
+            bucket: 23,
+            outcome: 'needs_reconsent',
+            count: 1,
+            timed: 0,
+            totalDurationMs: 0,
+            maxDurationMs: null,
+          },
+          {
+            clientRef: pageClient,
+            bucket: 23,
+            outcome: 'transient_error',
+            count: 1,
+            timed: 0,
+            totalDurationMs: 0,
+            maxDurationMs: null,
+          },
+        ]);
+
+        const nothing = await store.grants.fleetSummary({
+          grantIds: [],
+          aheadFrom,
+          behindFrom,
+          bucketMs: HOUR,
+          buckets: 24,
+          keepAlive: [],
+          deadlineHorizonMs: week,
+        });
+        expect(nothing).toEqual({
+          counts: [],
+          overdue: 0,
+          planned: [],
+          deadlines: [],
+          deadlinesPassed: 0,
+          deadlinesWithinHorizon: 0,
+          outcomes: [],
+        });
+      });
+    });
+
     describe('grants: fleet and alerts', () => {
       it('aggregates states, the earliest eager expiry and the oldest use per client', async () => {
         const early = await seed({ accessExpiresAt: Date.now() + 1000, refreshTokenUsedAt: 1000 });

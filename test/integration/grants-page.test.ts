@@ -2,12 +2,13 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueApiKey } from '../../src/api/api-keys.js';
 import { SESSION_COOKIE } from '../../src/api/browser-sessions.js';
 import type { Grant } from '../../src/grants/grant.js';
 import { packageRoot } from '../../src/util/package-root.js';
+import { launchChromium, signIn } from '../support/chromium.js';
 import {
   addClient,
   type Engine,
@@ -22,16 +23,6 @@ import {
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const FAILING_COLOUR = 'rgb(217, 119, 6)';
 const ACTIVE_COLOUR = 'rgb(22, 163, 74)';
 type StyleWindow = { getComputedStyle(node: unknown): { backgroundColor: string } };
@@ -89,17 +80,12 @@ describe('the grants page in headless Chromium', () => {
     ctx.on('request', (r) => urls.push(r.url()));
     ctx.on('page', (p) => p.on('framenavigated', (f) => urls.push(f.url())));
   };
-  const signIn = async (target: Page, withKey: string) => {
-    expect((await target.goto(`${api()}/`))?.status()).toBe(401);
-    await target.fill('input[name=key]', withKey);
-    await Promise.all([target.waitForURL(`${api()}/`), target.click('button[type=submit]')]);
-  };
 
   beforeAll(async () => {
     [redis, endpoint] = await Promise.all([startPrivateRedis(), startFaultEndpoint()]);
     dataDir = tempDataDir();
     engine = await startEngine({ redisUrl: redis.url, dataDir, key: testKey(), api: {} });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     key = (
       await issueApiKey(engine.service.app.apiKeys, {
         name: 'ops',
@@ -285,7 +271,7 @@ describe('the grants page in headless Chromium', () => {
     const readerContext = await browser.newContext();
     try {
       const readerPage = await readerContext.newPage();
-      await signIn(readerPage, readerKey);
+      await signIn(readerPage, api(), readerKey);
       await readerPage.locator(`tr[data-grant-id="${healthy.id}"]`).waitFor({ timeout: 10_000 });
       await expect(readerPage.locator('tr[data-grant-id]').count()).resolves.toBe(1);
       await expect(readerPage.locator('a[href="admin/queues"]').count()).resolves.toBe(0);

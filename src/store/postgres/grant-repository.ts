@@ -1,5 +1,18 @@
-import { and, asc, desc, eq, getTableColumns, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
-import type { PgTable } from 'drizzle-orm/pg-core';
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  inArray,
+  isNull,
+  lt,
+  lte,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
+import { alias, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { type GrantRow, grants, refreshEvents } from '../../../db/postgres/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
@@ -18,6 +31,10 @@ import type {
   ConsentTarget,
   FailureRecord,
   FleetStats,
+  FleetSummary,
+  FleetSummaryQuery,
+  GrantCursor,
+  GrantFilter,
   GrantRepository,
   LeaseView,
   SaveConsentInput,
@@ -25,6 +42,15 @@ import type {
   SchedulePage,
   TokenUpdate,
 } from '../../grants/ports.js';
+import {
+  type FleetSummaryRows,
+  fleetSummarySql,
+  grantPageSql,
+  orderEventsOf,
+  type RawEventRow,
+  recentEventsOfSql,
+  toFleetSummary,
+} from '../grant-queries.js';
 import { newId } from '../ids.js';
 import { asGrantState, consentValues, toAlertView, toEvent, toGrant, toStoredGrant } from '../rows.js';
 import { sealContext } from '../seal-contexts.js';
@@ -162,6 +188,39 @@ export class PostgresGrantRepository implements GrantRepository {
       (
         await this.db.select().from(grants).where(eq(grants.clientRef, clientRef)).orderBy(asc(grants.label))
       ).map(toGrant),
+    );
+  }
+
+  async page(filter: GrantFilter, page: { after?: GrantCursor; limit: number }): Promise<Grant[]> {
+    return guarded(async () =>
+      (
+        await this.db
+          .select()
+          .from(G)
+          .where(grantPageSql(filter, page.after))
+          .orderBy(asc(G.label), asc(G.id))
+          .limit(page.limit)
+      ).map(toGrant),
+    );
+  }
+
+  async fleetSummary(query: FleetSummaryQuery): Promise<FleetSummary> {
+    const statements = fleetSummarySql(query);
+    // One repeatable-read snapshot: the counts and timelines describe one moment of the fleet.
+    return guarded(() =>
+      this.db.transaction(
+        async (tx) => {
+          const rows = async <T>(statement: SQL | undefined): Promise<T[]> =>
+            statement ? ((await tx.execute(statement)).rows as T[]) : [];
+          return toFleetSummary(query, {
+            counts: await rows<FleetSummaryRows['counts'][number]>(statements.counts),
+            planned: await rows<FleetSummaryRows['planned'][number]>(statements.planned),
+            deadlines: await rows<FleetSummaryRows['deadlines'][number]>(statements.deadlines),
+            outcomes: await rows<FleetSummaryRows['outcomes'][number]>(statements.outcomes),
+          });
+        },
+        { isolationLevel: 'repeatable read', accessMode: 'read only' },
+      ),
     );
   }
 
@@ -383,6 +442,16 @@ export class PostgresGrantRepository implements GrantRepository {
     );
   }
 
+  async recentEventsOf(ids: readonly string[], perGrant: number): Promise<RecordedRefreshEvent[]> {
+    if (ids.length === 0 || perGrant <= 0) return [];
+    return guarded(async () =>
+      orderEventsOf(
+        ids,
+        (await this.db.execute(recentEventsOfSql(ids, perGrant))).rows as unknown as RawEventRow[],
+      ),
+    );
+  }
+
   async fleetStats(): Promise<FleetStats> {
     return guarded(async () => {
       const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
@@ -463,6 +532,9 @@ export class PostgresGrantRepository implements GrantRepository {
     return toStoredGrant(row, this.sealer);
   }
 }
+
+/** The grants table as `g`, the alias the shared queries (../grant-queries.ts) name. */
+const G = alias(grants, 'g');
 
 const ALERT_COLUMNS = {
   id: grants.id,

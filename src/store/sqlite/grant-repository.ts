@@ -1,5 +1,19 @@
 import type Database from 'better-sqlite3';
-import { and, asc, desc, eq, getTableColumns, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  inArray,
+  isNull,
+  lt,
+  lte,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
+import { alias } from 'drizzle-orm/sqlite-core';
 import { type GrantRow, grants, refreshEvents } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import {
@@ -17,6 +31,10 @@ import type {
   ConsentTarget,
   FailureRecord,
   FleetStats,
+  FleetSummary,
+  FleetSummaryQuery,
+  GrantCursor,
+  GrantFilter,
   GrantRepository,
   LeaseView,
   SaveConsentInput,
@@ -24,6 +42,15 @@ import type {
   SchedulePage,
   TokenUpdate,
 } from '../../grants/ports.js';
+import {
+  type FleetSummaryRows,
+  fleetSummarySql,
+  grantPageSql,
+  orderEventsOf,
+  type RawEventRow,
+  recentEventsOfSql,
+  toFleetSummary,
+} from '../grant-queries.js';
 import { newId } from '../ids.js';
 import { asGrantState, consentValues, toAlertView, toEvent, toGrant, toStoredGrant } from '../rows.js';
 import { sealContext } from '../seal-contexts.js';
@@ -74,6 +101,35 @@ export class SqliteGrantRepository implements GrantRepository {
         .orderBy(asc(grants.label))
         .all()
         .map(toGrant),
+    );
+  }
+
+  async page(filter: GrantFilter, page: { after?: GrantCursor; limit: number }): Promise<Grant[]> {
+    return guarded(() =>
+      this.db
+        .select()
+        .from(G)
+        .where(grantPageSql(filter, page.after))
+        .orderBy(asc(G.label), asc(G.id))
+        .limit(page.limit)
+        .all()
+        .map(toGrant),
+    );
+  }
+
+  async fleetSummary(query: FleetSummaryQuery): Promise<FleetSummary> {
+    const statements = fleetSummarySql(query);
+    const rows = <T>(statement: SQL | undefined) => (statement ? this.db.all<T>(statement) : []);
+    // One read transaction: the counts and timelines describe one moment of the fleet.
+    return guarded(() =>
+      this.inTransaction(() =>
+        toFleetSummary(query, {
+          counts: rows<FleetSummaryRows['counts'][number]>(statements.counts),
+          planned: rows<FleetSummaryRows['planned'][number]>(statements.planned),
+          deadlines: rows<FleetSummaryRows['deadlines'][number]>(statements.deadlines),
+          outcomes: rows<FleetSummaryRows['outcomes'][number]>(statements.outcomes),
+        }),
+      ),
     );
   }
 
@@ -293,6 +349,11 @@ export class SqliteGrantRepository implements GrantRepository {
     );
   }
 
+  async recentEventsOf(ids: readonly string[], perGrant: number): Promise<RecordedRefreshEvent[]> {
+    if (ids.length === 0 || perGrant <= 0) return [];
+    return guarded(() => orderEventsOf(ids, this.db.all<RawEventRow>(recentEventsOfSql(ids, perGrant))));
+  }
+
   async fleetStats(): Promise<FleetStats> {
     return guarded(() => {
       const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
@@ -403,6 +464,9 @@ export class SqliteGrantRepository implements GrantRepository {
     return toStoredGrant(row, this.sealer);
   }
 }
+
+/** The grants table as `g`, the alias the shared queries (../grant-queries.ts) name. */
+const G = alias(grants, 'g');
 
 const ALERT_COLUMNS = {
   id: grants.id,
