@@ -1,0 +1,52 @@
+/**
+ * How one client's bad minute is kept from becoming a storm (invariant 5): the pure half of
+ * client-wide pacing. The Redis pacer holds the state; these numbers and rules are all it decides by.
+ */
+
+/** A 429 without Retry-After still pauses the client this long. */
+export const DEFAULT_THROTTLE_PAUSE_MS = 30_000;
+/** A Retry-After beyond this is capped: a grant must not go unrefreshed for hours on one header. */
+export const MAX_THROTTLE_PAUSE_MS = 15 * 60_000;
+
+/** This many transient failures of one client's requests within the window open its breaker. */
+export const BREAKER_FAILURES = 10;
+export const BREAKER_WINDOW_MS = 60_000;
+/** Pause after the breaker opens, doubled for every failed probe, up to the cap. */
+export const BREAKER_BASE_PAUSE_MS = 5_000;
+export const BREAKER_MAX_PAUSE_MS = 5 * 60_000;
+
+/** How a sent request ended, as pacing sees it. */
+export type PaceOutcome =
+  /** The provider answered (tokens, or a refusal about this grant): it is serving this client. */
+  | { kind: 'answered' }
+  /** 429, or a Retry-After: the whole client waits until then. */
+  | { kind: 'throttled'; pauseMs: number }
+  /** Timeout, network error, 5xx without Retry-After: counts toward the breaker. */
+  | { kind: 'transient' };
+
+/** What a token request's failure (or success: undefined) means for the client's pacing. */
+export function paceOutcome(
+  failure: { status?: number; retryAfterMs?: number; kind: 'permanent' | 'transient' } | undefined,
+): PaceOutcome {
+  if (!failure) return { kind: 'answered' };
+  if (failure.status === 429 || failure.retryAfterMs !== undefined) {
+    // retryAfterMs is a duration (token-errors.ts parses HTTP-dates against the response's clock).
+    const wait = failure.retryAfterMs ?? DEFAULT_THROTTLE_PAUSE_MS;
+    return { kind: 'throttled', pauseMs: Math.min(MAX_THROTTLE_PAUSE_MS, Math.max(1000, wait)) };
+  }
+  if (failure.kind === 'transient' && (failure.status === undefined || failure.status >= 500)) {
+    return { kind: 'transient' };
+  }
+  return { kind: 'answered' };
+}
+
+/** The pause after the breaker's n-th consecutive opening (1 = the first). */
+export function breakerPauseMs(openings: number): number {
+  return Math.min(BREAKER_MAX_PAUSE_MS, BREAKER_BASE_PAUSE_MS * 2 ** Math.max(0, openings - 1));
+}
+
+/**
+ * Jobs turned away while a client is paused come back spread over this window after the pause,
+ * so a recovered provider sees a ramp, not every grant at once.
+ */
+export const RESUME_SPREAD_MS = 10_000;

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+
+/** A client's token-endpoint budget, shared by every replica: a steady rate and a burst on top. */
+export interface RateLimit {
+  requestsPerSecond: number;
+  /** Requests that may go at once after a quiet spell; 1 spaces every request evenly. */
+  burst: number;
+}
+
+export const rateLimitSchema = z
+  .object({
+    requestsPerSecond: z.number().positive().max(100_000),
+    burst: z.number().int().min(1).max(10_000),
+  })
+  .strict();
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600 };
+
+/** `50/s`, `3000/min`, `10000/h` as requests per second; undefined when it is not one of those. */
+export function parseRate(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(s|sec|m|min|h)\s*$/i.exec(text);
+  if (!m) return undefined;
+  const perSecond = Number(m[1]) / (UNIT_SECONDS[(m[2] ?? '').toLowerCase()] ?? Number.NaN);
+  return perSecond > 0 && perSecond <= 100_000 ? perSecond : undefined;
+}
+
+/**
+ * A request is spaced this much longer than the exact interval: event-loop and network jitter
+ * between the permit and the provider's clock then never add up to one request too many in a
+ * provider's one-second window.
+ */
+export const RATE_HEADROOM = 0.02;
+
+/**
+ * GCRA's two numbers for a limit: the emission interval, and how far ahead of it a burst may run.
+ * At most `burst + requestsPerSecond - 1` requests then land in any one second, `requestsPerSecond`
+ * with the default burst of 1.
+ */
+export function gcraParams(limit: RateLimit): { intervalMs: number; toleranceMs: number } {
+  const intervalMs = (1000 / limit.requestsPerSecond) * (1 + RATE_HEADROOM);
+  return { intervalMs, toleranceMs: (limit.burst - 1) * intervalMs };
+}
+
+export function describeRate(limit: RateLimit): string {
+  const rate = Number.isInteger(limit.requestsPerSecond)
+    ? `${limit.requestsPerSecond}/s`
+    : `${Math.round(limit.requestsPerSecond * 60)}/min`;
+  return limit.burst > 1 ? `${rate}, burst ${limit.burst}` : rate;
+}
