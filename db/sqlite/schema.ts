@@ -11,6 +11,10 @@ export const clients = sqliteTable('clients', {
   profile: text('profile', { mode: 'json' }).notNull(),
   clientId: text('client_id').notNull(),
   clientSecretSealed: text('client_secret_sealed'),
+  /** The private key of a client that signs assertions (private_key_jwt, JWT-bearer), sealed like the secret. */
+  privateKeySealed: text('private_key_sealed'),
+  /** That key's public facts (algorithm, key id, certificate thumbprint, audience); null without a key. */
+  signingKey: text('signing_key', { mode: 'json' }).$type<Record<string, string> | null>(),
   authMethod: text('auth_method').notNull(),
   scopes: text('scopes').notNull(),
   redirectUri: text('redirect_uri'),

@@ -8,6 +8,7 @@
  * ports in clear and are sealed by the adapter (invariant 1): never stored, logged or returned any
  * other way. `test/contract/` holds the suite every adapter must pass.
  */
+import type { PrivateKeyInput, SigningKeyInfo } from '../crypto/signing-key.js';
 import type { AuthorizeParams } from '../oauth/authorize-params.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
@@ -228,6 +229,8 @@ export interface Client {
   clientId: string;
   authMethod: ClientAuthMethod;
   hasSecret: boolean;
+  /** The public facts of its sealed private key (private_key_jwt, JWT-bearer); null without one. */
+  signingKey: SigningKeyInfo | null;
   scopes: string[];
   redirectUri: string | null;
   authorizeParams: AuthorizeParams;
@@ -235,7 +238,7 @@ export interface Client {
   updatedAt: number;
 }
 
-/** A client with its secret opened: only ever held in memory, for a token request. */
+/** A client with its secret and private key opened: only ever held in memory, for a token request. */
 export interface OpenedClient {
   id: string;
   name: string;
@@ -251,6 +254,8 @@ export interface ClientInput {
   profile: ProviderProfile;
   clientId: string;
   clientSecret?: string;
+  /** A private key to sign assertions with; the adapter seals it like the secret. */
+  privateKey?: PrivateKeyInput;
   authMethod: ClientAuthMethod;
   scopes: string[];
   redirectUri?: string;
@@ -337,7 +342,13 @@ export interface ServiceStateRepository {
 export interface RekeyReport {
   /** The primary key every value is now sealed under. */
   keyId: string;
-  resealed: { accessTokens: number; refreshTokens: number; clientSecrets: number; keyCheck: number };
+  resealed: {
+    accessTokens: number;
+    refreshTokens: number;
+    clientSecrets: number;
+    clientKeys: number;
+    keyCheck: number;
+  };
   alreadyCurrent: number;
   /** Key ids the store held before, with how many values each sealed. */
   before: Record<string, number>;

@@ -3,6 +3,11 @@ import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { UserError } from '../errors/user-error.js';
 import {
+  CLIENT_ASSERTION_TYPE,
+  type ClientSigningKey,
+  clientAuthenticationAssertion,
+} from './client-assertion.js';
+import {
   classifyTokenError,
   networkError,
   notSentError,
@@ -13,12 +18,20 @@ import {
 } from './token-errors.js';
 import { parseTokenResponse, TokenResponseError, type TokenSet } from './token-response.js';
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+export const CLIENT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+  'none',
+] as const;
+export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
 
 export interface TokenEndpointTarget {
   tokenEndpoint: string;
   clientId: string;
   clientSecret?: string;
+  /** For `private_key_jwt`: an assertion signed with it authenticates each request. */
+  signingKey?: ClientSigningKey;
   authMethod: ClientAuthMethod;
 }
 
@@ -204,25 +217,7 @@ export class TokenClient {
       'user-agent': this.#userAgent,
     };
     const form = new URLSearchParams(params);
-    if (target.authMethod === 'none') {
-      form.set('client_id', target.clientId);
-    } else {
-      const secret = target.clientSecret;
-      if (!secret) {
-        throw new UserError(
-          `OAuth client ${target.clientId} authenticates with ${target.authMethod} but has no client secret; ` +
-            'set its secret or register it as a public client (auth method none)',
-        );
-      }
-      secrets.push(secret);
-      if (target.authMethod === 'client_secret_basic') {
-        const pair = `${formEncode(target.clientId)}:${formEncode(secret)}`;
-        headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-      } else {
-        form.set('client_id', target.clientId);
-        form.set('client_secret', secret);
-      }
-    }
+    await authenticate(target, url, form, headers, secrets);
 
     const controller = new AbortController();
     const timer = abortAt(controller, window);
@@ -259,6 +254,53 @@ export class TokenClient {
   #defaultWindow(): SendWindow {
     const abortAt = performance.now() + this.#timeoutMs;
     return { abortAt, protectedUntil: Number.POSITIVE_INFINITY };
+  }
+}
+
+/**
+ * Adds the client's authentication to a token request (RFC 6749 §2.3, RFC 7523 §2.2). What it
+ * sends that is secret joins `secrets`, so no server echo of it reaches a message.
+ */
+async function authenticate(
+  target: TokenEndpointTarget,
+  url: URL,
+  form: URLSearchParams,
+  headers: Record<string, string>,
+  secrets: string[],
+): Promise<void> {
+  if (target.authMethod === 'none') {
+    form.set('client_id', target.clientId);
+    return;
+  }
+  if (target.authMethod === 'private_key_jwt') {
+    if (!target.signingKey) {
+      throw new UserError(
+        `OAuth client ${target.clientId} authenticates with private_key_jwt but has no private key; ` +
+          'register it again with --private-key-file',
+      );
+    }
+    // Signed per request, never reused: a retry is a new assertion with a new jti.
+    const assertion = await clientAuthenticationAssertion(target.signingKey, target.clientId, url.href);
+    secrets.push(assertion);
+    form.set('client_id', target.clientId);
+    form.set('client_assertion_type', CLIENT_ASSERTION_TYPE);
+    form.set('client_assertion', assertion);
+    return;
+  }
+  const secret = target.clientSecret;
+  if (!secret) {
+    throw new UserError(
+      `OAuth client ${target.clientId} authenticates with ${target.authMethod} but has no client secret; ` +
+        'set its secret or register it as a public client (auth method none)',
+    );
+  }
+  secrets.push(secret);
+  if (target.authMethod === 'client_secret_basic') {
+    const pair = `${formEncode(target.clientId)}:${formEncode(secret)}`;
+    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
+  } else {
+    form.set('client_id', target.clientId);
+    form.set('client_secret', secret);
   }
 }
 

@@ -33,6 +33,8 @@ export function sealerOf(fill: number, previous: number[] = []): Sealer {
 }
 
 const LEASE = 10_000;
+/** Stands in for a PEM: the store seals and opens it as text, whatever it holds. */
+const PRIVATE_KEY_PEM = '-----BEGIN PRIVATE KEY-----\ncontract\n-----END PRIVATE KEY-----\n';
 const GRACE = 600_000;
 
 export function describeStoreContract(adapter: string, setup: () => Promise<StoreUnderTest>): void {
@@ -644,6 +646,61 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect((await store.clients.openById(named[0]?.id ?? ''))?.target.clientSecret).toBe('raced-secret');
       });
 
+      it('seals a private key to its client and opens it, with its public facts, for a token request', async () => {
+        const input = {
+          name: 'contract-keyed',
+          profile: testProfile('https://id.example/token', { issuer: 'https://id.example' }),
+          clientId: 'c6',
+          privateKey: {
+            pem: PRIVATE_KEY_PEM,
+            alg: 'ES256' as const,
+            keyId: 'k6',
+            audience: 'issuer' as const,
+          },
+          authMethod: 'private_key_jwt' as const,
+          scopes: [],
+          now: Date.now(),
+        };
+        const added = await store.clients.upsert(input);
+        expect(added).toMatchObject({ hasSecret: false, authMethod: 'private_key_jwt' });
+        expect(added.signingKey).toEqual({ alg: 'ES256', keyId: 'k6', audience: 'issuer' });
+        expect((await store.clients.openById(added.id))?.target).toMatchObject({
+          authMethod: 'private_key_jwt',
+          signingKey: {
+            privateKeyPem: PRIVATE_KEY_PEM,
+            alg: 'ES256',
+            keyId: 'k6',
+            audience: 'https://id.example',
+          },
+        });
+        // A new key registered by another process is the one the next request signs with.
+        const other = await subject.open(sealer);
+        try {
+          await other.clients.upsert({
+            ...input,
+            privateKey: { ...input.privateKey, pem: 'NEW-PEM', keyId: 'k7' },
+            now: input.now + 1,
+          });
+        } finally {
+          await other.admin.close();
+        }
+        expect((await store.clients.openById(added.id))?.target.signingKey).toMatchObject({
+          privateKeyPem: 'NEW-PEM',
+          keyId: 'k7',
+        });
+        // Registered again with a secret instead, the key is gone.
+        await store.clients.upsert({
+          ...input,
+          privateKey: undefined,
+          clientSecret: 's',
+          authMethod: 'client_secret_basic',
+          now: input.now + 2,
+        });
+        expect((await store.clients.get(added.id))?.signingKey).toBeNull();
+        expect((await store.clients.openById(added.id))?.target.signingKey).toBeUndefined();
+        await store.clients.upsert({ ...input, now: input.now + 3 });
+      });
+
       it('a secret rotated by another process is the one the next token request uses', async () => {
         const input = {
           name: 'contract-rotated',
@@ -777,6 +834,7 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           expect(report.resealed.keyCheck).toBe(1);
           expect(report.resealed.refreshTokens).toBeGreaterThanOrEqual(1);
           expect(report.resealed.clientSecrets).toBeGreaterThanOrEqual(1);
+          expect(report.resealed.clientKeys).toBeGreaterThanOrEqual(1);
           expect(report.alreadyCurrent).toBe(0);
           expect((await during.admin.rekey()).alreadyCurrent).toBe(report.total);
         } finally {
@@ -790,6 +848,10 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           );
           expect((await after.clients.openById(clientRef))?.target.clientSecret).toBe(
             'contract-client-secret',
+          );
+          const keyed = await after.clients.findByName('contract-keyed');
+          expect((await after.clients.openById(keyed?.id ?? ''))?.target.signingKey?.privateKeyPem).toBe(
+            PRIVATE_KEY_PEM,
           );
         } finally {
           await after.admin.close();

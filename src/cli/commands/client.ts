@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
+import type { SigningKeyInfo } from '../../crypto/signing-key.js';
 import { UserError } from '../../errors/user-error.js';
 import type { Client, ClientRepository, GrantRepository } from '../../grants/ports.js';
 import { type AuthorizeParams, addAuthorizeParam } from '../../oauth/authorize-params.js';
@@ -9,6 +10,7 @@ import { assertSecureEndpoint } from '../../oauth/token-client.js';
 import { withCliContext } from '../cli-context.js';
 import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
 import { clientNameArg, parseWith, scopesArg } from '../parsers.js';
+import { readSigningKeyOptions, type SigningKeyOptions } from '../signing-key-options.js';
 
 const envVarArg = parseWith(
   z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
@@ -25,7 +27,7 @@ function authorizeParamArg(value: string, previous?: AuthorizeParams): Authorize
   }
 }
 
-interface AddOptions {
+interface AddOptions extends SigningKeyOptions {
   provider: 'x' | 'microsoft' | 'google' | 'oidc';
   tenant?: string;
   issuer?: string;
@@ -65,6 +67,20 @@ export function registerClientCommands(program: Command): void {
     .option('--client-secret-env <VAR>', 'read the client secret from this environment variable', envVarArg)
     .option('--client-secret-stdin', 'read the client secret from standard input (piped)')
     .option(
+      '--private-key-file <pem>',
+      'authenticate with private_key_jwt: sign each token request with this PEM private key (sealed in the store)',
+    )
+    .option('--key-id <kid>', 'private_key_jwt: the key id (kid) the server knows the public key by')
+    .option('--alg <alg>', 'private_key_jwt: RS256, PS256 or ES256 (default: from the key type)')
+    .option(
+      '--x5t-from-cert <pem>',
+      "private_key_jwt: name the key by this certificate's x5t#S256 thumbprint (Microsoft certificate credentials)",
+    )
+    .option(
+      '--assertion-audience <aud>',
+      "private_key_jwt: the assertion's audience, token-endpoint (default) or issuer",
+    )
+    .option(
       '--scopes <scopes>',
       "space-separated scopes (default: the preset's; the offline scope is always added)",
       scopesArg,
@@ -86,13 +102,18 @@ export function registerClientCommands(program: Command): void {
         'grantkeeper client add contoso --provider microsoft --tenant contoso.onmicrosoft.com --client-id GUID --client-secret-env MS_SECRET',
         'pass show google/secret | grantkeeper client add google --provider google --client-id ID.apps.googleusercontent.com --client-secret-stdin',
         'grantkeeper client add contoso --provider microsoft --tenant organizations --client-id GUID --authorize-param domain_hint=contoso.com',
+        'grantkeeper client add graph --provider microsoft --tenant GUID --client-id GUID --private-key-file app.key --x5t-from-cert app.crt',
       ),
     )
     .action(async (name: string, opts: AddOptions) => {
       const spec = providerSpec(opts);
       const redirectUri = opts.redirectUri === undefined ? undefined : checkRedirectUri(opts.redirectUri);
       const secret = await readSecret(opts);
+      if (secret !== undefined && opts.privateKeyFile !== undefined) {
+        throw new UserError('use either a client secret or --private-key-file, not both', 2);
+      }
       const profile = await resolveProvider(spec);
+      const privateKey = readSigningKeyOptions(opts, profile);
       await withCliContext(
         program,
         async ({ app }) => {
@@ -101,7 +122,12 @@ export function registerClientCommands(program: Command): void {
             profile,
             clientId: opts.clientId,
             ...(secret === undefined ? {} : { clientSecret: secret }),
-            authMethod: secret === undefined ? 'none' : profile.confidentialAuthMethod,
+            ...(privateKey ? { privateKey } : {}),
+            authMethod: privateKey
+              ? 'private_key_jwt'
+              : secret === undefined
+                ? 'none'
+                : profile.confidentialAuthMethod,
             scopes: opts.scopes ?? profile.defaultScopes,
             ...(redirectUri ? { redirectUri } : {}),
             ...(opts.authorizeParam ? { authorizeParams: opts.authorizeParam } : {}),
@@ -168,7 +194,8 @@ export function registerClientCommands(program: Command): void {
               ['provider', view.provider],
               ['client id', view.clientId],
               ['authentication', view.authMethod],
-              ['secret', view.hasSecret ? 'set (sealed)' : 'none (public client)'],
+              ['secret', view.hasSecret ? 'set (sealed)' : view.signingKey ? 'none' : 'none (public client)'],
+              ['private key', view.signingKey ? formatSigningKey(view.signingKey) : '-'],
               ['scopes', view.scopes.join(' ')],
               ['redirect URI', view.redirectUri],
               ['authorize params', formatAuthorizeParams(view.authorizeParams)],
@@ -235,8 +262,10 @@ async function clientView(client: Client, grants: GrantRepository) {
     provider: profile.kind,
     clientId: client.clientId,
     authMethod: client.authMethod,
-    public: client.authMethod === 'none',
+    public: client.authMethod === 'none' && !client.signingKey,
     hasSecret: client.hasSecret,
+    /** Algorithm, key id, certificate thumbprint and audience of its sealed private key; null without one. */
+    signingKey: client.signingKey,
     scopes: client.scopes,
     redirectUri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
     /** The client's own; the preset's are sent too, under them. */
@@ -246,6 +275,15 @@ async function clientView(client: Client, grants: GrantRepository) {
     revocationEndpoint: profile.revocationEndpoint ?? null,
     grants: (await grants.listByClient(client.id)).length,
   };
+}
+
+function formatSigningKey(key: SigningKeyInfo): string {
+  const parts = [
+    `set (sealed), ${key.alg}`,
+    key.keyId && `kid ${key.keyId}`,
+    key.x5tS256 && `x5t#S256 ${key.x5tS256}`,
+  ];
+  return `${parts.filter(Boolean).join(', ')}; audience ${key.audience.replace('_', ' ')}`;
 }
 
 function formatAuthorizeParams(params: AuthorizeParams): string {
