@@ -33,6 +33,8 @@ export const grants = pgTable(
       .notNull()
       .references(() => clients.id),
     label: text('label').notNull().unique(),
+    kind: text('kind').notNull().default('authorization_code'),
+    tokenRequest: jsonb('token_request').$type<object | null>(),
     subject: text('subject'),
     state: text('state').notNull(),
     mode: text('mode').notNull().default('eager'),

@@ -36,6 +36,10 @@ export const grants = sqliteTable(
       .notNull()
       .references(() => clients.id),
     label: text('label').notNull().unique(),
+    /** Where the next token comes from: authorization_code (a refresh token), client_credentials, jwt_bearer. */
+    kind: text('kind').notNull().default('authorization_code'),
+    /** What a grant without a refresh token asks for each time (scope, resource, audience, subject). */
+    tokenRequest: text('token_request', { mode: 'json' }).$type<object | null>(),
     subject: text('subject'),
     state: text('state').notNull(),
     mode: text('mode').notNull().default('eager'),
@@ -43,6 +47,7 @@ export const grants = sqliteTable(
     alertedState: text('alerted_state'),
     version: integer('version').notNull(),
     accessTokenSealed: text('access_token_sealed').notNull(),
+    /** Sealed empty for kinds without a refresh token. */
     refreshTokenSealed: text('refresh_token_sealed').notNull(),
     tokenType: text('token_type'),
     scope: text('scope'),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
+import { GRANT_KINDS, GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
 
 /**
  * Route schemas are zod; fastify gets their JSON Schema (for the OpenAPI document and fast response
@@ -96,6 +96,8 @@ export const grantView = z.object({
   client: z.string().nullable(),
   provider: z.string().nullable(),
   state: z.enum(GRANT_STATES),
+  /** Where its next token comes from: a refresh token, or the client's own request. */
+  kind: z.enum(GRANT_KINDS),
   mode: z.enum(GRANT_MODES),
   version: z.number(),
   access_expires_at: isoTime,

@@ -12,6 +12,7 @@ export function grantView(grant: Grant, client: Client | undefined) {
     client: client?.name ?? null,
     provider: client?.profile.kind ?? null,
     subject: grant.subject,
+    kind: grant.kind,
     state: grant.state,
     mode: grant.mode,
     version: grant.version,

@@ -14,12 +14,14 @@ import type { ProviderProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
 import type {
   Grant,
+  GrantKind,
   GrantMode,
   GrantState,
   GrantTokens,
   RecordedRefreshEvent,
   RefreshEvent,
   StoredGrant,
+  TokenRequestParams,
 } from './grant.js';
 
 /** What a refresh or a consent hands the store; the adapter seals the tokens itself. */
@@ -38,13 +40,18 @@ export interface TokenUpdate {
 export interface SaveConsentInput extends TokenUpdate {
   clientRef: string;
   label: string;
+  /** Default `authorization_code`. */
+  kind?: GrantKind;
+  /** For kinds without a refresh token: what each token request asks for. */
+  tokenRequest?: TokenRequestParams;
   subject?: string;
+  /** Empty for kinds without a refresh token. */
   refreshToken: string;
   now: number;
 }
 
 /** What a consent may replace: the grant its label already names. */
-export type ConsentTarget = Pick<Grant, 'id' | 'clientRef' | 'subject'>;
+export type ConsentTarget = Pick<Grant, 'id' | 'clientRef' | 'subject' | 'kind'>;
 
 export interface SchedulableGrant {
   id: string;

@@ -6,6 +6,7 @@ import {
   CLIENT_ASSERTION_TYPE,
   type ClientSigningKey,
   clientAuthenticationAssertion,
+  JWT_BEARER_GRANT_TYPE,
 } from './client-assertion.js';
 import {
   classifyTokenError,
@@ -45,6 +46,9 @@ export interface TokenClientOptions {
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024;
+
+/** A token request's form: a parameter given a list is sent once per value. */
+type FormParams = Record<string, string | readonly string[]>;
 
 /**
  * Where a request may run, on the monotonic clock (`performance.now()`), for a caller holding a
@@ -141,6 +145,38 @@ export class TokenClient {
     return this.#post(target, params, [refreshToken], opts.window);
   }
 
+  /**
+   * RFC 6749 §4.4: a token for the client itself, asked for again whenever it nears expiry (there
+   * is no refresh token). `resource` may repeat (RFC 8707).
+   */
+  clientCredentials(
+    target: TokenEndpointTarget,
+    request: { scope?: string; resource?: readonly string[]; audience?: string },
+    opts: { window?: SendWindow } = {},
+  ): Promise<TokenSet> {
+    const params: FormParams = { grant_type: 'client_credentials' };
+    if (request.scope) params.scope = request.scope;
+    if (request.resource?.length) params.resource = request.resource;
+    if (request.audience) params.audience = request.audience;
+    return this.#post(target, params, [], opts.window);
+  }
+
+  /**
+   * RFC 7523 §2.1: a token for whom the signed `assertion` names. The assertion authenticates the
+   * request, so a client without other credentials (auth method none) sends no client_id either,
+   * as Google's service accounts expect.
+   */
+  jwtBearer(
+    target: TokenEndpointTarget,
+    assertion: string,
+    request: { scope?: string },
+    opts: { window?: SendWindow } = {},
+  ): Promise<TokenSet> {
+    const params: FormParams = { grant_type: JWT_BEARER_GRANT_TYPE, assertion };
+    if (request.scope) params.scope = request.scope;
+    return this.#post(target, params, [assertion], opts.window, target.authMethod !== 'none');
+  }
+
   exchangeCode(
     target: TokenEndpointTarget,
     p: { code: string; redirectUri: string; codeVerifier: string },
@@ -183,12 +219,20 @@ export class TokenClient {
 
   async #post(
     target: TokenEndpointTarget,
-    params: Record<string, string>,
+    params: FormParams,
     secrets: string[],
     window?: SendWindow,
+    authenticateClient = true,
   ): Promise<TokenSet> {
     const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
-    const { status, json, headers, now } = await this.#send(url, target, params, secrets, window);
+    const { status, json, headers, now } = await this.#send(
+      url,
+      target,
+      params,
+      secrets,
+      window,
+      authenticateClient,
+    );
     let problem: string | undefined;
     if (status >= 200 && status < 300) {
       try {
@@ -206,9 +250,10 @@ export class TokenClient {
   async #send(
     url: URL,
     target: TokenEndpointTarget,
-    params: Record<string, string>,
+    params: FormParams,
     secrets: string[],
     window: SendWindow = this.#defaultWindow(),
+    authenticateClient = true,
   ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders; now: number }> {
     if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
     const headers: Record<string, string> = {
@@ -216,8 +261,11 @@ export class TokenClient {
       accept: 'application/json',
       'user-agent': this.#userAgent,
     };
-    const form = new URLSearchParams(params);
-    await authenticate(target, url, form, headers, secrets);
+    const form = new URLSearchParams();
+    for (const [name, value] of Object.entries(params)) {
+      for (const one of typeof value === 'string' ? [value] : value) form.append(name, one);
+    }
+    if (authenticateClient) await authenticate(target, url, form, headers, secrets);
 
     const controller = new AbortController();
     const timer = abortAt(controller, window);

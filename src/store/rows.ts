@@ -3,19 +3,23 @@
  * domain's words (src/grants/grant.ts), parsed here on the way out like any input, so a damaged
  * row is an error, never a state no layer knows. Sealed values are opened here, lazily.
  */
+import { z } from 'zod';
 import type { Sealer } from '../crypto/sealer.js';
 import { type PrivateKeyInput, type SigningKeyInfo, signingKeyInfoSchema } from '../crypto/signing-key.js';
 import { UserError } from '../errors/user-error.js';
 import {
+  GRANT_KINDS,
   GRANT_MODES,
   GRANT_STATES,
   type Grant,
+  type GrantKind,
   type GrantMode,
   type GrantState,
   REFRESH_OUTCOMES,
   type RecordedRefreshEvent,
   type RefreshOutcome,
   type StoredGrant,
+  type TokenRequestParams,
 } from '../grants/grant.js';
 import type {
   AlertView,
@@ -32,9 +36,11 @@ import { CLIENT_AUTH_METHODS, type ClientAuthMethod } from '../oauth/token-clien
 import { privateKeyContext, sealContext, secretContext } from './seal-contexts.js';
 
 /** A grants row in either adapter's types: the domain's fields as stored, plus the sealed tokens. */
-export type GrantRowShape = Omit<Grant, 'state' | 'mode'> & {
+export type GrantRowShape = Omit<Grant, 'state' | 'mode' | 'kind' | 'tokenRequest'> & {
   state: string;
   mode: string;
+  kind: string;
+  tokenRequest: unknown;
   accessTokenSealed: string;
   refreshTokenSealed: string;
 };
@@ -83,7 +89,33 @@ function asOutcome(outcome: string): RefreshOutcome {
 
 export function toGrant(row: GrantRowShape): Grant {
   const { accessTokenSealed: _a, refreshTokenSealed: _r, ...rest } = row;
-  return { ...rest, state: asGrantState(row.state), mode: asGrantMode(row.mode) };
+  return {
+    ...rest,
+    state: asGrantState(row.state),
+    mode: asGrantMode(row.mode),
+    kind: asGrantKind(row.kind),
+    tokenRequest: storedTokenRequest(row.tokenRequest),
+  };
+}
+
+export function asGrantKind(kind: string): GrantKind {
+  if ((GRANT_KINDS as readonly string[]).includes(kind)) return kind as GrantKind;
+  throw new Error(`a grant row holds an unknown kind "${kind.slice(0, 40)}"`);
+}
+
+const tokenRequestSchema = z.strictObject({
+  scope: z.string().optional(),
+  resource: z.array(z.string()).optional(),
+  audience: z.string().optional(),
+  subject: z.string().optional(),
+});
+
+/** JSON written by us, parsed like any input: it goes into token requests. */
+function storedTokenRequest(value: unknown): TokenRequestParams | null {
+  if (value === null || value === undefined) return null;
+  const parsed = tokenRequestSchema.safeParse(value);
+  if (!parsed.success) throw new Error('a grant row holds a damaged token request');
+  return parsed.data as TokenRequestParams;
 }
 
 /** The row with its tokens opened lazily: one unseal per token asked for. */
@@ -227,6 +259,8 @@ export function consentValues(
 ) {
   return {
     clientRef: input.clientRef,
+    kind: input.kind ?? 'authorization_code',
+    tokenRequest: input.tokenRequest ?? null,
     subject: input.subject ?? existingSubject ?? null,
     state: 'active' as const,
     accessTokenSealed: sealer.seal(input.accessToken, sealContext(id, 'access_token')),

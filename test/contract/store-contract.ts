@@ -142,6 +142,39 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect((await store.grants.find(grant.id))?.grant.id).toBe(grant.id);
       });
 
+      it('stores a grant without a refresh token: its kind and request kept, committed like any grant', async () => {
+        const request = {
+          scope: 'a b',
+          resource: ['https://api.example/'],
+          audience: 'aud',
+          subject: 'u@x.test',
+        };
+        const plain = await seed();
+        expect(plain).toMatchObject({ kind: 'authorization_code', tokenRequest: null });
+        const grant = await seed({ kind: 'client_credentials', tokenRequest: request, refreshToken: '' });
+        expect(grant).toMatchObject({ kind: 'client_credentials', tokenRequest: request });
+        expect((await store.grants.get(grant.id))?.tokens.refreshToken()).toBe('');
+        let seenKind: string | undefined;
+        await store.grants.saveConsent(
+          consent({ label: grant.label, kind: 'jwt_bearer', refreshToken: '' }),
+          (existing) => {
+            seenKind = existing.kind;
+          },
+        );
+        expect(seenKind).toBe('client_credentials');
+        const claimed = await store.grants.claim(grant.id, 1, 'cc-owner', LEASE, GRACE);
+        expect(claimed?.grant).toMatchObject({ kind: 'jwt_bearer', tokenRequest: null });
+        const committed = await store.grants.commitRefresh(
+          grant.id,
+          1,
+          update('cc', null),
+          event('refreshed'),
+        );
+        expect(committed?.grant).toMatchObject({ kind: 'jwt_bearer', version: 2 });
+        expect(committed?.tokens.refreshToken()).toBe('');
+        expect((await store.grants.list()).find((g) => g.id === grant.id)?.kind).toBe('jwt_bearer');
+      });
+
       it('answers undefined for what does not exist', async () => {
         expect(await store.grants.get('g_nothing')).toBeUndefined();
         expect(await store.grants.find('@nobody')).toBeUndefined();
@@ -162,7 +195,9 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           (existing) => seen.push(existing),
         );
         // Only what the check needs: never the sealed tokens.
-        expect(seen).toEqual([{ id: first.id, clientRef, subject: first.subject }]);
+        expect(seen).toEqual([
+          { id: first.id, clientRef, subject: first.subject, kind: 'authorization_code' },
+        ]);
         expect(again).toMatchObject({ id: first.id, version: 1, leaseOwner: null, leaseSentAt: null });
         expect((await store.grants.get(first.id))?.tokens.refreshToken()).toBe('rt-new');
       });

@@ -34,6 +34,8 @@ export interface OidcServerOptions {
   accountClaims?: Record<string, Record<string, unknown>>;
   /** Put the scopes' claims in the id_token as well as in userinfo (oidc-provider's conformIdTokenClaims off). */
   claimsInIdToken?: boolean;
+  /** Enable the client_credentials grant; its tokens live `accessTokenTtlSec` too. */
+  clientCredentials?: boolean;
 }
 
 export interface OidcCounters {
@@ -221,6 +223,7 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
     }),
     features: {
       devInteractions: { enabled: false },
+      clientCredentials: { enabled: opts.clientCredentials === true },
       introspection: {
         enabled: true,
         allowedPolicy: async (_ctx: unknown, client: ClientLike, token: TokenLike) =>
@@ -239,6 +242,7 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     ttl: {
       AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
       AuthorizationCode: 60,
       IdToken: 3600,
       Interaction: 600,
