@@ -14,6 +14,8 @@ export const clients = pgTable('clients', {
   profile: jsonb('profile').notNull(),
   clientId: text('client_id').notNull(),
   clientSecretSealed: text('client_secret_sealed'),
+  privateKeySealed: text('private_key_sealed'),
+  signingKey: jsonb('signing_key').$type<Record<string, string> | null>(),
   authMethod: text('auth_method').notNull(),
   scopes: text('scopes').notNull(),
   redirectUri: text('redirect_uri'),
@@ -31,6 +33,8 @@ export const grants = pgTable(
       .notNull()
       .references(() => clients.id),
     label: text('label').notNull().unique(),
+    kind: text('kind').notNull().default('authorization_code'),
+    tokenRequest: jsonb('token_request').$type<object | null>(),
     subject: text('subject'),
     state: text('state').notNull(),
     mode: text('mode').notNull().default('eager'),

@@ -11,6 +11,10 @@ export const clients = sqliteTable('clients', {
   profile: text('profile', { mode: 'json' }).notNull(),
   clientId: text('client_id').notNull(),
   clientSecretSealed: text('client_secret_sealed'),
+  /** The private key of a client that signs assertions (private_key_jwt, JWT-bearer), sealed like the secret. */
+  privateKeySealed: text('private_key_sealed'),
+  /** That key's public facts (algorithm, key id, certificate thumbprint, audience); null without a key. */
+  signingKey: text('signing_key', { mode: 'json' }).$type<Record<string, string> | null>(),
   authMethod: text('auth_method').notNull(),
   scopes: text('scopes').notNull(),
   redirectUri: text('redirect_uri'),
@@ -32,6 +36,10 @@ export const grants = sqliteTable(
       .notNull()
       .references(() => clients.id),
     label: text('label').notNull().unique(),
+    /** Where the next token comes from: authorization_code (a refresh token), client_credentials, jwt_bearer. */
+    kind: text('kind').notNull().default('authorization_code'),
+    /** What a grant without a refresh token asks for each time (scope, resource, audience, subject). */
+    tokenRequest: text('token_request', { mode: 'json' }).$type<object | null>(),
     subject: text('subject'),
     state: text('state').notNull(),
     mode: text('mode').notNull().default('eager'),
@@ -39,6 +47,7 @@ export const grants = sqliteTable(
     alertedState: text('alerted_state'),
     version: integer('version').notNull(),
     accessTokenSealed: text('access_token_sealed').notNull(),
+    /** Sealed empty for kinds without a refresh token. */
     refreshTokenSealed: text('refresh_token_sealed').notNull(),
     tokenType: text('token_type'),
     scope: text('scope'),

@@ -1,4 +1,4 @@
-import { type Grant, isInDoubt, type RecordedRefreshEvent } from '../grants/grant.js';
+import { type Grant, hasRefreshToken, isInDoubt, type RecordedRefreshEvent } from '../grants/grant.js';
 import type { Client } from '../grants/ports.js';
 import { keepAliveDeadline } from '../policy/refresh-timing.js';
 import type { GrantView } from './schemas.js';
@@ -21,6 +21,7 @@ export function toGrantView(
     label: grant.label,
     client: client?.name ?? null,
     provider: client?.profile.kind ?? null,
+    kind: grant.kind,
     subject: grant.subject,
     state: grant.state,
     mode: grant.mode,
@@ -29,9 +30,11 @@ export function toGrantView(
     access_expires_at: iso(grant.accessExpiresAt),
     next_refresh_at: iso(grant.nextRefreshAt),
     refresh_token_used_at: iso(grant.refreshTokenUsedAt),
-    keepalive_deadline: profile
-      ? iso(keepAliveDeadline(grant.refreshTokenUsedAt, profile.keepAliveIntervalSec))
-      : null,
+    // Only a refresh token can go idle: other kinds have no deadline to keep.
+    keepalive_deadline:
+      profile && hasRefreshToken(grant.kind)
+        ? iso(keepAliveDeadline(grant.refreshTokenUsedAt, profile.keepAliveIntervalSec))
+        : null,
     last_refreshed_at: isoOrNull(grant.lastRefreshedAt),
     consecutive_failures: grant.consecutiveFailures,
     in_doubt_since: isInDoubt(grant, Date.now()) ? isoOrNull(grant.leaseSentAt) : null,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
+import { GRANT_KINDS, GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
 import { grantCursor } from './grant-cursor.js';
 
 /**
@@ -117,6 +117,8 @@ export const grantView = z.object({
   provider: z.string().nullable(),
   subject: z.string().nullable().describe("the provider's account id, when the consent named one"),
   state: z.enum(GRANT_STATES),
+  /** Where its next token comes from: a refresh token, or the client's own request. */
+  kind: z.enum(GRANT_KINDS),
   mode: z.enum(GRANT_MODES),
   version: z.number(),
   scope: z.string().nullable().describe('the scope the provider granted'),

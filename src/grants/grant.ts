@@ -26,6 +26,32 @@ export function isLive(state: GrantState): state is LiveGrantState {
 export const GRANT_MODES = ['eager', 'keepalive'] as const;
 export type GrantMode = (typeof GRANT_MODES)[number];
 
+/**
+ * Where a grant's next token comes from: a user's consent and its refresh token
+ * (`authorization_code`), or the client itself, asking again each time (`client_credentials`, RFC
+ * 6749 §4.4) or presenting a signed assertion (`jwt_bearer`, RFC 7523 §2.1). Only the first has a
+ * refresh token, so only it can need a new consent or be kept alive.
+ */
+export const GRANT_KINDS = ['authorization_code', 'client_credentials', 'jwt_bearer'] as const;
+export type GrantKind = (typeof GRANT_KINDS)[number];
+export type ServiceGrantKind = Exclude<GrantKind, 'authorization_code'>;
+
+export function hasRefreshToken(kind: GrantKind): kind is 'authorization_code' {
+  return kind === 'authorization_code';
+}
+
+/** What a grant without a refresh token asks for with each token request; stored with it. */
+export interface TokenRequestParams {
+  /** Space-separated, as sent. */
+  scope?: string;
+  /** RFC 8707 resource indicators. */
+  resource?: string[];
+  /** The `audience` parameter some servers take instead (Auth0, Okta). */
+  audience?: string;
+  /** JWT-bearer: the account the assertion speaks for (`sub`: Google domain-wide delegation). */
+  subject?: string;
+}
+
 export const REFRESH_OUTCOMES = [
   'refreshed',
   'transient_error',
@@ -45,6 +71,9 @@ export interface Grant {
   id: string;
   clientRef: string;
   label: string;
+  kind: GrantKind;
+  /** Null for `authorization_code`: its refresh token carries what was granted. */
+  tokenRequest: TokenRequestParams | null;
   /** The provider's account id, when the consent named one. */
   subject: string | null;
   state: GrantState;
@@ -84,6 +113,7 @@ export function isInDoubt(grant: Pick<Grant, 'leaseSentAt' | 'leaseUntil'>, now:
 /** A grant's tokens in clear, opened only when asked for (one unseal each) and never serialised. */
 export interface GrantTokens {
   accessToken(): string;
+  /** Empty for kinds without a refresh token. */
   refreshToken(): string;
 }
 

@@ -8,11 +8,13 @@
  * ports in clear and are sealed by the adapter (invariant 1): never stored, logged or returned any
  * other way. `test/contract/` holds the suite every adapter must pass.
  */
+import type { PrivateKeyInput, SigningKeyInfo } from '../crypto/signing-key.js';
 import type { AuthorizeParams } from '../oauth/authorize-params.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
 import type {
   Grant,
+  GrantKind,
   GrantMode,
   GrantState,
   GrantTokens,
@@ -20,6 +22,7 @@ import type {
   RefreshEvent,
   RefreshOutcome,
   StoredGrant,
+  TokenRequestParams,
 } from './grant.js';
 
 /** What a refresh or a consent hands the store; the adapter seals the tokens itself. */
@@ -38,13 +41,18 @@ export interface TokenUpdate {
 export interface SaveConsentInput extends TokenUpdate {
   clientRef: string;
   label: string;
+  /** Default `authorization_code`. */
+  kind?: GrantKind;
+  /** For kinds without a refresh token: what each token request asks for. */
+  tokenRequest?: TokenRequestParams;
   subject?: string;
+  /** Empty for kinds without a refresh token. */
   refreshToken: string;
   now: number;
 }
 
 /** What a consent may replace: the grant its label already names. */
-export type ConsentTarget = Pick<Grant, 'id' | 'clientRef' | 'subject'>;
+export type ConsentTarget = Pick<Grant, 'id' | 'clientRef' | 'subject' | 'kind'>;
 
 export interface SchedulableGrant {
   id: string;
@@ -305,6 +313,8 @@ export interface Client {
   clientId: string;
   authMethod: ClientAuthMethod;
   hasSecret: boolean;
+  /** The public facts of its sealed private key (private_key_jwt, JWT-bearer); null without one. */
+  signingKey: SigningKeyInfo | null;
   scopes: string[];
   redirectUri: string | null;
   authorizeParams: AuthorizeParams;
@@ -312,7 +322,7 @@ export interface Client {
   updatedAt: number;
 }
 
-/** A client with its secret opened: only ever held in memory, for a token request. */
+/** A client with its secret and private key opened: only ever held in memory, for a token request. */
 export interface OpenedClient {
   id: string;
   name: string;
@@ -328,6 +338,8 @@ export interface ClientInput {
   profile: ProviderProfile;
   clientId: string;
   clientSecret?: string;
+  /** A private key to sign assertions with; the adapter seals it like the secret. */
+  privateKey?: PrivateKeyInput;
   authMethod: ClientAuthMethod;
   scopes: string[];
   redirectUri?: string;
@@ -414,7 +426,13 @@ export interface ServiceStateRepository {
 export interface RekeyReport {
   /** The primary key every value is now sealed under. */
   keyId: string;
-  resealed: { accessTokens: number; refreshTokens: number; clientSecrets: number; keyCheck: number };
+  resealed: {
+    accessTokens: number;
+    refreshTokens: number;
+    clientSecrets: number;
+    clientKeys: number;
+    keyCheck: number;
+  };
   alreadyCurrent: number;
   /** Key ids the store held before, with how many values each sealed. */
   before: Record<string, number>;

@@ -33,6 +33,15 @@ export interface ProviderProfile {
   refreshIdleLimitSec: number;
   /** Comfortably under the idle limit. */
   keepAliveIntervalSec: number;
+  /** Where client-credentials and JWT-bearer requests go when not the token endpoint (X's app-only tokens). */
+  serviceTokenEndpoint?: string;
+  /** Scopes a client-credentials grant asks for unless told (Microsoft's `.default` of Graph). */
+  serviceDefaultScopes?: string[];
+  /**
+   * Google's JWT-bearer: the scope travels in the assertion's `scope` claim, and `sub` appears only
+   * to name a delegated user. Otherwise (RFC 7523) scope is a form parameter and `sub` defaults to the client.
+   */
+  scopeInAssertion?: boolean;
 }
 
 export type ProviderSpec =
@@ -70,6 +79,8 @@ function xProfile(): ProviderProfile {
     defaultAccessLifetimeSec: 2 * HOUR,
     refreshIdleLimitSec: 180 * DAY,
     keepAliveIntervalSec: 30 * DAY,
+    // App-only bearer tokens: the client-credentials grant, HTTP Basic, at the v1 path.
+    serviceTokenEndpoint: 'https://api.x.com/oauth2/token',
   };
 }
 
@@ -108,6 +119,8 @@ function microsoftProfile(tenant = 'common'): ProviderProfile {
     // Web and native clients; SPA registrations get a fixed 24 h and cannot be kept alive at all.
     refreshIdleLimitSec: 90 * DAY,
     keepAliveIntervalSec: 14 * DAY,
+    // Application permissions are granted by an admin in the portal; .default asks for all of them.
+    serviceDefaultScopes: ['https://graph.microsoft.com/.default'],
   };
   // Multi-tenant aliases issue tokens under each account's own tenant, so only a GUID fixes the issuer.
   if (MS_TENANT_GUID.test(tenant)) profile.issuer = `https://login.microsoftonline.com/${tenant}/v2.0`;
@@ -231,6 +244,9 @@ export const providerProfileSchema = z
     defaultAccessLifetimeSec: z.number().positive(),
     refreshIdleLimitSec: z.number().positive(),
     keepAliveIntervalSec: z.number().positive(),
+    serviceTokenEndpoint: z.string().optional(),
+    serviceDefaultScopes: z.array(z.string()).optional(),
+    scopeInAssertion: z.boolean().optional(),
   })
   .transform(
     (p): ProviderProfile => ({

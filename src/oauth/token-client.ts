@@ -3,6 +3,12 @@ import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { UserError } from '../errors/user-error.js';
 import {
+  CLIENT_ASSERTION_TYPE,
+  type ClientSigningKey,
+  clientAuthenticationAssertion,
+  JWT_BEARER_GRANT_TYPE,
+} from './client-assertion.js';
+import {
   DEVICE_CODE_GRANT_TYPE,
   type DeviceAuthorization,
   deviceAuthorizationSchema,
@@ -18,12 +24,20 @@ import {
 } from './token-errors.js';
 import { parseTokenResponse, TokenResponseError, type TokenSet } from './token-response.js';
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+export const CLIENT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+  'none',
+] as const;
+export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
 
 export interface TokenEndpointTarget {
   tokenEndpoint: string;
   clientId: string;
   clientSecret?: string;
+  /** For `private_key_jwt`: an assertion signed with it authenticates each request. */
+  signingKey?: ClientSigningKey;
   authMethod: ClientAuthMethod;
 }
 
@@ -38,6 +52,9 @@ export interface TokenClientOptions {
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024;
 
+/** A token request's form: a parameter given a list is sent once per value. */
+type FormParams = Record<string, string | readonly string[]>;
+
 /**
  * Where a request may run, on the monotonic clock (`performance.now()`), for a caller holding a
  * lease (invariant 2). Nothing is written after `abortAt`; the request is abandoned at `abortAt`;
@@ -48,6 +65,22 @@ export interface SendWindow {
   abortAt: number;
   protectedUntil: number;
 }
+
+/** How a token request of a lease holder runs. */
+export interface RequestOptions {
+  window?: SendWindow;
+  /** Told the HTTP status as soon as the answer's head arrives (for a trace span). */
+  onResponse?: (status: number) => void;
+}
+
+interface SendOptions {
+  onResponse?: (status: number) => void;
+  /** False for a JWT-bearer request of a client that has no credentials beside its assertion. */
+  authenticateClient?: boolean;
+}
+
+const withResponseHook = (opts: RequestOptions): SendOptions =>
+  opts.onResponse ? { onResponse: opts.onResponse } : {};
 
 /** A token response that could not be used, but whose rotated refresh token could. */
 export class UnusableTokenResponse extends TokenEndpointError {
@@ -125,17 +158,47 @@ export class TokenClient {
   async refresh(
     target: TokenEndpointTarget,
     refreshToken: string,
-    opts: {
-      scope?: string;
-      window?: SendWindow;
-      /** Told the HTTP status as soon as the answer's head arrives (for a trace span). */
-      onResponse?: (status: number) => void;
-    } = {},
+    opts: RequestOptions & { scope?: string } = {},
   ): Promise<TokenSet> {
     if (!refreshToken) throw new TypeError('refresh token is empty');
     const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (opts.scope) params.scope = opts.scope;
-    return this.#post(target, params, [refreshToken], opts.window, opts.onResponse);
+    return this.#post(target, params, [refreshToken], opts.window, withResponseHook(opts));
+  }
+
+  /**
+   * RFC 6749 §4.4: a token for the client itself, asked for again whenever it nears expiry (there
+   * is no refresh token). `resource` may repeat (RFC 8707).
+   */
+  clientCredentials(
+    target: TokenEndpointTarget,
+    request: { scope?: string; resource?: readonly string[]; audience?: string },
+    opts: RequestOptions = {},
+  ): Promise<TokenSet> {
+    const params: FormParams = { grant_type: 'client_credentials' };
+    if (request.scope) params.scope = request.scope;
+    if (request.resource?.length) params.resource = request.resource;
+    if (request.audience) params.audience = request.audience;
+    return this.#post(target, params, [], opts.window, withResponseHook(opts));
+  }
+
+  /**
+   * RFC 7523 §2.1: a token for whom the signed `assertion` names. The assertion authenticates the
+   * request, so a client without other credentials (auth method none) sends no client_id either,
+   * as Google's service accounts expect.
+   */
+  jwtBearer(
+    target: TokenEndpointTarget,
+    assertion: string,
+    request: { scope?: string },
+    opts: RequestOptions = {},
+  ): Promise<TokenSet> {
+    const params: FormParams = { grant_type: JWT_BEARER_GRANT_TYPE, assertion };
+    if (request.scope) params.scope = request.scope;
+    return this.#post(target, params, [assertion], opts.window, {
+      ...withResponseHook(opts),
+      authenticateClient: target.authMethod !== 'none',
+    });
   }
 
   exchangeCode(
@@ -218,13 +281,20 @@ export class TokenClient {
 
   async #post(
     target: TokenEndpointTarget,
-    params: Record<string, string>,
+    params: FormParams,
     secrets: string[],
     window?: SendWindow,
-    onResponse?: (status: number) => void,
+    sendOptions: SendOptions = {},
   ): Promise<TokenSet> {
     const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
-    const { status, json, headers, now } = await this.#send(url, target, params, secrets, window, onResponse);
+    const { status, json, headers, now } = await this.#send(
+      url,
+      target,
+      params,
+      secrets,
+      window,
+      sendOptions,
+    );
     let problem: string | undefined;
     if (status >= 200 && status < 300) {
       try {
@@ -242,10 +312,10 @@ export class TokenClient {
   async #send(
     url: URL,
     target: TokenEndpointTarget,
-    params: Record<string, string>,
+    params: FormParams,
     secrets: string[],
     window: SendWindow = this.#defaultWindow(),
-    onResponse?: (status: number) => void,
+    { onResponse, authenticateClient = true }: SendOptions = {},
   ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders; now: number }> {
     if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
     const headers: Record<string, string> = {
@@ -253,26 +323,11 @@ export class TokenClient {
       accept: 'application/json',
       'user-agent': this.#userAgent,
     };
-    const form = new URLSearchParams(params);
-    if (target.authMethod === 'none') {
-      form.set('client_id', target.clientId);
-    } else {
-      const secret = target.clientSecret;
-      if (!secret) {
-        throw new UserError(
-          `OAuth client ${target.clientId} authenticates with ${target.authMethod} but has no client secret; ` +
-            'set its secret or register it as a public client (auth method none)',
-        );
-      }
-      secrets.push(secret);
-      if (target.authMethod === 'client_secret_basic') {
-        const pair = `${formEncode(target.clientId)}:${formEncode(secret)}`;
-        headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-      } else {
-        form.set('client_id', target.clientId);
-        form.set('client_secret', secret);
-      }
+    const form = new URLSearchParams();
+    for (const [name, value] of Object.entries(params)) {
+      for (const one of typeof value === 'string' ? [value] : value) form.append(name, one);
     }
+    if (authenticateClient) await authenticate(target, url, form, headers, secrets);
 
     const controller = new AbortController();
     const timer = abortAt(controller, window);
@@ -310,6 +365,53 @@ export class TokenClient {
   #defaultWindow(): SendWindow {
     const abortAt = performance.now() + this.#timeoutMs;
     return { abortAt, protectedUntil: Number.POSITIVE_INFINITY };
+  }
+}
+
+/**
+ * Adds the client's authentication to a token request (RFC 6749 §2.3, RFC 7523 §2.2). What it
+ * sends that is secret joins `secrets`, so no server echo of it reaches a message.
+ */
+async function authenticate(
+  target: TokenEndpointTarget,
+  url: URL,
+  form: URLSearchParams,
+  headers: Record<string, string>,
+  secrets: string[],
+): Promise<void> {
+  if (target.authMethod === 'none') {
+    form.set('client_id', target.clientId);
+    return;
+  }
+  if (target.authMethod === 'private_key_jwt') {
+    if (!target.signingKey) {
+      throw new UserError(
+        `OAuth client ${target.clientId} authenticates with private_key_jwt but has no private key; ` +
+          'register it again with --private-key-file',
+      );
+    }
+    // Signed per request, never reused: a retry is a new assertion with a new jti.
+    const assertion = await clientAuthenticationAssertion(target.signingKey, target.clientId, url.href);
+    secrets.push(assertion);
+    form.set('client_id', target.clientId);
+    form.set('client_assertion_type', CLIENT_ASSERTION_TYPE);
+    form.set('client_assertion', assertion);
+    return;
+  }
+  const secret = target.clientSecret;
+  if (!secret) {
+    throw new UserError(
+      `OAuth client ${target.clientId} authenticates with ${target.authMethod} but has no client secret; ` +
+        'set its secret or register it as a public client (auth method none)',
+    );
+  }
+  secrets.push(secret);
+  if (target.authMethod === 'client_secret_basic') {
+    const pair = `${formEncode(target.clientId)}:${formEncode(secret)}`;
+    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
+  } else {
+    form.set('client_id', target.clientId);
+    form.set('client_secret', secret);
   }
 }
 

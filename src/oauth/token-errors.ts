@@ -28,7 +28,7 @@ const MAX_DESCRIPTION = 200;
 
 const OUTCOME_TEXT: Record<TokenErrorOutcome, string> = {
   needs_reconsent: 'the grant is dead and the account must consent again',
-  client_error: 'the client registration was rejected; check its id, secret and allowed grants',
+  client_error: 'the client registration was rejected; check its id, secret or key and allowed grants',
   retry: 'transient',
 };
 
@@ -212,6 +212,27 @@ export function classifyTokenError({
     return new TokenEndpointError({ ...base, kind: 'permanent', outcome: 'client_error', code });
   }
   return transient(code);
+}
+
+/**
+ * The same answer to a grant without a refresh token (client credentials, JWT bearer): nothing a
+ * user consented to can be dead, so `invalid_grant` and the consent codes mean the server refused
+ * the client's own request (its credentials, its assertion, a grant type it may not use).
+ */
+export function forServiceGrant(error: TokenEndpointError): TokenEndpointError {
+  if (error.outcome !== 'needs_reconsent') return error;
+  return new TokenEndpointError(
+    {
+      kind: error.kind,
+      outcome: 'client_error',
+      code: error.code,
+      requestSent: error.requestSent,
+      ...(error.status === undefined ? {} : { status: error.status }),
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+      ...(error.description === undefined ? {} : { description: error.description }),
+    },
+    { cause: error },
+  );
 }
 
 export function networkError(cause: unknown, requestSent: boolean): TokenEndpointError {

@@ -39,6 +39,11 @@ export interface FailureContext {
   history: readonly PastAttempt[];
   /** A replay of a possibly spent refresh token may revoke the grant (the provider preset says). */
   replayMayRevoke: boolean;
+  /**
+   * The grant stands on a user's consent (a refresh token). Without one (client credentials, JWT
+   * bearer) no refusal can mean the account must consent again: it is the client's credentials.
+   */
+  consentBound: boolean;
   inDoubtGraceMs: number;
   backoff: BackoffPolicy;
   unexplained: UnexplainedRule;
@@ -67,7 +72,7 @@ export function planAfterFailure(
   if (facts.kind === 'permanent') {
     return {
       action: 'stop',
-      state: facts.outcome === 'client_error' ? 'client_error' : 'needs_reconsent',
+      state: facts.outcome === 'client_error' || !ctx.consentBound ? 'client_error' : 'needs_reconsent',
       message: facts.message,
     };
   }
@@ -84,6 +89,15 @@ export function planAfterFailure(
     const streak = unexplainedStreak(ctx.history);
     const count = streak.length + 1;
     const since = streak.at(-1)?.at ?? ctx.now;
+    if (count >= ctx.unexplained.count && ctx.now - since >= ctx.unexplained.spanMs && !ctx.consentBound) {
+      return {
+        action: 'stop',
+        state: 'client_error',
+        message:
+          `the token endpoint refused the client's requests ${count} times since ${iso(since)} with ` +
+          `HTTP ${facts.status ?? '4xx'} and no OAuth error: check its credentials, key and allowed grants`,
+      };
+    }
     if (count >= ctx.unexplained.count && ctx.now - since >= ctx.unexplained.spanMs) {
       return {
         action: 'stop',

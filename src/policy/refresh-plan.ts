@@ -1,4 +1,4 @@
-import type { GrantMode } from '../grants/grant.js';
+import { type GrantKind, type GrantMode, hasRefreshToken } from '../grants/grant.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import {
   accessExpiry,
@@ -10,6 +10,19 @@ import {
 export interface ProviderTiming {
   defaultAccessLifetimeSec: number;
   keepAliveIntervalSec: number;
+}
+
+/**
+ * The provider's timing as a grant of this kind lives by it: without a refresh token there is
+ * nothing to keep alive, so no keep-alive deadline caps the schedule.
+ */
+export function timingFor(provider: ProviderTiming, kind: GrantKind): ProviderTiming {
+  return hasRefreshToken(kind)
+    ? provider
+    : {
+        defaultAccessLifetimeSec: provider.defaultAccessLifetimeSec,
+        keepAliveIntervalSec: Number.POSITIVE_INFINITY,
+      };
 }
 
 export interface RefreshPlan {

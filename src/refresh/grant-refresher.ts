@@ -6,7 +6,9 @@ import { UserError } from '../errors/user-error.js';
 import { reachFaultPoint } from '../fault-injection/fault-points.js';
 import {
   type Grant,
+  type GrantKind,
   type GrantTokens,
+  hasRefreshToken,
   isLive,
   type RefreshEvent,
   type StoredGrant,
@@ -16,16 +18,17 @@ import { STORAGE_RETRY_MS, type StorageFailure, storageFailureOf } from '../gran
 import type { Logger } from '../log/logger.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oauth/token-client.js';
-import { TokenEndpointError } from '../oauth/token-errors.js';
+import { forServiceGrant, TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import type { BackoffPolicy } from '../policy/backoff.js';
 import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
-import { planAfterTokenResponse } from '../policy/refresh-plan.js';
+import { planAfterTokenResponse, timingFor } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { StorageGate } from '../store/storage-gate.js';
 import { SPAN_NAMES, type SpanFacts, serverFacts } from '../telemetry/span-policy.js';
 import { NO_SPAN, type TraceSpan } from '../telemetry/spans.js';
 import { HeldCommit } from './held-commit.js';
+import { nextTokenRequest } from './next-token.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 
 export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
@@ -226,7 +229,7 @@ export class GrantRefresher {
       return { result: { status: 'busy', retryAt: now + view.leaseRemainingMs + LEASE_SLACK_MS } };
     }
     if (view.sentAgoMs !== null) {
-      if (await this.replayIsHarmless(view.grant.clientRef)) {
+      if (await this.replayIsHarmless(view.grant)) {
         const retried = await grants.claim(grantId, version, owner, leaseMs, 0);
         if (retried) return { claimed: retried };
       }
@@ -237,10 +240,11 @@ export class GrantRefresher {
   }
 
   /** Whether this grant's provider lets a lost answer's refresh token be sent again at once. */
-  private async replayIsHarmless(clientRef: string): Promise<boolean> {
+  private async replayIsHarmless(grant: Grant): Promise<boolean> {
+    if (!hasRefreshToken(grant.kind)) return true;
     try {
-      const client = await this.deps.clients.openById(clientRef);
-      return client !== undefined && !replayMayRevoke(client.profile);
+      const client = await this.deps.clients.openById(grant.clientRef);
+      return client !== undefined && !replayMayRevoke(client.profile, grant.kind);
     } catch {
       // A client that cannot be opened is found by the refresh itself; here, the safe side.
       return false;
@@ -264,7 +268,7 @@ export class GrantRefresher {
   ): Promise<RefreshResult> {
     const { grants, tokenClient, inDoubtGraceMs } = this.deps;
     const { grant } = claimed;
-    const refreshToken = claimed.tokens.refreshToken();
+    const next = nextTokenRequest(tokenClient, client, claimed);
     reachFaultPoint('stop-after-claim');
     // The fence (invariant 2): the lease must still be ours with more than the request timeout
     // left, checked and marked sent in one statement immediately before the request is written.
@@ -288,7 +292,8 @@ export class GrantRefresher {
       // Nobody sends this grant's refresh token again before our lease ends, or, where a replay may
       // revoke it, before the in-doubt grace has passed: an answer that arrives until then is ours.
       protectedUntil:
-        fencedAt + (replayMayRevoke(client.profile) ? inDoubtGraceMs - GRACE_SAFETY_MS : remainingMs),
+        fencedAt +
+        (replayMayRevoke(client.profile, grant.kind) ? inDoubtGraceMs - GRACE_SAFETY_MS : remainingMs),
     };
     const sentAt = this.now();
     const request = span.child(SPAN_NAMES.tokenRequest, {}, SpanKind.CLIENT);
@@ -297,14 +302,9 @@ export class GrantRefresher {
     }
     let answer: { tokens: TokenSet } | { error: TokenEndpointError };
     try {
-      answer = {
-        tokens: await tokenClient.refresh(client.target, refreshToken, {
-          window,
-          onResponse: (httpStatus) => request.set({ httpStatus }),
-        }),
-      };
+      answer = { tokens: await next({ window, onResponse: (httpStatus) => request.set({ httpStatus }) }) };
     } catch (err) {
-      const error = asTokenError(err);
+      const error = hasRefreshToken(grant.kind) ? asTokenError(err) : forServiceGrant(asTokenError(err));
       request.fail(error.code, error.status === undefined ? {} : { httpStatus: error.status });
       answer = { error };
     } finally {
@@ -360,7 +360,14 @@ export class GrantRefresher {
     sentAt: number,
   ): Promise<RefreshResult> {
     const now = this.now();
-    const plan = planAfterTokenResponse(tokens, sentAt, now, client.profile, this.deps.timing, grant.mode);
+    const plan = planAfterTokenResponse(
+      tokens,
+      sentAt,
+      now,
+      timingFor(client.profile, grant.kind),
+      this.deps.timing,
+      grant.mode,
+    );
     const event: RefreshEvent = {
       at: now,
       trigger,
@@ -552,7 +559,8 @@ export class GrantRefresher {
       {
         consecutiveFailures: grant.consecutiveFailures,
         history,
-        replayMayRevoke: replayMayRevoke(client.profile),
+        replayMayRevoke: replayMayRevoke(client.profile, grant.kind),
+        consentBound: hasRefreshToken(grant.kind),
         inDoubtGraceMs: this.deps.inDoubtGraceMs,
         backoff: this.deps.backoff,
         unexplained: this.deps.unexplained,
@@ -610,11 +618,15 @@ export class GrantRefresher {
   }
 }
 
-/** Replaying a refresh token whose request's answer was lost may revoke the grant on this provider. */
+/**
+ * Replaying a refresh token whose request's answer was lost may revoke the grant on this provider.
+ * A grant without one asks afresh each time: a lost answer costs nothing but the request.
+ */
 export function replayMayRevoke(
   profile: Pick<ProviderProfile, 'rotatesRefreshTokens' | 'oldRefreshTokensStayValid'>,
+  kind: GrantKind,
 ): boolean {
-  return profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
+  return hasRefreshToken(kind) && profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
 }
 
 /** What a span says about a result: its status, and for a failure the code and HTTP status. */

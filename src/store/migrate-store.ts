@@ -152,7 +152,7 @@ async function verifySealed(tx: PgTx, sealer: Sealer): Promise<void> {
     clients: (await tx.execute<SealedRows['clients'][number]>(sql.raw(SEALED_CLIENTS_SQL))).rows,
     keyCheck: check?.value,
   };
-  const readOnly = { accessToken() {}, refreshToken() {}, clientSecret() {}, keyCheck() {} };
+  const readOnly = { accessToken() {}, refreshToken() {}, clientSecret() {}, clientKey() {}, keyCheck() {} };
   try {
     for (const value of sealedValues(rows, readOnly)) sealer.open(value.sealed, value.context);
   } catch (err) {

@@ -3,18 +3,23 @@
  * domain's words (src/grants/grant.ts), parsed here on the way out like any input, so a damaged
  * row is an error, never a state no layer knows. Sealed values are opened here, lazily.
  */
+import { z } from 'zod';
 import type { Sealer } from '../crypto/sealer.js';
+import { type PrivateKeyInput, type SigningKeyInfo, signingKeyInfoSchema } from '../crypto/signing-key.js';
 import { UserError } from '../errors/user-error.js';
 import {
+  GRANT_KINDS,
   GRANT_MODES,
   GRANT_STATES,
   type Grant,
+  type GrantKind,
   type GrantMode,
   type GrantState,
   REFRESH_OUTCOMES,
   type RecordedRefreshEvent,
   type RefreshOutcome,
   type StoredGrant,
+  type TokenRequestParams,
 } from '../grants/grant.js';
 import type {
   AlertView,
@@ -25,14 +30,17 @@ import type {
   SaveConsentInput,
 } from '../grants/ports.js';
 import { type AuthorizeParams, authorizeParamsSchema } from '../oauth/authorize-params.js';
+import type { ClientSigningKey } from '../oauth/client-assertion.js';
 import { parseStoredProfile } from '../oauth/providers.js';
-import type { ClientAuthMethod } from '../oauth/token-client.js';
-import { sealContext, secretContext } from './seal-contexts.js';
+import { CLIENT_AUTH_METHODS, type ClientAuthMethod } from '../oauth/token-client.js';
+import { privateKeyContext, sealContext, secretContext } from './seal-contexts.js';
 
 /** A grants row in either adapter's types: the domain's fields as stored, plus the sealed tokens. */
-export type GrantRowShape = Omit<Grant, 'state' | 'mode'> & {
+export type GrantRowShape = Omit<Grant, 'state' | 'mode' | 'kind' | 'tokenRequest'> & {
   state: string;
   mode: string;
+  kind: string;
+  tokenRequest: unknown;
   accessTokenSealed: string;
   refreshTokenSealed: string;
 };
@@ -43,6 +51,8 @@ export interface ClientRowShape {
   profile: unknown;
   clientId: string;
   clientSecretSealed: string | null;
+  privateKeySealed: string | null;
+  signingKey: unknown;
   authMethod: string;
   scopes: string;
   redirectUri: string | null;
@@ -79,7 +89,33 @@ export function asOutcome(outcome: string): RefreshOutcome {
 
 export function toGrant(row: GrantRowShape): Grant {
   const { accessTokenSealed: _a, refreshTokenSealed: _r, ...rest } = row;
-  return { ...rest, state: asGrantState(row.state), mode: asGrantMode(row.mode) };
+  return {
+    ...rest,
+    state: asGrantState(row.state),
+    mode: asGrantMode(row.mode),
+    kind: asGrantKind(row.kind),
+    tokenRequest: storedTokenRequest(row.tokenRequest),
+  };
+}
+
+export function asGrantKind(kind: string): GrantKind {
+  if ((GRANT_KINDS as readonly string[]).includes(kind)) return kind as GrantKind;
+  throw new Error(`a grant row holds an unknown kind "${kind.slice(0, 40)}"`);
+}
+
+const tokenRequestSchema = z.strictObject({
+  scope: z.string().optional(),
+  resource: z.array(z.string()).optional(),
+  audience: z.string().optional(),
+  subject: z.string().optional(),
+});
+
+/** JSON written by us, parsed like any input: it goes into token requests. */
+function storedTokenRequest(value: unknown): TokenRequestParams | null {
+  if (value === null || value === undefined) return null;
+  const parsed = tokenRequestSchema.safeParse(value);
+  if (!parsed.success) throw new Error('a grant row holds a damaged token request');
+  return parsed.data as TokenRequestParams;
 }
 
 /** The row with its tokens opened lazily: one unseal per token asked for. */
@@ -102,11 +138,9 @@ export function toEvent(row: EventRowShape): RecordedRefreshEvent {
   return { ...row, outcome: asOutcome(row.outcome) };
 }
 
-const AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'none'];
-
 /** The client as every layer sees it: JSON and text columns parsed like any input, never the secret. */
 export function toClient(row: ClientRowShape): Client {
-  if (!AUTH_METHODS.includes(row.authMethod as ClientAuthMethod)) {
+  if (!(CLIENT_AUTH_METHODS as readonly string[]).includes(row.authMethod)) {
     throw new UserError(`client ${row.name} has an unknown authentication method`);
   }
   return {
@@ -116,6 +150,7 @@ export function toClient(row: ClientRowShape): Client {
     clientId: row.clientId,
     authMethod: row.authMethod as ClientAuthMethod,
     hasSecret: row.clientSecretSealed !== null,
+    signingKey: storedSigningKey(row),
     scopes: row.scopes.split(' ').filter(Boolean),
     redirectUri: row.redirectUri,
     authorizeParams: storedAuthorizeParams(row.name, row.authorizeParams),
@@ -141,8 +176,32 @@ export function toOpenedClient(row: ClientRowShape, sealer: Sealer): OpenedClien
       ...(row.clientSecretSealed
         ? { clientSecret: sealer.open(row.clientSecretSealed, secretContext(row.id)) }
         : {}),
+      ...(row.privateKeySealed && client.signingKey
+        ? { signingKey: openedSigningKey(row.privateKeySealed, client, sealer) }
+        : {}),
     },
   };
+}
+
+function openedSigningKey(sealed: string, client: Client, sealer: Sealer): ClientSigningKey {
+  const { alg, keyId, x5tS256, audience } = client.signingKey as SigningKeyInfo;
+  // A client registered for the issuer audience was checked to have one (client add).
+  const issuer = audience === 'issuer' ? client.profile.issuer : undefined;
+  return {
+    privateKeyPem: sealer.open(sealed, privateKeyContext(client.id)),
+    alg,
+    ...(keyId ? { keyId } : {}),
+    ...(x5tS256 ? { x5tS256 } : {}),
+    ...(issuer ? { audience: issuer } : {}),
+  };
+}
+
+/** JSON written by us, parsed like any input: a damaged one must not sign with the wrong algorithm. */
+function storedSigningKey(row: ClientRowShape): SigningKeyInfo | null {
+  if (row.signingKey === null || row.signingKey === undefined) return null;
+  const parsed = signingKeyInfoSchema.safeParse(row.signingKey);
+  if (!parsed.success) throw new UserError(`client ${row.name} has a damaged signing key description`);
+  return parsed.data;
 }
 
 /** The columns a client add or update writes, its secret sealed to the client's id. */
@@ -153,6 +212,9 @@ export function clientValues(input: ClientInput, id: string, sealer: Sealer) {
     clientId: input.clientId,
     clientSecretSealed:
       input.clientSecret === undefined ? null : sealer.seal(input.clientSecret, secretContext(id)),
+    privateKeySealed:
+      input.privateKey === undefined ? null : sealer.seal(input.privateKey.pem, privateKeyContext(id)),
+    signingKey: input.privateKey === undefined ? null : signingKeyInfo(input.privateKey),
     authMethod: input.authMethod,
     scopes: input.scopes.join(' '),
     redirectUri: input.redirectUri ?? null,
@@ -160,6 +222,10 @@ export function clientValues(input: ClientInput, id: string, sealer: Sealer) {
       input.authorizeParams && Object.keys(input.authorizeParams).length > 0 ? input.authorizeParams : null,
     updatedAt: input.now,
   };
+}
+
+function signingKeyInfo({ alg, keyId, x5tS256, audience }: PrivateKeyInput): Record<string, string> {
+  return { alg, audience, ...(keyId ? { keyId } : {}), ...(x5tS256 ? { x5tS256 } : {}) };
 }
 
 /** The column is JSON written by us, but parsed like any input: a damaged one must not reach a URL. */
@@ -193,6 +259,8 @@ export function consentValues(
 ) {
   return {
     clientRef: input.clientRef,
+    kind: input.kind ?? 'authorization_code',
+    tokenRequest: input.tokenRequest ?? null,
     subject: input.subject ?? existingSubject ?? null,
     state: 'active' as const,
     accessTokenSealed: sealer.seal(input.accessToken, sealContext(id, 'access_token')),

@@ -11,6 +11,10 @@ export function secretContext(clientId: string): string {
   return `client:${clientId}:secret`;
 }
 
+export function privateKeyContext(clientId: string): string {
+  return `client:${clientId}:private_key`;
+}
+
 /** The `meta` row holding a value sealed at creation, and what that value is bound to. */
 export const KEY_CHECK_KEY = 'key_check';
 export const KEY_CHECK_CONTEXT = 'meta:key_check';

@@ -33,6 +33,8 @@ export function sealerOf(fill: number, previous: number[] = []): Sealer {
 }
 
 const LEASE = 10_000;
+/** Stands in for a PEM: the store seals and opens it as text, whatever it holds. */
+const PRIVATE_KEY_PEM = '-----BEGIN PRIVATE KEY-----\ncontract\n-----END PRIVATE KEY-----\n';
 const GRACE = 600_000;
 
 export function describeStoreContract(adapter: string, setup: () => Promise<StoreUnderTest>): void {
@@ -140,6 +142,39 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect((await store.grants.find(grant.id))?.grant.id).toBe(grant.id);
       });
 
+      it('stores a grant without a refresh token: its kind and request kept, committed like any grant', async () => {
+        const request = {
+          scope: 'a b',
+          resource: ['https://api.example/'],
+          audience: 'aud',
+          subject: 'u@x.test',
+        };
+        const plain = await seed();
+        expect(plain).toMatchObject({ kind: 'authorization_code', tokenRequest: null });
+        const grant = await seed({ kind: 'client_credentials', tokenRequest: request, refreshToken: '' });
+        expect(grant).toMatchObject({ kind: 'client_credentials', tokenRequest: request });
+        expect((await store.grants.get(grant.id))?.tokens.refreshToken()).toBe('');
+        let seenKind: string | undefined;
+        await store.grants.saveConsent(
+          consent({ label: grant.label, kind: 'jwt_bearer', refreshToken: '' }),
+          (existing) => {
+            seenKind = existing.kind;
+          },
+        );
+        expect(seenKind).toBe('client_credentials');
+        const claimed = await store.grants.claim(grant.id, 1, 'cc-owner', LEASE, GRACE);
+        expect(claimed?.grant).toMatchObject({ kind: 'jwt_bearer', tokenRequest: null });
+        const committed = await store.grants.commitRefresh(
+          grant.id,
+          1,
+          update('cc', null),
+          event('refreshed'),
+        );
+        expect(committed?.grant).toMatchObject({ kind: 'jwt_bearer', version: 2 });
+        expect(committed?.tokens.refreshToken()).toBe('');
+        expect((await store.grants.list()).find((g) => g.id === grant.id)?.kind).toBe('jwt_bearer');
+      });
+
       it('answers undefined for what does not exist', async () => {
         expect(await store.grants.get('g_nothing')).toBeUndefined();
         expect(await store.grants.find('@nobody')).toBeUndefined();
@@ -160,7 +195,9 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           (existing) => seen.push(existing),
         );
         // Only what the check needs: never the sealed tokens.
-        expect(seen).toEqual([{ id: first.id, clientRef, subject: first.subject }]);
+        expect(seen).toEqual([
+          { id: first.id, clientRef, subject: first.subject, kind: 'authorization_code' },
+        ]);
         expect(again).toMatchObject({ id: first.id, version: 1, leaseOwner: null, leaseSentAt: null });
         expect((await store.grants.get(first.id))?.tokens.refreshToken()).toBe('rt-new');
       });
@@ -845,6 +882,61 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect((await store.clients.openById(named[0]?.id ?? ''))?.target.clientSecret).toBe('raced-secret');
       });
 
+      it('seals a private key to its client and opens it, with its public facts, for a token request', async () => {
+        const input = {
+          name: 'contract-keyed',
+          profile: testProfile('https://id.example/token', { issuer: 'https://id.example' }),
+          clientId: 'c6',
+          privateKey: {
+            pem: PRIVATE_KEY_PEM,
+            alg: 'ES256' as const,
+            keyId: 'k6',
+            audience: 'issuer' as const,
+          },
+          authMethod: 'private_key_jwt' as const,
+          scopes: [],
+          now: Date.now(),
+        };
+        const added = await store.clients.upsert(input);
+        expect(added).toMatchObject({ hasSecret: false, authMethod: 'private_key_jwt' });
+        expect(added.signingKey).toEqual({ alg: 'ES256', keyId: 'k6', audience: 'issuer' });
+        expect((await store.clients.openById(added.id))?.target).toMatchObject({
+          authMethod: 'private_key_jwt',
+          signingKey: {
+            privateKeyPem: PRIVATE_KEY_PEM,
+            alg: 'ES256',
+            keyId: 'k6',
+            audience: 'https://id.example',
+          },
+        });
+        // A new key registered by another process is the one the next request signs with.
+        const other = await subject.open(sealer);
+        try {
+          await other.clients.upsert({
+            ...input,
+            privateKey: { ...input.privateKey, pem: 'NEW-PEM', keyId: 'k7' },
+            now: input.now + 1,
+          });
+        } finally {
+          await other.admin.close();
+        }
+        expect((await store.clients.openById(added.id))?.target.signingKey).toMatchObject({
+          privateKeyPem: 'NEW-PEM',
+          keyId: 'k7',
+        });
+        // Registered again with a secret instead, the key is gone.
+        await store.clients.upsert({
+          ...input,
+          privateKey: undefined,
+          clientSecret: 's',
+          authMethod: 'client_secret_basic',
+          now: input.now + 2,
+        });
+        expect((await store.clients.get(added.id))?.signingKey).toBeNull();
+        expect((await store.clients.openById(added.id))?.target.signingKey).toBeUndefined();
+        await store.clients.upsert({ ...input, now: input.now + 3 });
+      });
+
       it('a secret rotated by another process is the one the next token request uses', async () => {
         const input = {
           name: 'contract-rotated',
@@ -978,6 +1070,7 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           expect(report.resealed.keyCheck).toBe(1);
           expect(report.resealed.refreshTokens).toBeGreaterThanOrEqual(1);
           expect(report.resealed.clientSecrets).toBeGreaterThanOrEqual(1);
+          expect(report.resealed.clientKeys).toBeGreaterThanOrEqual(1);
           expect(report.alreadyCurrent).toBe(0);
           expect((await during.admin.rekey()).alreadyCurrent).toBe(report.total);
         } finally {
@@ -991,6 +1084,10 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           );
           expect((await after.clients.openById(clientRef))?.target.clientSecret).toBe(
             'contract-client-secret',
+          );
+          const keyed = await after.clients.findByName('contract-keyed');
+          expect((await after.clients.openById(keyed?.id ?? ''))?.target.signingKey?.privateKeyPem).toBe(
+            PRIVATE_KEY_PEM,
           );
         } finally {
           await after.admin.close();

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createKeeper } from '../../src/library/index.js';
 import { findFreePort } from '../../src/redis/managed-redis.js';
 import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
-import { runCli, spawnCli } from '../support/cli.js';
+import { expectOneClearLine, runCli, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir } from '../support/engine.js';
 
 const dirs: string[] = [];
@@ -20,16 +20,6 @@ const key = () => randomBytes(32).toString('base64');
 afterAll(() => {
   for (const d of dirs) removeDir(d);
 });
-
-/** One line on stderr, no stack trace, a non-zero exit. */
-function expectOneClearLine(result: { code: number | null; stderr: string }, pattern: RegExp) {
-  expect(result.code).not.toBe(0);
-  const lines = result.stderr.trim().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^grantkeeper: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(result.stderr).not.toMatch(/\n\s+at /);
-}
 
 describe('grantkeeper run: bad input exits with one clear line', () => {
   it('rejects a malformed environment value, naming the variable', async () => {

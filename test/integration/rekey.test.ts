@@ -140,7 +140,7 @@ describe('grantkeeper rekey', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
       keyId: keyId(newKey),
-      resealed: { accessTokens: 5, refreshTokens: 5, clientSecrets: 1, keyCheck: 1 },
+      resealed: { accessTokens: 5, refreshTokens: 5, clientSecrets: 1, clientKeys: 0, keyCheck: 1 },
       alreadyCurrent: 0,
       before: { [keyId(oldKey)]: 12 },
       total: 12,

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { packageRoot } from '../../src/util/package-root.js';
 
 export interface CliResult {
@@ -67,4 +68,14 @@ export async function runCli(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** One line on stderr, no stack trace, a non-zero exit. */
+export function expectOneClearLine(result: { code: number | null; stderr: string }, pattern: RegExp) {
+  expect(result.code).not.toBe(0);
+  const lines = result.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^grantkeeper: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
 }

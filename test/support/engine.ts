@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Config, configSchema } from '../../src/config/config-schema.js';
 import type { LoadedConfig } from '../../src/config/load-config.js';
+import type { PrivateKeyInput } from '../../src/crypto/signing-key.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { ProviderProfile } from '../../src/oauth/providers.js';
 import type { ClientAuthMethod } from '../../src/oauth/token-client.js';
@@ -113,14 +114,24 @@ export function testProfile(
 export function addClient(
   engine: Engine,
   profile: ProviderProfile,
-  client: { clientId: string; clientSecret?: string; authMethod?: ClientAuthMethod; name?: string },
+  client: {
+    clientId: string;
+    clientSecret?: string;
+    /** Registers it for private_key_jwt (unless authMethod says otherwise). */
+    privateKey?: PrivateKeyInput;
+    authMethod?: ClientAuthMethod;
+    name?: string;
+  },
 ) {
   return engine.service.app.clients.upsert({
     name: client.name ?? 'test-client',
     profile,
     clientId: client.clientId,
     ...(client.clientSecret ? { clientSecret: client.clientSecret } : {}),
-    authMethod: client.authMethod ?? (client.clientSecret ? 'client_secret_basic' : 'none'),
+    ...(client.privateKey ? { privateKey: client.privateKey } : {}),
+    authMethod:
+      client.authMethod ??
+      (client.privateKey ? 'private_key_jwt' : client.clientSecret ? 'client_secret_basic' : 'none'),
     scopes: profile.defaultScopes,
     now: Date.now(),
   });

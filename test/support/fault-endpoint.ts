@@ -27,7 +27,10 @@ export type Behaviour =
 export interface RecordedRequest {
   at: number;
   headers: Record<string, string | string[] | undefined>;
+  /** The last value of each parameter; `params` has them all (a repeated `resource`). */
   form: Record<string, string>;
+  params: URLSearchParams;
+  path: string;
 }
 
 export interface FaultEndpoint {
@@ -134,8 +137,15 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const form = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
-    endpoint.requests.push({ at: Date.now(), headers: { ...req.headers }, form });
+    const params = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+    const form = Object.fromEntries(params);
+    endpoint.requests.push({
+      at: Date.now(),
+      headers: { ...req.headers },
+      form,
+      params,
+      path: req.url ?? '',
+    });
     const b = queue.shift() ?? fallback;
     switch (b.type) {
       case 'rotate':

@@ -13,8 +13,12 @@ export interface OidcTestClient {
   clientId: string;
   clientSecret?: string;
   redirectUris: string[];
-  authMethod?: 'client_secret_basic' | 'client_secret_post' | 'none';
+  authMethod?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+  /** The public keys a private_key_jwt client signs its assertions with. */
+  jwks?: { keys: Array<Record<string, unknown>> };
   applicationType?: 'web' | 'native';
+  /** Default authorization_code and refresh_token. */
+  grantTypes?: string[];
 }
 
 export interface OidcServerOptions {
@@ -32,6 +36,8 @@ export interface OidcServerOptions {
   claimsInIdToken?: boolean;
   /** Offer RFC 8628 device-code consent (its endpoint at /device/auth, the user's page at /device). */
   deviceFlow?: boolean;
+  /** Enable the client_credentials grant; its tokens live `accessTokenTtlSec` too. */
+  clientCredentials?: boolean;
 }
 
 export interface OidcCounters {
@@ -41,6 +47,12 @@ export interface OidcCounters {
   grantsRevoked: number;
   /** Refresh requests that presented an already consumed refresh token. */
   reuseDetected: number;
+  /** Client assertions (private_key_jwt) the server accepted, each a jti it had not seen. */
+  assertionsAccepted: number;
+  /** Successful client_credentials grants. */
+  clientCredentials: number;
+  /** Token requests refused, by OAuth error code. */
+  errors: Record<string, number>;
 }
 
 export interface OidcServer {
@@ -163,6 +175,14 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
   });
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
+  const counters: OidcCounters = {
+    refreshes: 0,
+    grantsRevoked: 0,
+    reuseDetected: 0,
+    assertionsAccepted: 0,
+    clientCredentials: 0,
+    errors: {},
+  };
   const accessTokenTtl = opts.accessTokenTtlSec ?? 5;
   const refreshTokenTtl = opts.refreshTokenTtlSec ?? 14 * DAY_SEC;
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -174,7 +194,7 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
   };
 
   const provider = new Provider(issuer, {
-    adapter: memoryAdapterFactory(),
+    adapter: memoryAdapterFactory(() => counters.assertionsAccepted++),
     jwks: { keys: [signingKey] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     clients: [
@@ -183,13 +203,16 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
         ...(c.clientSecret === undefined ? {} : { client_secret: c.clientSecret }),
         redirect_uris: c.redirectUris,
         token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
+        ...(c.jwks ? { jwks: c.jwks } : {}),
         application_type: c.applicationType ?? 'web',
-        grant_types: [
+        grant_types: c.grantTypes ?? [
           'authorization_code',
           'refresh_token',
           ...(opts.deviceFlow ? ['urn:ietf:params:oauth:grant-type:device_code'] : []),
         ],
-        response_types: ['code'],
+        response_types: (c.grantTypes ?? ['authorization_code']).includes('authorization_code')
+          ? ['code']
+          : [],
       })),
       {
         client_id: introspector.clientId,
@@ -229,6 +252,7 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
           ctx.body = '<!doctype html><p>done: you may close this window</p>';
         },
       },
+      clientCredentials: { enabled: opts.clientCredentials === true },
       introspection: {
         enabled: true,
         allowedPolicy: async (_ctx: unknown, client: ClientLike, token: TokenLike) =>
@@ -247,6 +271,7 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     ttl: {
       AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
       AuthorizationCode: 60,
       IdToken: 3600,
       Interaction: 600,
@@ -263,14 +288,17 @@ export async function startOidcServer(opts: OidcServerOptions = {}): Promise<Oid
     },
   });
 
-  const counters: OidcCounters = { refreshes: 0, grantsRevoked: 0, reuseDetected: 0 };
   provider.on('grant.success', (ctx) => {
-    if ((ctx as ProviderContext).oidc?.params?.grant_type === 'refresh_token') counters.refreshes++;
+    const grantType = (ctx as ProviderContext).oidc?.params?.grant_type;
+    if (grantType === 'refresh_token') counters.refreshes++;
+    if (grantType === 'client_credentials') counters.clientCredentials++;
   });
   provider.on('grant.revoked', () => {
     counters.grantsRevoked++;
   });
   provider.on('grant.error', (_ctx, err) => {
+    const code = (err as { error?: string }).error ?? 'unknown';
+    counters.errors[code] = (counters.errors[code] ?? 0) + 1;
     // The refresh_token grant throws this detail right after it revoked the whole grant for a replay.
     if ((err as { error_detail?: string }).error_detail === 'refresh token already used')
       counters.reuseDetected++;
@@ -561,7 +589,7 @@ interface Stored {
  * Per-server in-memory storage (oidc-provider's own memory adapter is shared process-wide and warns).
  * Tokens are indexed by grant so a revoked grant takes its tokens with it.
  */
-function memoryAdapterFactory(): (model: string) => unknown {
+function memoryAdapterFactory(onReplayRecord: () => void): (model: string) => unknown {
   const entries = new Map<string, Stored>();
   const byGrant = new Map<string, Set<string>>();
   const lookups = new Map<string, string>();
@@ -579,6 +607,8 @@ function memoryAdapterFactory(): (model: string) => unknown {
     const key = (id: string) => `${model}:${id}`;
     return {
       async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
+        // oidc-provider records each accepted assertion's jti here, refusing one it finds.
+        if (model === 'ReplayDetection') onReplayRecord();
         const expiresAt =
           typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Number.POSITIVE_INFINITY;
         entries.set(key(id), { payload, expiresAt });

@@ -83,7 +83,7 @@ describe('CLI usage', () => {
       [
         ['client', 'add', 'a', '--provider', 'nope', '--client-id', 'x'],
         2,
-        /Allowed choices are x, microsoft, google, oidc/,
+        /Allowed choices are x, microsoft, google, google-service-account, oidc/,
       ],
       [['client', 'add', 'a', '--client-id', 'x'], 2, /required option '--provider <kind>' not specified/],
       [

@@ -188,7 +188,12 @@ describe('grant labels', () => {
   });
 
   it('lets a derived label replace only the same account of the same client', () => {
-    const existing = { id: 'g_AAAAAAAAAAAA', clientRef: 'c_1', subject: 'alice' };
+    const existing = {
+      id: 'g_AAAAAAAAAAAA',
+      clientRef: 'c_1',
+      subject: 'alice',
+      kind: 'authorization_code' as const,
+    };
     expect(takeoverProblem('alice', existing, { clientRef: 'c_1', subject: 'alice' })).toBeUndefined();
     expect(takeoverProblem('alice', existing, { clientRef: 'c_1', subject: 'mallory' })).toMatch(
       /belongs to another account; nothing was stored.*--label/,

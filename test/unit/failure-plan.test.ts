@@ -26,6 +26,7 @@ const ctx = (over: Partial<FailureContext> = {}): FailureContext => ({
   consecutiveFailures: 0,
   history: [],
   replayMayRevoke: true,
+  consentBound: true,
   inDoubtGraceMs: 10 * MIN,
   backoff: DEFAULT_BACKOFF,
   unexplained: DEFAULT_UNEXPLAINED_RULE,
@@ -147,5 +148,31 @@ describe('planAfterFailure', () => {
       ),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('planAfterFailure for grants without a refresh token (client credentials, JWT bearer)', () => {
+  const service = (over: Partial<FailureContext> = {}) =>
+    ctx({ consentBound: false, replayMayRevoke: false, ...over });
+
+  it('never needs a new consent: a permanent refusal is a client error', () => {
+    for (const outcome of ['needs_reconsent', 'client_error'] as const) {
+      expect(planAfterFailure(facts({ kind: 'permanent', outcome }), service())).toMatchObject({
+        action: 'stop',
+        state: 'client_error',
+      });
+    }
+  });
+
+  it('turns a long streak of unexplained 4xx answers into a client error, not a re-consent', () => {
+    const history = [1, 2, 3, 4].map((n) => bare400(NOW - n * 10 * MIN));
+    const plan = planAfterFailure(facts({ status: 400, unexplained: true }), service({ history }));
+    expect(plan).toMatchObject({ action: 'stop', state: 'client_error' });
+    expect(plan.message).toMatch(/refused the client's requests 5 times/);
+  });
+
+  it('retries a lost answer at once with backoff: there is no refresh token a replay could spend', () => {
+    const plan = planAfterFailure(facts({ answerLost: true }), service());
+    expect(plan.action).toBe('retry');
   });
 });

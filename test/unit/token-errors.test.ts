@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   classifyTokenError,
+  forServiceGrant,
   networkError,
   parseRetryAfter,
   responseTooLargeError,
@@ -219,5 +220,33 @@ describe('secrets and descriptions', () => {
     });
     // A refusal over the cap settled nothing at the provider.
     expect(responseTooLargeError(1024, 503).answerLost).toBe(false);
+  });
+});
+
+describe('forServiceGrant', () => {
+  const refused = (error: string) =>
+    classifyTokenError({ status: 400, body: { error, error_description: 'assertion rejected' }, now: 0 });
+
+  it('reads invalid_grant and the consent codes as the client refused, never a dead consent', () => {
+    for (const code of ['invalid_grant', 'consent_required', 'interaction_required']) {
+      const e = forServiceGrant(refused(code));
+      expect(e).toMatchObject({
+        kind: 'permanent',
+        outcome: 'client_error',
+        code,
+        status: 400,
+        spentToken: false,
+      });
+      expect(e.message).toMatch(/client registration was rejected/);
+      expect(e.message).toContain('assertion rejected');
+    }
+  });
+
+  it('leaves client errors and transient errors as they are', () => {
+    for (const code of ['invalid_client', 'unauthorized_client', 'temporarily_unavailable']) {
+      const e = refused(code);
+      expect(forServiceGrant(e)).toBe(e);
+    }
+    expect(forServiceGrant(refused('invalid_client')).outcome).toBe('client_error');
   });
 });

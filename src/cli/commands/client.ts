@@ -1,14 +1,17 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
+import type { PrivateKeyInput, SigningKeyInfo } from '../../crypto/signing-key.js';
 import { UserError } from '../../errors/user-error.js';
 import type { Client, ClientRepository, GrantRepository } from '../../grants/ports.js';
 import { type AuthorizeParams, addAuthorizeParam } from '../../oauth/authorize-params.js';
-import { type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
-import { assertSecureEndpoint } from '../../oauth/token-client.js';
+import { parseServiceAccountKey } from '../../oauth/google-service-account.js';
+import { type ProviderProfile, type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
+import { assertSecureEndpoint, type ClientAuthMethod } from '../../oauth/token-client.js';
 import { withCliContext } from '../cli-context.js';
 import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
 import { clientNameArg, parseWith, scopesArg } from '../parsers.js';
+import { readOperatorFile, readSigningKeyOptions, type SigningKeyOptions } from '../signing-key-options.js';
 
 const envVarArg = parseWith(
   z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
@@ -25,11 +28,12 @@ function authorizeParamArg(value: string, previous?: AuthorizeParams): Authorize
   }
 }
 
-interface AddOptions {
-  provider: 'x' | 'microsoft' | 'google' | 'oidc';
+interface AddOptions extends SigningKeyOptions {
+  provider: 'x' | 'microsoft' | 'google' | 'google-service-account' | 'oidc';
+  keyFile?: string;
   tenant?: string;
   issuer?: string;
-  clientId: string;
+  clientId?: string;
   clientSecretEnv?: string;
   clientSecretStdin?: boolean;
   scopes?: string[];
@@ -56,14 +60,36 @@ export function registerClientCommands(program: Command): void {
     .argument('<name>', 'a short name for the client, used by seed', clientNameArg)
     .addOption(
       new Option('--provider <kind>', 'provider preset')
-        .choices(['x', 'microsoft', 'google', 'oidc'])
+        .choices(['x', 'microsoft', 'google', 'google-service-account', 'oidc'])
         .makeOptionMandatory(),
     )
     .option('--tenant <tenant>', 'microsoft: tenant id or domain (default common)')
     .option('--issuer <url>', 'oidc: issuer URL, discovered via .well-known', urlArg)
-    .requiredOption('--client-id <id>', 'the client id from the app registration', clientIdArg)
+    .option(
+      '--client-id <id>',
+      'the client id from the app registration (required but for google-service-account)',
+      clientIdArg,
+    )
+    .option(
+      '--key-file <json>',
+      "google-service-account: the service account's JSON key file (its private key is sealed)",
+    )
     .option('--client-secret-env <VAR>', 'read the client secret from this environment variable', envVarArg)
     .option('--client-secret-stdin', 'read the client secret from standard input (piped)')
+    .option(
+      '--private-key-file <pem>',
+      'authenticate with private_key_jwt: sign each token request with this PEM private key (sealed in the store)',
+    )
+    .option('--key-id <kid>', 'private_key_jwt: the key id (kid) the server knows the public key by')
+    .option('--alg <alg>', 'private_key_jwt: RS256, PS256 or ES256 (default: from the key type)')
+    .option(
+      '--x5t-from-cert <pem>',
+      "private_key_jwt: name the key by this certificate's x5t#S256 thumbprint (Microsoft certificate credentials)",
+    )
+    .option(
+      '--assertion-audience <aud>',
+      "private_key_jwt: the assertion's audience, token-endpoint (default) or issuer",
+    )
     .option(
       '--scopes <scopes>',
       "space-separated scopes (default: the preset's; the offline scope is always added)",
@@ -86,22 +112,29 @@ export function registerClientCommands(program: Command): void {
         'grantkeeper client add contoso --provider microsoft --tenant contoso.onmicrosoft.com --client-id GUID --client-secret-env MS_SECRET',
         'pass show google/secret | grantkeeper client add google --provider google --client-id ID.apps.googleusercontent.com --client-secret-stdin',
         'grantkeeper client add contoso --provider microsoft --tenant organizations --client-id GUID --authorize-param domain_hint=contoso.com',
+        'grantkeeper client add graph --provider microsoft --tenant GUID --client-id GUID --private-key-file app.key --x5t-from-cert app.crt',
+        'grantkeeper client add google-sa --provider google-service-account --key-file sa.json',
       ),
     )
     .action(async (name: string, opts: AddOptions) => {
-      const spec = providerSpec(opts);
       const redirectUri = opts.redirectUri === undefined ? undefined : checkRedirectUri(opts.redirectUri);
       const secret = await readSecret(opts);
-      const profile = await resolveProvider(spec);
+      if (secret !== undefined && opts.privateKeyFile !== undefined) {
+        throw new UserError('use either a client secret or --private-key-file, not both', 2);
+      }
+      const registration = await clientRegistration(opts);
+      const { profile, privateKey, clientId } = registration;
       await withCliContext(
         program,
         async ({ app }) => {
           const saved = await app.clients.upsert({
             name,
             profile,
-            clientId: opts.clientId,
+            clientId,
             ...(secret === undefined ? {} : { clientSecret: secret }),
-            authMethod: secret === undefined ? 'none' : profile.confidentialAuthMethod,
+            ...(privateKey ? { privateKey } : {}),
+            authMethod:
+              registration.authMethod ?? (secret === undefined ? 'none' : profile.confidentialAuthMethod),
             scopes: opts.scopes ?? profile.defaultScopes,
             ...(redirectUri ? { redirectUri } : {}),
             ...(opts.authorizeParam ? { authorizeParams: opts.authorizeParam } : {}),
@@ -112,8 +145,11 @@ export function registerClientCommands(program: Command): void {
           printLine(
             `client ${name} saved (${view.provider}, ${view.public ? 'public' : 'confidential'} client)`,
           );
+          if (opts.provider === 'google-service-account') {
+            return printLine(`next: grantkeeper grant add ${name} --jwt-bearer --scopes … --label …`);
+          }
           printLine(`register this redirect URI with the provider: ${view.redirect_uri}`);
-          printLine(`next: grantkeeper seed ${name}`);
+          printLine(`next: grantkeeper seed ${name}, or grantkeeper grant add ${name} --client-credentials`);
         },
         { redis: false, create: true },
       );
@@ -168,7 +204,11 @@ export function registerClientCommands(program: Command): void {
               ['provider', view.provider],
               ['client id', view.client_id],
               ['authentication', view.auth_method],
-              ['secret', view.has_secret ? 'set (sealed)' : 'none (public client)'],
+              [
+                'secret',
+                view.has_secret ? 'set (sealed)' : view.signing_key ? 'none' : 'none (public client)',
+              ],
+              ['private key', view.signing_key ? formatSigningKey(view.signing_key) : '-'],
               ['scopes', view.scopes.join(' ')],
               ['redirect URI', view.redirect_uri],
               ['authorize params', formatAuthorizeParams(view.authorize_params)],
@@ -236,8 +276,10 @@ async function clientView(client: Client, grants: GrantRepository) {
     provider: profile.kind,
     client_id: client.clientId,
     auth_method: client.authMethod,
-    public: client.authMethod === 'none',
+    public: client.authMethod === 'none' && !client.signingKey,
     has_secret: client.hasSecret,
+    /** Algorithm, key id, certificate thumbprint and audience of its sealed private key; null without one. */
+    signing_key: client.signingKey,
     scopes: client.scopes,
     redirect_uri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
     /** The client's own; the preset's are sent too, under them. */
@@ -249,9 +291,63 @@ async function clientView(client: Client, grants: GrantRepository) {
   };
 }
 
+function formatSigningKey(key: SigningKeyInfo): string {
+  const parts = [
+    `set (sealed), ${key.alg}`,
+    key.keyId && `kid ${key.keyId}`,
+    key.x5tS256 && `x5t#S256 ${key.x5tS256}`,
+  ];
+  return `${parts.filter(Boolean).join(', ')}; audience ${key.audience.replace('_', ' ')}`;
+}
+
 function formatAuthorizeParams(params: AuthorizeParams): string {
   const pairs = Object.entries(params).map(([name, value]) => `${name}=${value}`);
   return pairs.length > 0 ? pairs.join(' ') : '-';
+}
+
+/**
+ * Who the client is and how it authenticates, from the flags: a service account's key file, or a
+ * provider preset with a client id and, maybe, a private key. Every file is checked before anything
+ * is stored.
+ */
+async function clientRegistration(opts: AddOptions): Promise<{
+  profile: ProviderProfile;
+  clientId: string;
+  privateKey?: PrivateKeyInput;
+  authMethod?: ClientAuthMethod;
+}> {
+  if (opts.provider === 'google-service-account') {
+    if (!opts.keyFile) throw new UserError('--provider google-service-account needs --key-file sa.json', 2);
+    const stray = (['clientId', 'privateKeyFile', 'clientSecretEnv', 'clientSecretStdin'] as const).find(
+      (o) => opts[o] !== undefined,
+    );
+    if (stray)
+      throw new UserError(
+        '--provider google-service-account takes its identity and key from --key-file alone',
+        2,
+      );
+    const account = await parseServiceAccountKey(
+      readOperatorFile(opts.keyFile, 'the key file'),
+      opts.keyFile,
+    );
+    // The assertion authenticates each request: no client authentication besides it.
+    return {
+      profile: account.profile,
+      clientId: account.clientEmail,
+      privateKey: account.privateKey,
+      authMethod: 'none',
+    };
+  }
+  if (opts.keyFile !== undefined)
+    throw new UserError('--key-file is for --provider google-service-account', 2);
+  if (opts.clientId === undefined) throw new UserError(`--provider ${opts.provider} needs --client-id`, 2);
+  const profile = await resolveProvider(providerSpec(opts));
+  const privateKey = readSigningKeyOptions(opts, profile);
+  return {
+    profile,
+    clientId: opts.clientId,
+    ...(privateKey ? { privateKey, authMethod: 'private_key_jwt' as const } : {}),
+  };
 }
 
 function providerSpec(opts: AddOptions): ProviderSpec {
@@ -267,7 +363,7 @@ function providerSpec(opts: AddOptions): ProviderSpec {
     if (!opts.issuer) throw new UserError('--provider oidc needs --issuer URL', 2);
     return { kind: 'oidc', issuer: opts.issuer };
   }
-  return { kind: opts.provider };
+  return { kind: opts.provider as 'x' | 'google' };
 }
 
 /** https, or http on loopback (RFC 8252 §7.3); kept as typed, since providers compare it as a string. */

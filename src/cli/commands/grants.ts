@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { toGrantView } from '../../api/grant-views.js';
-import { isLive } from '../../grants/grant.js';
+import { type Grant, isLive } from '../../grants/grant.js';
 import { withCliContext } from '../cli-context.js';
 import { clientsById, findGrant } from '../grant-lookup.js';
 import {
@@ -14,6 +14,26 @@ import {
   renderTable,
 } from '../output.js';
 import { grantRefArg, wholeNumberArg } from '../parsers.js';
+import { registerGrantAddCommand } from './grant-add.js';
+
+/** Where a grant's next token comes from, in an operator's words. */
+function nextTokenSource(grant: Grant): string {
+  const request = grant.tokenRequest ?? {};
+  const asked = [
+    request.scope && `scope ${request.scope}`,
+    request.resource?.length && `resource ${request.resource.join(' ')}`,
+    request.audience && `audience ${request.audience}`,
+  ].filter(Boolean);
+  const asking = asked.length > 0 ? ` (${asked.join(', ')})` : '';
+  switch (grant.kind) {
+    case 'authorization_code':
+      return 'its refresh token (a user consented: grantkeeper seed)';
+    case 'client_credentials':
+      return `a new client-credentials request of the client${asking}`;
+    case 'jwt_bearer':
+      return `a new assertion signed with the client's key, for ${request.subject ?? 'the client itself'}${asking}`;
+  }
+}
 
 export function registerGrantListCommands(program: Command): void {
   program
@@ -38,10 +58,20 @@ export function registerGrantListCommands(program: Command): void {
           const now = Date.now();
           printLine(
             renderTable(
-              ['LABEL', 'PROVIDER', 'STATE', 'ACCESS EXPIRES', 'NEXT REFRESH', 'LAST REFRESH', 'FAILURES'],
+              [
+                'LABEL',
+                'PROVIDER',
+                'KIND',
+                'STATE',
+                'ACCESS EXPIRES',
+                'NEXT REFRESH',
+                'LAST REFRESH',
+                'FAILURES',
+              ],
               grants.map((g) => [
                 g.label,
                 clients.get(g.clientRef)?.profile.kind ?? '?',
+                g.kind,
                 colorState(g.state),
                 formatRelative(g.accessExpiresAt, now),
                 isLive(g.state) ? formatRelative(g.nextRefreshAt, now) : '-',
@@ -55,10 +85,18 @@ export function registerGrantListCommands(program: Command): void {
       );
     });
 
-  program
+  const grant = program
     .command('grant')
-    .description('inspect one grant')
-    .addHelpText('after', examples('grantkeeper grant show @ourbot'))
+    .description('inspect one grant, or add one that needs no user (client credentials, JWT bearer)')
+    .addHelpText(
+      'after',
+      examples(
+        'grantkeeper grant show @ourbot',
+        'grantkeeper grant add graph --client-credentials --label graph-app',
+      ),
+    );
+  registerGrantAddCommand(grant, program);
+  grant
     .command('show')
     .description('show a grant and its recent refresh events')
     .argument('<grant>', 'grant id or label', grantRefArg)
@@ -87,6 +125,8 @@ export function registerGrantListCommands(program: Command): void {
               ['id', view.id],
               ['client', `${view.client} (${view.provider})`],
               ['account', view.subject ?? '-'],
+              ['kind', view.kind],
+              ['next token from', nextTokenSource(grant)],
               [
                 'state',
                 view.in_doubt_since

@@ -28,11 +28,11 @@ export function registerRekeyCommand(program: Command): void {
         const report = await app.admin.rekey();
         if (opts.json) return printJson(report);
         const r = report.resealed;
-        const count = r.accessTokens + r.refreshTokens + r.clientSecrets + r.keyCheck;
+        const count = r.accessTokens + r.refreshTokens + r.clientSecrets + r.clientKeys + r.keyCheck;
         printLine(
           `resealed ${count} of ${report.total} values under key ${report.keyId} ` +
             `(${r.accessTokens} access tokens, ${r.refreshTokens} refresh tokens, ${r.clientSecrets} client secrets, ` +
-            `${r.keyCheck} key check); ${report.alreadyCurrent} already used it`,
+            `${r.clientKeys} client private keys, ${r.keyCheck} key check); ${report.alreadyCurrent} already used it`,
         );
         printLine(
           'every value now opens with GRANTKEEPER_KEY alone: GRANTKEEPER_PREVIOUS_KEYS can be removed',

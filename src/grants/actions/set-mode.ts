@@ -1,6 +1,6 @@
 import { UserError } from '../../errors/user-error.js';
 import { planAfterTokenResponse } from '../../policy/refresh-plan.js';
-import { type Grant, type GrantMode, isLive } from '../grant.js';
+import { type Grant, type GrantMode, hasRefreshToken, isLive } from '../grant.js';
 import type { GrantActionContext } from './context.js';
 
 /**
@@ -14,6 +14,12 @@ export async function setGrantMode(
   mode: GrantMode,
 ): Promise<Grant> {
   if (grant.mode === mode) return grant;
+  if (mode === 'keepalive' && !hasRefreshToken(grant.kind)) {
+    throw new UserError(
+      `grant ${grant.label} is a ${grant.kind} grant: it has no refresh token to keep alive, and its next token is always fetched ahead of expiry`,
+      2,
+    );
+  }
   const now = (ctx.now ?? Date.now)();
   const client = await ctx.clients.get(grant.clientRef);
   if (!client) throw new UserError(`grant ${grant.label} names a client that no longer exists`);

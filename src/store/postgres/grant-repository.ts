@@ -52,7 +52,15 @@ import {
   toFleetSummary,
 } from '../grant-queries.js';
 import { newId } from '../ids.js';
-import { asGrantState, consentValues, toAlertView, toEvent, toGrant, toStoredGrant } from '../rows.js';
+import {
+  asGrantKind,
+  asGrantState,
+  consentValues,
+  toAlertView,
+  toEvent,
+  toGrant,
+  toStoredGrant,
+} from '../rows.js';
 import { sealContext } from '../seal-contexts.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
@@ -251,8 +259,10 @@ export class PostgresGrantRepository implements GrantRepository {
         // Two consents for one new label would both find none and both insert: one waits here.
         await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`grant-label:${input.label}`}))`);
         const [existing] = await tx.select().from(grants).where(eq(grants.label, input.label)).for('update');
-        if (existing)
-          mayReplace?.({ id: existing.id, clientRef: existing.clientRef, subject: existing.subject });
+        if (existing) {
+          const { id, clientRef, subject } = existing;
+          mayReplace?.({ id, clientRef, subject, kind: asGrantKind(existing.kind) });
+        }
         const id = existing?.id ?? newId('g');
         const values = consentValues(input, id, existing?.subject, this.sealer);
         const [row] = existing

@@ -52,7 +52,15 @@ import {
   toFleetSummary,
 } from '../grant-queries.js';
 import { newId } from '../ids.js';
-import { asGrantState, consentValues, toAlertView, toEvent, toGrant, toStoredGrant } from '../rows.js';
+import {
+  asGrantKind,
+  asGrantState,
+  consentValues,
+  toAlertView,
+  toEvent,
+  toGrant,
+  toStoredGrant,
+} from '../rows.js';
 import { sealContext } from '../seal-contexts.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
@@ -159,8 +167,10 @@ export class SqliteGrantRepository implements GrantRepository {
     return guarded(() =>
       this.inTransaction(() => {
         const existing = this.db.select().from(grants).where(eq(grants.label, input.label)).get();
-        if (existing)
-          mayReplace?.({ id: existing.id, clientRef: existing.clientRef, subject: existing.subject });
+        if (existing) {
+          const { id, clientRef, subject } = existing;
+          mayReplace?.({ id, clientRef, subject, kind: asGrantKind(existing.kind) });
+        }
         const id = existing?.id ?? newId('g');
         const values = consentValues(input, id, existing?.subject, this.sealer);
         const row = existing
