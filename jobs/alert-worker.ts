@@ -1,10 +1,12 @@
 import { type ConnectionOptions, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { GrantRepository } from '../src/grants/ports.js';
+import type { ClientRepository, GrantRepository } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
 import {
   alertStillHolds,
+  type ClientAlertEvent,
   type GrantAlertEvent,
+  isClientEvent,
   isQueueEvent,
   type QueueAlertEvent,
 } from '../src/notify/alert-policy.js';
@@ -14,6 +16,7 @@ import {
   SIGNATURE_HEADER,
   signWebhook,
 } from '../src/notify/webhook-signature.js';
+import type { ClientPacer } from '../src/pacing/client-pacer.js';
 import { logRedisErrors } from '../src/redis/connection-watch.js';
 import {
   ALERT_QUEUE_NAME,
@@ -32,6 +35,9 @@ export interface AlertWorkerOptions {
   grants: GrantRepository;
   /** The queues a queue event may name, to check it against before sending. */
   queues: ReadonlyMap<string, Pick<Queue, 'isPaused'>>;
+  /** Client events name a client: its registration and its pacing condition make the body. */
+  clients: Pick<ClientRepository, 'get'>;
+  pacer: Pick<ClientPacer, 'condition'>;
   webhookUrls: readonly string[];
   secret: string;
   metrics: Metrics;
@@ -66,15 +72,19 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       // The webhook was removed from the config since: nobody left to tell.
       if (!url) return 'target_gone';
       const queue = options.queues.get(alert.subject);
-      const truth = isQueueEvent(alert.event)
-        ? queue !== undefined && (await queue.isPaused()) === (alert.event === 'queue.paused')
-        : await grantAlertHolds(alert, alert.event, options.grants);
-      if (!truth) return 'no_longer_true';
-      const body = JSON.stringify(
-        isQueueEvent(alert.event)
-          ? queueAlertBody(alert, alert.event, job.id ?? '')
-          : await grantAlertBody(alert, options.grants, job.id ?? ''),
-      );
+      let body: string;
+      if (isQueueEvent(alert.event)) {
+        const truth = queue !== undefined && (await queue.isPaused()) === (alert.event === 'queue.paused');
+        if (!truth) return 'no_longer_true';
+        body = JSON.stringify(queueAlertBody(alert, alert.event, job.id ?? ''));
+      } else if (isClientEvent(alert.event)) {
+        const client = await clientAlertBody(alert, alert.event, options, job.id ?? '');
+        if (!client) return 'no_longer_true';
+        body = JSON.stringify(client);
+      } else {
+        if (!(await grantAlertHolds(alert, alert.event, options.grants))) return 'no_longer_true';
+        body = JSON.stringify(await grantAlertBody(alert, options.grants, job.id ?? ''));
+      }
       const res = await fetch(url, {
         method: 'POST',
         redirect: 'manual',
@@ -147,6 +157,35 @@ async function grantAlertBody(alert: AlertJobData, grants: GrantRepository, deli
           last_error_at: grant.lastErrorAt === null ? null : new Date(grant.lastErrorAt).toISOString(),
         }
       : { id: alert.subject, state: 'removed' },
+  };
+}
+
+/** The body of a client event, or undefined when the client's condition has moved on since. */
+async function clientAlertBody(
+  alert: AlertJobData,
+  event: ClientAlertEvent,
+  options: Pick<AlertWorkerOptions, 'clients' | 'pacer'>,
+  deliveryId: string,
+) {
+  const [client, condition] = await Promise.all([
+    options.clients.get(alert.subject),
+    options.pacer.condition(alert.subject),
+  ]);
+  if ((condition.state === 'degraded') !== (event === 'client.degraded')) return undefined;
+  const iso = (at: number | undefined) => (at === undefined ? null : new Date(at).toISOString());
+  return {
+    id: deliveryId,
+    type: event,
+    created_at: new Date(alert.at).toISOString(),
+    client: {
+      id: alert.subject,
+      name: client?.name ?? null,
+      provider: client?.profile.kind ?? null,
+      state: condition.state,
+      reason: condition.reason ?? null,
+      degraded_since: iso(condition.since),
+      paused_until: iso(condition.pausedUntil),
+    },
   };
 }
 

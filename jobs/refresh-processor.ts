@@ -24,10 +24,9 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
   return async (job: Job<RefreshJobData>, token?: string): Promise<string> => {
     const parsed = refreshJobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError('malformed refresh job data');
-    const { grantId, version } = parsed.data;
     const span = deps.tracing.start(SPAN_NAMES.refresh, { trigger: 'schedule' });
     try {
-      return await refreshAndPlan(job, token, grantId, version, span);
+      return await refreshAndPlan(job, token, parsed.data, span);
     } finally {
       span.end();
     }
@@ -36,13 +35,12 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
   async function refreshAndPlan(
     job: Job<RefreshJobData>,
     token: string | undefined,
-    grantId: string,
-    version: number,
+    { grantId, version, client }: RefreshJobData,
     span: TraceSpan,
   ): Promise<string> {
     const schedule = (grant: Grant) =>
       inSpan(span.child(SPAN_NAMES.schedule), () => deps.scheduler.schedule([grant]));
-    const result = await deps.refresher.refresh(grantId, version, 'schedule', span);
+    const result = await deps.refresher.refresh(grantId, version, 'schedule', span, client);
     switch (result.status) {
       case 'refreshed':
         await schedule(result.grant);
@@ -59,6 +57,8 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
       case 'busy':
       case 'in_doubt':
       case 'lease_lost':
+      // Its client is paced: the grant is untouched and waits its turn, never failing for it.
+      case 'paced':
         // Someone else is refreshing, or an answer may still be on its way, or we stalled before
         // sending: look again then (the version will have moved on, making this job stale, or the
         // work is still ours to do).

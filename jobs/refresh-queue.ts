@@ -4,9 +4,16 @@ import { z } from 'zod';
 export const REFRESH_QUEUE_NAME = 'refresh';
 export const DEFAULT_QUEUE_PREFIX = 'grantkeeper';
 
-/** All a job carries: which grant, at which version. Never a token (invariant 1). */
+/**
+ * All a job carries: which grant, at which version, and its client (so pacing can turn a job away
+ * before it touches the store; jobs queued by older versions lack it). Never a token (invariant 1).
+ */
 export const refreshJobDataSchema = z
-  .object({ grantId: z.string().min(1).max(64), version: z.number().int().nonnegative() })
+  .object({
+    grantId: z.string().min(1).max(64),
+    version: z.number().int().nonnegative(),
+    client: z.string().min(1).max(64).optional(),
+  })
   .strict();
 export type RefreshJobData = z.infer<typeof refreshJobDataSchema>;
 

@@ -65,7 +65,7 @@ export class QueueScheduler implements RefreshScheduler {
 function toJobSpec({ grant: g, delay }: Pending): JobSpec {
   return {
     name: 'refresh',
-    data: { grantId: g.id, version: g.version },
+    data: { grantId: g.id, version: g.version, client: g.clientRef },
     // Only what differs per job: retention lives on the worker, so each job's opts stay small
     // enough for Redis to keep the job hash compact.
     opts: { jobId: refreshJobId(g.id, g.version, g.nextRefreshAt), delay },

@@ -34,9 +34,11 @@ interface Measured {
  */
 export async function redisMemory(ctx: BenchContext, count: number): Promise<ScenarioResult> {
   const now = Date.now();
+  const clientRef = newId('c');
   const grants: SchedulableGrant[] = Array.from({ length: count }, (_, i) => ({
     id: newId('g'),
     version: 3,
+    clientRef,
     nextRefreshAt: now + 120_000 + Math.floor(((i * 7919) % count) * ((HORIZON_MS - 240_000) / count)),
   }));
 

@@ -187,6 +187,27 @@ export const fleetView = z.object({
 });
 export type FleetView = z.infer<typeof fleetView>;
 
+export const clientView = z.object({
+  id: z.string(),
+  name: z.string(),
+  provider: z.string(),
+  rate_limit: z
+    .object({ requests_per_second: z.number(), burst: z.number() })
+    .nullable()
+    .describe("the client's token-endpoint budget shared by every replica; null: none"),
+  condition: z.object({
+    state: z
+      .enum(['ok', 'degraded'])
+      .describe('degraded: paused after a 429 or Retry-After, or its breaker is open; one probe at a time'),
+    reason: z.enum(['throttled', 'failures']).nullable(),
+    degraded_since: isoTime.nullable(),
+    paused_until: isoTime.nullable().describe('no request before this; then one probe decides'),
+  }),
+});
+export type ClientView = z.infer<typeof clientView>;
+
+export const clientList = z.object({ clients: z.array(clientView), now: isoTime });
+
 export const tokenView = z.object({
   grant_id: z.string(),
   access_token: z.string(),

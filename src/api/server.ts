@@ -20,6 +20,7 @@ import { registerAssetRoutes } from './asset-routes.js';
 import type { ApiKeyAuthenticator } from './auth.js';
 import { authenticateRequest } from './authenticate.js';
 import { type BrowserSessions, SESSION_COOKIE } from './browser-sessions.js';
+import { registerClientRoutes } from './client-routes.js';
 import { registerFleetRoutes } from './fleet-routes.js';
 import { registerGrantRoutes } from './grant-routes.js';
 import { HostAllowList } from './host-allow-list.js';
@@ -169,6 +170,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       api.addHook('onRequest', browserWriteGuard({ csrfToken: true }));
       registerGrantRoutes(api, deps);
       registerFleetRoutes(api, deps);
+      registerClientRoutes(api, deps);
     });
     await registerQueueDashboard(authenticated, deps.queues);
   });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { authorizeParamsSchema } from '../oauth/authorize-params.js';
+import { rateTextSchema } from '../pacing/rate-limit.js';
 
 /** Environment values arrive as strings; a numeric-looking one becomes a number, anything else fails below. */
 const numeric = (inner: z.ZodNumber) =>
@@ -81,6 +82,10 @@ export const configClientSchema = z
     authMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     scopes: z.array(z.string().min(1)).optional(),
     redirectUri: endpointUrl.optional(),
+    /** The client's token-endpoint budget across every replica, e.g. "50/s". */
+    rate: rateTextSchema.optional(),
+    /** Requests that may go at once on top of the rate (default 1: evenly spaced). */
+    burst: z.int().min(1).max(10_000).optional(),
     authorizeParams: authorizeParamsSchema.optional(),
   })
   .strict();

@@ -58,6 +58,8 @@ export interface SchedulableGrant {
   id: string;
   version: number;
   nextRefreshAt: number;
+  /** Its job names the client, so pacing can turn the job away before it reaches the store. */
+  clientRef: string;
 }
 
 /** One page of `listSchedulable`: at most `limit` grants, after `after` in its order. */

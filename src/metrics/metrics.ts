@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { GRANT_STATES } from '../grants/grant.js';
 import type { ClientRepository, FleetStats, GrantRepository } from '../grants/ports.js';
+import type { ClientPacer } from '../pacing/client-pacer.js';
 import { keepAliveDeadline } from '../policy/refresh-timing.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
@@ -13,6 +14,8 @@ export interface MetricsSources {
   clients: ClientRepository;
   queues: Array<{ name: string; queue: Queue }>;
   storage: StorageGate;
+  /** Client-wide pacing: which clients are degraded, read from Redis at scrape time. */
+  pacer: Pick<ClientPacer, 'condition'>;
   now?: () => number;
 }
 
@@ -24,7 +27,8 @@ const QUEUE_COUNT_TIMEOUT_MS = 1000;
 
 /**
  * The service's Prometheus metrics in a registry of its own (several services may share a process in
- * tests). Every label value comes from a small fixed set: never a grant id, label, URL or token.
+ * tests). Every label value comes from a small fixed set (client names are the operator's own
+ * config): never a grant id, label, URL or token.
  */
 export class Metrics implements RefreshObserver {
   readonly registry = new Registry();
@@ -125,6 +129,23 @@ export class Metrics implements RefreshObserver {
             QUEUE_COUNT_TIMEOUT_MS,
           );
           if (paused !== undefined) this.set({ queue: name }, paused ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'grantkeeper_client_degraded',
+      help: '1 while a client is degraded (paused after a 429 or Retry-After, or its breaker open): its refreshes wait for one probe',
+      labelNames: ['client'] as const,
+      registers: [this.registry],
+      async collect() {
+        const sources = metrics.sources;
+        if (!sources) return;
+        for (const client of await sources.clients.list()) {
+          const condition = await withTimeout(
+            sources.pacer.condition(client.id).catch(() => undefined),
+            QUEUE_COUNT_TIMEOUT_MS,
+          );
+          if (condition) this.set({ client: client.name }, condition.state === 'degraded' ? 1 : 0);
         }
       },
     });

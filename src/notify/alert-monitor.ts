@@ -8,6 +8,7 @@ import {
 import type { LoadedConfig } from '../config/load-config.js';
 import type { AlertView, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
+import type { PaceTransition } from '../pacing/client-pacer.js';
 import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
@@ -49,6 +50,16 @@ export class AlertMonitor implements RefreshObserver {
       return;
     }
     if ('grant' in result) this.track(this.evaluate(result.grant));
+  }
+
+  /**
+   * One incident per client, not one per grant: the pacer reports each degraded/recovered edge to
+   * exactly one process, so this queues it once. Redis refusing it loses it (the edge is past), which
+   * is logged.
+   */
+  onClientTransition(client: { id: string }, transition: PaceTransition): void {
+    const event = transition.kind === 'degraded' ? 'client.degraded' : 'client.recovered';
+    this.track(this.queue(event, client.id, async () => {}));
   }
 
   /**

@@ -11,13 +11,20 @@ export const ALERT_EVENTS = [
   'grant.recovered',
   'queue.paused',
   'queue.resumed',
+  'client.degraded',
+  'client.recovered',
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
 export type GrantAlertEvent = Extract<AlertEvent, `grant.${string}`>;
 export type QueueAlertEvent = Extract<AlertEvent, `queue.${string}`>;
+export type ClientAlertEvent = Extract<AlertEvent, `client.${string}`>;
 
 export function isQueueEvent(event: AlertEvent): event is QueueAlertEvent {
   return event.startsWith('queue.');
+}
+
+export function isClientEvent(event: AlertEvent): event is ClientAlertEvent {
+  return event.startsWith('client.');
 }
 
 export interface AlertDecision {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { UserError } from '../errors/user-error.js';
+import { type RateLimit, rateLimitSchema } from '../pacing/rate-limit.js';
 import { discoverIssuer, type IssuerMetadata } from './discovery.js';
 import { assertSecureEndpoint, type ClientAuthMethod } from './token-client.js';
 
@@ -42,6 +43,8 @@ export interface ProviderProfile {
    * to name a delegated user. Otherwise (RFC 7523) scope is a form parameter and `sub` defaults to the client.
    */
   scopeInAssertion?: boolean;
+  /** The client's token-endpoint budget across every replica (`client add --rate`); none by default. */
+  rateLimit?: RateLimit;
 }
 
 export type ProviderSpec =
@@ -244,6 +247,7 @@ export const providerProfileSchema = z
     defaultAccessLifetimeSec: z.number().positive(),
     refreshIdleLimitSec: z.number().positive(),
     keepAliveIntervalSec: z.number().positive(),
+    rateLimit: rateLimitSchema.optional(),
     serviceTokenEndpoint: z.string().optional(),
     serviceDefaultScopes: z.array(z.string()).optional(),
     scopeInAssertion: z.boolean().optional(),

@@ -39,7 +39,12 @@ export interface ClientPacer {
    * nothing). Returns the transition this report made, if it made one: exactly one report across
    * all replicas sees each `degraded` and `recovered`.
    */
-  report(clientRef: string, outcome: PaceOutcome, probe: boolean): Promise<PaceTransition | undefined>;
+  report(
+    clientRef: string,
+    grantId: string,
+    outcome: PaceOutcome,
+    probe: boolean,
+  ): Promise<PaceTransition | undefined>;
   /** The client's condition now. */
   condition(clientRef: string): Promise<ClientCondition>;
 }

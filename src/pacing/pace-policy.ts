@@ -8,7 +8,10 @@ export const DEFAULT_THROTTLE_PAUSE_MS = 30_000;
 /** A Retry-After beyond this is capped: a grant must not go unrefreshed for hours on one header. */
 export const MAX_THROTTLE_PAUSE_MS = 15 * 60_000;
 
-/** This many transient failures of one client's requests within the window open its breaker. */
+/**
+ * Transient failures of this many different grants of one client within the window open its
+ * breaker: a burst across the client, not one grant retrying on its own backoff.
+ */
 export const BREAKER_FAILURES = 10;
 export const BREAKER_WINDOW_MS = 60_000;
 /** Pause after the breaker opens, doubled for every failed probe, up to the cap. */
@@ -46,7 +49,9 @@ export function breakerPauseMs(openings: number): number {
 }
 
 /**
- * Jobs turned away while a client is paused come back spread over this window after the pause,
- * so a recovered provider sees a ramp, not every grant at once.
+ * Jobs turned away while a client is paused come back spread over this window after the pause (the
+ * probe among the first); those turned away while the probe is out ask again as soon as a probe is
+ * usually answered, spread the same way.
  */
-export const RESUME_SPREAD_MS = 10_000;
+export const RESUME_SPREAD_MS = 2_000;
+export const PROBE_WAIT_MS = 1_000;

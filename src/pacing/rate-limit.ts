@@ -14,6 +14,24 @@ export const rateLimitSchema = z
   })
   .strict();
 
+/** `50/s` as the config file and `client add --rate` take it. */
+export const rateTextSchema = z.string().transform((text, ctx) => {
+  const perSecond = parseRate(text);
+  if (perSecond === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'expected requests per time, e.g. 50/s, 3000/min or 10000/h' });
+    return z.NEVER;
+  }
+  return perSecond;
+});
+
+/** A client's limit from its `rate` and `burst` settings; undefined without a rate. */
+export function rateLimitOf(
+  requestsPerSecond: number | undefined,
+  burst: number | undefined,
+): RateLimit | undefined {
+  return requestsPerSecond === undefined ? undefined : { requestsPerSecond, burst: burst ?? 1 };
+}
+
 const UNIT_SECONDS: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600 };
 
 /** `50/s`, `3000/min`, `10000/h` as requests per second; undefined when it is not one of those. */

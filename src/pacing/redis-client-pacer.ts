@@ -7,6 +7,7 @@ import {
   BREAKER_MAX_PAUSE_MS,
   BREAKER_WINDOW_MS,
   type PaceOutcome,
+  PROBE_WAIT_MS,
   RESUME_SPREAD_MS,
 } from './pace-policy.js';
 import { gcraParams, type RateLimit } from './rate-limit.js';
@@ -15,7 +16,7 @@ import { gcraParams, type RateLimit } from './rate-limit.js';
  * One hash per client, `<prefix>:pace:<clientRef>` (the hash-tagged queue prefix keeps it in the
  * queue's Cluster slot): `tat` (GCRA's theoretical arrival time), `until` (paused before this),
  * `state`/`since`/`reason`/`openings` while degraded, `probeExp` while a probe is out, `fails`
- * (recent transient failures). Every decision is one script on Redis's clock, so replicas agree.
+ * (`grant@time` of recent transient failures, one per grant: a grant retrying alone is no burst). Every decision is one script on Redis's clock, so replicas agree.
  */
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -80,12 +81,18 @@ if degraded then
   return {}
 end
 local window = tonumber(ARGV[5])
-local kept = {}
-for ts in string.gmatch(v[4] or '', '[^,]+') do
-  if tonumber(ts) > now - window then kept[#kept + 1] = ts end
+local grant = ARGV[8]
+local kept, grants, distinct = {}, {}, 0
+for entry in string.gmatch(v[4] or '', '[^,]+') do
+  local id, ts = string.match(entry, '^(.*)@(%d+)$')
+  if id and id ~= grant and tonumber(ts) > now - window then
+    kept[#kept + 1] = entry
+    if not grants[id] then grants[id] = true; distinct = distinct + 1 end
+  end
 end
-kept[#kept + 1] = tostring(now)
-if #kept >= tonumber(ARGV[4]) then
+kept[#kept + 1] = grant .. '@' .. now
+distinct = distinct + 1
+if distinct >= tonumber(ARGV[4]) then
   redis.call('HSET', key, 'state', 'degraded', 'since', now, 'reason', 'failures', 'openings', 1,
     'until', now + tonumber(ARGV[6]))
   redis.call('HDEL', key, 'fails', 'probeExp')
@@ -179,7 +186,7 @@ export class RedisClientPacer implements ClientPacer {
       case 2:
         return {
           kind: 'later',
-          retryAt: at + Math.round((0.5 + this.#random()) * RESUME_SPREAD_MS),
+          retryAt: at + PROBE_WAIT_MS + Math.round(this.#random() * RESUME_SPREAD_MS),
           reason: 'probing',
         };
       default:
@@ -187,7 +194,12 @@ export class RedisClientPacer implements ClientPacer {
     }
   }
 
-  async report(clientRef: string, outcome: PaceOutcome, probe: boolean): Promise<PaceTransition | undefined> {
+  async report(
+    clientRef: string,
+    grantId: string,
+    outcome: PaceOutcome,
+    probe: boolean,
+  ): Promise<PaceTransition | undefined> {
     // Only a probe's answer can end a degraded spell; other answers change nothing worth a round trip.
     if (outcome.kind === 'answered' && !probe) return undefined;
     const [kind, reason] = (await reportScript.run(this.redis, this.#key(clientRef), [
@@ -198,6 +210,7 @@ export class RedisClientPacer implements ClientPacer {
       this.#breaker.windowMs,
       this.#breaker.basePauseMs,
       this.#breaker.maxPauseMs,
+      grantId,
     ])) as [string?, string?];
     if (kind === 'recovered') return { kind: 'recovered' };
     if (kind === 'degraded')

@@ -177,7 +177,13 @@ export class AccessTokenReader {
       let done: StoredGrant | undefined;
       let result: RefreshResult;
       try {
-        result = await this.deps.refresher.refresh(grant.id, grant.version, 'on_demand', refresh);
+        result = await this.deps.refresher.refresh(
+          grant.id,
+          grant.version,
+          'on_demand',
+          refresh,
+          grant.clientRef,
+        );
         done = await this.settle(result, refresh);
       } finally {
         refresh.end();
@@ -221,6 +227,15 @@ export class AccessTokenReader {
         throw new TokenReadError(
           'unavailable',
           `an earlier refresh of this grant may have reached the provider without its answer reaching us; its refresh token is not sent again before ${new Date(result.retryAt).toISOString()}`,
+          result.retryAt,
+        );
+      case 'paced':
+        // Invariant 10: inside the client's pause or past its rate, the provider is not asked.
+        throw new TokenReadError(
+          'unavailable',
+          result.reason === 'rate'
+            ? `the client's rate limit is spent until ${new Date(result.retryAt).toISOString()}; try again then`
+            : `the provider is rate limiting this client (or failing): its refreshes wait until ${new Date(result.retryAt).toISOString()}`,
           result.retryAt,
         );
       case 'deferred':

@@ -30,6 +30,7 @@ import { NO_SPAN, type TraceSpan } from '../telemetry/spans.js';
 import { HeldCommit } from './held-commit.js';
 import { nextTokenRequest } from './next-token.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
+import type { Admission, RefreshPacing } from './refresh-pacing.js';
 
 export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
 
@@ -58,7 +59,12 @@ export type RefreshResult =
   /** grantkeeper cannot use the grant (its tokens do not open, its client is gone): `broken`. */
   | { status: 'broken'; grant: Grant }
   /** The database cannot take writes (locked, disk full): nothing was sent; ask again at `retryAt`. */
-  | { status: 'deferred'; retryAt: number; cause: StorageFailure };
+  | { status: 'deferred'; retryAt: number; cause: StorageFailure }
+  /**
+   * The client is paced (its rate is spent, it is paused after a 429, or its one probe is out):
+   * nothing was sent and the grant is untouched; ask again at `retryAt`.
+   */
+  | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'rate' };
 
 export interface GrantRefresherDeps {
   grants: GrantRepository;
@@ -77,6 +83,8 @@ export interface GrantRefresherDeps {
   /** How long nobody sends a refresh token whose earlier request's answer was lost (invariant 2). */
   inDoubtGraceMs: number;
   unexplained: UnexplainedRule;
+  /** Client-wide pacing shared by the replicas; without it every request goes at once. */
+  pacing?: RefreshPacing;
   observers?: RefreshObserver[];
   now?: () => number;
 }
@@ -136,9 +144,11 @@ export class GrantRefresher {
     version: number,
     trigger: RefreshTrigger,
     span: TraceSpan = NO_SPAN,
+    /** The grant's client when the caller knows it (the job names it): pacing then comes before the claim. */
+    clientRef?: string,
   ): Promise<RefreshResult> {
     try {
-      const result = await this.attempt(grantId, version, trigger, span);
+      const result = await this.attempt(grantId, version, trigger, span, clientRef);
       const { errorCode, ...facts } = outcomeFacts(result);
       if (errorCode === undefined) span.set(facts);
       else span.fail(errorCode, facts);
@@ -154,6 +164,7 @@ export class GrantRefresher {
     version: number,
     trigger: RefreshTrigger,
     span: TraceSpan,
+    clientRef: string | undefined,
   ): Promise<RefreshResult> {
     const blockedUntil = this.deps.storage.blockedUntil();
     if (blockedUntil !== undefined) {
@@ -162,6 +173,10 @@ export class GrantRefresher {
     // Our own lease may have run out under us (a long lock stalls the event loop, and BullMQ then
     // hands the same job out again): a grant this process is refreshing is never claimed twice.
     if (this.active.has(grantId)) return { status: 'busy', retryAt: this.now() + this.deps.leaseMs };
+    const { pacing } = this.deps;
+    // Paced before the claim when the client is known: a paced job then costs the store nothing.
+    let admission: Admission | undefined = clientRef ? await pacing?.admit(clientRef) : undefined;
+    if (admission?.kind === 'later') return paced(admission);
     const owner = `${this.ownerPrefix}.${++this.claims}`;
     const claimSpan = span.child(SPAN_NAMES.claim);
     let outcome: ClaimOutcome;
@@ -176,6 +191,13 @@ export class GrantRefresher {
     }
     if ('result' in outcome) return outcome.result;
     const { grant } = outcome.claimed;
+    // A job queued before jobs named their client: paced now, and the claim given back if it waits.
+    admission ??= await pacing?.admit(grant.clientRef);
+    if (admission?.kind === 'later') {
+      await this.deps.grants.releaseLease(grantId, owner, grant.leaseSentAt).catch(() => {});
+      return paced(admission);
+    }
+    const probe = admission?.probe ?? false;
     span.identify(grant).set({ version: grant.version, attempt: grant.consecutiveFailures + 1 });
     this.active.add(grantId);
     const started = this.now();
@@ -184,7 +206,7 @@ export class GrantRefresher {
       client = await this.deps.clients.openById(grant.clientRef);
       span.set({ provider: client?.profile.kind ?? 'unknown', ...(client ? { client: client.name } : {}) });
       const result = client
-        ? await this.refreshClaimed(outcome.claimed, client, owner, trigger, span)
+        ? await this.refreshClaimed(outcome.claimed, client, owner, trigger, span, probe)
         : await this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`);
       this.notify(grant, client, trigger, this.now() - started, result);
       return result;
@@ -265,6 +287,7 @@ export class GrantRefresher {
     owner: string,
     trigger: RefreshTrigger,
     span: TraceSpan,
+    probe: boolean,
   ): Promise<RefreshResult> {
     const { grants, tokenClient, inDoubtGraceMs } = this.deps;
     const { grant } = claimed;
@@ -311,16 +334,19 @@ export class GrantRefresher {
       request.end();
     }
     const commitSpan = span.child(SPAN_NAMES.commit);
+    let result: RefreshResult;
     try {
-      const result = await this.settleAnswer(grant, owner, trigger, client, answer, sentAt);
+      result = await this.settleAnswer(grant, owner, trigger, client, answer, sentAt);
       commitSpan.set({ outcome: result.status });
-      return result;
     } catch (err) {
       commitSpan.fail(storageFailureOf(err) ?? 'internal');
       throw err;
     } finally {
       commitSpan.end();
     }
+    // After the commit (invariant 3): what the provider said about the client is news for its pacing.
+    await this.deps.pacing?.settle(grant, probe, 'error' in answer ? answer.error : undefined);
+    return result;
   }
 
   /** Stores what the token request ended with: new tokens, a salvaged rotation, or the failure. */
@@ -627,6 +653,10 @@ export function replayMayRevoke(
   kind: GrantKind,
 ): boolean {
   return hasRefreshToken(kind) && profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
+}
+
+function paced(admission: Extract<Admission, { kind: 'later' }>): RefreshResult {
+  return { status: 'paced', retryAt: admission.retryAt, reason: admission.reason };
 }
 
 /** What a span says about a result: its status, and for a failure the code and HTTP status. */

@@ -1,5 +1,6 @@
 import type { GrantState } from '../grants/grant.js';
 import type { ProviderKind } from '../oauth/providers.js';
+import type { PaceTransition } from '../pacing/client-pacer.js';
 import type { RefreshResult, RefreshTrigger } from './grant-refresher.js';
 
 /** One token request made under a lease, as metrics and alerts see it. */
@@ -20,4 +21,6 @@ export interface RefreshAttempt {
  */
 export interface RefreshObserver {
   onRefreshResult(attempt: RefreshAttempt, result: RefreshResult): void;
+  /** A client became degraded or recovered; told in exactly one process across the replicas. */
+  onClientTransition?(client: { id: string; name: string }, transition: PaceTransition): void;
 }

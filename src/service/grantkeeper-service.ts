@@ -64,7 +64,10 @@ export async function startGrantkeeper(
   const metrics = new Metrics();
   // The alert monitor needs the service's Redis connection, so observers find it once it exists.
   let alerts: AlertMonitor | undefined;
-  const alertObserver: RefreshObserver = { onRefreshResult: (a, r) => alerts?.onRefreshResult(a, r) };
+  const alertObserver: RefreshObserver = {
+    onRefreshResult: (a, r) => alerts?.onRefreshResult(a, r),
+    onClientTransition: (client, transition) => alerts?.onClientTransition(client, transition),
+  };
   // Off unless the standard OTEL_EXPORTER_OTLP_* variables name a collector.
   const tracing = startTracing(options.env ?? process.env, logger, packageVersion());
   let service: RefreshService;
@@ -115,6 +118,8 @@ export async function startGrantkeeper(
           prefix: config.queuePrefix,
           grants: service.app.grants,
           queues: new Map([[service.engine.queue.name, service.engine.queue]]),
+          clients: service.app.clients,
+          pacer: service.engine.pacer,
           webhookUrls: config.webhookUrls,
           secret: webhookSecret,
           metrics,
@@ -146,6 +151,7 @@ export async function startGrantkeeper(
       clients: service.app.clients,
       queues: queues.map((queue) => ({ name: queue.name, queue })),
       storage: service.engine.storage,
+      pacer: service.engine.pacer,
     });
     service.worker?.on('active', (job) => {
       metrics.observeLateness((Date.now() - job.timestamp - (job.delay ?? 0)) / 1000);

@@ -6,6 +6,8 @@ import type { GrantActionContext } from '../grants/actions/context.js';
 import { NO_SCHEDULER, type RefreshScheduler } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import { TokenClient } from '../oauth/token-client.js';
+import { type ClientPacer, NO_PACER } from '../pacing/client-pacer.js';
+import { RedisClientPacer } from '../pacing/redis-client-pacer.js';
 import { DEFAULT_BACKOFF } from '../policy/backoff.js';
 import { DEFAULT_UNEXPLAINED_RULE } from '../policy/failure-plan.js';
 import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
@@ -14,6 +16,7 @@ import type { RedisClient } from '../redis/redis-endpoint.js';
 import { AccessTokenReader } from '../refresh/access-token-reader.js';
 import { GrantRefresher } from '../refresh/grant-refresher.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
+import { RefreshPacing } from '../refresh/refresh-pacing.js';
 import { DiskReserve } from '../store/disk-reserve.js';
 import { StorageGate } from '../store/storage-gate.js';
 import { Tracing } from '../telemetry/spans.js';
@@ -28,6 +31,8 @@ export interface RefreshEngine {
   storage: StorageGate;
   /** Starts the spans of refreshes and reads (no-op unless a tracer provider exports them). */
   tracing: Tracing;
+  /** Client-wide pacing (NO_PACER without Redis): what `status` and the API show as degraded. */
+  pacer: ClientPacer;
   /** Present when a Redis connection was given. */
   queue?: RefreshQueue;
   /** The queue's scheduler, or NO_SCHEDULER without Redis (the reconciler plans later). */
@@ -82,6 +87,25 @@ export function createRefreshEngine(
   const tracing = new Tracing(options.tracer ?? trace.getTracer('grantkeeper'), {
     grantIdentity: config.traceGrantIds,
   });
+  const observers = options.observers ?? [];
+  // Pacing is shared through Redis; a one-shot command without it paces nothing.
+  const pacer: ClientPacer = options.connection
+    ? new RedisClientPacer(options.connection, { prefix: config.queuePrefix, probeTtlMs: leaseMs })
+    : NO_PACER;
+  const pacing = new RefreshPacing({
+    pacer,
+    clients: app.clients,
+    onTransition: (client, transition) => {
+      for (const observer of observers) {
+        try {
+          observer.onClientTransition?.(client, transition);
+        } catch (err) {
+          logger.warn({ err: { message: (err as Error).message } }, 'a client observer failed');
+        }
+      }
+    },
+    logger,
+  });
   const refresher = new GrantRefresher({
     grants: app.grants,
     clients: app.clients,
@@ -99,7 +123,8 @@ export function createRefreshEngine(
           ? DEFAULT_UNEXPLAINED_RULE.spanMs
           : config.reconsentAfterUnexplained.spanSeconds * 1000,
     },
-    ...(options.observers ? { observers: options.observers } : {}),
+    pacing,
+    observers,
   });
   const queue = options.connection ? createRefreshQueue(options.connection, config.queuePrefix) : undefined;
   if (queue) logRedisErrors(queue, logger, 'refresh queue error');
@@ -120,6 +145,7 @@ export function createRefreshEngine(
     reader,
     storage,
     tracing,
+    pacer,
     ...(queue ? { queue } : {}),
     scheduler,
     leaseMs,

@@ -2,6 +2,7 @@ import type { ConfigClient } from '../config/config-schema.js';
 import { UserError } from '../errors/user-error.js';
 import type { ClientRepository } from '../grants/ports.js';
 import { type ProviderSpec, resolveProvider } from '../oauth/providers.js';
+import { rateLimitOf } from '../pacing/rate-limit.js';
 
 /** The secret a config-file client names, checked before anything starts: a missing one is a typo. */
 export function configClientSecret(c: ConfigClient, env: NodeJS.ProcessEnv): string | undefined {
@@ -26,7 +27,11 @@ export async function syncConfigClients(
 ): Promise<void> {
   for (const c of declared) {
     const secret = configClientSecret(c, env);
-    const profile = await resolveProvider(providerSpec(c));
+    if (c.burst !== undefined && c.rate === undefined) {
+      throw new UserError(`client "${c.name}" sets burst without rate: add "rate", e.g. "50/s"`);
+    }
+    const rateLimit = rateLimitOf(c.rate, c.burst);
+    const profile = { ...(await resolveProvider(providerSpec(c))), ...(rateLimit ? { rateLimit } : {}) };
     const authMethod = c.authMethod ?? (secret ? profile.confidentialAuthMethod : 'none');
     if (authMethod !== 'none' && !secret) {
       throw new UserError(

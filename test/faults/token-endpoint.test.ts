@@ -124,24 +124,32 @@ describe('a misbehaving token endpoint never causes a retry storm', () => {
     expect(endpoint.reuseDetections).toBe(0);
   }, 30_000);
 
-  it(`a rate-limiting provider (429, Retry-After ${RETRY_AFTER_SEC} s) gets nothing more until the time is up`, async () => {
-    endpoint.push(
-      ...Array.from({ length: GRANTS }, () => ({
-        type: 'status' as const,
-        status: 429,
-        json: { error: 'rate_limited' },
-        headers: { 'retry-after': String(RETRY_AFTER_SEC) },
-      })),
-    );
+  it(`a rate-limiting provider (429, Retry-After ${RETRY_AFTER_SEC} s) gets nothing more from the client until the time is up`, async () => {
+    endpoint.setDefault({
+      type: 'status',
+      status: 429,
+      json: { error: 'rate_limited' },
+      headers: { 'retry-after': String(RETRY_AFTER_SEC) },
+    });
     const since = Date.now();
-    const seeded = await seedDue(GRANTS);
-    await sleep(RETRY_AFTER_SEC * 1000 - 500);
-    // One request per grant during the Retry-After window, none more.
-    expect(requestsFor(seeded, since)).toHaveLength(GRANTS);
+    const [first] = (await seedDue(1)) as [Grant];
+    await waitFor(
+      async () => (await grants().get(first.id))?.grant.consecutiveFailures === 1,
+      "the first grant's 429",
+    );
+    await sleep(200);
+    // Grants due after the first 429 are held by the client's pause: they send nothing.
+    const seeded = [first, ...(await seedDue(GRANTS - 1))];
+    await sleep(RETRY_AFTER_SEC * 1000 - 1000);
+    const during = requestsFor(seeded, since);
+    expect(during).toHaveLength(1);
+    endpoint.setDefault({ type: 'rotate', expiresIn: 3600 });
     await allRecovered(seeded, (RETRY_AFTER_SEC + 10) * 1000);
     const sent = requestsFor(seeded, since);
-    expect(sent).toHaveLength(2 * GRANTS);
-    const firstRetry = Math.min(...sent.slice(GRANTS).map((r) => r.at));
+    const retries = sent.slice(during.length);
+    // Then one success per grant, the probe first: nothing was sent in vain.
+    expect(retries).toHaveLength(GRANTS);
+    const firstRetry = Math.min(...retries.map((r) => r.at));
     expect(firstRetry - since).toBeGreaterThanOrEqual(RETRY_AFTER_SEC * 1000);
   }, 60_000);
 

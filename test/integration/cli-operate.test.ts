@@ -148,7 +148,7 @@ describe('operator commands', { timeout: 90_000 }, () => {
     expect(json(client)).toMatchObject({ name: 'test-client', auth_method: 'client_secret_basic' });
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(
-      /^LABEL\s+PROVIDER\s+STATE\s+ACCESS EXPIRES\s+NEXT REFRESH\s+LAST REFRESH\s+FAILURES/,
+      /^LABEL\s+PROVIDER\s+KIND\s+STATE\s+ACCESS EXPIRES\s+NEXT REFRESH\s+LAST REFRESH\s+FAILURES/,
     );
     expect(table.stdout).not.toContain('\u001b['); // no colours off a TTY
 

@@ -73,12 +73,12 @@ describe('JWT-bearer grants (a Google service account with domain-wide delegatio
     expect(added).toMatchObject({ code: 0, stderr: '' });
     const shownClient = await runCli(['client', 'show', 'google-sa', '--json'], env);
     expect(JSON.parse(shownClient.stdout)).toMatchObject({
-      clientId: SERVICE_ACCOUNT,
+      client_id: SERVICE_ACCOUNT,
       provider: 'google',
-      tokenEndpoint: server.tokenEndpoint,
-      hasSecret: false,
+      token_endpoint: server.tokenEndpoint,
+      has_secret: false,
       public: false,
-      signingKey: { alg: 'RS256', keyId: KEY_ID, audience: 'token_endpoint' },
+      signing_key: { alg: 'RS256', key_id: KEY_ID, audience: 'token_endpoint' },
     });
     const grantAdd = await runCli(
       [

@@ -8,9 +8,10 @@ import { type AuthorizeParams, addAuthorizeParam } from '../../oauth/authorize-p
 import { parseServiceAccountKey } from '../../oauth/google-service-account.js';
 import { type ProviderProfile, type ProviderSpec, resolveProvider } from '../../oauth/providers.js';
 import { assertSecureEndpoint, type ClientAuthMethod } from '../../oauth/token-client.js';
+import { describeRate, rateLimitOf, rateTextSchema } from '../../pacing/rate-limit.js';
 import { withCliContext } from '../cli-context.js';
 import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
-import { clientNameArg, parseWith, scopesArg } from '../parsers.js';
+import { clientNameArg, parseWith, scopesArg, wholeNumberArg } from '../parsers.js';
 import { readOperatorFile, readSigningKeyOptions, type SigningKeyOptions } from '../signing-key-options.js';
 
 const envVarArg = parseWith(
@@ -39,6 +40,8 @@ interface AddOptions extends SigningKeyOptions {
   scopes?: string[];
   redirectUri?: string;
   authorizeParam?: AuthorizeParams;
+  rate?: number;
+  burst?: number;
   json?: boolean;
 }
 
@@ -104,6 +107,16 @@ export function registerClientCommands(program: Command): void {
       "an extra authorization-request parameter, over the preset's (repeatable: login_hint, domain_hint, hd, audience …)",
       authorizeParamArg,
     )
+    .option(
+      '--rate <n/s>',
+      'at most this many token requests, across every replica: 50/s, 3000/min or 10000/h (a request found over it waits its turn)',
+      parseWith(rateTextSchema),
+    )
+    .option(
+      '--burst <n>',
+      'with --rate: this many may go at once after a quiet spell (default 1)',
+      wholeNumberArg(1, 10_000),
+    )
     .option('--json', 'print the client as JSON')
     .addHelpText(
       'after',
@@ -122,8 +135,12 @@ export function registerClientCommands(program: Command): void {
       if (secret !== undefined && opts.privateKeyFile !== undefined) {
         throw new UserError('use either a client secret or --private-key-file, not both', 2);
       }
+      if (opts.burst !== undefined && opts.rate === undefined) throw new UserError('--burst needs --rate', 2);
       const registration = await clientRegistration(opts);
-      const { profile, privateKey, clientId } = registration;
+      const { privateKey, clientId } = registration;
+      const rateLimit = rateLimitOf(opts.rate, opts.burst);
+      // Like the other settings, a client added again without --rate has none.
+      const profile = { ...registration.profile, ...(rateLimit ? { rateLimit } : {}) };
       await withCliContext(
         program,
         async ({ app }) => {
@@ -195,7 +212,8 @@ export function registerClientCommands(program: Command): void {
       await withCliContext(
         program,
         async ({ app }) => {
-          const view = await clientView(await findClient(app.clients, name), app.grants);
+          const client = await findClient(app.clients, name);
+          const view = await clientView(client, app.grants);
           if (opts.json) return printJson(view);
           printLine(
             renderFields([
@@ -208,8 +226,17 @@ export function registerClientCommands(program: Command): void {
                 'secret',
                 view.has_secret ? 'set (sealed)' : view.signing_key ? 'none' : 'none (public client)',
               ],
-              ['private key', view.signing_key ? formatSigningKey(view.signing_key) : '-'],
+              ['private key', client.signingKey ? formatSigningKey(client.signingKey) : '-'],
               ['scopes', view.scopes.join(' ')],
+              [
+                'rate limit',
+                view.rate_limit
+                  ? describeRate({
+                      requestsPerSecond: view.rate_limit.requests_per_second,
+                      burst: view.rate_limit.burst,
+                    })
+                  : 'none',
+              ],
               ['redirect URI', view.redirect_uri],
               ['authorize params', formatAuthorizeParams(view.authorize_params)],
               ['authorize', view.authorization_endpoint],
@@ -279,8 +306,18 @@ async function clientView(client: Client, grants: GrantRepository) {
     public: client.authMethod === 'none' && !client.signingKey,
     has_secret: client.hasSecret,
     /** Algorithm, key id, certificate thumbprint and audience of its sealed private key; null without one. */
-    signing_key: client.signingKey,
+    signing_key: client.signingKey
+      ? {
+          alg: client.signingKey.alg,
+          key_id: client.signingKey.keyId ?? null,
+          x5t_s256: client.signingKey.x5tS256 ?? null,
+          audience: client.signingKey.audience,
+        }
+      : null,
     scopes: client.scopes,
+    rate_limit: profile.rateLimit
+      ? { requests_per_second: profile.rateLimit.requestsPerSecond, burst: profile.rateLimit.burst }
+      : null,
     redirect_uri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
     /** The client's own; the preset's are sent too, under them. */
     authorize_params: client.authorizeParams,

@@ -106,8 +106,8 @@ export function registerGrantAddCommand(grant: Command, program: Command): void 
               scope: saved.scope,
               replaced: result.replaced,
               scheduled: result.scheduled,
-              accessExpiresAt: new Date(saved.accessExpiresAt).toISOString(),
-              nextRefreshAt: new Date(saved.nextRefreshAt).toISOString(),
+              access_expires_at: new Date(saved.accessExpiresAt).toISOString(),
+              next_refresh_at: new Date(saved.nextRefreshAt).toISOString(),
             });
           }
           const now = Date.now();

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { toClientView } from '../../api/client-views.js';
+import type { ClientView } from '../../api/schemas.js';
 import { GRANT_STATES, type GrantState, isLive } from '../../grants/grant.js';
 import { describeRedisEndpoint } from '../../redis/redis-endpoint.js';
 import type { StorageGate } from '../../store/storage-gate.js';
@@ -48,6 +50,10 @@ export function registerStatusCommand(program: Command): void {
         // A paused queue runs no refresh at all, and a pause outlives restarts.
         const paused = engine.queue ? await engine.queue.isPaused() : false;
         const dbCheck = await app.admin.check();
+        const clients = await Promise.all(
+          (await app.clients.list()).map(async (c) => toClientView(c, await engine.pacer.condition(c.id))),
+        );
+        const degraded = clients.filter((c) => c.condition.state === 'degraded');
         // The disk under a SQLite file is ours to watch; PostgreSQL's is its operator's.
         const disk = app.admin.kind === 'sqlite' ? engine.storage.diskReport() : null;
         const status = {
@@ -65,6 +71,7 @@ export function registerStatusCommand(program: Command): void {
             ...(redis.state !== 'not_running' && redis.owner ? { managed_by: redis.owner } : {}),
           },
           queue: counts ? { ...counts, paused } : null,
+          clients,
           grants: { total: grants.length, ...byState },
           oldest_failure: oldest
             ? {
@@ -103,6 +110,7 @@ export function registerStatusCommand(program: Command): void {
                   : '-',
               ],
               ['queue', counts ? queueLine(counts, paused) : '-'],
+              ['clients', clientsLine(clients.length, degraded)],
               ['redis', redisLine],
               [
                 'db',
@@ -125,6 +133,15 @@ export function registerStatusCommand(program: Command): void {
         }
       });
     });
+}
+
+function clientsLine(total: number, degraded: ClientView[]): string {
+  if (degraded.length === 0) return String(total);
+  const each = degraded.map(
+    (c) =>
+      `${c.name} (${c.condition.reason === 'failures' ? 'failing requests' : 'rate limited'}${c.condition.paused_until ? `, paused until ${c.condition.paused_until}` : ''})`,
+  );
+  return `${total}, ${colors.yellow(`${degraded.length} degraded: ${each.join('; ')}`)}`;
 }
 
 function queueLine(counts: Record<string, number>, paused: boolean): string {

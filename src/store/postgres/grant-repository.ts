@@ -236,7 +236,12 @@ export class PostgresGrantRepository implements GrantRepository {
     const { after } = page;
     return guarded(() =>
       this.db
-        .select({ id: grants.id, version: grants.version, nextRefreshAt: grants.nextRefreshAt })
+        .select({
+          id: grants.id,
+          version: grants.version,
+          nextRefreshAt: grants.nextRefreshAt,
+          clientRef: grants.clientRef,
+        })
         .from(grants)
         .where(
           and(

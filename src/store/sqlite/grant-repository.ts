@@ -145,7 +145,12 @@ export class SqliteGrantRepository implements GrantRepository {
     const { after } = page;
     return guarded(() =>
       this.db
-        .select({ id: grants.id, version: grants.version, nextRefreshAt: grants.nextRefreshAt })
+        .select({
+          id: grants.id,
+          version: grants.version,
+          nextRefreshAt: grants.nextRefreshAt,
+          clientRef: grants.clientRef,
+        })
         .from(grants)
         .where(
           and(

@@ -1,0 +1,37 @@
+import type { FastifyInstance } from 'fastify';
+import type { AppContext } from '../service/app-context.js';
+import type { RefreshService } from '../service/refresh-service.js';
+import { requireAdmin } from './authenticate.js';
+import { toClientView } from './client-views.js';
+import { clientList, errorBody, routeSchema } from './schemas.js';
+
+/** GET /v1/clients: the registered clients with their rate limits and whether they are degraded (admin keys). */
+export function registerClientRoutes(
+  scope: FastifyInstance,
+  { app, engine }: { app: AppContext; engine: RefreshService['engine'] },
+): void {
+  scope.get(
+    '/v1/clients',
+    {
+      onRequest: requireAdmin,
+      schema: {
+        tags: ['clients'],
+        security: [{ apiKey: [] }],
+        summary:
+          'The OAuth clients, their rate limits and pacing condition: degraded while paused after a 429 or Retry-After, or while a burst of failures holds its breaker open (admin keys)',
+        response: {
+          200: routeSchema(clientList, 'output'),
+          401: routeSchema(errorBody, 'output'),
+          403: routeSchema(errorBody, 'output'),
+        },
+      },
+    },
+    async () => {
+      const clients = await app.clients.list();
+      const views = await Promise.all(
+        clients.map(async (c) => toClientView(c, await engine.pacer.condition(c.id))),
+      );
+      return { clients: views, now: new Date().toISOString() };
+    },
+  );
+}
