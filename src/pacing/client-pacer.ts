@@ -1,16 +1,19 @@
 import type { PaceOutcome } from './pace-policy.js';
 import type { RateLimit } from './rate-limit.js';
 
-/** May this process send one of the client's token requests now? */
-export type PaceDecision =
-  /**
-   * Yes, after `waitMs` (a rate-limit slot reserved for this request, shorter than a lease is
-   * worth giving up). `probe`: the client is degraded and this request is its one probe; its
-   * outcome must be reported.
-   */
-  | { kind: 'go'; waitMs: number; probe: boolean }
-  /** Not before `retryAt`: the client is paused, its probe is out, or its rate is spent until then. */
-  | { kind: 'later'; retryAt: number; reason: 'paused' | 'probing' | 'rate' };
+/** May a request of this client go now, as far as its condition goes? */
+export type Admission =
+  /** Yes. `probe`: the client is degraded and this is its one probe; its outcome must be reported. */
+  | { kind: 'go'; probe: boolean }
+  /** Not before `retryAt`: the client is paused, or its probe is out. */
+  | { kind: 'later'; retryAt: number; reason: 'paused' | 'probing' };
+
+/** A slot in the client's rate limit. */
+export type Reservation =
+  /** Reserved for this request, to be sent after `waitMs` (a wait worth holding a lease for). */
+  | { kind: 'go'; waitMs: number }
+  /** The rate is spent until about `retryAt`; nothing was reserved. */
+  | { kind: 'later'; retryAt: number; reason: 'rate' };
 
 /** A change in a client's condition, reported once across every replica: the incident's edge. */
 export type PaceTransition = { kind: 'degraded'; reason: 'throttled' | 'failures' } | { kind: 'recovered' };
@@ -32,8 +35,13 @@ export interface ClientCondition {
  * is serving again.
  */
 export interface ClientPacer {
-  /** Asks to send one token request of the client; undefined `limit` means no rate limit. */
-  acquire(clientRef: string, limit: RateLimit | undefined): Promise<PaceDecision>;
+  /** Asks whether the client's requests may go (not paused, or this one is the probe): no rate slot. */
+  admit(clientRef: string): Promise<Admission>;
+  /**
+   * Reserves a slot in the client's rate limit, as close before sending as a lease allows, so the
+   * time between the slot and the provider's clock varies little.
+   */
+  reserve(clientRef: string, limit: RateLimit): Promise<Reservation>;
   /**
    * Tells how a sent request ended (always for a probe; otherwise the pacer may skip what changes
    * nothing). Returns the transition this report made, if it made one: exactly one report across
@@ -51,7 +59,8 @@ export interface ClientPacer {
 
 /** For processes without Redis (one-shot CLI commands): every request may go at once. */
 export const NO_PACER: ClientPacer = {
-  acquire: async () => ({ kind: 'go', waitMs: 0, probe: false }),
+  admit: async () => ({ kind: 'go', probe: false }),
+  reserve: async () => ({ kind: 'go', waitMs: 0 }),
   report: async () => undefined,
   condition: async () => ({ state: 'ok' }),
 };

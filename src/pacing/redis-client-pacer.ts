@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from '../redis/redis-endpoint.js';
-import type { ClientCondition, ClientPacer, PaceDecision, PaceTransition } from './client-pacer.js';
+import type { Admission, ClientCondition, ClientPacer, PaceTransition, Reservation } from './client-pacer.js';
 import {
   BREAKER_BASE_PAUSE_MS,
   BREAKER_FAILURES,
@@ -21,29 +21,32 @@ import { gcraParams, type RateLimit } from './rate-limit.js';
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
-const ACQUIRE = `${NOW}
+const ADMIT = `${NOW}
 local key = KEYS[1]
-local v = redis.call('HMGET', key, 'until', 'state', 'probeExp', 'tat')
+local v = redis.call('HMGET', key, 'until', 'state', 'probeExp')
 local pausedUntil = tonumber(v[1]) or 0
 if now < pausedUntil then return {1, pausedUntil} end
 if v[2] == 'degraded' then
   local probeExp = tonumber(v[3]) or 0
   if now < probeExp then return {2, now} end
-  redis.call('HSET', key, 'probeExp', now + tonumber(ARGV[4]))
-  return {0, 0, 1}
+  redis.call('HSET', key, 'probeExp', now + tonumber(ARGV[1]))
+  return {0, 1}
 end
+return {0, 0}`;
+
+const RESERVE = `${NOW}
+local key = KEYS[1]
 local interval = tonumber(ARGV[1])
-if interval > 0 then
-  local tat = tonumber(v[4]) or 0
-  if tat < now then tat = now end
-  local wait = tat - tonumber(ARGV[2]) - now
-  if wait > tonumber(ARGV[3]) then return {3, now + math.ceil(wait)} end
-  redis.call('HSET', key, 'tat', string.format('%.3f', tat + interval))
+local tat = tonumber(redis.call('HGET', key, 'tat')) or 0
+if tat < now then tat = now end
+local wait = tat - tonumber(ARGV[2]) - now
+if wait > tonumber(ARGV[3]) then return {1, now + math.ceil(wait)} end
+redis.call('HSET', key, 'tat', string.format('%.3f', tat + interval))
+if redis.call('PTTL', key) >= 0 then
   redis.call('PEXPIRE', key, math.ceil(tat + interval - now) + 60000)
-  if wait < 0 then wait = 0 end
-  return {0, math.ceil(wait), 0}
 end
-return {0, 0, 0}`;
+if wait < 0 then wait = 0 end
+return {0, math.ceil(wait)}`;
 
 const REPORT = `${NOW}
 local key = KEYS[1]
@@ -119,7 +122,8 @@ class Script {
   }
 }
 
-const acquireScript = new Script(ACQUIRE);
+const admitScript = new Script(ADMIT);
+const reserveScript = new Script(RESERVE);
 const reportScript = new Script(REPORT);
 
 export interface RedisClientPacerOptions {
@@ -165,17 +169,13 @@ export class RedisClientPacer implements ClientPacer {
     return `${this.options.prefix}:pace:${clientRef}`;
   }
 
-  async acquire(clientRef: string, limit: RateLimit | undefined): Promise<PaceDecision> {
-    const { intervalMs, toleranceMs } = limit ? gcraParams(limit) : { intervalMs: 0, toleranceMs: 0 };
-    const [code, at, probe] = (await acquireScript.run(this.redis, this.#key(clientRef), [
-      intervalMs,
-      toleranceMs,
-      this.#maxInlineWaitMs,
+  async admit(clientRef: string): Promise<Admission> {
+    const [code, at] = (await admitScript.run(this.redis, this.#key(clientRef), [
       this.options.probeTtlMs,
-    ])) as [number, number, number?];
+    ])) as [number, number];
     switch (code) {
       case 0:
-        return { kind: 'go', waitMs: at, probe: probe === 1 };
+        return { kind: 'go', probe: at === 1 };
       case 1:
         // Spread over a window after the pause, so the provider sees a ramp and the probe goes first.
         return {
@@ -183,15 +183,25 @@ export class RedisClientPacer implements ClientPacer {
           retryAt: at + Math.round(this.#random() * RESUME_SPREAD_MS),
           reason: 'paused',
         };
-      case 2:
+      default:
         return {
           kind: 'later',
           retryAt: at + PROBE_WAIT_MS + Math.round(this.#random() * RESUME_SPREAD_MS),
           reason: 'probing',
         };
-      default:
-        return { kind: 'later', retryAt: at + Math.round(this.#random() * intervalMs), reason: 'rate' };
     }
+  }
+
+  async reserve(clientRef: string, limit: RateLimit): Promise<Reservation> {
+    const { intervalMs, toleranceMs } = gcraParams(limit);
+    const [code, at] = (await reserveScript.run(this.redis, this.#key(clientRef), [
+      intervalMs,
+      toleranceMs,
+      this.#maxInlineWaitMs,
+    ])) as [number, number];
+    return code === 0
+      ? { kind: 'go', waitMs: at }
+      : { kind: 'later', retryAt: at + Math.round(this.#random() * intervalMs), reason: 'rate' };
   }
 
   async report(

@@ -293,6 +293,12 @@ export class GrantRefresher {
     const { grant } = claimed;
     const next = nextTokenRequest(tokenClient, client, claimed);
     reachFaultPoint('stop-after-claim');
+    // The client's rate slot, as close to the send as the lease allows (its wait is bounded to fit).
+    const slot = await this.deps.pacing?.slot(grant.clientRef);
+    if (slot?.kind === 'later') {
+      await grants.releaseLease(grant.id, owner, grant.leaseSentAt).catch(() => {});
+      return paced(slot);
+    }
     // The fence (invariant 2): the lease must still be ours with more than the request timeout
     // left, checked and marked sent in one statement immediately before the request is written.
     // The local deadlines below are counted from before the statement, so they err early.
@@ -655,8 +661,8 @@ export function replayMayRevoke(
   return hasRefreshToken(kind) && profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
 }
 
-function paced(admission: Extract<Admission, { kind: 'later' }>): RefreshResult {
-  return { status: 'paced', retryAt: admission.retryAt, reason: admission.reason };
+function paced(later: { retryAt: number; reason: 'paused' | 'probing' | 'rate' }): RefreshResult {
+  return { status: 'paced', retryAt: later.retryAt, reason: later.reason };
 }
 
 /** What a span says about a result: its status, and for a failure the code and HTTP status. */

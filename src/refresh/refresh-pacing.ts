@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { TokenEndpointError } from '../oauth/token-errors.js';
-import type { ClientPacer, PaceDecision, PaceTransition } from '../pacing/client-pacer.js';
+import type { Admission, ClientPacer, PaceTransition, Reservation } from '../pacing/client-pacer.js';
 import { paceOutcome } from '../pacing/pace-policy.js';
 import type { RateLimit } from '../pacing/rate-limit.js';
 
@@ -24,12 +24,15 @@ export interface PacingDeps {
   now?: () => number;
 }
 
-/** Leave to send one request: `probe` means its outcome decides whether the client recovered. */
-export type Admission = { kind: 'go'; probe: boolean } | Extract<PaceDecision, { kind: 'later' }>;
+export type { Admission } from '../pacing/client-pacer.js';
+
+/** The rate-limit slot's answer: sent (after any short wait), or the time the rate frees up. */
+export type Slot = { kind: 'go' } | Extract<Reservation, { kind: 'later' }>;
 
 /**
- * The refresher's side of client-wide pacing: asks before a request, reports after it, and turns
- * a reported transition into one log line and one observer call.
+ * The refresher's side of client-wide pacing: asks before a claim whether the client may send at
+ * all, takes a rate slot just before the fence, reports after the commit, and turns a reported
+ * transition into one log line and one observer call.
  */
 export class RefreshPacing {
   readonly #limits = new Map<string, { limit: RateLimit | undefined; name: string; at: number }>();
@@ -39,14 +42,19 @@ export class RefreshPacing {
     this.#now = deps.now ?? Date.now;
   }
 
-  /** Waits out a short rate-limit slot itself; a longer wait, a pause or a probe elsewhere is `later`. */
+  /** Paused, or its probe out elsewhere: `later`. A Redis that does not answer lets it go. */
   async admit(clientRef: string): Promise<Admission> {
+    return (await this.#bounded(this.deps.pacer.admit(clientRef), 'admit')) ?? { kind: 'go', probe: false };
+  }
+
+  /** Waits out a short rate-limit slot itself; a longer wait is `later`. No limit: go at once. */
+  async slot(clientRef: string): Promise<Slot> {
     const { limit } = await this.#client(clientRef);
-    const decision = await this.#bounded(this.deps.pacer.acquire(clientRef, limit), 'acquire');
-    if (!decision) return { kind: 'go', probe: false };
-    if (decision.kind === 'later') return decision;
-    if (decision.waitMs > 0) await sleep(decision.waitMs);
-    return { kind: 'go', probe: decision.probe };
+    if (!limit) return { kind: 'go' };
+    const reservation = await this.#bounded(this.deps.pacer.reserve(clientRef, limit), 'reserve');
+    if (reservation?.kind === 'later') return reservation;
+    if (reservation && reservation.waitMs > 0) await sleep(reservation.waitMs);
+    return { kind: 'go' };
   }
 
   /** Reports how the request ended (`failure` undefined: the provider answered). */

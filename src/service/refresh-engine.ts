@@ -90,7 +90,12 @@ export function createRefreshEngine(
   const observers = options.observers ?? [];
   // Pacing is shared through Redis; a one-shot command without it paces nothing.
   const pacer: ClientPacer = options.connection
-    ? new RedisClientPacer(options.connection, { prefix: config.queuePrefix, probeTtlMs: leaseMs })
+    ? new RedisClientPacer(options.connection, {
+        prefix: config.queuePrefix,
+        probeTtlMs: leaseMs,
+        // A rate slot is waited for holding the lease, before the fence: half the margin at most.
+        maxInlineWaitMs: Math.min(1000, (leaseMs - requestTimeoutMs) / 2),
+      })
     : NO_PACER;
   const pacing = new RefreshPacing({
     pacer,

@@ -11,6 +11,7 @@ import type { Grant } from '../../src/grants/grant.js';
 import { createLogger } from '../../src/log/logger.js';
 import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
 import type { TokenSet } from '../../src/oauth/token-response.js';
+import type { RateLimit } from '../../src/pacing/rate-limit.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
 import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import { packageRoot } from '../../src/util/package-root.js';
@@ -132,6 +133,8 @@ export function writeRunConfig(
   dataDir: string,
   client: ClientSpec,
   extra: Record<string, unknown> = {},
+  /** More settings of the client itself (a rate limit). */
+  clientSettings: Record<string, unknown> = {},
 ): string {
   const path = join(dataDir, 'grantkeeper.json');
   writeFileSync(
@@ -147,6 +150,7 @@ export function writeRunConfig(
           clientId: client.clientId,
           clientSecretEnv: SECRET_ENV,
           authMethod: client.authMethod ?? 'client_secret_basic',
+          ...clientSettings,
         },
       ],
     }),
@@ -175,10 +179,15 @@ export async function seedGrants(opts: {
   mint: (i: number) => Promise<TokenSet & { refreshToken: string }>;
   dueAt?: (i: number) => number;
   databaseUrl?: string;
+  /** The client's rate limit, as `run`'s config gives it (the upsert here would clear it otherwise). */
+  rateLimit?: RateLimit;
 }): Promise<{ ids: string[]; profile: ProviderProfile }> {
   const app = await openData(opts.dataDir, opts.key, opts.databaseUrl);
   try {
-    const profile = await resolveProvider({ kind: 'oidc', endpoints: opts.client.endpoints });
+    const profile = {
+      ...(await resolveProvider({ kind: 'oidc', endpoints: opts.client.endpoints })),
+      ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
+    };
     const client = await app.clients.upsert({
       name: CLIENT_NAME,
       profile,
