@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { busiestSecond } from '../support/request-times.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 import { Cleanup, openData, type RunProcess, seedGrants, startRun, writeRunConfig } from './support.js';
 
@@ -15,17 +16,6 @@ const WORKER_ENV = {
   GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
   GRANTKEEPER_CONCURRENCY: '16',
 };
-
-/** The most requests that fall in any one-second window of these arrival times. */
-function busiestSecond(times: number[]): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while ((sorted[i] ?? 0) - (sorted[j] ?? 0) >= 1000) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 /**
  * Two `grantkeeper run` processes share one client's pacing through Redis, against the fault

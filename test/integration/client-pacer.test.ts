@@ -4,19 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientPacer } from '../../src/pacing/client-pacer.js';
 import { RedisClientPacer } from '../../src/pacing/redis-client-pacer.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { busiestSecond } from '../support/request-times.js';
 
 const BREAKER = { failures: 4, windowMs: 10_000, basePauseMs: 400, maxPauseMs: 2000 };
-
-/** The most requests that fall in any one-second window of these send times. */
-function busiestSecond(times: number[]): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while ((sorted[i] ?? 0) - (sorted[j] ?? 0) >= 1000) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 /** Waits for a permit as the refresher does: inline waits held, "later" answers retried then. */
 async function send(pacer: ClientPacer, client: string, limit: { requestsPerSecond: number; burst: number }) {
