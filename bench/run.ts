@@ -6,7 +6,7 @@
  * synthetic grants into fresh dbs, runs the scenarios, prints a Markdown table and writes
  * bench/results/latest.{json,md}.
  *   npm run bench -- [--grants 100000] [--scenarios throughput,catch-up,...] [--quick] [--out dir]
- *                    [--concurrency 16] [--latency 0] [--profile] [--tsx]
+ *                    [--concurrency 256] [--latency 0] [--profile] [--tsx]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { DEFAULT_CONCURRENCY } from '../src/config/config-schema.js';
 import { startManagedRedis } from '../src/redis/managed-redis.js';
 import { postgresUnavailable, startPrivatePostgres } from '../test/support/private-postgres.js';
 import { catchUp } from './scenarios/catch-up.js';
@@ -47,7 +48,7 @@ export interface BenchOptions {
   quick?: boolean;
   /** Where latest.json and latest.md go. Default bench/results. */
   out?: string;
-  /** Worker concurrency for every refresh workload and its references. Default 16 (the service default). */
+  /** Worker concurrency for every refresh workload and its references. Default: the service's. */
   concurrency?: number;
   /** Token endpoint latency in ms. Default 0: what is measured is our overhead, not the provider's. */
   latencyMs?: number;
@@ -95,7 +96,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       redisUrl: redisServer.url,
       redis,
       tokenEndpoint: `http://127.0.0.1:${port}/token`,
-      concurrency: options.concurrency ?? 16,
+      concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
       quick,
       tempDir,
       profile: options.profile ?? false,

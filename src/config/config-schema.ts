@@ -46,6 +46,9 @@ const allowedHost = z
   })
   .refine((h) => h.port === null || (h.port >= 1 && h.port <= 65_535), 'the port must be 1 to 65535');
 
+/** Refreshes in flight per process. */
+export const DEFAULT_CONCURRENCY = 256;
+
 /** An on/off switch; from the environment as `true` or `false`. */
 const flag = z.preprocess(
   (v) => (v === 'true' ? true : v === 'false' ? false : v),
@@ -148,7 +151,9 @@ export const configSchema = z
       .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-"')
       .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    concurrency: wholeNumber(1, 1000).default(16),
+    // Sized for provider latency, not CPU: at 150 ms per token request 16 in flight bound a worker to
+    // ~100 refreshes/s; 256 keep it CPU-bound (`npm run bench -- --latency 150`).
+    concurrency: wholeNumber(1, 1000).default(DEFAULT_CONCURRENCY),
     requestTimeoutSeconds: seconds(300).default(15),
     leaseMarginSeconds: seconds(3600).default(30),
     // How long nobody sends a refresh token whose earlier request may have reached the provider
