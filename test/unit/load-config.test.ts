@@ -20,7 +20,7 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       dataDir: './data',
       logLevel: 'info',
-      concurrency: 16,
+      concurrency: 256,
       requestTimeoutSeconds: 15,
       reconcileIntervalSeconds: 120,
       clients: [],
@@ -47,7 +47,7 @@ describe('loadConfig', () => {
       GRANTKEEPER_CONCURRENCY: '',
     });
     expect(config.redisUrl).toBeUndefined();
-    expect(config.concurrency).toBe(16);
+    expect(config.concurrency).toBe(256);
     expect(secrets.key).toBeUndefined();
   });
 
