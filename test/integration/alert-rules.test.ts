@@ -149,10 +149,18 @@ describe.skipIf(!promtool)('the Prometheus alert rules against recorded scrapes'
       10_000,
     );
     await engine.service.engine.queue.pause();
+    // And the provider rate-limits the client: one 429 report degrades it for every replica.
+    await engine.service.engine.pacer.report(
+      client.id,
+      grants[1]?.id ?? '',
+      { kind: 'throttled', pauseMs: 600_000 },
+      false,
+    );
     const fault = await scrape();
     const firing = promtoolTest(dir, 'fault', fault, {
       GrantkeeperGrantsStopped: [{ severity: 'critical', state: 'needs_reconsent' }],
       GrantkeeperQueuePaused: [{ severity: 'critical', queue: 'refresh' }],
+      GrantkeeperClientDegraded: [{ severity: 'warning', client: 'test-client' }],
     });
     expect(firing.output).toMatch(/SUCCESS/);
     expect(firing.ok).toBe(true);
