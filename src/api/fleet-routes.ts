@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppContext } from '../service/app-context.js';
+import type { RefreshService } from '../service/refresh-service.js';
 import type { Principal } from './auth.js';
 import { fleetQuery, toFleetView } from './fleet-view.js';
 import { errorBody, fleetView, routeSchema } from './schemas.js';
@@ -8,7 +9,10 @@ import { errorBody, fleetView, routeSchema } from './schemas.js';
  * GET /v1/fleet: the grants page's summary, aggregated by the store (no row per grant is loaded),
  * over the grants the key may see: a reader's counts include only its own grants.
  */
-export function registerFleetRoutes(scope: FastifyInstance, { app }: { app: AppContext }): void {
+export function registerFleetRoutes(
+  scope: FastifyInstance,
+  { app, engine }: { app: AppContext; engine: Pick<RefreshService['engine'], 'pacer'> },
+): void {
   scope.get(
     '/v1/fleet',
     {
@@ -28,7 +32,11 @@ export function registerFleetRoutes(scope: FastifyInstance, { app }: { app: AppC
       const now = Date.now();
       const clients = await app.clients.list();
       const query = fleetQuery(now, principal.grantIds === null ? null : [...principal.grantIds], clients);
-      return toFleetView(await app.grants.fleetSummary(query), query, clients, now);
+      const [summary, conditions] = await Promise.all([
+        app.grants.fleetSummary(query),
+        Promise.all(clients.map(async (c) => [c.id, await engine.pacer.condition(c.id)] as const)),
+      ]);
+      return toFleetView(summary, query, clients, now, new Map(conditions));
     },
   );
 }

@@ -1,5 +1,6 @@
 import { GRANT_STATES, type GrantState, type RefreshOutcome } from '../grants/grant.js';
 import type { Client, FleetSummary, FleetSummaryQuery } from '../grants/ports.js';
+import type { ClientCondition } from '../pacing/client-pacer.js';
 import type { FleetView } from './schemas.js';
 
 export const HOUR_MS = 3_600_000;
@@ -39,6 +40,8 @@ export function toFleetView(
   query: FleetSummaryQuery,
   clients: Client[],
   now: number,
+  /** The clients' pacing conditions (only degraded ones need be present). */
+  conditions: ReadonlyMap<string, ClientCondition> = new Map(),
 ): FleetView {
   const byId = new Map(clients.map((c) => [c.id, c]));
   const name = (clientRef: string) => byId.get(clientRef)?.name ?? clientRef;
@@ -104,6 +107,7 @@ export function toFleetView(
         provider: byId.get(clientRef)?.profile.kind ?? null,
         total: [...counts.values()].reduce((n, c) => n + c, 0),
         by_state: stateCounts(counts),
+        degraded: conditions.get(clientRef)?.reason ?? null,
       }))
       .sort((a, b) => a.client.localeCompare(b.client)),
     planned: { overdue: summary.overdue, per_hour: perHour(summary.planned) },

@@ -163,6 +163,10 @@ export const fleetView = z.object({
       provider: z.string().nullable(),
       total: z.number(),
       by_state: stateCounts,
+      degraded: z
+        .enum(['throttled', 'failures'])
+        .nullable()
+        .describe('why the client is degraded (its refreshes wait for one probe); null: it is not'),
     }),
   ),
   planned: z.object({

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueApiKey } from '../../src/api/api-keys.js';
 import { ASSETS } from '../../src/api/asset-routes.js';
-import type { FleetView, GrantView } from '../../src/api/schemas.js';
+import type { ClientView, FleetView, GrantView } from '../../src/api/schemas.js';
 import type { Client } from '../../src/grants/ports.js';
 import {
   addClient,
@@ -186,6 +186,31 @@ describe('the paged grant listing and the fleet summary', () => {
       }
     }
     expect(summary.outcomes.map((o) => o.client)).toEqual(['newsroom', 'support']);
+  });
+
+  it('marks a degraded client: the page shows which clients are waiting on a probe', async () => {
+    const fleetNow = async () => ((await (await get(adminKey, '/v1/fleet')).json()) as FleetView).by_client;
+    expect((await fleetNow()).map((c) => c.degraded)).toEqual([null, null]);
+    const [newsroom] = clients as [Client];
+    await engine.service.engine.pacer.report(
+      newsroom.id,
+      'g_any',
+      { kind: 'throttled', pauseMs: 60_000 },
+      false,
+    );
+    expect(new Map((await fleetNow()).map((c) => [c.client, c.degraded]))).toEqual(
+      new Map([
+        ['newsroom', 'throttled'],
+        ['support', null],
+      ]),
+    );
+    const listed = (await (await get(adminKey, '/v1/clients')).json()) as { clients: ClientView[] };
+    expect(listed.clients.find((c) => c.name === 'newsroom')?.condition).toMatchObject({
+      state: 'degraded',
+      reason: 'throttled',
+      paused_until: expect.any(String),
+    });
+    expect((await get(readerKey, '/v1/clients')).status).toBe(403);
   });
 
   it('serves uPlot from node_modules with a long cache and no session', async () => {
