@@ -5,7 +5,7 @@ import type { Logger } from '../src/log/logger.js';
 import type { GrantRefresher } from '../src/refresh/grant-refresher.js';
 import { SPAN_NAMES } from '../src/telemetry/span-policy.js';
 import { inSpan, type TraceSpan, type Tracing } from '../src/telemetry/spans.js';
-import { type RefreshJobData, refreshJobDataSchema } from './refresh-queue.js';
+import { jobClientSchema, type RefreshJobData, refreshJobDataSchema } from './refresh-queue.js';
 
 export interface RefreshProcessorDeps {
   refresher: GrantRefresher;
@@ -26,7 +26,9 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
     if (!parsed.success) throw new UnrecoverableError('malformed refresh job data');
     const span = deps.tracing.start(SPAN_NAMES.refresh, { trigger: 'schedule' });
     try {
-      return await refreshAndPlan(job, token, parsed.data, span);
+      // Jobs queued by older versions are named 'refresh': their client is found after the claim.
+      const client = jobClientSchema.safeParse(job.name).data;
+      return await refreshAndPlan(job, token, parsed.data, client, span);
     } finally {
       span.end();
     }
@@ -35,7 +37,8 @@ export function createRefreshProcessor(deps: RefreshProcessorDeps) {
   async function refreshAndPlan(
     job: Job<RefreshJobData>,
     token: string | undefined,
-    { grantId, version, client }: RefreshJobData,
+    { grantId, version }: RefreshJobData,
+    client: string | undefined,
     span: TraceSpan,
   ): Promise<string> {
     const schedule = (grant: Grant) =>

@@ -4,17 +4,18 @@ import { z } from 'zod';
 export const REFRESH_QUEUE_NAME = 'refresh';
 export const DEFAULT_QUEUE_PREFIX = 'grantkeeper';
 
-/**
- * All a job carries: which grant, at which version, and its client (so pacing can turn a job away
- * before it touches the store; jobs queued by older versions lack it). Never a token (invariant 1).
- */
+/** All a job carries: which grant, at which version. Never a token (invariant 1). */
 export const refreshJobDataSchema = z
-  .object({
-    grantId: z.string().min(1).max(64),
-    version: z.number().int().nonnegative(),
-    client: z.string().min(1).max(64).optional(),
-  })
+  .object({ grantId: z.string().min(1).max(64), version: z.number().int().nonnegative() })
   .strict();
+
+/**
+ * A job's name is its grant's client, so pacing can turn the job away before it reads the store.
+ * It is not in the data: replicas of the previous version, still running during a rolling upgrade,
+ * refuse data with fields they do not know, and they never read the name.
+ */
+export const jobClientSchema = z.string().regex(/^c_[A-Za-z0-9_-]{1,62}$/);
+
 export type RefreshJobData = z.infer<typeof refreshJobDataSchema>;
 
 /**

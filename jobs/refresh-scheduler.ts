@@ -64,8 +64,8 @@ export class QueueScheduler implements RefreshScheduler {
 
 function toJobSpec({ grant: g, delay }: Pending): JobSpec {
   return {
-    name: 'refresh',
-    data: { grantId: g.id, version: g.version, client: g.clientRef },
+    name: g.clientRef,
+    data: { grantId: g.id, version: g.version },
     // Only what differs per job: retention lives on the worker, so each job's opts stay small
     // enough for Redis to keep the job hash compact.
     opts: { jobId: refreshJobId(g.id, g.version, g.nextRefreshAt), delay },

@@ -293,15 +293,10 @@ export class GrantRefresher {
     const { grant } = claimed;
     const next = nextTokenRequest(tokenClient, client, claimed);
     reachFaultPoint('stop-after-claim');
-    // The client's rate slot, as close to the send as the lease allows (its wait is bounded to fit).
-    const slot = await this.deps.pacing?.slot(grant.clientRef);
-    if (slot?.kind === 'later') {
-      await grants.releaseLease(grant.id, owner, grant.leaseSentAt).catch(() => {});
-      return paced(slot);
-    }
     // The fence (invariant 2): the lease must still be ours with more than the request timeout
-    // left, checked and marked sent in one statement immediately before the request is written.
-    // The local deadlines below are counted from before the statement, so they err early.
+    // left, checked and marked sent in one statement immediately before the request is written
+    // (only a rate slot's short wait comes between). The local deadlines below are counted from
+    // before the statement, so they err early.
     const fencedAt = performance.now();
     let remainingMs: number | undefined;
     try {
@@ -316,6 +311,14 @@ export class GrantRefresher {
       return this.deferForStorage(err);
     }
     if (remainingMs === undefined) return this.leaseLost(grant, owner);
+    // The client's rate slot, right before the send: a store write between the two (the fence) would
+    // add its lock waits to the spread the provider sees. Its wait comes out of the request's own
+    // time (the window below still ends where the fence allowed); turned away, nothing was sent.
+    const slot = await this.deps.pacing?.slot(grant.clientRef);
+    if (slot?.kind === 'later') {
+      await grants.releaseLease(grant.id, owner, grant.leaseSentAt).catch(() => {});
+      return paced(slot);
+    }
     const window: SendWindow = {
       abortAt: fencedAt + tokenClient.timeoutMs,
       // Nobody sends this grant's refresh token again before our lease ends, or, where a replay may

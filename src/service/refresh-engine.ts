@@ -93,8 +93,8 @@ export function createRefreshEngine(
     ? new RedisClientPacer(options.connection, {
         prefix: config.queuePrefix,
         probeTtlMs: leaseMs,
-        // A rate slot is waited for holding the lease, before the fence: half the margin at most.
-        maxInlineWaitMs: Math.min(1000, (leaseMs - requestTimeoutMs) / 2),
+        // A rate slot is waited for after the fence, out of the request's time: a small part of it.
+        maxInlineWaitMs: Math.min(1000, requestTimeoutMs / 10),
       })
     : NO_PACER;
   const pacing = new RefreshPacing({

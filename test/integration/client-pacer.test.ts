@@ -8,14 +8,15 @@ import { busiestSecond } from '../support/request-times.js';
 
 const BREAKER = { failures: 4, windowMs: 10_000, basePauseMs: 400, maxPauseMs: 2000 };
 
-/** Waits for a permit as the refresher does: inline waits held, "later" answers retried then. */
+/**
+ * Asks for a slot as the refresher does ("later" answers asked again then) and returns the time the
+ * slot is for: when the reservation answered plus its wait. (Not when a timer then fired: under load
+ * timers fire late and bunch, which says nothing about the pacer's spacing.)
+ */
 async function send(pacer: ClientPacer, client: string, limit: { requestsPerSecond: number; burst: number }) {
   for (;;) {
     const decision = await pacer.reserve(client, limit);
-    if (decision.kind === 'go') {
-      await sleep(decision.waitMs);
-      return Date.now();
-    }
+    if (decision.kind === 'go') return Date.now() + decision.waitMs;
     await sleep(Math.max(0, decision.retryAt - Date.now()));
   }
 }

@@ -76,6 +76,12 @@ export class SqliteGrantRepository implements GrantRepository {
   /** better-sqlite3's own transaction wrapper, built once: drizzle's `db.transaction` builds one
    * per call, a measurable share of each commit. */
   private readonly inTransaction: <T>(fn: () => T) => T;
+  /**
+   * A transaction that writes, begun with the write lock (BEGIN IMMEDIATE): one that reads first and
+   * writes later would otherwise fail at once with SQLITE_BUSY_SNAPSHOT when another process commits
+   * in between, which the busy timeout does not wait out (a `seed` beside a busy service).
+   */
+  private readonly inWriteTransaction: <T>(fn: () => T) => T;
 
   constructor(
     private readonly db: Db,
@@ -86,6 +92,7 @@ export class SqliteGrantRepository implements GrantRepository {
     const { $client } = db as Db & { $client: Database.Database };
     const tx = $client.transaction((fn: () => unknown) => fn());
     this.inTransaction = <T>(fn: () => T) => tx(fn) as T;
+    this.inWriteTransaction = <T>(fn: () => T) => tx.immediate(fn) as T;
   }
 
   async get(id: string): Promise<StoredGrant | undefined> {
@@ -170,7 +177,7 @@ export class SqliteGrantRepository implements GrantRepository {
 
   async saveConsent(input: SaveConsentInput, mayReplace?: (existing: ConsentTarget) => void): Promise<Grant> {
     return guarded(() =>
-      this.inTransaction(() => {
+      this.inWriteTransaction(() => {
         const existing = this.db.select().from(grants).where(eq(grants.label, input.label)).get();
         if (existing) {
           const { id, clientRef, subject } = existing;
