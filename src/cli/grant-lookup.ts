@@ -1,5 +1,5 @@
 import { UserError } from '../errors/user-error.js';
-import type { StoredGrant } from '../grants/grant.js';
+import type { Grant, StoredGrant } from '../grants/grant.js';
 import type { Client } from '../grants/ports.js';
 import type { AppContext } from '../service/app-context.js';
 
@@ -11,4 +11,24 @@ export async function findGrant(app: AppContext, ref: string): Promise<StoredGra
   const stored = await app.grants.find(ref);
   if (!stored) throw new UserError(`no grant has the id or label "${ref}" (grantkeeper grants)`);
   return stored;
+}
+
+/** What `seed --json` and `grant add --json` print about the grant they stored, in the API's names. */
+export function storedGrantView(
+  grant: Grant,
+  clientName: string,
+  outcome: { replaced: boolean; scheduled: boolean },
+) {
+  return {
+    id: grant.id,
+    label: grant.label,
+    client: clientName,
+    kind: grant.kind,
+    subject: grant.subject,
+    scope: grant.scope,
+    replaced: outcome.replaced,
+    scheduled: outcome.scheduled,
+    access_expires_at: new Date(grant.accessExpiresAt).toISOString(),
+    next_refresh_at: new Date(grant.nextRefreshAt).toISOString(),
+  };
 }

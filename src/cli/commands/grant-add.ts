@@ -5,6 +5,7 @@ import { addServiceGrant } from '../../grants/actions/add-service-grant.js';
 import type { ServiceGrantKind, TokenRequestParams } from '../../grants/grant.js';
 import type { Client } from '../../grants/ports.js';
 import { withCliContext } from '../cli-context.js';
+import { storedGrantView } from '../grant-lookup.js';
 import { colors, examples, formatRelative, printJson, printLine } from '../output.js';
 import { clientNameArg, labelArg, parseWith, scopesArg } from '../parsers.js';
 import { findClient } from './client.js';
@@ -98,17 +99,7 @@ export function registerGrantAddCommand(grant: Command, program: Command): void 
           );
           const { grant: saved } = result;
           if (flags.json) {
-            return printJson({
-              id: saved.id,
-              label: saved.label,
-              client: clientName,
-              kind: saved.kind,
-              scope: saved.scope,
-              replaced: result.replaced,
-              scheduled: result.scheduled,
-              access_expires_at: new Date(saved.accessExpiresAt).toISOString(),
-              next_refresh_at: new Date(saved.nextRefreshAt).toISOString(),
-            });
+            return printJson(storedGrantView(saved, clientName, result));
           }
           const now = Date.now();
           printLine(

@@ -5,6 +5,7 @@ import { UserError } from '../../errors/user-error.js';
 import { onConsentSaved } from '../../notify/alert-monitor.js';
 import { syncConfigClients } from '../../service/sync-config-clients.js';
 import { withCliContext } from '../cli-context.js';
+import { storedGrantView } from '../grant-lookup.js';
 import { colors, examples, formatRelative, note, printJson, printLine } from '../output.js';
 import { clientNameArg, labelArg, scopesArg, secondsArg } from '../parsers.js';
 
@@ -96,16 +97,7 @@ export function registerSeedCommand(program: Command): void {
             note(`note: ${result.identityProblem}; labelled ${result.grant.label} (use --label to choose)`);
           const { grant } = result;
           if (flags.json) {
-            return printJson({
-              id: grant.id,
-              label: grant.label,
-              client: clientName,
-              subject: grant.subject,
-              replaced: result.replaced,
-              scheduled: result.scheduled,
-              access_expires_at: new Date(grant.accessExpiresAt).toISOString(),
-              next_refresh_at: new Date(grant.nextRefreshAt).toISOString(),
-            });
+            return printJson(storedGrantView(grant, clientName, result));
           }
           const now = Date.now();
           printLine(
