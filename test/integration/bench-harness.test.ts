@@ -11,7 +11,7 @@ describe('bench harness', () => {
   const out = mkdtempSync(join(tmpdir(), 'gk-bench-test-'));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('runs every scenario at small N and writes JSON and Markdown results', { timeout: 90_000 }, async () => {
+  it('runs every scenario at small N and writes JSON and Markdown results', { timeout: 180_000 }, async () => {
     const result = await runBench({ grants: 120, quick: true, out, progress: false });
 
     expect(result.scenarios.map((s) => s.id)).toEqual([...SCENARIOS]);
