@@ -11,8 +11,13 @@ describe('bench harness', () => {
   const out = mkdtempSync(join(tmpdir(), 'gk-bench-test-'));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('runs every scenario at small N and writes JSON and Markdown results', { timeout: 180_000 }, async () => {
-    const result = await runBench({ grants: 120, quick: true, out, progress: false });
+  it('runs every scenario at small N and writes JSON and Markdown results', {
+    timeout: 180_000,
+  }, async () => {
+    // At the service's 256 in flight, a bench child on a machine busy with the rest of the suite
+    // can miss BullMQ lock renewals: a job that stalls twice fails, and the bench, which has no
+    // reconciler to re-queue it, waits for it forever (seen in 2 of 7 full runs). 16 is plenty here.
+    const result = await runBench({ grants: 120, quick: true, out, progress: false, concurrency: 16 });
 
     expect(result.scenarios.map((s) => s.id)).toEqual([...SCENARIOS]);
     for (const scenario of result.scenarios) {
