@@ -14,9 +14,10 @@ describe('bench harness', () => {
   it('runs every scenario at small N and writes JSON and Markdown results', {
     timeout: 180_000,
   }, async () => {
-    // At the service's 256 in flight, a bench child on a machine busy with the rest of the suite
-    // can miss BullMQ lock renewals: a job that stalls twice fails, and the bench, which has no
-    // reconciler to re-queue it, waits for it forever (seen in 2 of 7 full runs). 16 is plenty here.
+    // At the service's 256 in flight, this run hung past its timeout in 2 of 7 full runs (busy with
+    // the rest of the suite), never at 16. The likely cause, not yet confirmed: missed BullMQ lock
+    // renewals fail a stalled job, and the bench has no reconciler to queue it again. 16 is plenty
+    // for a check that the harness works.
     const result = await runBench({ grants: 120, quick: true, out, progress: false, concurrency: 16 });
 
     expect(result.scenarios.map((s) => s.id)).toEqual([...SCENARIOS]);
