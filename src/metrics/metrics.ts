@@ -7,6 +7,7 @@ import { keepAliveDeadline } from '../policy/refresh-timing.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import type { StorageGate } from '../store/storage-gate.js';
+import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 
 /** Where the scrape-time gauges read from; bound once the service is up. */
 export interface MetricsSources {
@@ -128,7 +129,7 @@ export class Metrics implements RefreshObserver {
             queue.isPaused().catch(() => undefined),
             QUEUE_COUNT_TIMEOUT_MS,
           );
-          if (paused !== undefined) this.set({ queue: name }, paused ? 1 : 0);
+          if (paused !== undefined && paused !== TIMED_OUT) this.set({ queue: name }, paused ? 1 : 0);
         }
       },
     });
@@ -145,7 +146,9 @@ export class Metrics implements RefreshObserver {
             sources.pacer.condition(client.id).catch(() => undefined),
             QUEUE_COUNT_TIMEOUT_MS,
           );
-          if (condition) this.set({ client: client.name }, condition.state === 'degraded' ? 1 : 0);
+          if (condition && condition !== TIMED_OUT) {
+            this.set({ client: client.name }, condition.state === 'degraded' ? 1 : 0);
+          }
         }
       },
     });
@@ -157,7 +160,7 @@ export class Metrics implements RefreshObserver {
       async collect() {
         for (const { name, queue } of metrics.sources?.queues ?? []) {
           const counts = await withTimeout(queue.getJobCounts(...QUEUE_STATES), QUEUE_COUNT_TIMEOUT_MS);
-          if (!counts) continue;
+          if (counts === TIMED_OUT) continue;
           for (const state of QUEUE_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
         }
       },
@@ -232,17 +235,5 @@ function outcomeOf(result: RefreshResult): string {
       return result.grant.state;
     default:
       return result.status;
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

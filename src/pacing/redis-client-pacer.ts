@@ -210,8 +210,6 @@ export class RedisClientPacer implements ClientPacer {
     outcome: PaceOutcome,
     probe: boolean,
   ): Promise<PaceTransition | undefined> {
-    // Only a probe's answer can end a degraded spell; other answers change nothing worth a round trip.
-    if (outcome.kind === 'answered' && !probe) return undefined;
     const [kind, reason] = (await reportScript.run(this.redis, this.#key(clientRef), [
       outcome.kind,
       outcome.kind === 'throttled' ? outcome.pauseMs : 0,

@@ -20,6 +20,7 @@ import type { ProviderProfile } from '../oauth/providers.js';
 import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oauth/token-client.js';
 import { forServiceGrant, TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
+import type { Admission } from '../pacing/client-pacer.js';
 import type { BackoffPolicy } from '../policy/backoff.js';
 import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
 import { planAfterTokenResponse, timingFor } from '../policy/refresh-plan.js';
@@ -30,7 +31,7 @@ import { NO_SPAN, type TraceSpan } from '../telemetry/spans.js';
 import { HeldCommit } from './held-commit.js';
 import { nextTokenRequest } from './next-token.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
-import type { Admission, RefreshPacing } from './refresh-pacing.js';
+import type { RefreshPacing } from './refresh-pacing.js';
 
 export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
 

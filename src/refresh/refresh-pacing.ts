@@ -5,6 +5,7 @@ import type { TokenEndpointError } from '../oauth/token-errors.js';
 import type { Admission, ClientPacer, PaceTransition, Reservation } from '../pacing/client-pacer.js';
 import { paceOutcome } from '../pacing/pace-policy.js';
 import type { RateLimit } from '../pacing/rate-limit.js';
+import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 
 /** A client's rate limit is read from the store at most this often per process. */
 const LIMIT_CACHE_MS = 10_000;
@@ -13,7 +14,6 @@ const LIMIT_CACHE_MS = 10_000;
  * away, so an answer slower than this lets the request go unpaced (the store's lease still holds).
  */
 const PACER_TIMEOUT_MS = 500;
-const TIMED_OUT = Symbol('timed out');
 
 export interface PacingDeps {
   pacer: ClientPacer;
@@ -23,8 +23,6 @@ export interface PacingDeps {
   logger: Logger;
   now?: () => number;
 }
-
-export type { Admission } from '../pacing/client-pacer.js';
 
 /** The rate-limit slot's answer: sent (after any short wait), or the time the rate frees up. */
 export type Slot = { kind: 'go' } | Extract<Reservation, { kind: 'later' }>;
@@ -66,6 +64,9 @@ export class RefreshPacing {
     if (failure?.code === 'not_sent') return;
     const { clientRef } = grant;
     const outcome = paceOutcome(failure);
+    // Only a probe's answer can end a degraded spell: any other answer is no news for the pacer,
+    // and skipping it keeps the commonest refresh free of a round trip.
+    if (outcome.kind === 'answered' && !probe) return;
     const transition = await this.#bounded(
       this.deps.pacer.report(clientRef, grant.id, outcome, probe),
       'report',
@@ -95,27 +96,16 @@ export class RefreshPacing {
   }
 
   async #bounded<T>(work: Promise<T>, what: string): Promise<T | undefined> {
-    const settled = work.then(
-      (value) => ({ value }),
-      (err: Error) => ({ err }),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), PACER_TIMEOUT_MS);
-    });
-    const result = await Promise.race([settled, timeout]);
-    clearTimeout(timer);
-    if (result === TIMED_OUT) {
+    try {
+      const result = await withTimeout(work, PACER_TIMEOUT_MS);
+      if (result !== TIMED_OUT) return result;
       this.deps.logger.debug({ what }, 'pacer did not answer in time; not pacing this request');
-      return undefined;
-    }
-    if ('err' in result) {
+    } catch (err) {
       this.deps.logger.warn(
-        { what, err: { message: result.err.message } },
+        { what, err: { message: (err as Error).message } },
         'pacer failed; not pacing this request',
       );
-      return undefined;
     }
-    return result.value;
+    return undefined;
   }
 }

@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
+import { rateLimitView } from '../../api/client-views.js';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
 import type { PrivateKeyInput, SigningKeyInfo } from '../../crypto/signing-key.js';
 import { UserError } from '../../errors/user-error.js';
@@ -228,15 +229,7 @@ export function registerClientCommands(program: Command): void {
               ],
               ['private key', client.signingKey ? formatSigningKey(client.signingKey) : '-'],
               ['scopes', view.scopes.join(' ')],
-              [
-                'rate limit',
-                view.rate_limit
-                  ? describeRate({
-                      requestsPerSecond: view.rate_limit.requests_per_second,
-                      burst: view.rate_limit.burst,
-                    })
-                  : 'none',
-              ],
+              ['rate limit', client.profile.rateLimit ? describeRate(client.profile.rateLimit) : 'none'],
               ['redirect URI', view.redirect_uri],
               ['authorize params', formatAuthorizeParams(view.authorize_params)],
               ['authorize', view.authorization_endpoint],
@@ -315,9 +308,7 @@ async function clientView(client: Client, grants: GrantRepository) {
         }
       : null,
     scopes: client.scopes,
-    rate_limit: profile.rateLimit
-      ? { requests_per_second: profile.rateLimit.requestsPerSecond, burst: profile.rateLimit.burst }
-      : null,
+    rate_limit: rateLimitView(profile.rateLimit),
     redirect_uri: client.redirectUri ?? DEFAULT_REDIRECT_URI,
     /** The client's own; the preset's are sent too, under them. */
     authorize_params: client.authorizeParams,
