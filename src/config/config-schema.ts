@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { authorizeParamsSchema } from '../oauth/authorize-params.js';
 import { rateTextSchema } from '../pacing/rate-limit.js';
+import { DEFAULT_BACKOFF } from '../policy/backoff.js';
+import { DEFAULT_UNEXPLAINED_RULE } from '../policy/failure-plan.js';
+import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
 
 /** Environment values arrive as strings; a numeric-looking one becomes a number, anything else fails below. */
 const numeric = (inner: z.ZodNumber) =>
@@ -134,84 +137,162 @@ function hostPortList(defaultPort: number, what: string) {
   );
 }
 
-export const configSchema = z
+/** Start-up settings: each field's `.describe()` is its row in the README's configuration table. */
+export const configFields = z
   .object({
-    dataDir: z.string().min(1).default('./data'),
-    // Without it, the store is SQLite in the data folder; with it, every replica shares PostgreSQL.
-    databaseUrl: databaseUrlSchema.optional(),
-    databasePoolSize: wholeNumber(1, 500).default(20),
-    redisUrl: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
-    // A Sentinel group instead of one URL: the sentinels' host:port list and the master's name.
-    redisSentinels: hostPortList(26379, 'sentinel').optional(),
-    // A Redis Cluster instead: some of its nodes (the rest are discovered). Queue keys are then
-    // hash-tagged ({prefix}) so that every key of a queue is in one slot, as BullMQ needs.
-    redisClusterNodes: hostPortList(6379, 'cluster node').optional(),
+    dataDir: z
+      .string()
+      .min(1)
+      .default('./data')
+      .describe('folder for the SQLite db, the key file and the managed Redis'),
+    databaseUrl: databaseUrlSchema
+      .optional()
+      .describe(
+        '`postgres://user:password@host:port/db` (TLS by `sslmode`): the store every replica shares; unset, SQLite in the data folder',
+      ),
+    databasePoolSize: wholeNumber(1, 500).default(20).describe('PostgreSQL connections per process'),
+    redisUrl: z
+      .url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' })
+      .optional()
+      .describe(
+        'an existing Redis (`redis://` or `rediss://`); must use `maxmemory-policy noeviction`; `hash-max-listpack-value 128` halves its memory. Unset (and no sentinels or cluster), a managed `redis-server` is started',
+      ),
+    redisSentinels: hostPortList(26379, 'sentinel')
+      .optional()
+      .describe(
+        'comma-separated sentinel `host:port`s, instead of `REDIS_URL` (an array in the config file)',
+      ),
+    // Queue keys are then hash-tagged ({prefix}) so that every key of a queue is in one slot, as BullMQ needs.
+    redisClusterNodes: hostPortList(6379, 'cluster node')
+      .optional()
+      .describe(
+        'comma-separated nodes of a Redis Cluster, instead of `REDIS_URL` (the rest are discovered); the queue prefix is then hash-tagged (`{grantkeeper}`)',
+      ),
     redisSentinelName: z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-"')
-      .optional(),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    // Sized for provider latency, not CPU: at 150 ms per token request 16 in flight bound a worker to
-    // ~100 refreshes/s; 256 keep it CPU-bound (`npm run bench -- --latency 150`).
-    concurrency: wholeNumber(1, 1000).default(DEFAULT_CONCURRENCY),
-    requestTimeoutSeconds: seconds(300).default(15),
-    leaseMarginSeconds: seconds(3600).default(30),
-    // How long nobody sends a refresh token whose earlier request may have reached the provider
-    // without its answer reaching us (a timeout, a crash, a pause), on providers where replaying a
-    // spent refresh token may revoke the grant (invariant 2).
-    inDoubtGraceSeconds: seconds(7 * 86_400).default(600),
-    reconcileIntervalSeconds: seconds(86_400).default(120),
-    scheduleHorizonSeconds: seconds(30 * 86_400).default(6 * 3600),
-    shutdownGraceSeconds: seconds(3600).default(30),
-    // Set aside beside the database and given back when the disk fills, so tokens a provider has
-    // already rotated can still be stored. 0 turns it off.
+      .optional()
+      .describe("the master's name the sentinels monitor (required with sentinels)"),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info')
+      .describe('`fatal` … `trace`, `silent`'),
+    // At 150 ms per token request 16 in flight bound a worker to ~100 refreshes/s; 256 keep it
+    // CPU-bound (`npm run bench -- --latency 150`).
+    concurrency: wholeNumber(1, 1000)
+      .default(DEFAULT_CONCURRENCY)
+      .describe('refreshes in flight per process: sized for a provider answering in 100–300 ms'),
+    requestTimeoutSeconds: seconds(300).default(15).describe('whole token request, connect to last byte'),
+    leaseMarginSeconds: seconds(3600).default(30).describe('how long a lease outlives the request timeout'),
+    // Invariant 2: on providers where replaying a spent refresh token may revoke the grant.
+    inDoubtGraceSeconds: seconds(7 * 86_400)
+      .default(600)
+      .describe(
+        "how long nobody re-sends a refresh token whose request's answer was lost (providers that revoke on replay)",
+      ),
+    reconcileIntervalSeconds: seconds(86_400)
+      .default(120)
+      .describe('how often Redis is checked against the db'),
+    scheduleHorizonSeconds: seconds(30 * 86_400)
+      .default(6 * 3600)
+      .describe('grants due within this window have a job in Redis; later ones get theirs as they near'),
+    shutdownGraceSeconds: seconds(3600)
+      .default(30)
+      .describe('how long SIGTERM waits for running refreshes to commit'),
     diskReserveMb: numeric(
       z
         .number({ error: 'expected a number of MiB' })
         .min(0, 'must be at least 0')
         .max(1024, 'must be at most 1024'),
-    ).default(8),
+    )
+      .default(8)
+      .describe(
+        'space (MiB) set aside beside the db, given back when the disk fills so tokens a provider has already rotated can still be stored; `0` turns it off',
+      ),
     queuePrefix: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-"')
-      .default('grantkeeper'),
+      .default('grantkeeper')
+      .describe('Redis key prefix'),
     refreshTiming: z
       .object({
-        leadFraction: z.number().min(0).max(0.9),
-        minLeadMs: ms,
-        maxLeadMs: ms,
-        jitterFraction: z.number().min(0).max(1),
-        minIntervalMs: ms,
-        maxLifetimeMs: z.number().positive(),
+        leadFraction: z
+          .number()
+          .min(0)
+          .max(0.9)
+          .default(DEFAULT_REFRESH_TIMING.leadFraction)
+          .describe("lead before expiry, as a fraction of the access token's lifetime"),
+        minLeadMs: ms.default(DEFAULT_REFRESH_TIMING.minLeadMs).describe('the shortest lead'),
+        maxLeadMs: ms.default(DEFAULT_REFRESH_TIMING.maxLeadMs).describe('the longest lead'),
+        jitterFraction: z
+          .number()
+          .min(0)
+          .max(1)
+          .default(DEFAULT_REFRESH_TIMING.jitterFraction)
+          .describe('extra lead of up to this fraction of the lead, drawn per grant, so grants spread out'),
+        minIntervalMs: ms
+          .default(DEFAULT_REFRESH_TIMING.minIntervalMs)
+          .describe('floor between two refreshes of a grant, whatever `expires_in` says'),
+        maxLifetimeMs: z
+          .number()
+          .positive()
+          .default(DEFAULT_REFRESH_TIMING.maxLifetimeMs)
+          .describe('cap on an access lifetime, so a huge `expires_in` cannot push a refresh out of reach'),
       })
-      .partial()
       .strict()
-      .default({}),
-    backoff: z.object({ baseMs: ms, maxMs: ms, maxRetryAfterMs: ms }).partial().strict().default({}),
-    // An HTTP 4xx without an OAuth error body this many times in a row, over at least this span,
-    // makes the grant need a new consent (src/policy/failure-plan.ts).
+      .prefault({})
+      .describe('when a grant is refreshed (config file only)'),
+    backoff: z
+      .object({
+        baseMs: ms.default(DEFAULT_BACKOFF.baseMs).describe("the first retry's delay, doubled per failure"),
+        maxMs: ms.default(DEFAULT_BACKOFF.maxMs).describe('the longest delay between retries'),
+        maxRetryAfterMs: ms
+          .default(DEFAULT_BACKOFF.maxRetryAfterMs)
+          .describe("cap on a server's `Retry-After`, so a hostile value cannot park a grant for days"),
+      })
+      .strict()
+      .prefault({})
+      .describe('how transient failures are retried (config file only)'),
+    // src/policy/failure-plan.ts decides with it.
     reconsentAfterUnexplained: z
       .object({
-        count: z.number().int().min(1).max(1000),
+        count: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(DEFAULT_UNEXPLAINED_RULE.count)
+          .describe('bare 4xx answers (no OAuth error) in a row'),
         spanSeconds: z
           .number()
           .min(0)
-          .max(30 * 86_400),
+          .max(30 * 86_400)
+          .default(DEFAULT_UNEXPLAINED_RULE.spanMs / 1000)
+          .describe('over at least this span, before the grant needs a new consent'),
       })
-      .partial()
       .strict()
-      .default({}),
-    clients: z.array(configClientSchema).default([]),
-    // HTTP API, metrics and alerts (issue #4).
-    apiHost: z.string().min(1).default('127.0.0.1'),
-    apiPort: wholeNumber(0, 65_535).default(7420),
-    // Host headers the API answers besides the loopback names and the bind address (DNS rebinding).
+      .prefault({})
+      .describe('when an unexplained refusal becomes `needs_reconsent` (config file only)'),
+    clients: z
+      .array(configClientSchema)
+      .default([])
+      .describe(
+        'OAuth clients registered at start-up ([below](#clients-in-the-config-file); config file only)',
+      ),
+    apiHost: z.string().min(1).default('127.0.0.1').describe('address the HTTP API binds to'),
+    apiPort: wholeNumber(0, 65_535)
+      .default(7420)
+      .describe('its port; `0` picks a free one (logged at start)'),
+    // DNS rebinding: only these Host headers are answered.
     apiAllowedHosts: z
       .preprocess(
         (v) => (typeof v === 'string' ? v.split(',').filter((h) => h.trim()) : v),
         z.array(allowedHost).max(50, 'at most 50 hosts'),
       )
-      .default([]),
+      .default([])
+      .describe(
+        'comma-separated `host[:port]` Host headers answered besides the loopback names and the bind address (an array in the config file)',
+      ),
     webhookUrls: z
       .preprocess(
         (v) =>
@@ -223,12 +304,21 @@ export const configSchema = z
             : v,
         z.array(endpointUrl).max(20, 'at most 20 webhook URLs'),
       )
-      .default([]),
-    failingAlertAfter: wholeNumber(1, 1000).default(3),
-    // Spans carry the grant's id and label only when the operator asks: a label names an account.
-    traceGrantIds: flag.default(false),
+      .default([])
+      .describe('comma-separated alert webhooks (an array in the config file)'),
+    failingAlertAfter: wholeNumber(1, 1000)
+      .default(3)
+      .describe('consecutive transient failures before `grant.failing` is sent'),
+    // A label names an account: spans carry it only when the operator asks.
+    traceGrantIds: flag
+      .default(false)
+      .describe(
+        "`true` adds each grant's id and label to its spans ([Traces](#traces)); the `OTEL_*` variables are there too",
+      ),
   })
-  .strict()
+  .strict();
+
+export const configSchema = configFields
   // A stop that gives up before a token request can time out would exit with a refresh in flight,
   // whose rotated refresh token would then be lost.
   .refine((c) => c.shutdownGraceSeconds > c.requestTimeoutSeconds, {
@@ -239,6 +329,8 @@ export const configSchema = z
   .transform((c) => (c.redisClusterNodes ? { ...c, queuePrefix: `{${c.queuePrefix}}` } : c));
 
 export type Config = z.infer<typeof configSchema>;
+/** What a config file (or a test) may give: every field with a default is optional. */
+export type ConfigInput = z.input<typeof configSchema>;
 
 /** Environment variables and the config field each one sets. */
 export const ENV_VARS = {
@@ -266,3 +358,43 @@ export const ENV_VARS = {
   GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
   GRANTKEEPER_TRACE_GRANT_IDS: 'traceGrantIds',
 } as const satisfies Record<string, keyof Config>;
+
+/**
+ * Secrets come from the environment only, never from the config file, so the parsed config can be
+ * logged: each variable, the `secrets` field it fills, and its row in the README.
+ */
+export const SECRET_ENV_VARS = {
+  GRANTKEEPER_KEY: {
+    field: 'key',
+    describe:
+      'sealing key: 32 random bytes, base64 (`openssl rand -base64 32`). Unset (and no key file or command), a key file in the data folder; with PostgreSQL one of the three key settings is required',
+  },
+  GRANTKEEPER_KEY_FILE: {
+    field: 'keyFile',
+    describe: 'a file holding the key (a mounted secret; must be `0600`)',
+  },
+  GRANTKEEPER_KEY_COMMAND: {
+    field: 'keyCommand',
+    describe: 'a command (`/bin/sh -c`) that prints the key, for secret managers',
+  },
+  GRANTKEEPER_PREVIOUS_KEYS: {
+    field: 'previousKeys',
+    describe: 'comma-separated older keys still able to open values during a rotation',
+  },
+  GRANTKEEPER_WEBHOOK_SECRET: {
+    field: 'webhookSecret',
+    describe: 'HMAC-SHA256 key that signs every webhook body (required with webhooks)',
+  },
+  GRANTKEEPER_REDIS_PASSWORD: {
+    field: 'redisPassword',
+    describe: "the password of the master and replicas behind Sentinel, or of the cluster's nodes",
+  },
+  GRANTKEEPER_REDIS_SENTINEL_PASSWORD: {
+    field: 'redisSentinelPassword',
+    describe: "the sentinels' own password, when they have one",
+  },
+} as const;
+
+export type Secrets = {
+  -readonly [K in keyof typeof SECRET_ENV_VARS as (typeof SECRET_ENV_VARS)[K]['field']]?: string;
+};

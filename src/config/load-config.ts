@@ -2,24 +2,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { UserError } from '../errors/user-error.js';
-import { type Config, configSchema, ENV_VARS } from './config-schema.js';
+import { type Config, configSchema, ENV_VARS, SECRET_ENV_VARS, type Secrets } from './config-schema.js';
 
 export interface LoadedConfig {
   config: Config;
   /** Secrets stay out of `config` so it can be logged; they are read from the environment only. */
-  secrets: {
-    key?: string;
-    /** GRANTKEEPER_KEY_FILE: a file holding the key (a mounted secret). */
-    keyFile?: string;
-    /** GRANTKEEPER_KEY_COMMAND: a command that prints the key (a secret manager's CLI). */
-    keyCommand?: string;
-    previousKeys?: string;
-    webhookSecret?: string;
-    /** GRANTKEEPER_REDIS_PASSWORD: the master's and replicas' password behind Sentinel. */
-    redisPassword?: string;
-    /** GRANTKEEPER_REDIS_SENTINEL_PASSWORD: the sentinels' own password, when they have one. */
-    redisSentinelPassword?: string;
-  };
+  secrets: Secrets;
   configPath?: string;
 }
 
@@ -39,32 +27,20 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
   if (!parsed.success) {
     throw new UserError(describeIssues(parsed.error, fromEnv, configPath));
   }
-  const key = nonEmpty(env.GRANTKEEPER_KEY);
-  const keyFile = nonEmpty(env.GRANTKEEPER_KEY_FILE);
-  const keyCommand = nonEmpty(env.GRANTKEEPER_KEY_COMMAND);
-  const keySources = [
-    key && 'GRANTKEEPER_KEY',
-    keyFile && 'GRANTKEEPER_KEY_FILE',
-    keyCommand && 'GRANTKEEPER_KEY_COMMAND',
-  ].filter(Boolean);
+  const secrets: Secrets = {};
+  for (const [name, { field }] of Object.entries(SECRET_ENV_VARS)) {
+    const value = nonEmpty(env[name]);
+    if (value !== undefined) secrets[field] = value;
+  }
+  const keySources = (['GRANTKEEPER_KEY', 'GRANTKEEPER_KEY_FILE', 'GRANTKEEPER_KEY_COMMAND'] as const).filter(
+    (name) => secrets[SECRET_ENV_VARS[name].field] !== undefined,
+  );
   if (keySources.length > 1) {
     throw new UserError(`set only one of ${keySources.join(', ')}: each names the sealing key`);
   }
-  const previousKeys = nonEmpty(env.GRANTKEEPER_PREVIOUS_KEYS);
-  const webhookSecret = nonEmpty(env.GRANTKEEPER_WEBHOOK_SECRET);
-  const redisPassword = nonEmpty(env.GRANTKEEPER_REDIS_PASSWORD);
-  const redisSentinelPassword = nonEmpty(env.GRANTKEEPER_REDIS_SENTINEL_PASSWORD);
   return {
     config: parsed.data,
-    secrets: {
-      ...(key ? { key } : {}),
-      ...(keyFile ? { keyFile } : {}),
-      ...(keyCommand ? { keyCommand } : {}),
-      ...(previousKeys ? { previousKeys } : {}),
-      ...(webhookSecret ? { webhookSecret } : {}),
-      ...(redisPassword ? { redisPassword } : {}),
-      ...(redisSentinelPassword ? { redisSentinelPassword } : {}),
-    },
+    secrets,
     ...(configPath ? { configPath: resolve(configPath) } : {}),
   };
 }

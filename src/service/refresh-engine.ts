@@ -8,9 +8,6 @@ import type { Logger } from '../log/logger.js';
 import { TokenClient } from '../oauth/token-client.js';
 import { type ClientPacer, NO_PACER } from '../pacing/client-pacer.js';
 import { RedisClientPacer } from '../pacing/redis-client-pacer.js';
-import { DEFAULT_BACKOFF } from '../policy/backoff.js';
-import { DEFAULT_UNEXPLAINED_RULE } from '../policy/failure-plan.js';
-import { DEFAULT_REFRESH_TIMING } from '../policy/refresh-timing.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import { AccessTokenReader } from '../refresh/access-token-reader.js';
@@ -76,7 +73,7 @@ export function createRefreshEngine(
   options: EngineOptions = {},
 ): RefreshEngine {
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
-  const timing = { ...DEFAULT_REFRESH_TIMING, ...config.refreshTiming };
+  const timing = config.refreshTiming;
   const inDoubtGraceMs = config.inDoubtGraceSeconds * 1000;
   const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;
   const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
@@ -116,17 +113,14 @@ export function createRefreshEngine(
     clients: app.clients,
     tokenClient,
     timing,
-    backoff: { ...DEFAULT_BACKOFF, ...config.backoff },
+    backoff: config.backoff,
     logger,
     storage,
     leaseMs,
     inDoubtGraceMs,
     unexplained: {
-      count: config.reconsentAfterUnexplained.count ?? DEFAULT_UNEXPLAINED_RULE.count,
-      spanMs:
-        config.reconsentAfterUnexplained.spanSeconds === undefined
-          ? DEFAULT_UNEXPLAINED_RULE.spanMs
-          : config.reconsentAfterUnexplained.spanSeconds * 1000,
+      count: config.reconsentAfterUnexplained.count,
+      spanMs: config.reconsentAfterUnexplained.spanSeconds * 1000,
     },
     pacing,
     observers,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Config, configSchema } from '../../src/config/config-schema.js';
+import { type ConfigInput, configSchema } from '../../src/config/config-schema.js';
 import type { LoadedConfig } from '../../src/config/load-config.js';
 import type { PrivateKeyInput } from '../../src/crypto/signing-key.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -18,7 +18,7 @@ import {
 import { type RefreshService, startRefreshService } from '../../src/service/refresh-service.js';
 
 /** Timings scaled down so a test sees many refresh cycles in seconds. */
-export const FAST_TIMING: Partial<Config> = {
+export const FAST_TIMING: ConfigInput = {
   // Generous: a timeout is ambiguous with rotating tokens (the server may have rotated), so a
   // loaded CI machine must not hit it by accident. Fault tests that want timeouts lower it.
   requestTimeoutSeconds: 5,
@@ -56,7 +56,7 @@ export async function startEngine(opts: {
   key: string;
   /** Older keys still able to open values, as GRANTKEEPER_PREVIOUS_KEYS (a rotation in progress). */
   previousKeys?: string;
-  config?: Partial<Config>;
+  config?: ConfigInput;
   /** Start the HTTP API (port 0 unless config says otherwise), alerts and metrics too. */
   api?: Omit<GrantkeeperOptions, 'env'> & { webhookSecret?: string };
 }): Promise<Engine> {

@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
+import { DEFAULT_BACKOFF } from '../../src/policy/backoff.js';
+import { DEFAULT_UNEXPLAINED_RULE } from '../../src/policy/failure-plan.js';
+import { DEFAULT_REFRESH_TIMING } from '../../src/policy/refresh-timing.js';
 import { configuredRedis, describeRedisEndpoint } from '../../src/redis/redis-endpoint.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gk-config-'));
@@ -86,6 +89,20 @@ describe('loadConfig', () => {
     } catch (err) {
       expect((err as Error).message).not.toContain('hunter2');
     }
+  });
+
+  it('fills the policies a config file sets in part from their defaults', () => {
+    const { config } = loadConfig(
+      {},
+      configFile({ refreshTiming: { leadFraction: 0.3 }, backoff: { maxMs: 1000 } }),
+    );
+    expect(config.refreshTiming).toEqual({ ...DEFAULT_REFRESH_TIMING, leadFraction: 0.3 });
+    expect(config.backoff).toEqual({ ...DEFAULT_BACKOFF, maxMs: 1000 });
+    expect(config.reconsentAfterUnexplained).toEqual({
+      count: DEFAULT_UNEXPLAINED_RULE.count,
+      spanSeconds: DEFAULT_UNEXPLAINED_RULE.spanMs / 1000,
+    });
+    expect(() => loadConfig({}, configFile({ backoff: { baseMs: -1 } }))).toThrow(/backoff\.baseMs/);
   });
 
   it('names the file and field for a bad config-file value, and rejects unknown keys', () => {
