@@ -4,7 +4,7 @@ import { GRANT_STATES } from '../grants/grant.js';
 import type { ClientRepository, FleetStats, GrantRepository } from '../grants/ports.js';
 import type { ClientPacer } from '../pacing/client-pacer.js';
 import { keepAliveDeadline } from '../policy/refresh-timing.js';
-import type { RefreshResult } from '../refresh/grant-refresher.js';
+import type { RefreshResult } from '../refresh/outcomes.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import type { StorageGate } from '../store/storage-gate.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';

@@ -10,7 +10,7 @@ import type { AlertView, GrantRepository, ServiceStateRepository } from '../gran
 import type { Logger } from '../log/logger.js';
 import type { PaceTransition } from '../pacing/client-pacer.js';
 import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
-import type { RefreshResult } from '../refresh/grant-refresher.js';
+import type { RefreshResult } from '../refresh/outcomes.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AlertEvent, decideAlert } from './alert-policy.js';
 

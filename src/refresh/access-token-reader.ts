@@ -5,15 +5,8 @@ import { describeStorageFailure } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import { SPAN_NAMES } from '../telemetry/span-policy.js';
 import { inSpan, type TraceSpan, type Tracing } from '../telemetry/spans.js';
-import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
-
-export type TokenReadFailure =
-  | 'not_found'
-  | 'unusable'
-  | 'unavailable'
-  | 'unsatisfiable'
-  /** The database cannot store a new token now (disk full, locked): its message names no grant. */
-  | 'storage_unavailable';
+import type { GrantRefresher } from './grant-refresher.js';
+import type { RefreshResult, TokenReadFailure } from './outcomes.js';
 
 /** Why a token could not be handed out; the API maps `reason` to a status, the CLI to exit 1. */
 export class TokenReadError extends UserError {

@@ -7,14 +7,13 @@ import { reachFaultPoint } from '../fault-injection/fault-points.js';
 import {
   type Grant,
   type GrantKind,
-  type GrantTokens,
   hasRefreshToken,
   isLive,
   type RefreshEvent,
   type StoredGrant,
 } from '../grants/grant.js';
 import type { ClientRepository, GrantRepository, OpenedClient } from '../grants/ports.js';
-import { STORAGE_RETRY_MS, type StorageFailure, storageFailureOf } from '../grants/storage-error.js';
+import { STORAGE_RETRY_MS, storageFailureOf } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oauth/token-client.js';
@@ -30,42 +29,9 @@ import { SPAN_NAMES, type SpanFacts, serverFacts } from '../telemetry/span-polic
 import { NO_SPAN, type TraceSpan } from '../telemetry/spans.js';
 import { HeldCommit } from './held-commit.js';
 import { nextTokenRequest } from './next-token.js';
+import type { RefreshResult, RefreshTrigger } from './outcomes.js';
 import type { RefreshAttempt, RefreshObserver } from './refresh-observer.js';
 import type { RefreshPacing } from './refresh-pacing.js';
-
-export type RefreshTrigger = 'schedule' | 'on_demand' | 'forced';
-
-export type RefreshResult =
-  /** New tokens are committed; `grant` is the new row (version moved on by one). */
-  | { status: 'refreshed'; grant: Grant; tokens: GrantTokens }
-  /** The grant moved on, stopped or vanished since the caller looked: nothing to do. */
-  | { status: 'stale' }
-  /** Another refresh holds the lease; ask again at `retryAt` (this process's clock). */
-  | { status: 'busy'; retryAt: number }
-  /**
-   * An earlier request's answer was lost on a provider that may revoke the grant on a replay:
-   * nobody may send the stored refresh token before `retryAt` (invariant 2).
-   */
-  | { status: 'in_doubt'; retryAt: number }
-  /** Our lease was gone or too short when we were about to send: nothing was sent. */
-  | { status: 'lease_lost'; retryAt: number }
-  /** Another holder of the grant rotated it while we were asking: its tokens stand. */
-  | { status: 'overtaken' }
-  /** A transient failure (or a lost answer): recorded; the grant is due again at `grant.nextRefreshAt`. */
-  | { status: 'retrying'; grant: Grant; error: TokenEndpointError; inDoubt: boolean }
-  /** A permanent failure: the grant now needs an operator (`needs_reconsent` or `client_error`). */
-  | { status: 'stopped'; grant: Grant; error: TokenEndpointError }
-  /** An answer came for a grant stopped meanwhile: its tokens are stored, its state is kept. */
-  | { status: 'conflict'; grant: Grant }
-  /** grantkeeper cannot use the grant (its tokens do not open, its client is gone): `broken`. */
-  | { status: 'broken'; grant: Grant }
-  /** The database cannot take writes (locked, disk full): nothing was sent; ask again at `retryAt`. */
-  | { status: 'deferred'; retryAt: number; cause: StorageFailure }
-  /**
-   * The client is paced (its rate is spent, it is paused after a 429, or its one probe is out):
-   * nothing was sent and the grant is untouched; ask again at `retryAt`.
-   */
-  | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'rate' };
 
 export interface GrantRefresherDeps {
   grants: GrantRepository;

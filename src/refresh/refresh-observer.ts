@@ -1,7 +1,7 @@
 import type { GrantState } from '../grants/grant.js';
 import type { ProviderKind } from '../oauth/providers.js';
 import type { PaceTransition } from '../pacing/client-pacer.js';
-import type { RefreshResult, RefreshTrigger } from './grant-refresher.js';
+import type { RefreshResult, RefreshTrigger } from './outcomes.js';
 
 /** One token request made under a lease, as metrics and alerts see it. */
 export interface RefreshAttempt {

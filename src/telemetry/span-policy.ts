@@ -7,8 +7,7 @@ import {
   ATTR_SERVER_PORT,
 } from '@opentelemetry/semantic-conventions';
 import type { ProviderKind } from '../oauth/providers.js';
-import type { TokenReadFailure } from '../refresh/access-token-reader.js';
-import type { RefreshResult, RefreshTrigger } from '../refresh/grant-refresher.js';
+import type { RefreshResult, RefreshTrigger, TokenReadFailure } from '../refresh/outcomes.js';
 
 /** Every span grantkeeper makes. */
 export const SPAN_NAMES = {
