@@ -4,6 +4,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
+import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 
 const READY_TIMEOUT_MS = 1000;
 
@@ -59,17 +60,10 @@ export function registerProbeRoutes(server: FastifyInstance, deps: ProbeRouteDep
 
 /** The check's verdict, or 'failed' when it throws or takes longer than a second. */
 async function probe<T extends string>(check: () => T | Promise<T>): Promise<T | 'failed'> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([
-      Promise.resolve().then(check),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('timeout')), READY_TIMEOUT_MS);
-      }),
-    ]);
+    const verdict = await withTimeout(Promise.resolve().then(check), READY_TIMEOUT_MS);
+    return verdict === TIMED_OUT ? 'failed' : verdict;
   } catch {
     return 'failed';
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
+import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 
 export interface ManagedRedisOptions {
   /** When set: redis works in this folder with AOF persistence (appendfsync everysec). */
@@ -192,7 +193,7 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
     child.kill('SIGKILL');
     const code = await exited;
     // 'exit' can come before the last lines are read; give the pipes a moment to drain.
-    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 500))]);
+    await withTimeout(closed, 500);
     if (outcome === 'timeout') {
       throw new UserError(
         `${binary} did not answer PING within ${timeoutMs} ms on port ${port}: ${lastLines()}`,
@@ -224,13 +225,7 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const graceOver = new Promise<'grace'>((resolve) => {
-        timer = setTimeout(() => resolve('grace'), STOP_GRACE_MS);
-      });
-      const result = await Promise.race([exited, graceOver]);
-      clearTimeout(timer);
-      if (result === 'grace') {
+      if ((await withTimeout(exited, STOP_GRACE_MS)) === TIMED_OUT) {
         logger?.warn('redis-server ignored SIGTERM; killing it');
         child.kill('SIGKILL');
         await exited;

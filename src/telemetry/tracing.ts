@@ -12,6 +12,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { Logger } from '../log/logger.js';
+import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 import { type TraceSampler, tracingSettings } from './tracing-env.js';
 
 /** How long a stop waits for the last spans to reach the collector before it gives up on them. */
@@ -51,14 +52,13 @@ export function startTracing(env: NodeJS.ProcessEnv, logger: Logger, version: st
   return {
     tracer: provider.getTracer('grantkeeper', version),
     shutdown: async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), TRACE_FLUSH_WAIT_MS);
-      });
-      const outcome = await Promise.race([provider.shutdown().catch(() => 'failed' as const), gaveUp]);
-      clearTimeout(timer);
+      const outcome = await withTimeout(
+        provider.shutdown().catch(() => 'failed' as const),
+        TRACE_FLUSH_WAIT_MS,
+      );
       if (outcome !== undefined) {
-        logger.warn({ waitedMs: TRACE_FLUSH_WAIT_MS, outcome }, 'the last spans could not be exported');
+        const why = outcome === TIMED_OUT ? 'timeout' : outcome;
+        logger.warn({ waitedMs: TRACE_FLUSH_WAIT_MS, outcome: why }, 'the last spans could not be exported');
       }
     },
   };

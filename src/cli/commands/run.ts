@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/load-config.js';
 import { createLogger } from '../../log/logger.js';
 import { startGrantkeeper } from '../../service/grantkeeper-service.js';
+import { TIMED_OUT, withTimeout } from '../../util/with-timeout.js';
 
 export function registerRunCommand(program: Command): void {
   program
@@ -39,16 +40,7 @@ export async function runUntilSignal(program: Command, options: { runWorker: boo
   }
   logger.info(options.runWorker ? 'shutting down: letting running refreshes commit' : 'shutting down');
   const graceMs = loaded.config.shutdownGraceSeconds * 1000;
-  const timedOut = Symbol('timeout');
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    keeper.stop().then(() => undefined),
-    new Promise<symbol>((resolve) => {
-      timer = setTimeout(() => resolve(timedOut), graceMs);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (outcome === timedOut) {
+  if ((await withTimeout(keeper.stop(), graceMs)) === TIMED_OUT) {
     // Refreshes still waiting on the provider keep their lease and version: the next start retries
     // them safely. Tokens received but refused by the database are lost with the process.
     const unstored = keeper.service.engine.refresher.heldGrantIds();
