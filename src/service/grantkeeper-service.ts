@@ -20,6 +20,7 @@ import { AlertMonitor } from '../notify/alert-monitor.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { startTracing } from '../telemetry/tracing.js';
+import { CleanupStack } from '../util/cleanup-stack.js';
 import { packageVersion } from '../util/package-root.js';
 import { type RefreshService, startRefreshService } from './refresh-service.js';
 
@@ -83,14 +84,14 @@ export async function startGrantkeeper(
     throw err;
   }
   // Cleanups run last to first: the spans of refreshes that finish during the stop are exported.
-  const cleanups: Array<() => Promise<void> | void> = [() => tracing.shutdown(), () => service.stop()];
+  const cleanups = new CleanupStack();
+  cleanups.add(() => tracing.shutdown());
+  cleanups.add(() => service.stop());
   let redisLost = false;
   void service.redisGone.then(() => {
     redisLost = true;
   });
-  const stop = async () => {
-    for (const fn of cleanups.splice(0).reverse()) await fn();
-  };
+  const stop = () => cleanups.run();
   try {
     const queues: Queue[] = [service.engine.queue];
     let alertQueue: AlertQueue | undefined;
@@ -98,7 +99,7 @@ export async function startGrantkeeper(
       const queue = createAlertQueue(service.connection, config.queuePrefix);
       logRedisErrors(queue, logger, 'alert queue error');
       alertQueue = queue;
-      cleanups.push(() => queue.close());
+      cleanups.add(() => queue.close());
       queues.push(queue);
       const monitor = new AlertMonitor({
         grants: service.app.grants,
@@ -111,7 +112,7 @@ export async function startGrantkeeper(
         ...(options.alertRetry ? { retry: options.alertRetry } : {}),
       });
       alerts = monitor;
-      cleanups.push(() => monitor.stop());
+      cleanups.add(() => monitor.stop());
       if (runWorker) {
         const worker: Worker<AlertJobData, string> = createAlertWorker({
           connection: service.connection,
@@ -126,7 +127,7 @@ export async function startGrantkeeper(
           logger,
         });
         // Without Redis a graceful close never ends; an unfinished delivery is retried on restart.
-        cleanups.push(() => worker.close(redisLost));
+        cleanups.add(() => worker.close(redisLost));
         // The sweep catches transitions no observer saw (CLI refreshes, re-consent by `seed`).
         monitor.start(config.reconcileIntervalSeconds * 1000);
         // A pause found at start happened before this subscription: the store's CAS makes it once.
@@ -160,7 +161,7 @@ export async function startGrantkeeper(
     const authenticator = new ApiKeyAuthenticator(service.app.apiKeys, logger);
     await authenticator.load();
     authenticator.start();
-    cleanups.push(() => authenticator.stop());
+    cleanups.add(() => authenticator.stop());
     const api = await buildApiServer({
       app: service.app,
       engine: service.engine,
@@ -174,7 +175,7 @@ export async function startGrantkeeper(
       ...(options.apiLimits ? { limits: options.apiLimits } : {}),
       logger,
     });
-    cleanups.push(() => api.close());
+    cleanups.add(() => api.close());
     try {
       await api.listen({ host: config.apiHost, port: config.apiPort });
     } catch (err) {

@@ -11,6 +11,7 @@ import type { RedisClient } from '../redis/redis-endpoint.js';
 import { configuredRedis, describeRedisEndpoint, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
+import { CleanupStack } from '../util/cleanup-stack.js';
 import { type AppContext, openAppContext } from './app-context.js';
 import { QueuePauseWatch } from './queue-pause-watch.js';
 import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
@@ -80,16 +81,12 @@ export async function startRefreshService(
   options: StartOptions = {},
 ): Promise<RefreshService> {
   const { config } = loaded;
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const cleanup = async () => {
-    // splice: a second stop() finds nothing left to close.
-    for (const fn of cleanups.splice(0).reverse()) await fn();
-  };
+  const cleanups = new CleanupStack();
   try {
     // Configuration mistakes are reported before anything is started.
     for (const c of config.clients) configClientSecret(c, options.env ?? process.env);
     const app = await openAppContext(loaded, logger, { lockWaitMs: SERVICE_LOCK_WAIT_MS });
-    cleanups.push(() => app.close());
+    cleanups.add(() => app.close());
     // A second run on this folder stops here, before it syncs clients or touches the queue.
     const redis = await openServiceRedis({
       redis: configuredRedis(loaded),
@@ -97,7 +94,7 @@ export async function startRefreshService(
       logger,
       role: options.runWorker === false ? 'guest' : 'owner',
     });
-    cleanups.push(() => redis.close());
+    cleanups.add(() => redis.close());
     const { connection, endpoint } = redis;
     let redisLost = false;
     void redis.gone.then(() => {
@@ -110,7 +107,7 @@ export async function startRefreshService(
       ...(options.observers ? { observers: options.observers } : {}),
       ...(options.tracer ? { tracer: options.tracer } : {}),
     });
-    cleanups.push(() => engine.close());
+    cleanups.add(() => engine.close());
     engine.storage.prepare();
     const reconciler = new Reconciler(app.grants, engine.queue, connection, engine.scheduler, logger, {
       intervalMs: config.reconcileIntervalSeconds * 1000,
@@ -141,7 +138,7 @@ export async function startRefreshService(
         prefix: config.queuePrefix,
       });
       worker = started;
-      cleanups.push(async () => {
+      cleanups.add(async () => {
         if (!redisLost) return started.close();
         // BullMQ's graceful close waits for Redis, which is not coming back: let the running
         // refreshes commit to the db (their job acks are lost; the reconciler replans them), then
@@ -151,13 +148,13 @@ export async function startRefreshService(
       });
     }
     reconciler.start();
-    cleanups.push(() => reconciler.stop());
+    cleanups.add(() => reconciler.stop());
     let queuePause: QueuePauseWatch | undefined;
     if (worker) {
       const watch = new QueuePauseWatch(engine.queue, logger, config.reconcileIntervalSeconds * 1000);
       queuePause = watch;
       await watch.start();
-      cleanups.push(() => watch.stop());
+      cleanups.add(() => watch.stop());
     }
     logger.info(
       { redis: describeRedisEndpoint(endpoint), dataDir: app.dataDir, concurrency: config.concurrency },
@@ -172,10 +169,10 @@ export async function startRefreshService(
       redisGone: redis.gone,
       ...(worker ? { worker } : {}),
       ...(queuePause ? { queuePause } : {}),
-      stop: cleanup,
+      stop: () => cleanups.run(),
     };
   } catch (err) {
-    await cleanup().catch(() => {});
+    await cleanups.run().catch(() => {});
     throw err;
   }
 }

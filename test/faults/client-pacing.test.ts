@@ -6,7 +6,7 @@ import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoin
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { busiestSecond } from '../support/request-times.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
-import { Cleanup, openData, type RunProcess, seedGrants, startRun, writeRunConfig } from './support.js';
+import { CleanupStack, openData, type RunProcess, seedGrants, startRun, writeRunConfig } from './support.js';
 
 const RATE = 20;
 const RATE_GRANTS = 100;
@@ -24,7 +24,7 @@ const WORKER_ENV = {
  * of the client in both, and each incident is one client webhook, not one per grant.
  */
 describe('client pacing across two worker processes', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let endpoint: FaultEndpoint;
   let hooks: WebhookReceiver;

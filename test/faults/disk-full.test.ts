@@ -17,7 +17,7 @@ import {
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { fillDisk, mountTmpfs, type Tmpfs, tmpfsUnavailable } from '../support/tmpfs.js';
-import { Cleanup } from './support.js';
+import { CleanupStack } from './support.js';
 
 const TMPFS_BYTES = 8 * 1024 * 1024;
 /** The endpoint holds each answer this long: the disk is filled while requests are in flight. */
@@ -32,7 +32,7 @@ if (unavailable) console.warn(`[faults] disk-full scenarios skipped: ${unavailab
  * scenario runs on a tmpfs of its own, filled to the last byte by the test.
  */
 describe.skipIf(unavailable !== undefined)('the disk holding the database full', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let endpoint: FaultEndpoint;
   let disk: Tmpfs;

@@ -4,7 +4,7 @@ import { sleep, testKey, waitFor } from '../support/engine.js';
 import type { OidcServer } from '../support/oidc-server.js';
 import type { PrivateRedis } from '../support/private-redis.js';
 import {
-  Cleanup,
+  CleanupStack,
   createApiKey,
   type HoldingGate,
   inactiveAccessTokens,
@@ -40,7 +40,7 @@ const WORKER_ENV = {
  * skews one process at the moment that matters and counts reuse detections: there must be none.
  */
 describe('the fenced lease, with two processes and a provider that revokes on replay', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let dataDir: string;

@@ -10,7 +10,7 @@ import {
 } from '../support/private-postgres.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import {
-  Cleanup,
+  CleanupStack,
   type ClientSpec,
   createApiKey,
   openData,
@@ -31,7 +31,7 @@ const unavailable = postgresUnavailable();
  * folder: no shared disk) refreshes every grant again from what was copied.
  */
 describe.skipIf(unavailable)('migrate-store moves a live SQLite store to PostgreSQL', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let endpoint: FaultEndpoint;
   let redis: PrivateRedis;
   let postgres: PrivatePostgres;

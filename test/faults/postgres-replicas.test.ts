@@ -12,7 +12,7 @@ import type { PrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets } from '../support/secret-scan.js';
 import { startTcpGate, type TcpGate } from '../support/tcp-gate.js';
 import {
-  Cleanup,
+  CleanupStack,
   createApiKey,
   envSeconds,
   type HoldingGate,
@@ -57,7 +57,7 @@ const noNetHosts = netHostsUnavailable();
  * list is played in turn while 4 s access tokens keep every grant refreshing.
  */
 describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared disk', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let postgres: PrivatePostgres;

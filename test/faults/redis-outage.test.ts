@@ -6,7 +6,7 @@ import type { OidcServer } from '../support/oidc-server.js';
 import type { PrivateRedis } from '../support/private-redis.js';
 import { leakedSecrets } from '../support/secret-scan.js';
 import {
-  Cleanup,
+  CleanupStack,
   createApiKey,
   envSeconds,
   providerClient,
@@ -37,7 +37,7 @@ const WORKER_ENV = {
  * the schedule up again by itself once Redis is back.
  */
 describe('Redis unreachable while the API serves tokens', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let dataDir: string;

@@ -5,7 +5,7 @@ import { sleep, testKey, waitFor } from '../support/engine.js';
 import type { OidcServer } from '../support/oidc-server.js';
 import type { PrivateRedis } from '../support/private-redis.js';
 import {
-  Cleanup,
+  CleanupStack,
   inactiveAccessTokens,
   openData,
   providerClient,
@@ -33,7 +33,7 @@ const WORKER_ENV = {
  * schedule from the db, and no grant's access token stays expired longer than one reconcile interval.
  */
 describe('redis-server killed and restarted under a running worker', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let dataDir: string;

@@ -10,7 +10,7 @@ import {
 } from '../support/private-postgres.js';
 import { type PrivateSentinelGroup, startPrivateSentinelGroup } from '../support/private-sentinel.js';
 import {
-  Cleanup,
+  CleanupStack,
   inactiveAccessTokens,
   providerClient,
   type RunProcess,
@@ -38,7 +38,7 @@ const unavailable = postgresUnavailable();
  * with the master's last writes are planned again by the reconciler from PostgreSQL.
  */
 describe.skipIf(unavailable)('Redis failed over by Sentinel under two replicas', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let oidc: OidcServer;
   let group: PrivateSentinelGroup;
   let postgres: PrivatePostgres;

@@ -4,7 +4,7 @@ import { runCli } from '../support/cli.js';
 import { type Engine, removeDir, startEngine, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
-import { Cleanup, seedGrants, snapshotGrants } from './support.js';
+import { CleanupStack, seedGrants, snapshotGrants } from './support.js';
 
 const GRANTS = 150;
 const REKEY_RUNS = 3;
@@ -15,7 +15,7 @@ const REKEY_RUNS = 3;
  * lock, and neither may lose a rotated token or leave a value the new key alone cannot open.
  */
 describe('key rotation while the worker is refreshing', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   const oldKey = testKey();
   const newKey = testKey();
   let redis: PrivateRedis;

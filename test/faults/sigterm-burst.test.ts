@@ -5,7 +5,7 @@ import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoin
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { leakedSecrets } from '../support/secret-scan.js';
 import {
-  Cleanup,
+  CleanupStack,
   type ClientSpec,
   type RunProcess,
   seedGrants,
@@ -32,7 +32,7 @@ const WORKER_ENV = {
  * rest; no grant lost, no spent token presented twice.
  */
 describe('SIGTERM during a burst of refreshes', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let endpoint: FaultEndpoint;
   let dataDir: string;

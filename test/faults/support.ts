@@ -14,12 +14,15 @@ import type { TokenSet } from '../../src/oauth/token-response.js';
 import type { RateLimit } from '../../src/pacing/rate-limit.js';
 import { type AppContext, openAppContext } from '../../src/service/app-context.js';
 import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
+import { CleanupStack } from '../../src/util/cleanup-stack.js';
 import { packageRoot } from '../../src/util/package-root.js';
 import { type CliProcess, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir, waitFor } from '../support/engine.js';
 import { consentTokens } from '../support/oidc-consent.js';
 import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+
+export { CleanupStack };
 
 /**
  * Shared pieces of the process-level fault scenarios: the real `grantkeeper run` as a child process,
@@ -34,25 +37,6 @@ export const FAST_FILE_TIMING = {
   refreshTiming: { leadFraction: 0.3, minLeadMs: 300, minIntervalMs: 200, jitterFraction: 0.3 },
   backoff: { baseMs: 200, maxMs: 1000, maxRetryAfterMs: 5000 },
 };
-
-/** Things to undo whatever happens; run in reverse order, each failure swallowed after the first. */
-export class Cleanup {
-  private readonly fns: Array<() => unknown> = [];
-  add(fn: () => unknown): void {
-    this.fns.push(fn);
-  }
-  async run(): Promise<void> {
-    let first: unknown;
-    for (const fn of this.fns.splice(0).reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        first ??= err;
-      }
-    }
-    if (first) throw first;
-  }
-}
 
 export interface ClientSpec {
   endpoints: { authorization: string; token: string };
@@ -72,7 +56,7 @@ export interface RotatingProvider {
  * every use with one confidential client, and a data folder; all undone by `cleanup`.
  */
 export async function startRotatingProvider(
-  cleanup: Cleanup,
+  cleanup: CleanupStack,
   opts: { clientId: string; clientSecret: string; accessTokenTtlSec: number; redisPersistence?: boolean },
 ): Promise<RotatingProvider> {
   const redis = await startPrivateRedis({ persistence: opts.redisPersistence });
@@ -85,7 +69,7 @@ export async function startRotatingProvider(
 
 /** oidc-provider rotating refresh tokens on every use, with one confidential client; closed by `cleanup`. */
 export async function startRotatingOidc(
-  cleanup: Cleanup,
+  cleanup: CleanupStack,
   opts: { clientId: string; clientSecret: string; accessTokenTtlSec: number },
 ): Promise<OidcServer> {
   const oidc = await startOidcServer({
@@ -275,7 +259,7 @@ export interface RunProcess {
 /** `grantkeeper run --config <path>` as a child process against the given Redis, or its own managed one. */
 export function startRun(opts: {
   /** Kills the child (-9) when the scenario is over, whatever happened. */
-  cleanup: Cleanup;
+  cleanup: CleanupStack;
   configPath: string;
   dataDir: string;
   key: string;

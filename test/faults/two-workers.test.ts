@@ -5,7 +5,7 @@ import type { OidcServer } from '../support/oidc-server.js';
 import type { PrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets } from '../support/secret-scan.js';
 import {
-  Cleanup,
+  CleanupStack,
   envSeconds,
   inactiveAccessTokens,
   providerClient,
@@ -36,7 +36,7 @@ const WORKER_ENV = {
  * grant, so the provider never sees a spent token again and every stored token is live.
  */
 describe('two worker processes against a provider that rotates on every use', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let dataDir: string;

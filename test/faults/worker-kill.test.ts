@@ -5,7 +5,7 @@ import type { OidcServer } from '../support/oidc-server.js';
 import type { PrivateRedis } from '../support/private-redis.js';
 import { collectRedisText, leakedSecrets } from '../support/secret-scan.js';
 import {
-  Cleanup,
+  CleanupStack,
   type HoldingGate,
   inactiveAccessTokens,
   providerClient,
@@ -38,7 +38,7 @@ const WORKER_ENV = {
  * no replay and nothing lost.
  */
 describe('worker killed with -9 while refreshes are in flight', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let redis: PrivateRedis;
   let oidc: OidcServer;
   let gate: HoldingGate;

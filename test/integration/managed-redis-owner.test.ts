@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { managedRedisEndpoint } from '../../src/redis/managed-redis-endpoint.js';
-import { Cleanup, type RunProcess, seedGrants, startRun, writeRunConfig } from '../faults/support.js';
+import { CleanupStack, type RunProcess, seedGrants, startRun, writeRunConfig } from '../faults/support.js';
 import { type CliResult, runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
@@ -61,7 +61,7 @@ function isAlive(pid: number): boolean {
 }
 
 /** A client that does not retry: one answer, or one error. */
-function probe(url: string, cleanup: Cleanup): Redis {
+function probe(url: string, cleanup: CleanupStack): Redis {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   redis.on('error', () => {});
   cleanup.add(() => redis.disconnect());
@@ -97,7 +97,7 @@ function secondUserUnavailable(): string | undefined {
 }
 
 interface Setup {
-  cleanup: Cleanup;
+  cleanup: CleanupStack;
   endpoint: FaultEndpoint;
   dataDir: string;
   key: string;
@@ -112,7 +112,7 @@ interface Setup {
 
 /** One grant, due in an hour unless `dueNow`. */
 async function setUp(opts: { dueNow?: boolean } = {}): Promise<Setup> {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   const endpoint = await startFaultEndpoint();
   cleanup.add(() => endpoint.close());
   const dataDir = tempDataDir();

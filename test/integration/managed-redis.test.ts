@@ -10,16 +10,15 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors/user-error.js';
 import { startManagedRedis } from '../../src/redis/managed-redis.js';
+import { CleanupStack } from '../../src/util/cleanup-stack.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = new CleanupStack();
+afterEach(() => cleanups.run());
 
 function client(url: string): Redis {
   const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
-  cleanups.push(async () => {
+  cleanups.add(async () => {
     redis.disconnect();
   });
   return redis;
@@ -27,7 +26,7 @@ function client(url: string): Redis {
 
 async function privateRedis(opts?: { persistence?: boolean }): Promise<PrivateRedis> {
   const redis = await startPrivateRedis(opts);
-  cleanups.push(() => redis.stop());
+  cleanups.add(() => redis.stop());
   return redis;
 }
 
@@ -48,7 +47,7 @@ function isRunning(pid: number): boolean {
 describe('startManagedRedis', () => {
   it('starts a loopback redis-server that answers PING, configured for BullMQ', async () => {
     const redis = await startManagedRedis();
-    cleanups.push(() => redis.stop());
+    cleanups.add(() => redis.stop());
     expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`);
     expect(redis.port).not.toBe(6379);
 
@@ -63,12 +62,12 @@ describe('startManagedRedis', () => {
 
   it('with a password: refuses clients without it, and the password is on no command line', async () => {
     const parent = await mkdtemp(join(tmpdir(), 'gk-redis-auth-'));
-    cleanups.push(() => rm(parent, { recursive: true, force: true }));
+    cleanups.add(() => rm(parent, { recursive: true, force: true }));
     // A folder name redis.conf must quote: spaces, a quote and a backslash.
     const dataDir = join(parent, 'da"ta \\ dir');
     const password = randomBytes(32).toString('hex');
     const redis = await startManagedRedis({ dataDir, password });
-    cleanups.push(() => redis.stop());
+    cleanups.add(() => redis.stop());
     expect(redis.url).toBe(`redis://:${password}@127.0.0.1:${redis.port}`);
 
     const anonymous = client(`redis://127.0.0.1:${redis.port}`);
@@ -119,7 +118,7 @@ describe('startManagedRedis', () => {
   it('reports an early exit (port taken) with redis-server’s last log lines', async () => {
     const blocker = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise((resolve) => blocker.close(() => resolve())));
+    cleanups.add(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
     const address = blocker.address();
     const port = typeof address === 'object' && address ? address.port : 0;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Cleanup, seedGrants, startRun, writeRunConfig } from '../faults/support.js';
+import { CleanupStack, seedGrants, startRun, writeRunConfig } from '../faults/support.js';
 import { runCli } from '../support/cli.js';
 import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { startFaultEndpoint } from '../support/fault-endpoint.js';
@@ -15,7 +15,7 @@ const PAUSED_WHILE_RUNNING =
 /** A pause (a key in Redis, set from the dashboard) stops every refresh; here it is never silent. */
 describe('a paused refresh queue', { timeout: 240_000 }, () => {
   it('is reported by status (exit 1), the gauge and run, and grantkeeper queue resume resumes it', async () => {
-    const cleanup = new Cleanup();
+    const cleanup = new CleanupStack();
     try {
       const redis = await startPrivateRedis();
       cleanup.add(() => redis.stop());

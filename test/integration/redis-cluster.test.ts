@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  Cleanup,
+  CleanupStack,
   createApiKey,
   inactiveAccessTokens,
   providerClient,
@@ -23,7 +23,7 @@ const GRANTS = 6;
  * and every BullMQ script run there, and grants are kept alive against rotating oidc-provider.
  */
 describe('grantkeeper run on a Redis Cluster', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let cluster: PrivateRedisCluster;
   let oidc: OidcServer;
   const key = testKey();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SPAN_NAMES } from '../../src/telemetry/span-policy.js';
 import {
-  Cleanup,
+  CleanupStack,
   createApiKey,
   type RunProcess,
   seedGrants,
@@ -25,7 +25,7 @@ const SPAN_STATUS_ERROR = 2;
  * README promises, and nothing that left the process holds a token, a secret, a label or an id.
  */
 describe('traces', () => {
-  const cleanup = new Cleanup();
+  const cleanup = new CleanupStack();
   let endpoint: FaultEndpoint;
   let redis: PrivateRedis;
   let dataDir: string;
