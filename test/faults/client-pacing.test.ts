@@ -6,17 +6,22 @@ import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoin
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { busiestSecond } from '../support/request-times.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
-import { CleanupStack, openData, type RunProcess, seedGrants, startRun, writeRunConfig } from './support.js';
+import {
+  CleanupStack,
+  openData,
+  type RunProcess,
+  seedGrants,
+  startRun,
+  workerEnv,
+  writeRunConfig,
+} from './support.js';
 
 const RATE = 20;
 const RATE_GRANTS = 100;
 const RETRY_AFTER_SEC = 4;
-const WORKER_ENV = {
-  GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '3',
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
-  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
+const WORKER_ENV = workerEnv({
   GRANTKEEPER_CONCURRENCY: '16',
-};
+});
 
 /**
  * Two `grantkeeper run` processes share one client's pacing through Redis, against the fault

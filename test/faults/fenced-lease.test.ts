@@ -19,6 +19,7 @@ import {
   startHoldingGate,
   startRotatingProvider,
   startRun,
+  workerEnv,
   writeRunConfig,
 } from './support.js';
 
@@ -26,13 +27,11 @@ const TIMEOUT_S = 3;
 const LEASE_MS = (TIMEOUT_S + 1) * 1000;
 /** Scaled down from the 10-minute default, but far longer than the lease. */
 const GRACE_S = 30;
-const WORKER_ENV = {
+const WORKER_ENV = workerEnv({
   GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: String(TIMEOUT_S),
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
   GRANTKEEPER_IN_DOUBT_GRACE_SECONDS: String(GRACE_S),
-  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
   GRANTKEEPER_CONCURRENCY: '4',
-};
+});
 
 /**
  * Invariant 2 against two real processes and oidc-provider rotating the refresh token on every use

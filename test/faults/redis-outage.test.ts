@@ -16,6 +16,7 @@ import {
   soak,
   startRotatingProvider,
   startRun,
+  workerEnv,
   writeRunConfig,
 } from './support.js';
 
@@ -25,11 +26,7 @@ const TTL_SEC = 6;
 const OUTAGE_SEC = envSeconds('GK_OUTAGE_SECONDS', soak ? 60 : 10);
 /** A token answer slower than this counts as the API not serving. */
 const ANSWER_LIMIT_MS = 3000;
-const WORKER_ENV = {
-  GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '3',
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
-  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
-};
+const WORKER_ENV = workerEnv();
 
 /**
  * Redis out of reach for a while under `grantkeeper run`: the API keeps answering token reads from

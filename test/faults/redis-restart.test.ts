@@ -14,6 +14,7 @@ import {
   snapshotGrants,
   startRotatingProvider,
   startRun,
+  workerEnv,
   writeRunConfig,
 } from './support.js';
 
@@ -21,11 +22,9 @@ const GRANTS = 10;
 const TTL_SEC = 4;
 const RECONCILE_SECONDS = 2;
 const OUTAGE_MS = 1000;
-const WORKER_ENV = {
-  GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '3',
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
+const WORKER_ENV = workerEnv({
   GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: String(RECONCILE_SECONDS),
-};
+});
 
 /**
  * redis-server killed with -9 under a running worker, then restarted empty (every job lost) and

@@ -11,6 +11,7 @@ import {
   seedGrants,
   snapshotGrants,
   startRun,
+  workerEnv,
   writeRunConfig,
 } from './support.js';
 
@@ -18,13 +19,11 @@ const GRANTS = 40;
 const CONCURRENCY = 16;
 const LATENCY_MS = 1500;
 const GRACE_SECONDS = 10;
-const WORKER_ENV = {
+const WORKER_ENV = workerEnv({
   GRANTKEEPER_CONCURRENCY: String(CONCURRENCY),
   GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '5',
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
-  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
   GRANTKEEPER_SHUTDOWN_GRACE_SECONDS: String(GRACE_SECONDS),
-};
+});
 
 /**
  * SIGTERM while a burst of due grants is in flight at a slow rotating endpoint: the process lets

@@ -38,6 +38,19 @@ export const FAST_FILE_TIMING = {
   backoff: { baseMs: 200, maxMs: 1000, maxRetryAfterMs: 5000 },
 };
 
+/**
+ * A `grantkeeper run` child's environment for fault scenarios: 3 s token requests, a 1 s lease
+ * margin and a reconcile every second, so a scenario sees takeovers and replans in seconds.
+ */
+export function workerEnv(overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '3',
+    GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
+    GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
+    ...overrides,
+  };
+}
+
 export interface ClientSpec {
   endpoints: { authorization: string; token: string };
   clientId: string;

@@ -15,6 +15,7 @@ import {
   soak,
   startRotatingProvider,
   startRun,
+  workerEnv,
   writeRunConfig,
 } from './support.js';
 
@@ -23,12 +24,9 @@ const TTL_SEC = 4;
 /** CI: 30 s; GK_SOAK=1: 10 minutes; GK_SOAK_SECONDS overrides both. */
 const DURATION_SEC = envSeconds('GK_SOAK_SECONDS', soak ? 600 : 30);
 const SAMPLE_EVERY_MS = 2000;
-const WORKER_ENV = {
-  GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '3',
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
-  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
+const WORKER_ENV = workerEnv({
   GRANTKEEPER_CONCURRENCY: '4',
-};
+});
 
 /**
  * Two `grantkeeper run` processes on one db and one Redis, against oidc-provider rotating the

@@ -15,6 +15,7 @@ import {
   startHoldingGate,
   startRotatingProvider,
   startRun,
+  workerEnv,
   writeRunConfig,
 } from './support.js';
 
@@ -23,12 +24,10 @@ const HOLD_MS = 3000;
 /** Scaled down from 10 minutes: nobody re-sends a refresh token this long after a lost request. */
 const GRACE_S = 8;
 /** Request timeout 5 s + margin 1 s: the lease a killed worker leaves behind lasts 6 s. */
-const WORKER_ENV = {
+const WORKER_ENV = workerEnv({
   GRANTKEEPER_REQUEST_TIMEOUT_SECONDS: '5',
-  GRANTKEEPER_LEASE_MARGIN_SECONDS: '1',
-  GRANTKEEPER_RECONCILE_INTERVAL_SECONDS: '1',
   GRANTKEEPER_IN_DOUBT_GRACE_SECONDS: String(GRACE_S),
-};
+});
 
 /**
  * kill -9 of `grantkeeper run` while every grant's refresh is in flight. The requests are held by a
