@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, refuse } from './api-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { ApiKeyAuthenticator, Principal } from './auth.js';
 import type { BrowserSession, BrowserSessions } from './browser-sessions.js';
+import { refuse } from './errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -11,14 +12,11 @@ declare module 'fastify' {
   }
 }
 
-const UNAUTHORIZED = new ApiError(
-  401,
+const UNAUTHORIZED = new GrantkeeperError(
   'unauthorized',
   'a valid API key is required (Authorization: Bearer gk_…)',
-  { 'www-authenticate': 'Bearer' },
 );
-const ADMIN_ONLY = new ApiError(
-  403,
+const ADMIN_ONLY = new GrantkeeperError(
   'forbidden',
   'this API key may only read its grants: writes and the queue dashboard need an admin key',
 );

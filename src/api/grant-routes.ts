@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { refreshNow } from '../grants/actions/refresh-now.js';
 import { retryGrant } from '../grants/actions/retry.js';
 import { setGrantMode } from '../grants/actions/set-mode.js';
@@ -8,7 +9,6 @@ import { STORAGE_RETRY_MS } from '../grants/storage-error.js';
 import { type AccessToken, TokenReadError } from '../refresh/access-token-reader.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
-import { ApiError, retryAfter } from './api-error.js';
 import { allows, type Principal } from './auth.js';
 import { requireAdmin } from './authenticate.js';
 import { encodeCursor } from './grant-cursor.js';
@@ -51,9 +51,9 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
     const principal = req.principal as Principal;
     const stored = await app.grants.find((req.params as z.infer<typeof grantParams>).id);
     if (principal.grantIds !== null && (!stored || !allows(principal, stored.grant.id))) {
-      throw new ApiError(403, 'forbidden', 'this API key may not use that grant');
+      throw new GrantkeeperError('forbidden', 'this API key may not use that grant');
     }
-    if (!stored) throw new ApiError(404, 'not_found', 'no grant has that id or label');
+    if (!stored) throw new GrantkeeperError('not_found', 'no grant has that id or label');
     return stored;
   };
 
@@ -223,7 +223,7 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
     async (req) => {
       const stored = await resolveGrant(req);
       const outcome = await retryGrant(engine.actions, stored);
-      if (!outcome) throw new ApiError(404, 'not_found', 'no grant has that id or label');
+      if (!outcome) throw new GrantkeeperError('not_found', 'no grant has that id or label');
       if (!outcome.ok) throw toApiError(outcome.error, outcome.grant);
       return view(outcome.grant, 20);
     },
@@ -259,40 +259,36 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
     }
   }
 
-  function toApiError(err: TokenReadError, grant: Grant): ApiError {
-    switch (err.reason) {
+  /** The reader's failure, worded for the API: its messages never name a label (a label names an account). */
+  function toApiError(err: TokenReadError, grant: Grant): GrantkeeperError {
+    switch (err.code) {
       case 'not_found':
-        return new ApiError(404, 'not_found', 'no grant has that id or label');
-      case 'unusable':
+        return new GrantkeeperError('not_found', 'no grant has that id or label');
+      case 'needs_reconsent':
+      case 'client_error':
+      case 'broken':
         return unusable(grant);
-      case 'unsatisfiable':
-        return new ApiError(422, 'min_valid_unsatisfiable', err.message);
+      case 'min_valid_unsatisfiable':
+        return err;
       case 'storage_unavailable':
-        return new ApiError(
-          503,
-          'storage_unavailable',
-          err.message,
-          retryAfter(err.retryAt ?? Date.now() + STORAGE_RETRY_MS),
-        );
-      case 'unavailable': {
-        const retryAt = err.retryAt ?? Date.now() + engine.leaseMs;
-        return new ApiError(
-          503,
+        return new GrantkeeperError('storage_unavailable', err.message, {
+          retryAt: err.retryAt ?? Date.now() + STORAGE_RETRY_MS,
+        });
+      case 'unavailable':
+        return new GrantkeeperError(
           'unavailable',
           err.retryAt
-            ? `the provider did not issue a new token; the next attempt is at ${new Date(retryAt).toISOString()}`
+            ? `the provider did not issue a new token; the next attempt is at ${new Date(err.retryAt).toISOString()}`
             : 'the grant is being refreshed by another process; try again',
-          retryAfter(retryAt),
+          { retryAt: err.retryAt ?? Date.now() + engine.leaseMs },
         );
-      }
     }
   }
 }
 
-function unusable(grant: Grant): ApiError {
-  return new ApiError(
-    409,
-    grant.state,
+function unusable(grant: Grant): GrantkeeperError {
+  return new GrantkeeperError(
+    grant.state === 'needs_reconsent' || grant.state === 'client_error' ? grant.state : 'broken',
     grant.state === 'needs_reconsent'
       ? `grant ${grant.id} was refused by the provider: capture consent again (grantkeeper seed)`
       : `grant ${grant.id} is ${grant.state}: fix its client registration, then capture consent again`,

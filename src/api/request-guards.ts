@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, refuse } from './api-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { type BrowserSession, CSRF_HEADER, csrfTokenMatches } from './browser-sessions.js';
+import { refuse } from './errors.js';
 import type { HostAllowList } from './host-allow-list.js';
 
 declare module 'fastify' {
@@ -14,8 +15,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 // 421 Misdirected Request rather than 400: the request is well formed, it names an authority this
 // server does not answer for, and clients and proxies read 421 as exactly that.
-const MISDIRECTED = new ApiError(
-  421,
+const MISDIRECTED = new GrantkeeperError(
   'misdirected_request',
   'this server does not answer for that Host header (allow more with GRANTKEEPER_API_ALLOWED_HOSTS)',
 );
@@ -79,8 +79,8 @@ export function browserWriteProblem(
   );
 }
 
-export function crossSiteRefusal(problem: string): ApiError {
-  return new ApiError(403, 'cross_site_request', `refused a browser request: ${problem}`);
+export function crossSiteRefusal(problem: string): GrantkeeperError {
+  return new GrantkeeperError('cross_site_request', `refused a browser request: ${problem}`);
 }
 
 /** An onRequest hook after authentication. Bearer requests carry no ambient authority: exempt. */

@@ -9,18 +9,18 @@ import Fastify, {
 } from 'fastify';
 import type { z } from 'zod';
 import type { AllowedHost } from '../config/config-schema.js';
-import { describeStorageFailure, STORAGE_RETRY_MS, storageFailureOf } from '../grants/storage-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
-import { ApiError, retryAfter } from './api-error.js';
 import { registerAssetRoutes } from './asset-routes.js';
 import type { ApiKeyAuthenticator } from './auth.js';
 import { authenticateRequest } from './authenticate.js';
 import { type BrowserSessions, SESSION_COOKIE } from './browser-sessions.js';
 import { registerClientRoutes } from './client-routes.js';
+import { answerError, refuse } from './errors.js';
 import { registerFleetRoutes } from './fleet-routes.js';
 import { registerGrantRoutes } from './grant-routes.js';
 import { HostAllowList } from './host-allow-list.js';
@@ -75,45 +75,12 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       const parsed = type.safeParse(data);
       return parsed.success
         ? { value: parsed.data }
-        : { error: new ApiError(400, 'bad_request', describe(parsed.error)) };
+        : { error: new GrantkeeperError('bad_request', describe(parsed.error)) };
     };
   });
-  server.setErrorHandler(
-    (err: Error & { statusCode?: number; code?: string; validationContext?: string }, req, reply) => {
-      if (err instanceof ApiError) {
-        return reply
-          .code(err.statusCode)
-          .headers(err.headers)
-          .send({ error: err.code, message: err.message });
-      }
-      if (err.code === 'FST_ERR_VALIDATION' || err.validationContext) {
-        return reply
-          .code(400)
-          .send({ error: 'bad_request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
-      }
-      // A write the db refused (disk full, locked past the busy timeout): worth retrying, not a bug.
-      const storage = storageFailureOf(err);
-      if (storage) {
-        req.log.warn({ route: req.routeOptions.url, cause: storage }, 'database refused a write');
-        return reply
-          .code(503)
-          .headers(retryAfter(Date.now() + STORAGE_RETRY_MS))
-          .send({ error: 'storage_unavailable', message: describeStorageFailure(storage) });
-      }
-      const status = err.statusCode ?? 500;
-      if (status < 500) {
-        // Fastify's own client errors (bad JSON, wrong content type, body too large).
-        return reply.code(status).send({ error: 'bad_request', message: err.message });
-      }
-      req.log.error(
-        { err: { name: err.name, message: err.message }, route: req.routeOptions.url },
-        'request failed',
-      );
-      return reply.code(500).send({ error: 'internal', message: 'internal error' });
-    },
-  );
+  server.setErrorHandler(answerError);
   server.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }),
+    refuse(reply, new GrantkeeperError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)),
   );
   // The login form posts urlencoded; parsed here so no extra plugin is needed.
   server.addContentTypeParser(

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { UserError } from '../errors/user-error.js';
 import { packageVersion } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
@@ -75,11 +76,13 @@ function reportError(err: unknown, verbose: boolean): number {
     return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof UserError) {
+  // Both say what is wrong for the operator; anything else is a bug, worth --verbose.
+  const expected = err instanceof UserError || err instanceof GrantkeeperError;
+  if (expected) {
     process.stderr.write(`grantkeeper: ${message}\n`);
   } else {
     process.stderr.write(`grantkeeper: unexpected error: ${message} (run with --verbose for details)\n`);
   }
   if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-  return err instanceof UserError ? err.exitCode : EXIT_FAILURE;
+  return expected ? err.exitCode : EXIT_FAILURE;
 }

@@ -6,15 +6,23 @@
  *   const keeper = await createKeeper({ baseUrl: 'http://127.0.0.1:7420', apiKey: process.env.GK_KEY });
  *   const res = await keeper.fetch('@ourbot', 'https://api.x.com/2/users/me');
  */
+import { fromErrorBody } from '../api/errors.js';
 import { errorBody, tokenView } from '../api/schemas.js';
 import { loadConfig } from '../config/load-config.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { redisForTools } from '../redis/managed-redis-endpoint.js';
 import { configuredRedis, connectRedis } from '../redis/redis-endpoint.js';
-import { type AccessTokenReader, TokenReadError } from '../refresh/access-token-reader.js';
+import type { AccessTokenReader } from '../refresh/access-token-reader.js';
 import { openAppContext } from '../service/app-context.js';
 import { createRefreshEngine } from '../service/refresh-engine.js';
 
+/**
+ * Why no token could be had: `code` is one of ERROR_CODES (the README's table), the same in
+ * process and over HTTP; `retryAt` says when asking again can help.
+ */
+export { ERROR_CODES, type ErrorCode } from '../errors/error-codes.js';
+export { GrantkeeperError } from '../errors/grantkeeper-error.js';
 export { ALERT_EVENTS, type AlertEvent } from '../notify/alert-policy.js';
 export { SIGNATURE_HEADER, verifyWebhookSignature } from '../notify/webhook-signature.js';
 
@@ -54,24 +62,6 @@ export type KeeperOptions =
   | { baseUrl: string; apiKey: string; fetch?: typeof fetch }
   /** In-process, on the service's data folder, configured like the CLI (environment, config file). */
   | { env?: NodeJS.ProcessEnv; configPath?: string; logger?: Logger; fetch?: typeof fetch };
-
-/**
- * Why no token could be had. `code` is the API's error code (remote) or the reader's reason
- * (in-process): not_found, forbidden, unauthorized, needs_reconsent / client_error / unusable,
- * min_valid_unsatisfiable / unsatisfiable, unavailable and storage_unavailable (retry after
- * `retryAt`); bad_response when a 200 carries no token.
- */
-export class KeeperError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status?: number,
-    readonly retryAt?: number,
-  ) {
-    super(message);
-    this.name = 'KeeperError';
-  }
-}
 
 export async function createKeeper(options: KeeperOptions = {}): Promise<Keeper> {
   const fetchImpl = options.fetch ?? globalThis.fetch;
@@ -122,16 +112,17 @@ function remoteSource(options: { baseUrl: string; apiKey: string }, fetchImpl: t
       if (!res.ok) {
         const error = errorBody.safeParse(body);
         const retryAfter = Number(res.headers.get('retry-after'));
-        throw new KeeperError(
-          error.success ? error.data.error : 'http_error',
-          error.success ? error.data.message : `grantkeeper answered HTTP ${res.status}`,
+        throw fromErrorBody(
+          error.success ? error.data : undefined,
           res.status,
           retryAfter > 0 ? Date.now() + retryAfter * 1000 : undefined,
         );
       }
       const token = tokenView.safeParse(body);
       if (!token.success) {
-        throw new KeeperError('bad_response', 'grantkeeper answered 200 without a token body', res.status);
+        throw new GrantkeeperError('bad_response', 'grantkeeper answered 200 without a token body', {
+          httpStatus: res.status,
+        });
       }
       return {
         grantId: token.data.grant_id,
@@ -164,23 +155,18 @@ async function localSource(options: {
   const reader: AccessTokenReader = engine.reader;
   return {
     async read(idOrLabel, readOptions = {}) {
-      try {
-        const token = await reader.read(idOrLabel, {
-          ...(readOptions.minValid === undefined ? {} : { minValidSec: readOptions.minValid }),
-          ...(readOptions.force ? { force: true } : {}),
-        });
-        return {
-          grantId: token.grantId,
-          accessToken: token.accessToken,
-          tokenType: token.tokenType,
-          expiresAt: token.expiresAt,
-          refreshed: token.refreshed,
-        };
-      } catch (err) {
-        if (err instanceof TokenReadError)
-          throw new KeeperError(err.reason, err.message, undefined, err.retryAt);
-        throw err;
-      }
+      // A failed read throws the reader's GrantkeeperError: the same codes as over HTTP.
+      const token = await reader.read(idOrLabel, {
+        ...(readOptions.minValid === undefined ? {} : { minValidSec: readOptions.minValid }),
+        ...(readOptions.force ? { force: true } : {}),
+      });
+      return {
+        grantId: token.grantId,
+        accessToken: token.accessToken,
+        tokenType: token.tokenType,
+        expiresAt: token.expiresAt,
+        refreshed: token.refreshed,
+      };
     },
     async close() {
       await engine.close();

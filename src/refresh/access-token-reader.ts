@@ -1,23 +1,16 @@
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { type Grant, type GrantState, isLive, type StoredGrant } from '../grants/grant.js';
 import type { GrantRepository, RefreshScheduler } from '../grants/ports.js';
 import { describeStorageFailure } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import { SPAN_NAMES } from '../telemetry/span-policy.js';
 import { inSpan, type TraceSpan, type Tracing } from '../telemetry/spans.js';
+import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 import type { GrantRefresher } from './grant-refresher.js';
 import type { RefreshResult, TokenReadFailure } from './outcomes.js';
 
-/** Why a token could not be handed out; the API maps `reason` to a status, the CLI to exit 1. */
-export class TokenReadError extends UserError {
-  constructor(
-    readonly reason: TokenReadFailure,
-    message: string,
-    readonly retryAt?: number,
-  ) {
-    super(message);
-  }
-}
+/** Why a token could not be handed out: the API answers its code's status, the CLI exits 1. */
+export class TokenReadError extends GrantkeeperError<TokenReadFailure> {}
 
 export interface AccessToken {
   grantId: string;
@@ -100,7 +93,7 @@ export class AccessTokenReader {
       span.set({ outcome: 'ok', source: token.refreshed ? 'refresh' : 'store' });
       return token;
     } catch (err) {
-      if (err instanceof TokenReadError) span.fail(err.reason, { outcome: err.reason });
+      if (err instanceof TokenReadError) span.fail(err.code, { outcome: err.code });
       else span.fail('internal');
       throw err;
     } finally {
@@ -130,7 +123,7 @@ export class AccessTokenReader {
       throw new TokenReadError(
         'unavailable',
         `the provider did not issue a new token (${grant.lastError ?? 'it is failing'}); next attempt at ${new Date(grant.nextRefreshAt).toISOString()}`,
-        grant.nextRefreshAt,
+        { retryAt: grant.nextRefreshAt },
       );
     }
     const key = grant.id;
@@ -209,7 +202,7 @@ export class AccessTokenReader {
         throw new TokenReadError(
           'unavailable',
           `the provider did not issue a new token (${result.error.message}); next attempt at ${new Date(result.grant.nextRefreshAt).toISOString()}`,
-          result.grant.nextRefreshAt,
+          { retryAt: result.grant.nextRefreshAt },
         );
       case 'stopped':
       case 'broken':
@@ -220,7 +213,7 @@ export class AccessTokenReader {
         throw new TokenReadError(
           'unavailable',
           `an earlier refresh of this grant may have reached the provider without its answer reaching us; its refresh token is not sent again before ${new Date(result.retryAt).toISOString()}`,
-          result.retryAt,
+          { retryAt: result.retryAt },
         );
       case 'paced':
         // Invariant 10: inside the client's pause or past its rate, the provider is not asked.
@@ -229,13 +222,13 @@ export class AccessTokenReader {
           result.reason === 'rate'
             ? `the client's rate limit is spent until ${new Date(result.retryAt).toISOString()}; try again then`
             : `the provider is rate limiting this client (or failing): its refreshes wait until ${new Date(result.retryAt).toISOString()}`,
-          result.retryAt,
+          { retryAt: result.retryAt },
         );
       case 'deferred':
         throw new TokenReadError(
           'storage_unavailable',
           `${describeStorageFailure(result.cause)}, so no new token can be stored now; try again shortly`,
-          result.retryAt,
+          { retryAt: result.retryAt },
         );
       default:
         return undefined;
@@ -249,7 +242,6 @@ export class AccessTokenReader {
    * still lands once Redis returns, and the reconciler covers it otherwise).
    */
   private async plan(grant: Grant, span: TraceSpan): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
     // The schedule span ends when the job is queued, which may be after the answer (a Redis outage).
     const scheduled = inSpan(span.child(SPAN_NAMES.schedule), () => this.deps.scheduler.schedule([grant]));
     const queued = scheduled.then(
@@ -262,12 +254,7 @@ export class AccessTokenReader {
         return true;
       },
     );
-    const waited = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.deps.planWaitMs ?? PLAN_WAIT_MS);
-    });
-    const done = await Promise.race([queued, waited]);
-    clearTimeout(timer);
-    if (!done) {
+    if ((await withTimeout(queued, this.deps.planWaitMs ?? PLAN_WAIT_MS)) === TIMED_OUT) {
       this.deps.logger.warn(
         { grantId: grant.id },
         'Redis is not answering: the next refresh is queued when it is back, or by the reconciler',
@@ -311,12 +298,12 @@ function toAccessToken({ grant, tokens }: StoredGrant, refreshed: boolean): Acce
 function assertUsable(grant: Grant): void {
   if (isLive(grant.state)) return;
   const state = grant.state as keyof typeof STOPPED_BECAUSE;
-  throw new TokenReadError('unusable', `grant ${grant.label} is ${state}: ${STOPPED_BECAUSE[state]}`);
+  throw new TokenReadError(state, `grant ${grant.label} is ${state}: ${STOPPED_BECAUSE[state]}`);
 }
 
 function unsatisfiable(minValidMs: number, lifetimeMs: number): TokenReadError {
   return new TokenReadError(
-    'unsatisfiable',
+    'min_valid_unsatisfiable',
     `a token valid for ${Math.round(minValidMs / 1000)} s was asked for, but this provider's access tokens live ${Math.round(lifetimeMs / 1000)} s`,
   );
 }

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../errors/error-codes.js';
 import type { Grant, GrantTokens } from '../grants/grant.js';
 
 import type { StorageFailure } from '../grants/storage-error.js';
@@ -44,10 +45,15 @@ export type RefreshResult =
    */
   | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'rate' };
 
-export type TokenReadFailure =
+/** Why a token read failed: codes of the error vocabulary, a stopped grant's being its state. */
+export type TokenReadFailure = Extract<
+  ErrorCode,
   | 'not_found'
-  | 'unusable'
+  | 'needs_reconsent'
+  | 'client_error'
+  | 'broken'
+  | 'min_valid_unsatisfiable'
   | 'unavailable'
-  | 'unsatisfiable'
   /** The database cannot store a new token now (disk full, locked): its message names no grant. */
-  | 'storage_unavailable';
+  | 'storage_unavailable'
+>;

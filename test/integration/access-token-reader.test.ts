@@ -101,15 +101,15 @@ describe('on-demand token reads', () => {
 
   it.each([
     ['an unknown grant', 'nobody', {}, 'not_found'],
-    ['a minimum longer than any token lives', '@fresh', { minValidSec: 7200 }, 'unsatisfiable'],
+    ['a minimum longer than any token lives', '@fresh', { minValidSec: 7200 }, 'min_valid_unsatisfiable'],
   ] as const)('refuses %s', async (_name, ref, options, reason) => {
     const err = (await readers()[0]!
       .read(ref, options)
       .catch((e: unknown) => e)) as TokenReadError;
-    expect(err.reason).toBe(reason);
+    expect(err.code).toBe(reason);
   });
 
-  it('reports a dead grant as unusable and a provider outage as unavailable', async () => {
+  it('reports a dead grant by its state and a provider outage as unavailable', async () => {
     const dead = endpoint.mintGrant();
     await seedGrant(
       engines[0]!,
@@ -123,7 +123,7 @@ describe('on-demand token reads', () => {
     const unusable = (await readers()[0]!
       .read('@dead', { minValidSec: 60 })
       .catch((e: unknown) => e)) as TokenReadError;
-    expect(unusable.reason).toBe('unusable');
+    expect(unusable.code).toBe('needs_reconsent');
     expect(unusable.message).toMatch(/needs_reconsent/);
 
     const flaky = endpoint.mintGrant();
@@ -139,7 +139,7 @@ describe('on-demand token reads', () => {
     const unavailable = (await readers()[0]!
       .read('@flaky', { minValidSec: 60 })
       .catch((e: unknown) => e)) as TokenReadError;
-    expect(unavailable.reason).toBe('unavailable');
+    expect(unavailable.code).toBe('unavailable');
     expect(unavailable.retryAt).toBeGreaterThan(Date.now());
     expect(unavailable.message).not.toContain(flaky.refreshToken);
   });
@@ -152,10 +152,10 @@ describe('on-demand token reads', () => {
         const err = (await readers()[0]!
           .read('@short-lived', { minValidSec: 900 })
           .catch((e: unknown) => e)) as TokenReadError;
-        return err.reason;
+        return err.code;
       }),
     );
-    expect(new Set(reasons)).toEqual(new Set(['unsatisfiable']));
+    expect(new Set(reasons)).toEqual(new Set(['min_valid_unsatisfiable']));
     expect(requestsFor(minted.refreshToken)).toBe(0);
   });
 
@@ -174,7 +174,7 @@ describe('on-demand token reads', () => {
     const first = (await readers()[0]!
       .read('@outage', { minValidSec: 60 })
       .catch((e: unknown) => e)) as TokenReadError;
-    expect(first.reason).toBe('unavailable');
+    expect(first.code).toBe('unavailable');
     const failing = (await engines[0]!.service.app.grants.get(grant.id))!.grant;
     expect(failing).toMatchObject({ state: 'failing', consecutiveFailures: 1 });
     const before = requestsFor(minted.refreshToken);
@@ -182,13 +182,13 @@ describe('on-demand token reads', () => {
       const err = (await reader
         .read('@outage', { minValidSec: 60 })
         .catch((e: unknown) => e)) as TokenReadError;
-      expect(err.reason).toBe('unavailable');
+      expect(err.code).toBe('unavailable');
       expect(err.retryAt).toBe(failing.nextRefreshAt);
     }
     const forced = (await readers()[1]!
       .read('@outage', { force: true })
       .catch((e: unknown) => e)) as TokenReadError;
-    expect(forced.reason).toBe('unavailable');
+    expect(forced.code).toBe('unavailable');
     expect(requestsFor(minted.refreshToken)).toBe(before);
     expect((await engines[0]!.service.app.grants.get(grant.id))?.grant).toMatchObject({
       consecutiveFailures: 1,

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueApiKey } from '../../src/api/api-keys.js';
-import { createKeeper, type Keeper, KeeperError } from '../../src/library/index.js';
+import { createKeeper, GrantkeeperError, type Keeper } from '../../src/library/index.js';
 import {
   addClient,
   type Engine,
@@ -108,8 +108,25 @@ describe('createKeeper', () => {
       const missing = await keeper()
         .getAccessToken('@nobody')
         .catch((e: unknown) => e);
-      expect(missing).toBeInstanceOf(KeeperError);
-      expect((missing as KeeperError).code).toBe('not_found');
+      expect(missing).toBeInstanceOf(GrantkeeperError);
+      expect((missing as GrantkeeperError).code).toBe('not_found');
+    });
+
+    it('names failures with the codes of the error vocabulary, the same in process and over HTTP', async () => {
+      const minted = endpoint.mintGrant();
+      await seedGrant(engine, clientRef, profile(), { ...minted, expiresIn: 3600 }, label('codes'));
+      const failure = (read: Promise<unknown>) =>
+        read.then(
+          () => undefined,
+          (e: unknown) => e as GrantkeeperError,
+        );
+      const tooLong = await failure(keeper().getAccessToken(label('codes'), { minValid: 7200 }));
+      expect(tooLong).toBeInstanceOf(GrantkeeperError);
+      expect(tooLong).toMatchObject({ code: 'min_valid_unsatisfiable', httpStatus: 422 });
+      endpoint.push({ type: 'status', status: 400, json: { error: 'invalid_grant' } });
+      await failure(keeper().getAccessToken(label('codes'), { force: true }));
+      const stopped = await failure(keeper().getAccessToken(label('codes')));
+      expect(stopped).toMatchObject({ code: 'needs_reconsent', httpStatus: 409 });
     });
 
     it('on a 401 forces one refresh and retries once, which then succeeds', async () => {
@@ -187,7 +204,7 @@ describe('createKeeper over HTTP, against a recorded API', () => {
     const { fake } = recordingFetch(200, { grant_id: 'g_1' });
     const keeper = await createKeeper({ baseUrl: 'http://127.0.0.1:1', apiKey: 'gk_x', fetch: fake });
     const error = await keeper.getAccessToken('@a').catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(KeeperError);
-    expect((error as KeeperError).code).toBe('bad_response');
+    expect(error).toBeInstanceOf(GrantkeeperError);
+    expect((error as GrantkeeperError).code).toBe('bad_response');
   });
 });

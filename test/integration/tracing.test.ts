@@ -151,7 +151,7 @@ describe('traces', () => {
     expect(names(onDemandRefresh!)).toEqual(refreshSteps);
 
     const failed = reads.find((s) => s.status.code === SPAN_STATUS_ERROR);
-    expect(failed?.status.message).toBe('unusable');
+    expect(failed?.status.message).toBe('needs_reconsent');
     const refusedRefresh = failed && children(failed).find((s) => s.name === SPAN_NAMES.refresh);
     expect(refusedRefresh?.attributes).toMatchObject({
       'grantkeeper.outcome': 'stopped',

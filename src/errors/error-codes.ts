@@ -1,0 +1,80 @@
+/**
+ * grantkeeper's error vocabulary: one stable code per failure, the same from the API (`error` in
+ * the body), the CLI (its message and exit code) and the library (`GrantkeeperError.code`, in
+ * process or over HTTP). The README's table of codes is rendered from this one.
+ */
+export const ERROR_CODES = {
+  bad_request: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning: 'a request, flag or value that does not parse; nothing was changed',
+  },
+  unauthorized: { httpStatus: 401, exitCode: 1, meaning: 'no API key, or one grantkeeper does not know' },
+  forbidden: {
+    httpStatus: 403,
+    exitCode: 1,
+    meaning:
+      'this API key may not use that grant or route (a scoped key reads only its grants; writes need an admin key)',
+  },
+  cross_site_request: {
+    httpStatus: 403,
+    exitCode: 1,
+    meaning: "a browser write from another site, or without the page's CSRF token",
+  },
+  not_found: { httpStatus: 404, exitCode: 1, meaning: 'no grant has that id or label (or no such route)' },
+  needs_reconsent: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning: 'the provider refused the grant: capture consent again (`grantkeeper seed`)',
+  },
+  client_error: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning:
+      "the provider refused the client's registration (secret, id, key): fix the client, then `grantkeeper retry`",
+  },
+  broken: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning: 'grantkeeper cannot use the grant: its tokens do not open with the key, or its client is gone',
+  },
+  misdirected_request: {
+    httpStatus: 421,
+    exitCode: 1,
+    meaning: 'the API does not answer for that Host header (`GRANTKEEPER_API_ALLOWED_HOSTS`)',
+  },
+  min_valid_unsatisfiable: {
+    httpStatus: 422,
+    exitCode: 1,
+    meaning: "the minimum validity asked for is longer than this provider's tokens live",
+  },
+  internal: { httpStatus: 500, exitCode: 1, meaning: 'a bug: the log has the details' },
+  http_error: {
+    httpStatus: 502,
+    exitCode: 1,
+    meaning: "the library over HTTP got an answer without grantkeeper's error body (a proxy in between?)",
+  },
+  bad_response: {
+    httpStatus: 502,
+    exitCode: 1,
+    meaning: 'the library over HTTP got a success without a token in it',
+  },
+  unavailable: {
+    httpStatus: 503,
+    exitCode: 1,
+    meaning:
+      'no fresh token now: the provider is being retried, the client is paced, or another process is refreshing; retry at `Retry-After` / `retryAt`',
+  },
+  storage_unavailable: {
+    httpStatus: 503,
+    exitCode: 1,
+    meaning:
+      'the database cannot store a new token now (disk full, locked); retry at `Retry-After` / `retryAt`',
+  },
+} as const satisfies Record<string, { httpStatus: number; exitCode: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
