@@ -50,6 +50,15 @@ const allowedHost = z
 export const DEFAULT_CONCURRENCY = 256;
 
 /** An on/off switch; from the environment as `true` or `false`. */
+/** `7,1` or [7, 1]: the windows of a warning ahead, in days (fractions allowed, e.g. 0.5). */
+const warningDays = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((d) => (d.trim() === '' ? Number.NaN : Number(d))) : v),
+  z
+    .array(z.number().positive('each warning window must be more than 0 days').max(365))
+    .min(1, 'give at least one window in days, e.g. 7,1')
+    .max(5, 'at most 5 warning windows'),
+);
+
 const flag = z.preprocess(
   (v) => (v === 'true' ? true : v === 'false' ? false : v),
   z.boolean({ error: 'expected true or false' }),
@@ -225,6 +234,12 @@ export const configSchema = z
       )
       .default([]),
     failingAlertAfter: wholeNumber(1, 1000).default(3),
+    expiryWarningDays: warningDays
+      .default([7, 1])
+      .describe("days before a grant's hard end or consent deadline that grant.expiring is sent, once per window"),
+    secretWarningDays: warningDays
+      .default([30])
+      .describe("days before a client secret's end date that client.secret_expiring is sent, once per window"),
     // Spans carry the grant's id and label only when the operator asks: a label names an account.
     traceGrantIds: flag.default(false),
   })
@@ -264,5 +279,7 @@ export const ENV_VARS = {
   GRANTKEEPER_API_ALLOWED_HOSTS: 'apiAllowedHosts',
   GRANTKEEPER_WEBHOOK_URLS: 'webhookUrls',
   GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
+  GRANTKEEPER_EXPIRY_WARNING_DAYS: 'expiryWarningDays',
+  GRANTKEEPER_SECRET_WARNING_DAYS: 'secretWarningDays',
   GRANTKEEPER_TRACE_GRANT_IDS: 'traceGrantIds',
 } as const satisfies Record<string, keyof Config>;

@@ -109,6 +109,7 @@ export async function startGrantkeeper(
         failingAfter: config.failingAlertAfter,
         logger,
         ...(options.alertRetry ? { retry: options.alertRetry } : {}),
+        ahead: { clients: service.app.clients, ...aheadWindows(config), metrics },
       });
       alerts = monitor;
       cleanups.push(() => monitor.stop());
@@ -122,6 +123,7 @@ export async function startGrantkeeper(
           pacer: service.engine.pacer,
           webhookUrls: config.webhookUrls,
           secret: webhookSecret,
+          ...aheadWindows(config),
           metrics,
           logger,
         });
@@ -202,4 +204,10 @@ export async function startGrantkeeper(
     await stop().catch(() => {});
     throw err;
   }
+}
+
+/** The configured warning windows (days) in ms, for the monitor that sends and the worker that checks. */
+function aheadWindows(config: LoadedConfig['config']): { grantWindowsMs: number[]; secretWindowsMs: number[] } {
+  const ms = (days: number[]) => days.map((d) => Math.round(d * 86_400_000));
+  return { grantWindowsMs: ms(config.expiryWarningDays), secretWindowsMs: ms(config.secretWarningDays) };
 }
