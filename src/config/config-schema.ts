@@ -236,10 +236,14 @@ export const configSchema = z
     failingAlertAfter: wholeNumber(1, 1000).default(3),
     expiryWarningDays: warningDays
       .default([7, 1])
-      .describe("days before a grant's hard end or consent deadline that grant.expiring is sent, once per window"),
+      .describe(
+        "days before a grant's hard end or consent deadline that grant.expiring is sent, once per window",
+      ),
     secretWarningDays: warningDays
       .default([30])
-      .describe("days before a client secret's end date that client.secret_expiring is sent, once per window"),
+      .describe(
+        "days before a client secret's end date that client.secret_expiring is sent, once per window",
+      ),
     // Spans carry the grant's id and label only when the operator asks: a label names an account.
     traceGrantIds: flag.default(false),
   })

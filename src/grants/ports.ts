@@ -182,7 +182,14 @@ export type AlertView = Pick<
 /** What the warnings ahead need to know about a grant (src/policy/grant-horizon.ts). */
 export type ExpiryView = Pick<
   Grant,
-  'id' | 'label' | 'clientRef' | 'state' | 'kind' | 'refreshTokenUsedAt' | 'refreshExpiresAt' | 'refreshExpiresReason'
+  | 'id'
+  | 'label'
+  | 'clientRef'
+  | 'state'
+  | 'kind'
+  | 'refreshTokenUsedAt'
+  | 'refreshExpiresAt'
+  | 'refreshExpiresReason'
 >;
 
 /** Which grants may need a new consent before `before`: each client's idle limit in ms. */

@@ -6,15 +6,20 @@ import {
   webhookTargetId,
 } from '../../jobs/alert-queue.js';
 import type { LoadedConfig } from '../config/load-config.js';
-import type { AlertView, ClientRepository, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
+import type {
+  AlertView,
+  ClientRepository,
+  GrantRepository,
+  ServiceStateRepository,
+} from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PaceTransition } from '../pacing/client-pacer.js';
+import { decodeMark, dueWarning, encodeMark, widestWindow } from '../policy/expiry-warnings.js';
+import { grantHorizon } from '../policy/grant-horizon.js';
 import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
-import { decodeMark, dueWarning, encodeMark, widestWindow } from '../policy/expiry-warnings.js';
-import { grantHorizon } from '../policy/grant-horizon.js';
 import { type AheadAlertEvent, type AlertEvent, decideAlert } from './alert-policy.js';
 
 export interface AlertMonitorDeps {

@@ -39,3 +39,52 @@ export function grantHorizon(grant: HorizonFacts, idleLimitSec: number | undefin
   const earliest = hard && idle ? (hard.at <= idle.at ? hard : idle) : (hard ?? idle);
   return { renewableUntil: hard, needsConsentBy: earliest };
 }
+
+/** Something that will stop working unless someone acts: a grant's consent deadline or a client secret's end. */
+export interface AheadItem {
+  kind: 'grant' | 'client_secret';
+  /** The grant's label, or the client's name. */
+  name: string;
+  id: string;
+  at: number;
+  reason: string;
+}
+
+/**
+ * What dies within `horizonMs` of `now`, soonest first: the grants `listExpiring` found (with their
+ * client's idle limit) and every client secret with an end date. Pure, for `status`.
+ */
+export function aheadOf(
+  grants: ReadonlyArray<HorizonFacts & { id: string; label: string; clientRef: string }>,
+  clients: ReadonlyArray<{
+    id: string;
+    name: string;
+    hasSecret: boolean;
+    secret: { expiresAt: number | null };
+    profile: { refreshIdleLimitSec: number };
+  }>,
+  now: number,
+  horizonMs: number,
+): AheadItem[] {
+  const idleOf = new Map(clients.map((c) => [c.id, c.profile.refreshIdleLimitSec]));
+  const items: AheadItem[] = [];
+  for (const g of grants) {
+    const deadline = grantHorizon(g, idleOf.get(g.clientRef)).needsConsentBy;
+    if (deadline && deadline.at <= now + horizonMs) {
+      items.push({ kind: 'grant', name: g.label, id: g.id, at: deadline.at, reason: deadline.reason });
+    }
+  }
+  for (const c of clients) {
+    const ends = c.secret.expiresAt;
+    if (c.hasSecret && ends !== null && ends <= now + horizonMs) {
+      items.push({
+        kind: 'client_secret',
+        name: c.name,
+        id: c.id,
+        at: ends,
+        reason: 'the client secret ends',
+      });
+    }
+  }
+  return items.sort((a, b) => a.at - b.at || a.id.localeCompare(b.id));
+}

@@ -207,7 +207,10 @@ export async function startGrantkeeper(
 }
 
 /** The configured warning windows (days) in ms, for the monitor that sends and the worker that checks. */
-function aheadWindows(config: LoadedConfig['config']): { grantWindowsMs: number[]; secretWindowsMs: number[] } {
+function aheadWindows(config: LoadedConfig['config']): {
+  grantWindowsMs: number[];
+  secretWindowsMs: number[];
+} {
   const ms = (days: number[]) => days.map((d) => Math.round(d * 86_400_000));
   return { grantWindowsMs: ms(config.expiryWarningDays), secretWindowsMs: ms(config.secretWarningDays) };
 }

@@ -140,7 +140,9 @@ export function toAlertView(row: { state: string } & Omit<AlertView, 'state'>): 
   return { ...row, state: asGrantState(row.state) };
 }
 
-export function toExpiryView(row: Omit<ExpiryView, 'state' | 'kind'> & { state: string; kind: string }): ExpiryView {
+export function toExpiryView(
+  row: Omit<ExpiryView, 'state' | 'kind'> & { state: string; kind: string },
+): ExpiryView {
   return { ...row, state: asGrantState(row.state), kind: asGrantKind(row.kind) };
 }
 

@@ -86,4 +86,30 @@ describe('grantkeeper client secret: expiry, rotate, retire', { timeout: 120_000
       /keeps no previous secret/,
     );
   });
+
+  it('status lists the secret that ends within 30 days', async () => {
+    const soon = new Date(Date.now() + 10 * 86_400_000).toISOString();
+    const added = await runCli(
+      [
+        'client',
+        'add',
+        'soon',
+        '--provider',
+        'x',
+        '--client-id',
+        'soon-id',
+        '--client-secret-env',
+        'FIRST_SECRET',
+        '--secret-expires',
+        soon,
+      ],
+      env,
+    );
+    expect(added.code).toBe(0);
+    const status = await runCli(['status', '--json'], env);
+    const ahead = (json(status.stdout).ahead as Array<Record<string, unknown>>).map((a) => [a.kind, a.name]);
+    expect(ahead).toEqual([['client_secret', 'soon']]);
+    const human = await runCli(['status'], env);
+    expect(human.stdout).toMatch(/ahead \(30 d\):\s+1: client soon secret in (9d|10d)/);
+  });
 });

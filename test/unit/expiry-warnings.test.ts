@@ -8,7 +8,7 @@ import {
   encodeMark,
   type WarnedMark,
 } from '../../src/policy/expiry-warnings.js';
-import { grantHorizon } from '../../src/policy/grant-horizon.js';
+import { aheadOf, grantHorizon } from '../../src/policy/grant-horizon.js';
 import { refreshTokenEnd } from '../../src/policy/refresh-plan.js';
 
 const DAY = 86_400_000;
@@ -111,5 +111,38 @@ describe('hard ends', () => {
       90 * 86_400,
     );
     expect(service).toEqual({ renewableUntil: null, needsConsentBy: null });
+  });
+});
+
+describe('aheadOf (grantkeeper status)', () => {
+  it('lists grants and client secrets ending within the horizon, soonest first, and nothing beyond it', () => {
+    const grant = (id: string, refreshExpiresAt: number | null, refreshTokenUsedAt = 0) => ({
+      id,
+      label: `@${id}`,
+      clientRef: 'c1',
+      kind: 'authorization_code' as const,
+      refreshTokenUsedAt,
+      refreshExpiresAt,
+      refreshExpiresReason: refreshExpiresAt === null ? null : 'refresh_token_expires_in',
+    });
+    const client = (id: string, expiresAt: number | null, hasSecret = true) => ({
+      id,
+      name: id,
+      hasSecret,
+      secret: { expiresAt },
+      profile: { refreshIdleLimitSec: 90 * 86_400 },
+    });
+    const items = aheadOf(
+      [grant('hard', 20 * DAY, 80 * DAY), grant('idle', null, -70 * DAY), grant('far', 40 * DAY, 80 * DAY)],
+      [client('c1', 10 * DAY), client('c2', 31 * DAY), client('pub', 1 * DAY, false)],
+      0,
+      30 * DAY,
+    );
+    expect(items.map((i) => [i.kind, i.name, i.at])).toEqual([
+      ['client_secret', 'c1', 10 * DAY],
+      ['grant', '@hard', 20 * DAY],
+      ['grant', '@idle', 20 * DAY],
+    ]);
+    expect(items[2]?.reason).toMatch(/idle limit/);
   });
 });

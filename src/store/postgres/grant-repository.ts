@@ -533,9 +533,9 @@ export class PostgresGrantRepository implements GrantRepository {
 
   async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
     return guarded(async () =>
-      (await this.db.select(EXPIRY_COLUMNS).from(grants).where(expiringWhere(query)).orderBy(asc(grants.id))).map(
-        toExpiryView,
-      ),
+      (
+        await this.db.select(EXPIRY_COLUMNS).from(grants).where(expiringWhere(query)).orderBy(asc(grants.id))
+      ).map(toExpiryView),
     );
   }
 

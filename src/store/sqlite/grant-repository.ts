@@ -440,7 +440,13 @@ export class SqliteGrantRepository implements GrantRepository {
 
   async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
     return guarded(() =>
-      this.db.select(EXPIRY_COLUMNS).from(grants).where(expiringWhere(query)).orderBy(asc(grants.id)).all().map(toExpiryView),
+      this.db
+        .select(EXPIRY_COLUMNS)
+        .from(grants)
+        .where(expiringWhere(query))
+        .orderBy(asc(grants.id))
+        .all()
+        .map(toExpiryView),
     );
   }
 
