@@ -91,6 +91,23 @@ export const configClientSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')
       .optional(),
+    secretExpires: z
+      .union([z.iso.date(), z.iso.datetime({ offset: true })], {
+        error: 'expected a date such as 2027-06-30 or an ISO 8601 time',
+      })
+      .transform((v) => Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v))
+      .optional()
+      .describe(
+        "when the client secret ends (a date: the day's start, UTC); client.secret_expiring warns ahead",
+      ),
+    spa: z
+      .boolean()
+      .optional()
+      .describe('microsoft: a single-page-application registration (refresh tokens end 24 h after consent)'),
+    testing: z
+      .boolean()
+      .optional()
+      .describe('google: the app is in Testing status (refresh tokens end 7 days after consent)'),
     authMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     scopes: z.array(z.string().min(1)).optional(),
     redirectUri: endpointUrl.optional(),
