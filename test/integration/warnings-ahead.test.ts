@@ -185,6 +185,51 @@ describe('warnings ahead: grant.expiring and client.secret_expiring', () => {
     ).toHaveLength(2);
   });
 
+  it("a preset's fixed limit sets the hard end at consent, and its first warning is the narrowest window", async () => {
+    rig.clock.offset = 0;
+    const c = (await rig.clients.findByName('c'))!;
+    await rig.clients.upsert({
+      name: 'spa',
+      profile: { ...c.profile, refreshTokenLifetime: { seconds: 86_400, reason: 'Microsoft SPA clients' } },
+      clientId: 'spa-id',
+      authMethod: 'none',
+      scopes: ['openid'],
+      now: Date.now(),
+    });
+    const input = new PassThrough();
+    input.end('spa-code\n');
+    const before = now();
+    const { grant } = await seedGrant(
+      {
+        grants: rig.grants,
+        clients: rig.clients,
+        tokenClient: rig.tokenClient,
+        timing: DEFAULT_REFRESH_TIMING,
+        scheduler: NO_SCHEDULER,
+        io: { messages: new PassThrough(), input },
+        now,
+      },
+      { client: 'spa', label: 'spa-user', mode: 'manual', timeoutMs: 5000 },
+    );
+    expect(grant.refreshExpiresReason).toBe('Microsoft SPA clients');
+    expect(grant.refreshExpiresAt).toBeGreaterThanOrEqual(before + DAY);
+    expect(grant.refreshExpiresAt).toBeLessThanOrEqual(now() + DAY);
+    const from = received('grant.expiring').length;
+    await sweepBoth();
+    await waitFor(() => received('grant.expiring').length === from + 1, 'the SPA grant warning');
+    await drained();
+    expect(
+      received('grant.expiring')
+        .slice(from)
+        .map((w) => w.json.grant.id),
+    ).toEqual([grant.id]);
+    expect(received('grant.expiring').at(-1)!.json).toMatchObject({ reason: 'Microsoft SPA clients' });
+    // Less than a day left at consent: the 1-day warning, not a stale 7-day one as well.
+    expect(
+      logs.filter((l) => l.grantId === grant.id && l.event === 'grant.expiring').map((l) => l.windowDays),
+    ).toEqual([1]);
+  });
+
   it('a client secret ending within 30 days is warned once, until it is rotated', async () => {
     rig.clock.offset = 0;
     const client = (await rig.clients.findByName('c'))!;
@@ -218,7 +263,7 @@ describe('warnings ahead: grant.expiring and client.secret_expiring', () => {
     await drained();
     expect(received('client.secret_expiring')).toHaveLength(1);
     const scrape = await metrics.render();
-    expect(scrape).toMatch(/grantkeeper_warnings_ahead_total\{event="grant.expiring"\} 2/);
+    expect(scrape).toMatch(/grantkeeper_warnings_ahead_total\{event="grant.expiring"\} 3/);
     expect(scrape).toMatch(/grantkeeper_warnings_ahead_total\{event="client.secret_expiring"\} 1/);
   });
 });

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { resolveProvider } from '../../src/oauth/providers.js';
 import { parseTokenResponse } from '../../src/oauth/token-response.js';
 import {
   DEFAULT_GRANT_WARNING_WINDOWS_MS,
@@ -92,6 +93,17 @@ describe('hard ends', () => {
     expect(refreshTokenEnd({}, 1000, fixed)).toEqual({ at: 1000 + 7 * DAY, reason: 'Google Testing' });
     expect(refreshTokenEnd({ refreshTokenExpiresIn: 0 }, 1000)).toBeUndefined();
     expect(refreshTokenEnd({}, 1000)).toBeUndefined();
+  });
+
+  it("presets carry the fixed limits a consent gets: Google's Testing status 7 days, Microsoft SPA 24 h", async () => {
+    const testing = await resolveProvider({ kind: 'google', testing: true });
+    expect(testing.refreshTokenLifetime?.seconds).toBe(7 * 86_400);
+    expect(refreshTokenEnd({}, 0, testing.refreshTokenLifetime)?.reason).toMatch(/Testing status/);
+    expect((await resolveProvider({ kind: 'microsoft', spa: true })).refreshTokenLifetime?.seconds).toBe(
+      86_400,
+    );
+    expect((await resolveProvider({ kind: 'google' })).refreshTokenLifetime).toBeUndefined();
+    expect((await resolveProvider({ kind: 'microsoft' })).refreshTokenLifetime).toBeUndefined();
   });
 
   it('needs consent by the earlier of the hard end and the idle deadline; service grants by neither', () => {
