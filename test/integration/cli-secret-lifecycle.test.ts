@@ -1,4 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
+import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { expectOneClearLine, runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey } from '../support/engine.js';
 
@@ -111,5 +113,30 @@ describe('grantkeeper client secret: expiry, rotate, retire', { timeout: 120_000
     expect(ahead).toEqual([['client_secret', 'soon']]);
     const human = await runCli(['status'], env);
     expect(human.stdout).toMatch(/ahead \(30 d\):\s+1: client soon secret in (9d|10d)/);
+  });
+
+  it('refuses to retire the old secret while the provider last accepted only it, unless --force', async () => {
+    const rotated = await runCli(
+      ['client', 'secret', 'rotate', 'contoso', '--client-secret-env', 'FIRST_SECRET'],
+      env,
+    );
+    expect(rotated.code).toBe(0);
+    // As a refresh that fell back would record it (test/integration/secret-rotation.test.ts).
+    const raw = Buffer.from(env.GRANTKEEPER_KEY, 'base64');
+    const store = openSqliteStore({
+      dataDir: dir,
+      sealer: new Sealer(new Keyring({ id: keyIdFor(raw), key: raw })),
+    });
+    try {
+      const client = (await store.clients.findByName('contoso'))!;
+      await store.clients.recordSecretInUse(client.id, 'previous', Date.now());
+    } finally {
+      await store.admin.close();
+    }
+    const refused = await runCli(['client', 'secret', 'retire', 'contoso'], env);
+    expectOneClearLine(refused, /last accepted the previous secret of contoso.*pass --force/);
+    const forced = await runCli(['client', 'secret', 'retire', 'contoso', '--force', '--json'], env);
+    expect(forced.code).toBe(0);
+    expect(json(forced.stdout)).toMatchObject({ previous_secret: null, secret_in_use: null });
   });
 });
