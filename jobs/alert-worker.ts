@@ -1,11 +1,14 @@
 import { type ConnectionOptions, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
+import { isLive } from '../src/grants/grant.js';
 import type { ClientRepository, GrantRepository } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
 import {
+  type AheadAlertEvent,
   alertStillHolds,
   type ClientAlertEvent,
   type GrantAlertEvent,
+  isAheadEvent,
   isClientEvent,
   isQueueEvent,
   type QueueAlertEvent,
@@ -17,6 +20,8 @@ import {
   signWebhook,
 } from '../src/notify/webhook-signature.js';
 import type { ClientPacer } from '../src/pacing/client-pacer.js';
+import { widestWindow } from '../src/policy/expiry-warnings.js';
+import { grantHorizon } from '../src/policy/grant-horizon.js';
 import { logRedisErrors } from '../src/redis/connection-watch.js';
 import {
   ALERT_QUEUE_NAME,
@@ -37,6 +42,10 @@ export interface AlertWorkerOptions {
   queues: ReadonlyMap<string, Pick<Queue, 'isPaused'>>;
   /** Client events name a client: its registration and its pacing condition make the body. */
   clients: Pick<ClientRepository, 'get'>;
+  /** The warning windows: a warning ahead is sent only while its deadline is still within one. */
+  grantWindowsMs: readonly number[];
+  secretWindowsMs: readonly number[];
+  now?: () => number;
   pacer: Pick<ClientPacer, 'condition'>;
   webhookUrls: readonly string[];
   secret: string;
@@ -73,7 +82,11 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
       if (!url) return 'target_gone';
       const queue = options.queues.get(alert.subject);
       let body: string;
-      if (isQueueEvent(alert.event)) {
+      if (isAheadEvent(alert.event)) {
+        const ahead = await aheadAlertBody(alert, alert.event, options, job.id ?? '');
+        if (!ahead) return 'no_longer_true';
+        body = JSON.stringify(ahead);
+      } else if (isQueueEvent(alert.event)) {
         const truth = queue !== undefined && (await queue.isPaused()) === (alert.event === 'queue.paused');
         if (!truth) return 'no_longer_true';
         body = JSON.stringify(queueAlertBody(alert, alert.event, job.id ?? ''));
@@ -157,6 +170,51 @@ async function grantAlertBody(alert: AlertJobData, grants: GrantRepository, deli
           last_error_at: grant.lastErrorAt === null ? null : new Date(grant.lastErrorAt).toISOString(),
         }
       : { id: alert.subject, state: 'removed' },
+  };
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The body of a warning ahead, from the store at delivery time; undefined when it no longer holds
+ * (the grant was re-consented or stopped, the secret rotated, the deadline moved out of every window).
+ */
+async function aheadAlertBody(
+  alert: AlertJobData,
+  event: AheadAlertEvent,
+  options: Pick<AlertWorkerOptions, 'grants' | 'clients' | 'grantWindowsMs' | 'secretWindowsMs' | 'now'>,
+  deliveryId: string,
+) {
+  const now = (options.now ?? Date.now)();
+  const iso = (at: number) => new Date(at).toISOString();
+  const daysLeft = (at: number) => Math.max(0, Math.round(((at - now) / DAY_MS) * 10) / 10);
+  const head = { id: deliveryId, type: event, created_at: iso(alert.at) };
+  if (event === 'client.secret_expiring') {
+    const client = await options.clients.get(alert.subject);
+    const ends = client?.secret.expiresAt ?? null;
+    if (!client || ends === null || ends - now > widestWindow(options.secretWindowsMs)) return undefined;
+    return {
+      ...head,
+      client: { id: client.id, name: client.name, provider: client.profile.kind },
+      secret: {
+        expires_at: iso(ends),
+        days_left: daysLeft(ends),
+        previous_kept: client.secret.previous !== null,
+      },
+    };
+  }
+  const grant = (await options.grants.get(alert.subject))?.grant;
+  if (!grant || !isLive(grant.state)) return undefined;
+  const client = await options.clients.get(grant.clientRef);
+  const { renewableUntil, needsConsentBy } = grantHorizon(grant, client?.profile.refreshIdleLimitSec);
+  if (!needsConsentBy || needsConsentBy.at - now > widestWindow(options.grantWindowsMs)) return undefined;
+  return {
+    ...head,
+    grant: { id: grant.id, label: grant.label, state: grant.state, client: client?.name ?? null },
+    needs_consent_by: iso(needsConsentBy.at),
+    reason: needsConsentBy.reason,
+    days_left: daysLeft(needsConsentBy.at),
+    renewable_until: renewableUntil && iso(renewableUntil.at),
   };
 }
 

@@ -11,6 +11,14 @@ export const clients = sqliteTable('clients', {
   profile: text('profile', { mode: 'json' }).notNull(),
   clientId: text('client_id').notNull(),
   clientSecretSealed: text('client_secret_sealed'),
+  /** When the current secret stops working (Microsoft sets it at creation); null: not known to end. */
+  secretExpiresAt: integer('secret_expires_at'),
+  /** The secret a rotation replaced, kept as a fallback until retired, sealed like the current one. */
+  previousSecretSealed: text('previous_secret_sealed'),
+  previousSecretExpiresAt: integer('previous_secret_expires_at'),
+  /** Which secret the token endpoint last accepted (`current` or `previous`), and when it changed. */
+  secretInUse: text('secret_in_use'),
+  secretInUseAt: integer('secret_in_use_at'),
   /** The private key of a client that signs assertions (private_key_jwt, JWT-bearer), sealed like the secret. */
   privateKeySealed: text('private_key_sealed'),
   /** That key's public facts (algorithm, key id, certificate thumbprint, audience); null without a key. */
@@ -55,6 +63,10 @@ export const grants = sqliteTable(
     accessLifetimeMs: integer('access_lifetime_ms').notNull(),
     /** Last time the provider accepted or issued the refresh token: the keep-alive clock starts here. */
     refreshTokenUsedAt: integer('refresh_token_used_at').notNull(),
+    /** The refresh token's own end, which no refresh extends; null when none is known. */
+    refreshExpiresAt: integer('refresh_expires_at'),
+    /** Who said so: `refresh_token_expires_in` (the provider's answer) or a preset's fixed limit. */
+    refreshExpiresReason: text('refresh_expires_reason'),
     nextRefreshAt: integer('next_refresh_at').notNull(),
     leaseOwner: text('lease_owner'),
     /** On the store's clock (invariant 2): a lease is compared only with the time the store reads. */

@@ -1,5 +1,6 @@
 import { type Grant, hasRefreshToken, isInDoubt, type RecordedRefreshEvent } from '../grants/grant.js';
 import type { Client } from '../grants/ports.js';
+import { grantHorizon } from '../policy/grant-horizon.js';
 import { keepAliveDeadline } from '../policy/refresh-timing.js';
 import type { GrantView } from './schemas.js';
 
@@ -16,6 +17,7 @@ export function toGrantView(
   events?: RecordedRefreshEvent[],
 ): GrantView {
   const profile = client?.profile;
+  const horizon = grantHorizon(grant, profile?.refreshIdleLimitSec);
   return {
     id: grant.id,
     label: grant.label,
@@ -35,6 +37,10 @@ export function toGrantView(
       profile && hasRefreshToken(grant.kind)
         ? iso(keepAliveDeadline(grant.refreshTokenUsedAt, profile.keepAliveIntervalSec))
         : null,
+    renewable_until: horizon.renewableUntil && iso(horizon.renewableUntil.at),
+    renewable_until_reason: horizon.renewableUntil?.reason ?? null,
+    needs_consent_by: horizon.needsConsentBy && iso(horizon.needsConsentBy.at),
+    needs_consent_by_reason: horizon.needsConsentBy?.reason ?? null,
     last_refreshed_at: isoOrNull(grant.lastRefreshedAt),
     consecutive_failures: grant.consecutiveFailures,
     in_doubt_since: isInDoubt(grant, Date.now()) ? isoOrNull(grant.leaseSentAt) : null,

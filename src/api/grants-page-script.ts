@@ -254,6 +254,8 @@ function renderDetail(g) {
   field(dl, 'access token expires', when(g.access_expires_at));
   field(dl, 'next refresh', g.state === 'active' || g.state === 'failing' ? when(g.next_refresh_at) : '–');
   field(dl, 'keep-alive deadline', when(g.keepalive_deadline));
+  field(dl, 'renewable until', g.renewable_until ? when(g.renewable_until) + ' · ' + g.renewable_until_reason : 'no hard end known');
+  field(dl, 'needs consent by', g.needs_consent_by ? when(g.needs_consent_by) + ' · ' + g.needs_consent_by_reason : null);
   field(dl, 'last refreshed', when(g.last_refreshed_at));
   field(dl, 'failures in a row', g.consecutive_failures);
   field(dl, 'last error', g.last_error);

@@ -126,6 +126,14 @@ export const grantView = z.object({
   next_refresh_at: isoTime,
   refresh_token_used_at: isoTime,
   keepalive_deadline: isoTime.nullable(),
+  renewable_until: isoTime
+    .nullable()
+    .describe("the refresh token's hard end, which no refresh extends; null: none known"),
+  renewable_until_reason: z.string().nullable().describe('who set that end'),
+  needs_consent_by: isoTime
+    .nullable()
+    .describe('the earlier of the hard end and the idle deadline: past it only a new consent helps'),
+  needs_consent_by_reason: z.string().nullable(),
   in_doubt_since: isoTime
     .nullable()
     .describe(

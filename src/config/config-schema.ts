@@ -53,6 +53,15 @@ const allowedHost = z
 export const DEFAULT_CONCURRENCY = 256;
 
 /** An on/off switch; from the environment as `true` or `false`. */
+/** `7,1` or [7, 1]: the windows of a warning ahead, in days (fractions allowed, e.g. 0.5). */
+const warningDays = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((d) => (d.trim() === '' ? Number.NaN : Number(d))) : v),
+  z
+    .array(z.number().positive('each warning window must be more than 0 days').max(365))
+    .min(1, 'give at least one window in days, e.g. 7,1')
+    .max(5, 'at most 5 warning windows'),
+);
+
 const flag = z.preprocess(
   (v) => (v === 'true' ? true : v === 'false' ? false : v),
   z.boolean({ error: 'expected true or false' }),
@@ -85,6 +94,23 @@ export const configClientSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')
       .optional(),
+    secretExpires: z
+      .union([z.iso.date(), z.iso.datetime({ offset: true })], {
+        error: 'expected a date such as 2027-06-30 or an ISO 8601 time',
+      })
+      .transform((v) => Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v))
+      .optional()
+      .describe(
+        "when the client secret ends (a date: the day's start, UTC); client.secret_expiring warns ahead",
+      ),
+    spa: z
+      .boolean()
+      .optional()
+      .describe('microsoft: a single-page-application registration (refresh tokens end 24 h after consent)'),
+    testing: z
+      .boolean()
+      .optional()
+      .describe('google: the app is in Testing status (refresh tokens end 7 days after consent)'),
     authMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     scopes: z.array(z.string().min(1)).optional(),
     redirectUri: endpointUrl.optional(),
@@ -309,6 +335,16 @@ export const configFields = z
     failingAlertAfter: wholeNumber(1, 1000)
       .default(3)
       .describe('consecutive transient failures before `grant.failing` is sent'),
+    expiryWarningDays: warningDays
+      .default([7, 1])
+      .describe(
+        "days before a grant's hard end or consent deadline that `grant.expiring` is sent, once per window (comma-separated; an array in the config file)",
+      ),
+    secretWarningDays: warningDays
+      .default([30])
+      .describe(
+        "days before a client secret's end date that `client.secret_expiring` is sent, once per window",
+      ),
     // A label names an account: spans carry it only when the operator asks.
     traceGrantIds: flag
       .default(false)
@@ -356,6 +392,8 @@ export const ENV_VARS = {
   GRANTKEEPER_API_ALLOWED_HOSTS: 'apiAllowedHosts',
   GRANTKEEPER_WEBHOOK_URLS: 'webhookUrls',
   GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
+  GRANTKEEPER_EXPIRY_WARNING_DAYS: 'expiryWarningDays',
+  GRANTKEEPER_SECRET_WARNING_DAYS: 'secretWarningDays',
   GRANTKEEPER_TRACE_GRANT_IDS: 'traceGrantIds',
 } as const satisfies Record<string, keyof Config>;
 

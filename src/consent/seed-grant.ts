@@ -8,7 +8,7 @@ import type { ProviderProfile } from '../oauth/providers.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
-import { planAfterTokenResponse } from '../policy/refresh-plan.js';
+import { planAfterTokenResponse, refreshTokenEnd } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
 import { ConsentError } from './callback.js';
@@ -284,6 +284,7 @@ async function storeConsent(
       : undefined;
   if (existing) refuseTakeover?.(existing);
   const plan = planAfterTokenResponse(tokens, sentAt, now(), client.profile, deps.timing, existing?.mode);
+  const refreshExpires = refreshTokenEnd(tokens, sentAt, client.profile.refreshTokenLifetime);
   const saved = await saveConsent(
     deps,
     {
@@ -298,6 +299,7 @@ async function storeConsent(
       accessLifetimeMs: plan.accessLifetimeMs,
       refreshTokenUsedAt: plan.refreshTokenUsedAt,
       nextRefreshAt: plan.nextRefreshAt,
+      ...(refreshExpires ? { refreshExpires } : {}),
       now: now(),
     },
     refuseTakeover,

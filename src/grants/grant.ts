@@ -88,6 +88,10 @@ export interface Grant {
   accessLifetimeMs: number;
   /** Last time the provider accepted or issued the refresh token: the keep-alive clock starts here. */
   refreshTokenUsedAt: number;
+  /** The refresh token's own end, which no refresh extends (a hard limit); null when none is known. */
+  refreshExpiresAt: number | null;
+  /** Who set that end: `refresh_token_expires_in`, or the preset's fixed limit in words. */
+  refreshExpiresReason: string | null;
   nextRefreshAt: number;
   /** Who holds the refresh lease, and until when on the store's clock (invariant 2). */
   leaseOwner: string | null;

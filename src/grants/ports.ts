@@ -12,6 +12,7 @@ import type { PrivateKeyInput, SigningKeyInfo } from '../crypto/signing-key.js';
 import type { AuthorizeParams } from '../oauth/authorize-params.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
+import type { RefreshTokenEnd } from '../policy/refresh-plan.js';
 import type {
   Grant,
   GrantKind,
@@ -36,6 +37,11 @@ export interface TokenUpdate {
   accessLifetimeMs: number;
   refreshTokenUsedAt: number;
   nextRefreshAt: number;
+  /**
+   * The refresh token's hard end (src/policy/refresh-plan.ts refreshTokenEnd). Absent on a refresh:
+   * the stored one is kept; absent on a consent: the new refresh token has none.
+   */
+  refreshExpires?: RefreshTokenEnd;
 }
 
 export interface SaveConsentInput extends TokenUpdate {
@@ -173,6 +179,25 @@ export type AlertView = Pick<
   'id' | 'state' | 'consecutiveFailures' | 'alertedState' | 'leaseSentAt' | 'leaseUntil'
 >;
 
+/** What the warnings ahead need to know about a grant (src/policy/grant-horizon.ts). */
+export type ExpiryView = Pick<
+  Grant,
+  | 'id'
+  | 'label'
+  | 'clientRef'
+  | 'state'
+  | 'kind'
+  | 'refreshTokenUsedAt'
+  | 'refreshExpiresAt'
+  | 'refreshExpiresReason'
+>;
+
+/** Which grants may need a new consent before `before`: each client's idle limit in ms. */
+export interface ExpiryQuery {
+  before: number;
+  idleLimits: ReadonlyArray<{ clientRef: string; limitMs: number }>;
+}
+
 /**
  * Grants: the rows, their tokens, the lease that keeps one refresh in flight (invariant 2), and the
  * event log. Every state change is a compare-and-swap on `version` (and on the lease owner where one
@@ -303,8 +328,28 @@ export interface GrantRepository {
   /** Grants an alert may be due for: anything not plainly active, in doubt, or alerted and not cleared. */
   listAlertCandidates(): Promise<AlertView[]>;
   alertView(id: string): Promise<AlertView | undefined>;
+  /**
+   * Live grants with a refresh token whose hard end, or idle deadline (last use + its client's idle
+   * limit; a client not named has none), falls before `query.before`, by id: what the warnings
+   * ahead and `status` look at, without a row per healthy grant.
+   */
+  listExpiring(query: ExpiryQuery): Promise<ExpiryView[]>;
   /** Compare-and-swap on `alertedState`, so each transition is alerted once across processes. */
   markAlerted(id: string, from: string | null, to: string | null): Promise<boolean>;
+}
+
+/** Which of a client's secrets the token endpoint last accepted. */
+export type SecretSlot = 'current' | 'previous';
+
+/** A client secret's lifecycle, never the secrets themselves. */
+export interface SecretLifecycle {
+  /** When the current secret ends (set where it was created, e.g. Microsoft); null: not known to end. */
+  expiresAt: number | null;
+  /** The secret the last rotation replaced, kept as a fallback until retired; null: none. */
+  previous: { expiresAt: number | null } | null;
+  /** Which one last worked, and since when; null: not known since the last rotation. */
+  inUse: SecretSlot | null;
+  inUseAt: number | null;
 }
 
 /** A registered OAuth client as every layer sees it: never its secret. */
@@ -315,6 +360,7 @@ export interface Client {
   clientId: string;
   authMethod: ClientAuthMethod;
   hasSecret: boolean;
+  secret: SecretLifecycle;
   /** The public facts of its sealed private key (private_key_jwt, JWT-bearer); null without one. */
   signingKey: SigningKeyInfo | null;
   scopes: string[];
@@ -333,6 +379,8 @@ export interface OpenedClient {
   redirectUri?: string;
   authorizeParams: AuthorizeParams;
   target: TokenEndpointTarget;
+  /** Which secret last worked: a token response saying otherwise is recorded (recordSecretInUse). */
+  secretInUse: SecretSlot | null;
 }
 
 export interface ClientInput {
@@ -340,6 +388,8 @@ export interface ClientInput {
   profile: ProviderProfile;
   clientId: string;
   clientSecret?: string;
+  /** When that secret ends; absent: not known to end. */
+  secretExpiresAt?: number;
   /** A private key to sign assertions with; the adapter seals it like the secret. */
   privateKey?: PrivateKeyInput;
   authMethod: ClientAuthMethod;
@@ -366,6 +416,19 @@ export interface ClientRepository {
    * client did not exist or was kept.
    */
   remove(id: string, opts: { withGrants: boolean }): Promise<{ grantLabels: string[] } | undefined>;
+  /**
+   * Makes `secret` the current secret and keeps the one it replaces as the fallback, in one
+   * transaction. Undefined, with nothing changed: no such client, it has no secret to replace, or
+   * a fallback is still kept (retire it first: one fallback at a time).
+   */
+  rotateSecret(
+    id: string,
+    next: { secret: string; expiresAt: number | null; now: number },
+  ): Promise<Client | undefined>;
+  /** Drops the fallback secret. Undefined: no such client, or it kept none. */
+  retireSecret(id: string, now: number): Promise<Client | undefined>;
+  /** Records which secret the token endpoint accepted, when it changed from what `openById` said. */
+  recordSecretInUse(id: string, slot: SecretSlot, at: number): Promise<void>;
 }
 
 /** What a key may do: an admin reaches everything; a reader only the tokens and views of its grants. */

@@ -66,6 +66,13 @@ export class Metrics implements RefreshObserver {
     registers: [this.registry],
   });
 
+  private readonly warningsAhead = new Counter({
+    name: 'grantkeeper_warnings_ahead_total',
+    help: 'Warnings sent ahead of a deadline (grant.expiring, client.secret_expiring), once per window',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'grantkeeper_' });
     const metrics = this;
@@ -179,6 +186,10 @@ export class Metrics implements RefreshObserver {
 
   observeLateness(seconds: number): void {
     this.lateness.observe(Math.max(0, seconds));
+  }
+
+  warnedAhead(event: string): void {
+    this.warningsAhead.inc({ event });
   }
 
   alertDelivery(event: string, outcome: AlertDeliveryOutcome): void {

@@ -6,13 +6,21 @@ import {
   webhookTargetId,
 } from '../../jobs/alert-queue.js';
 import type { LoadedConfig } from '../config/load-config.js';
-import type { AlertView, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
+import type {
+  AlertView,
+  ClientRepository,
+  GrantRepository,
+  ServiceStateRepository,
+} from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { PaceTransition } from '../pacing/client-pacer.js';
+import { decodeMark, dueWarning, encodeMark, widestWindow } from '../policy/expiry-warnings.js';
+import { grantHorizon } from '../policy/grant-horizon.js';
 import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/outcomes.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
-import { type AlertEvent, decideAlert } from './alert-policy.js';
+import { type AheadAlertEvent, type AlertEvent, decideAlert } from './alert-policy.js';
 
 export interface AlertMonitorDeps {
   grants: GrantRepository;
@@ -27,6 +35,17 @@ export interface AlertMonitorDeps {
   logger: Logger;
   retry?: AlertRetryPolicy;
   now?: () => number;
+  /** Warnings ahead of deadlines, by the service's sweep; a monitor without it only reports conditions. */
+  ahead?: AheadWarnings;
+}
+
+export interface AheadWarnings {
+  clients: Pick<ClientRepository, 'list'>;
+  /** How far ahead of a grant's consent deadline each warning goes (default 7 days and 1 day). */
+  grantWindowsMs: readonly number[];
+  /** How far ahead of a client secret's end (default 30 days). */
+  secretWindowsMs: readonly number[];
+  metrics?: Pick<Metrics, 'warnedAhead'>;
 }
 
 /**
@@ -84,6 +103,64 @@ export class AlertMonitor implements RefreshObserver {
   async sweep(): Promise<void> {
     const candidates = await this.deps.grants.listAlertCandidates();
     await Promise.all(candidates.map((g) => this.evaluate(g)));
+    if (this.deps.ahead) await this.sweepAhead(this.deps.ahead);
+  }
+
+  /**
+   * Warnings ahead: a grant whose consent deadline (hard end, or idle deadline) or a client whose
+   * secret's end date has entered a window. Which window was warned for which deadline is kept in
+   * the store's service state, claimed by compare-and-swap, so replicas and restarts send each once.
+   */
+  private async sweepAhead(ahead: AheadWarnings): Promise<void> {
+    const now = this.now();
+    const clients = await ahead.clients.list();
+    const idleLimitOf = new Map(clients.map((c) => [c.id, c.profile.refreshIdleLimitSec]));
+    const expiring = await this.deps.grants.listExpiring({
+      before: now + widestWindow(ahead.grantWindowsMs),
+      idleLimits: clients.map((c) => ({ clientRef: c.id, limitMs: c.profile.refreshIdleLimitSec * 1000 })),
+    });
+    for (const grant of expiring) {
+      const deadline = grantHorizon(grant, idleLimitOf.get(grant.clientRef)).needsConsentBy;
+      if (!deadline) continue;
+      await this.warnAhead(ahead, 'grant.expiring', grant.id, deadline.at, ahead.grantWindowsMs, now, {
+        grantId: grant.id,
+        reason: deadline.reason,
+      });
+    }
+    for (const client of clients) {
+      const ends = client.secret.expiresAt;
+      if (!client.hasSecret || ends === null) continue;
+      await this.warnAhead(ahead, 'client.secret_expiring', client.id, ends, ahead.secretWindowsMs, now, {
+        clientId: client.id,
+        client: client.name,
+      });
+    }
+  }
+
+  private async warnAhead(
+    ahead: AheadWarnings,
+    event: AheadAlertEvent,
+    subject: string,
+    deadline: number,
+    windowsMs: readonly number[],
+    now: number,
+    about: Record<string, string>,
+  ): Promise<void> {
+    const { serviceState, logger } = this.deps;
+    const key = `warned:${event}:${subject}`;
+    const stored = await serviceState.get(key);
+    const windowMs = dueWarning(deadline, windowsMs, decodeMark(stored), now);
+    if (windowMs === undefined) return;
+    const mark = encodeMark({ deadline, windowMs });
+    if (!(await serviceState.compareAndSet(key, stored, mark))) return;
+    logger.warn(
+      { ...about, event, deadline: new Date(deadline).toISOString(), windowDays: windowMs / 86_400_000 },
+      event === 'grant.expiring'
+        ? 'grant will need a new consent soon: no refresh can keep it past this deadline'
+        : 'client secret ends soon: create a new one and run grantkeeper client secret rotate',
+    );
+    ahead.metrics?.warnedAhead(event);
+    await this.queue(event, subject, () => serviceState.compareAndSet(key, mark, stored));
   }
 
   start(intervalMs: number): void {

@@ -9,15 +9,25 @@ export const ALERT_EVENTS = [
   'grant.in_doubt',
   'grant.conflict',
   'grant.recovered',
+  /** Warned ahead: a grant's hard end or consent deadline is within a window (src/policy/expiry-warnings.ts). */
+  'grant.expiring',
   'queue.paused',
   'queue.resumed',
   'client.degraded',
   'client.recovered',
+  /** Warned ahead: a client secret's end date is within a window. */
+  'client.secret_expiring',
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
-export type GrantAlertEvent = Extract<AlertEvent, `grant.${string}`>;
+export type GrantAlertEvent = Exclude<Extract<AlertEvent, `grant.${string}`>, AheadAlertEvent>;
+/** Warnings ahead of a deadline, as opposed to reports of a condition. */
+export type AheadAlertEvent = 'grant.expiring' | 'client.secret_expiring';
 export type QueueAlertEvent = Extract<AlertEvent, `queue.${string}`>;
-export type ClientAlertEvent = Extract<AlertEvent, `client.${string}`>;
+export type ClientAlertEvent = Exclude<Extract<AlertEvent, `client.${string}`>, AheadAlertEvent>;
+
+export function isAheadEvent(event: AlertEvent): event is AheadAlertEvent {
+  return event === 'grant.expiring' || event === 'client.secret_expiring';
+}
 
 export function isQueueEvent(event: AlertEvent): event is QueueAlertEvent {
   return event.startsWith('queue.');

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UserError } from '../errors/user-error.js';
 import { type RateLimit, rateLimitSchema } from '../pacing/rate-limit.js';
+import type { FixedRefreshLifetime } from '../policy/refresh-plan.js';
 import { discoverIssuer, type IssuerMetadata } from './discovery.js';
 import { assertSecureEndpoint, type ClientAuthMethod } from './token-client.js';
 
@@ -34,6 +35,8 @@ export interface ProviderProfile {
   refreshIdleLimitSec: number;
   /** Comfortably under the idle limit. */
   keepAliveIntervalSec: number;
+  /** A fixed refresh-token lifetime from consent that no refresh extends (Google Testing, Microsoft SPA). */
+  refreshTokenLifetime?: FixedRefreshLifetime;
   /** Where client-credentials and JWT-bearer requests go when not the token endpoint (X's app-only tokens). */
   serviceTokenEndpoint?: string;
   /** Scopes a client-credentials grant asks for unless told (Microsoft's `.default` of Graph). */
@@ -49,8 +52,10 @@ export interface ProviderProfile {
 
 export type ProviderSpec =
   | { kind: 'x' }
-  | { kind: 'google' }
-  | { kind: 'microsoft'; tenant?: string }
+  /** `testing`: the app's consent screen is in Testing status, so refresh tokens die after 7 days. */
+  | { kind: 'google'; testing?: boolean }
+  /** `spa`: a single-page-application registration, whose refresh tokens end 24 h after consent. */
+  | { kind: 'microsoft'; tenant?: string; spa?: boolean }
   | {
       kind: 'oidc';
       issuer?: string;
@@ -92,7 +97,7 @@ export const MS_TENANT_GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 const MS_TENANT_NAME =
   /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
-function microsoftProfile(tenant = 'common'): ProviderProfile {
+function microsoftProfile(tenant = 'common', spa = false): ProviderProfile {
   // The tenant lands in the endpoint path, so anything beyond a GUID or host-like name is refused.
   if (!MS_TENANT_GUID.test(tenant) && !MS_TENANT_NAME.test(tenant)) {
     throw new UserError(
@@ -125,13 +130,19 @@ function microsoftProfile(tenant = 'common'): ProviderProfile {
     // Application permissions are granted by an admin in the portal; .default asks for all of them.
     serviceDefaultScopes: ['https://graph.microsoft.com/.default'],
   };
+  if (spa) {
+    profile.refreshTokenLifetime = {
+      seconds: DAY,
+      reason: 'Microsoft SPA clients: refresh tokens end 24 h after consent',
+    };
+  }
   // Multi-tenant aliases issue tokens under each account's own tenant, so only a GUID fixes the issuer.
   if (MS_TENANT_GUID.test(tenant)) profile.issuer = `https://login.microsoftonline.com/${tenant}/v2.0`;
   return profile;
 }
 
-function googleProfile(): ProviderProfile {
-  return {
+function googleProfile(testing = false): ProviderProfile {
+  const profile: ProviderProfile = {
     kind: 'google',
     issuer: 'https://accounts.google.com',
     authorizationEndpoint: 'https://accounts.google.com/o/oauth2/v2/auth',
@@ -153,6 +164,13 @@ function googleProfile(): ProviderProfile {
     refreshIdleLimitSec: 180 * DAY,
     keepAliveIntervalSec: 30 * DAY,
   };
+  if (testing) {
+    profile.refreshTokenLifetime = {
+      seconds: 7 * DAY,
+      reason: 'Google apps in Testing status: refresh tokens end 7 days after consent',
+    };
+  }
+  return profile;
 }
 
 /** RFC 6749 §2.3.1 makes Basic mandatory to support, and OIDC Discovery makes it the default when unlisted. */
@@ -201,9 +219,9 @@ export async function resolveProvider(
     case 'x':
       return xProfile();
     case 'google':
-      return googleProfile();
+      return googleProfile(spec.testing);
     case 'microsoft':
-      return microsoftProfile(spec.tenant);
+      return microsoftProfile(spec.tenant, spec.spa);
     case 'oidc': {
       if (spec.endpoints) {
         const e = spec.endpoints;
@@ -247,6 +265,7 @@ export const providerProfileSchema = z
     defaultAccessLifetimeSec: z.number().positive(),
     refreshIdleLimitSec: z.number().positive(),
     keepAliveIntervalSec: z.number().positive(),
+    refreshTokenLifetime: z.object({ seconds: z.number().positive(), reason: z.string() }).optional(),
     rateLimit: rateLimitSchema.optional(),
     serviceTokenEndpoint: z.string().optional(),
     serviceDefaultScopes: z.array(z.string()).optional(),

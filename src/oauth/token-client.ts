@@ -36,6 +36,8 @@ export interface TokenEndpointTarget {
   tokenEndpoint: string;
   clientId: string;
   clientSecret?: string;
+  /** The secret a rotation replaced: tried once when `clientSecret` is refused with `invalid_client`. */
+  fallbackClientSecret?: string;
   /** For `private_key_jwt`: an assertion signed with it authenticates each request. */
   signingKey?: ClientSigningKey;
   authMethod: ClientAuthMethod;
@@ -279,7 +281,34 @@ export class TokenClient {
     throw classifyTokenError({ status, body: json, headers, now, redact: secrets });
   }
 
+  /**
+   * A token request, with the fallback secret of a rotation tried once if the current one is
+   * refused with `invalid_client`. That retry spends nothing: a server authenticates the client
+   * before it looks at the grant (RFC 6749 §3.2.1), so the refresh token or code is still unused,
+   * and the retry runs in the same send window (invariant 2).
+   */
   async #post(
+    target: TokenEndpointTarget,
+    params: FormParams,
+    secrets: string[],
+    window?: SendWindow,
+    sendOptions: SendOptions = {},
+  ): Promise<TokenSet> {
+    const { fallbackClientSecret, ...current } = target;
+    if (fallbackClientSecret === undefined)
+      return this.#postOnce(target, params, secrets, window, sendOptions);
+    try {
+      const set = await this.#postOnce(current, params, secrets, window, sendOptions);
+      return { ...set, clientSecretUsed: 'current' };
+    } catch (err) {
+      if (!(err instanceof TokenEndpointError && err.code === 'invalid_client')) throw err;
+      const fallback = { ...current, clientSecret: fallbackClientSecret };
+      const set = await this.#postOnce(fallback, params, secrets, window, sendOptions);
+      return { ...set, clientSecretUsed: 'previous' };
+    }
+  }
+
+  async #postOnce(
     target: TokenEndpointTarget,
     params: FormParams,
     secrets: string[],

@@ -5,9 +5,16 @@ export interface TokenSet {
   refreshToken?: string;
   /** Seconds, as the server sent it: may be 0 or negative (the timing policy decides what that means). */
   expiresIn?: number;
+  /** Seconds the refresh token itself lives (`refresh_token_expires_in`: GitHub, X, some OIDC servers), as sent. */
+  refreshTokenExpiresIn?: number;
   tokenType?: string;
   scope?: string;
   idToken?: string;
+  /**
+   * Not from the body: which client secret the request authenticated with, set only when the client
+   * keeps a fallback secret (rotation), so the caller can record which one works.
+   */
+  clientSecretUsed?: 'current' | 'previous';
 }
 
 /**
@@ -67,6 +74,7 @@ const bodySchema = z.object({
   access_token: z.unknown().optional(),
   refresh_token: z.unknown().optional(),
   expires_in: expiresIn,
+  refresh_token_expires_in: expiresIn,
   token_type: cosmetic,
   scope: cosmetic,
   id_token: cosmetic,
@@ -107,6 +115,7 @@ export function parseTokenResponse(json: unknown): TokenSet {
   const set: TokenSet = { accessToken: access };
   if (refresh !== undefined) set.refreshToken = refresh;
   if (body.expires_in !== undefined) set.expiresIn = body.expires_in;
+  if (body.refresh_token_expires_in !== undefined) set.refreshTokenExpiresIn = body.refresh_token_expires_in;
   if (body.token_type !== undefined) set.tokenType = body.token_type;
   if (body.scope !== undefined) set.scope = body.scope;
   if (body.id_token !== undefined) set.idToken = body.id_token;

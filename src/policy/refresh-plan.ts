@@ -63,3 +63,33 @@ export function planAfterTokenResponse(
     defaultedLifetime: expiry.defaulted,
   };
 }
+
+/** A refresh token's own end, which no refresh extends, and who set it (shown with it). */
+export interface RefreshTokenEnd {
+  at: number;
+  reason: string;
+}
+
+/** A preset's fixed refresh-token lifetime (Google's Testing status, Microsoft's SPA clients). */
+export interface FixedRefreshLifetime {
+  seconds: number;
+  reason: string;
+}
+
+/**
+ * The hard end a token response sets, measured from `sentAt` like the access token's (invariant 7).
+ * `refresh_token_expires_in` wins when the server states one; otherwise a consent gets the preset's
+ * fixed lifetime, and a refresh none (undefined: the stored end is kept, since a rotated token of a
+ * fixed-lifetime client ends when the first one did). A stated 0 or less is unusable, like absent.
+ */
+export function refreshTokenEnd(
+  tokens: Pick<TokenSet, 'refreshTokenExpiresIn'>,
+  sentAt: number,
+  fixed?: FixedRefreshLifetime,
+): RefreshTokenEnd | undefined {
+  const stated = tokens.refreshTokenExpiresIn;
+  if (stated !== undefined && stated > 0) {
+    return { at: sentAt + Math.round(stated * 1000), reason: 'refresh_token_expires_in' };
+  }
+  return fixed && { at: sentAt + fixed.seconds * 1000, reason: fixed.reason };
+}

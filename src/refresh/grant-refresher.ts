@@ -22,7 +22,7 @@ import type { TokenSet } from '../oauth/token-response.js';
 import type { Admission } from '../pacing/client-pacer.js';
 import type { BackoffPolicy } from '../policy/backoff.js';
 import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
-import { planAfterTokenResponse, timingFor } from '../policy/refresh-plan.js';
+import { planAfterTokenResponse, refreshTokenEnd, timingFor } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { StorageGate } from '../store/storage-gate.js';
 import { SPAN_NAMES, type SpanFacts, serverFacts } from '../telemetry/span-policy.js';
@@ -370,6 +370,7 @@ export class GrantRefresher {
       this.deps.timing,
       grant.mode,
     );
+    const refreshExpires = hasRefreshToken(grant.kind) ? refreshTokenEnd(tokens, sentAt) : undefined;
     const event: RefreshEvent = {
       at: now,
       trigger,
@@ -393,6 +394,7 @@ export class GrantRefresher {
           accessLifetimeMs: plan.accessLifetimeMs,
           refreshTokenUsedAt: plan.refreshTokenUsedAt,
           nextRefreshAt: plan.nextRefreshAt,
+          ...(refreshExpires ? { refreshExpires } : {}),
         },
         event,
       ),
@@ -404,6 +406,7 @@ export class GrantRefresher {
       );
       return { status: 'overtaken' };
     }
+    await this.noteSecretInUse(client, tokens.clientSecretUsed, now);
     if (committed.conflict) {
       this.deps.logger.error(
         { grantId: grant.id, version: committed.grant.version, state: committed.grant.state },
@@ -423,6 +426,32 @@ export class GrantRefresher {
       'grant refreshed',
     );
     return { status: 'refreshed', grant: committed.grant, tokens: committed.tokens };
+  }
+
+  /**
+   * During a secret rotation, records which secret the provider accepted when that changed, so
+   * `client show` says whether the old one may be retired. A store that refuses it loses only this
+   * note (the next refresh tries again), never the refresh.
+   */
+  private async noteSecretInUse(client: OpenedClient, used: TokenSet['clientSecretUsed'], at: number) {
+    if (used === undefined || used === client.secretInUse) return;
+    const { logger } = this.deps;
+    if (used === 'previous') {
+      logger.warn(
+        { clientId: client.id, client: client.name },
+        'the newest client secret was refused (invalid_client); the previous one worked: check the new secret before retiring the old',
+      );
+    } else {
+      logger.info({ clientId: client.id, client: client.name }, 'the newest client secret works');
+    }
+    await this.deps.clients
+      .recordSecretInUse(client.id, used, at)
+      .catch((err: Error) =>
+        logger.warn(
+          { clientId: client.id, err: { message: err.message } },
+          'could not record which client secret works',
+        ),
+      );
   }
 
   /**

@@ -110,6 +110,7 @@ export async function startGrantkeeper(
         failingAfter: config.failingAlertAfter,
         logger,
         ...(options.alertRetry ? { retry: options.alertRetry } : {}),
+        ahead: { clients: service.app.clients, ...aheadWindows(config), metrics },
       });
       alerts = monitor;
       cleanups.add(() => monitor.stop());
@@ -123,6 +124,7 @@ export async function startGrantkeeper(
           pacer: service.engine.pacer,
           webhookUrls: config.webhookUrls,
           secret: webhookSecret,
+          ...aheadWindows(config),
           metrics,
           logger,
         });
@@ -203,4 +205,13 @@ export async function startGrantkeeper(
     await stop().catch(() => {});
     throw err;
   }
+}
+
+/** The configured warning windows (days) in ms, for the monitor that sends and the worker that checks. */
+function aheadWindows(config: LoadedConfig['config']): {
+  grantWindowsMs: number[];
+  secretWindowsMs: number[];
+} {
+  const ms = (days: number[]) => days.map((d) => Math.round(d * 86_400_000));
+  return { grantWindowsMs: ms(config.expiryWarningDays), secretWindowsMs: ms(config.secretWarningDays) };
 }

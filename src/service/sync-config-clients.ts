@@ -30,6 +30,9 @@ export async function syncConfigClients(
     if (c.burst !== undefined && c.rate === undefined) {
       throw new UserError(`client "${c.name}" sets burst without rate: add "rate", e.g. "50/s"`);
     }
+    if ((c.spa && c.provider !== 'microsoft') || (c.testing && c.provider !== 'google')) {
+      throw new UserError(`client "${c.name}": spa is only for microsoft, testing only for google`);
+    }
     const rateLimit = rateLimitOf(c.rate, c.burst);
     const profile = { ...(await resolveProvider(providerSpec(c))), ...(rateLimit ? { rateLimit } : {}) };
     const authMethod = c.authMethod ?? (secret ? profile.confidentialAuthMethod : 'none');
@@ -43,6 +46,7 @@ export async function syncConfigClients(
       profile,
       clientId: c.clientId,
       ...(secret ? { clientSecret: secret } : {}),
+      ...(c.secretExpires === undefined ? {} : { secretExpiresAt: c.secretExpires }),
       authMethod,
       scopes: c.scopes ?? profile.defaultScopes,
       ...(c.redirectUri ? { redirectUri: c.redirectUri } : {}),
@@ -55,7 +59,13 @@ export async function syncConfigClients(
 function providerSpec(c: ConfigClient): ProviderSpec {
   switch (c.provider) {
     case 'microsoft':
-      return { kind: 'microsoft', ...(c.tenant ? { tenant: c.tenant } : {}) };
+      return {
+        kind: 'microsoft',
+        ...(c.tenant ? { tenant: c.tenant } : {}),
+        ...(c.spa ? { spa: true } : {}),
+      };
+    case 'google':
+      return { kind: 'google', ...(c.testing ? { testing: true } : {}) };
     case 'oidc':
       return {
         kind: 'oidc',

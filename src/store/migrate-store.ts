@@ -152,7 +152,14 @@ async function verifySealed(tx: PgTx, sealer: Sealer): Promise<void> {
     clients: (await tx.execute<SealedRows['clients'][number]>(sql.raw(SEALED_CLIENTS_SQL))).rows,
     keyCheck: check?.value,
   };
-  const readOnly = { accessToken() {}, refreshToken() {}, clientSecret() {}, clientKey() {}, keyCheck() {} };
+  const readOnly = {
+    accessToken() {},
+    refreshToken() {},
+    clientSecret() {},
+    previousClientSecret() {},
+    clientKey() {},
+    keyCheck() {},
+  };
   try {
     for (const value of sealedValues(rows, readOnly)) sealer.open(value.sealed, value.context);
   } catch (err) {

@@ -1,7 +1,13 @@
 import { SealError, type Sealer } from '../crypto/sealer.js';
 import { UserError } from '../errors/user-error.js';
 import type { RekeyReport } from '../grants/ports.js';
-import { KEY_CHECK_CONTEXT, privateKeyContext, sealContext, secretContext } from './seal-contexts.js';
+import {
+  KEY_CHECK_CONTEXT,
+  previousSecretContext,
+  privateKeyContext,
+  sealContext,
+  secretContext,
+} from './seal-contexts.js';
 
 /** One sealed value of the store, read inside the adapter's transaction, with how to write it back. */
 export interface SealedValue {
@@ -15,12 +21,12 @@ export interface SealedValue {
 export const SEALED_GRANTS_SQL =
   'select id, access_token_sealed as a, refresh_token_sealed as r from grants order by id';
 export const SEALED_CLIENTS_SQL =
-  'select id, client_secret_sealed as s, private_key_sealed as k from clients ' +
-  'where client_secret_sealed is not null or private_key_sealed is not null order by id';
+  'select id, client_secret_sealed as s, previous_secret_sealed as p, private_key_sealed as k from clients ' +
+  'where client_secret_sealed is not null or previous_secret_sealed is not null or private_key_sealed is not null order by id';
 
 export interface SealedRows {
   grants: ReadonlyArray<{ id: string; a: string; r: string }>;
-  clients: ReadonlyArray<{ id: string; s: string | null; k: string | null }>;
+  clients: ReadonlyArray<{ id: string; s: string | null; p: string | null; k: string | null }>;
   /** The `meta` key-check value; undefined in a store that has none yet. */
   keyCheck: string | undefined;
 }
@@ -30,6 +36,7 @@ export interface SealedWriters {
   accessToken(grantId: string, sealed: string): void;
   refreshToken(grantId: string, sealed: string): void;
   clientSecret(clientId: string, sealed: string): void;
+  previousClientSecret(clientId: string, sealed: string): void;
   clientKey(clientId: string, sealed: string): void;
   keyCheck(sealed: string): void;
 }
@@ -60,6 +67,14 @@ export function sealedValues(rows: SealedRows, write: SealedWriters): SealedValu
         context: secretContext(c.id),
         sealed: c.s,
         write: (v) => write.clientSecret(c.id, v),
+      });
+    }
+    if (c.p !== null) {
+      values.push({
+        kind: 'clientSecrets',
+        context: previousSecretContext(c.id),
+        sealed: c.p,
+        write: (v) => write.previousClientSecret(c.id, v),
       });
     }
     if (c.k !== null) {

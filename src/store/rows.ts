@@ -26,6 +26,7 @@ import type {
   ApiKey,
   Client,
   ClientInput,
+  ExpiryView,
   OpenedClient,
   SaveConsentInput,
 } from '../grants/ports.js';
@@ -33,7 +34,7 @@ import { type AuthorizeParams, authorizeParamsSchema } from '../oauth/authorize-
 import type { ClientSigningKey } from '../oauth/client-assertion.js';
 import { parseStoredProfile } from '../oauth/providers.js';
 import { CLIENT_AUTH_METHODS, type ClientAuthMethod } from '../oauth/token-client.js';
-import { privateKeyContext, sealContext, secretContext } from './seal-contexts.js';
+import { previousSecretContext, privateKeyContext, sealContext, secretContext } from './seal-contexts.js';
 
 /** A grants row in either adapter's types: the domain's fields as stored, plus the sealed tokens. */
 export type GrantRowShape = Omit<Grant, 'state' | 'mode' | 'kind' | 'tokenRequest'> & {
@@ -51,6 +52,11 @@ export interface ClientRowShape {
   profile: unknown;
   clientId: string;
   clientSecretSealed: string | null;
+  secretExpiresAt: number | null;
+  previousSecretSealed: string | null;
+  previousSecretExpiresAt: number | null;
+  secretInUse: string | null;
+  secretInUseAt: number | null;
   privateKeySealed: string | null;
   signingKey: unknown;
   authMethod: string;
@@ -134,6 +140,12 @@ export function toAlertView(row: { state: string } & Omit<AlertView, 'state'>): 
   return { ...row, state: asGrantState(row.state) };
 }
 
+export function toExpiryView(
+  row: Omit<ExpiryView, 'state' | 'kind'> & { state: string; kind: string },
+): ExpiryView {
+  return { ...row, state: asGrantState(row.state), kind: asGrantKind(row.kind) };
+}
+
 export function toEvent(row: EventRowShape): RecordedRefreshEvent {
   return { ...row, outcome: asOutcome(row.outcome) };
 }
@@ -150,6 +162,12 @@ export function toClient(row: ClientRowShape): Client {
     clientId: row.clientId,
     authMethod: row.authMethod as ClientAuthMethod,
     hasSecret: row.clientSecretSealed !== null,
+    secret: {
+      expiresAt: row.secretExpiresAt,
+      previous: row.previousSecretSealed === null ? null : { expiresAt: row.previousSecretExpiresAt },
+      inUse: row.secretInUse === 'current' || row.secretInUse === 'previous' ? row.secretInUse : null,
+      inUseAt: row.secretInUseAt,
+    },
     signingKey: storedSigningKey(row),
     scopes: row.scopes.split(' ').filter(Boolean),
     redirectUri: row.redirectUri,
@@ -169,12 +187,16 @@ export function toOpenedClient(row: ClientRowShape, sealer: Sealer): OpenedClien
     scopes: client.scopes,
     ...(client.redirectUri ? { redirectUri: client.redirectUri } : {}),
     authorizeParams: client.authorizeParams,
+    secretInUse: client.secret.inUse,
     target: {
       tokenEndpoint: client.profile.tokenEndpoint,
       clientId: client.clientId,
       authMethod: client.authMethod,
       ...(row.clientSecretSealed
         ? { clientSecret: sealer.open(row.clientSecretSealed, secretContext(row.id)) }
+        : {}),
+      ...(row.previousSecretSealed
+        ? { fallbackClientSecret: sealer.open(row.previousSecretSealed, previousSecretContext(row.id)) }
         : {}),
       ...(row.privateKeySealed && client.signingKey
         ? { signingKey: openedSigningKey(row.privateKeySealed, client, sealer) }
@@ -212,6 +234,7 @@ export function clientValues(input: ClientInput, id: string, sealer: Sealer) {
     clientId: input.clientId,
     clientSecretSealed:
       input.clientSecret === undefined ? null : sealer.seal(input.clientSecret, secretContext(id)),
+    secretExpiresAt: input.secretExpiresAt ?? null,
     privateKeySealed:
       input.privateKey === undefined ? null : sealer.seal(input.privateKey.pem, privateKeyContext(id)),
     signingKey: input.privateKey === undefined ? null : signingKeyInfo(input.privateKey),
@@ -221,6 +244,39 @@ export function clientValues(input: ClientInput, id: string, sealer: Sealer) {
     authorizeParams:
       input.authorizeParams && Object.keys(input.authorizeParams).length > 0 ? input.authorizeParams : null,
     updatedAt: input.now,
+  };
+}
+
+/**
+ * The columns a rotation writes: the current secret becomes the fallback (resealed to its own
+ * field) and `next` the current one. Undefined when the row cannot rotate (see ClientRepository).
+ */
+export function rotatedSecretValues(
+  row: ClientRowShape,
+  next: { secret: string; expiresAt: number | null; now: number },
+  sealer: Sealer,
+) {
+  if (row.clientSecretSealed === null || row.previousSecretSealed !== null) return undefined;
+  const current = sealer.open(row.clientSecretSealed, secretContext(row.id));
+  return {
+    clientSecretSealed: sealer.seal(next.secret, secretContext(row.id)),
+    secretExpiresAt: next.expiresAt,
+    previousSecretSealed: sealer.seal(current, previousSecretContext(row.id)),
+    previousSecretExpiresAt: row.secretExpiresAt,
+    secretInUse: null,
+    secretInUseAt: null,
+    updatedAt: next.now,
+  };
+}
+
+/** The columns retiring the fallback writes. */
+export function retiredSecretValues(now: number) {
+  return {
+    previousSecretSealed: null,
+    previousSecretExpiresAt: null,
+    secretInUse: null,
+    secretInUseAt: null,
+    updatedAt: now,
   };
 }
 
@@ -270,6 +326,8 @@ export function consentValues(
     accessExpiresAt: input.accessExpiresAt,
     accessLifetimeMs: input.accessLifetimeMs,
     refreshTokenUsedAt: input.refreshTokenUsedAt,
+    refreshExpiresAt: input.refreshExpires?.at ?? null,
+    refreshExpiresReason: input.refreshExpires?.reason ?? null,
     nextRefreshAt: input.nextRefreshAt,
     // New tokens settle whatever was in flight with the old ones.
     leaseOwner: null,

@@ -11,6 +11,11 @@ export function secretContext(clientId: string): string {
   return `client:${clientId}:secret`;
 }
 
+/** The secret a rotation replaced, kept as a fallback: its own field, so it cannot pose as the current one. */
+export function previousSecretContext(clientId: string): string {
+  return `client:${clientId}:previous_secret`;
+}
+
 export function privateKeyContext(clientId: string): string {
   return `client:${clientId}:private_key`;
 }

@@ -380,6 +380,79 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect(after?.tokens.refreshToken()).toBe(`rt-${grant.label.slice('@contract-'.length)}`);
       });
 
+      it("keeps a refresh token's hard end across commits that state none; a stated one replaces it, a re-consent clears it", async () => {
+        const end = { at: Date.now() + 7 * 86_400_000, reason: 'Google apps in Testing status' };
+        const grant = await seed({ refreshExpires: end });
+        expect(grant).toMatchObject({ refreshExpiresAt: end.at, refreshExpiresReason: end.reason });
+        const kept = await store.grants.commitRefresh(grant.id, 0, update('e1'), event('refreshed'));
+        expect(kept?.grant).toMatchObject({ refreshExpiresAt: end.at, refreshExpiresReason: end.reason });
+        const stated = { at: end.at + 1000, reason: 'refresh_token_expires_in' };
+        const moved = await store.grants.commitRefresh(
+          grant.id,
+          1,
+          { ...update('e2'), refreshExpires: stated },
+          event('refreshed'),
+        );
+        expect(moved?.grant).toMatchObject({
+          refreshExpiresAt: stated.at,
+          refreshExpiresReason: stated.reason,
+        });
+        expect((await store.grants.get(grant.id))?.grant.refreshExpiresAt).toBe(stated.at);
+        const reconsented = await store.grants.saveConsent(consent({ label: grant.label }));
+        expect(reconsented).toMatchObject({
+          id: grant.id,
+          refreshExpiresAt: null,
+          refreshExpiresReason: null,
+        });
+      });
+
+      it('lists live refresh-token grants whose hard end or idle deadline falls before the cutoff, by id', async () => {
+        const now = Date.now();
+        const day = 86_400_000;
+        const hard = await seed({
+          refreshExpires: { at: now + 3 * day, reason: 'refresh_token_expires_in' },
+        });
+        const idle = await seed({ refreshTokenUsedAt: now - 25 * day });
+        const healthy = await seed({
+          refreshExpires: { at: now + 60 * day, reason: 'refresh_token_expires_in' },
+        });
+        const service = await seed({
+          kind: 'client_credentials',
+          refreshToken: '',
+          refreshTokenUsedAt: now - 99 * day,
+        });
+        const dead = await stopped();
+        await store.grants.commitRefresh(
+          dead.id,
+          1,
+          { ...update('dead'), refreshExpires: { at: now + day, reason: 'x' } },
+          event('refreshed'),
+        );
+        const query = { before: now + 7 * day, idleLimits: [{ clientRef, limitMs: 30 * day }] };
+        const found = await store.grants.listExpiring(query);
+        const ids = found.map((g) => g.id);
+        expect(ids).toEqual([...ids].sort());
+        expect(ids).toContain(hard.id);
+        expect(ids).toContain(idle.id);
+        for (const left of [healthy, service, dead]) expect(ids).not.toContain(left.id);
+        expect(found.find((g) => g.id === hard.id)).toEqual({
+          id: hard.id,
+          label: hard.label,
+          clientRef,
+          state: 'active',
+          kind: 'authorization_code',
+          refreshTokenUsedAt: hard.refreshTokenUsedAt,
+          refreshExpiresAt: now + 3 * day,
+          refreshExpiresReason: 'refresh_token_expires_in',
+        });
+        // A client not named has no idle limit: only hard ends count for it.
+        const noIdle = (await store.grants.listExpiring({ before: query.before, idleLimits: [] })).map(
+          (g) => g.id,
+        );
+        expect(noIdle).toContain(hard.id);
+        expect(noIdle).not.toContain(idle.id);
+      });
+
       it('writes nothing for a version that moved on', async () => {
         const grant = await seed();
         await store.grants.commitRefresh(grant.id, 0, update('v1'), event('refreshed'));
@@ -964,6 +1037,88 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
       });
     });
 
+    describe('clients: the secret lifecycle', () => {
+      const lifecycleClient = (name: string, extra: Record<string, unknown> = {}) =>
+        store.clients.upsert({
+          name,
+          profile: testProfile('https://id.example/token'),
+          clientId: `${name}-id`,
+          clientSecret: 'first-secret',
+          secretExpiresAt: 1_900_000_000_000,
+          authMethod: 'client_secret_post',
+          scopes: ['openid'],
+          now: Date.now(),
+          ...extra,
+        });
+
+      it('rotates: the new secret is current, the old one the fallback, one fallback at a time', async () => {
+        const added = await lifecycleClient('contract-lifecycle');
+        expect(added.secret).toEqual({
+          expiresAt: 1_900_000_000_000,
+          previous: null,
+          inUse: null,
+          inUseAt: null,
+        });
+        expect((await store.clients.openById(added.id))?.target.fallbackClientSecret).toBeUndefined();
+        const rotated = await store.clients.rotateSecret(added.id, {
+          secret: 'second-secret',
+          expiresAt: 1_950_000_000_000,
+          now: Date.now() + 1,
+        });
+        expect(rotated?.secret).toEqual({
+          expiresAt: 1_950_000_000_000,
+          previous: { expiresAt: 1_900_000_000_000 },
+          inUse: null,
+          inUseAt: null,
+        });
+        const opened = await store.clients.openById(added.id);
+        expect(opened?.target).toMatchObject({
+          clientSecret: 'second-secret',
+          fallbackClientSecret: 'first-secret',
+        });
+        expect(
+          await store.clients.rotateSecret(added.id, {
+            secret: 'third',
+            expiresAt: null,
+            now: Date.now() + 2,
+          }),
+        ).toBeUndefined();
+        expect((await store.clients.openById(added.id))?.target.clientSecret).toBe('second-secret');
+        expect(
+          await store.clients.rotateSecret('c_missing', { secret: 's', expiresAt: null, now: 1 }),
+        ).toBeUndefined();
+        const publicOne = await lifecycleClient('contract-public', {
+          clientSecret: undefined,
+          authMethod: 'none',
+        });
+        expect(
+          await store.clients.rotateSecret(publicOne.id, { secret: 's', expiresAt: null, now: 1 }),
+        ).toBeUndefined();
+      });
+
+      it('records which secret worked, seen by the next open; retiring drops the fallback once', async () => {
+        const { id } = (await store.clients.findByName('contract-lifecycle')) ?? { id: '' };
+        expect((await store.clients.openById(id))?.secretInUse).toBeNull();
+        await store.clients.recordSecretInUse(id, 'previous', 1_800_000_000_000);
+        expect((await store.clients.get(id))?.secret).toMatchObject({
+          inUse: 'previous',
+          inUseAt: 1_800_000_000_000,
+        });
+        expect((await store.clients.openById(id))?.secretInUse).toBe('previous');
+        const retired = await store.clients.retireSecret(id, Date.now() + 5);
+        expect(retired?.secret).toEqual({
+          expiresAt: 1_950_000_000_000,
+          previous: null,
+          inUse: null,
+          inUseAt: null,
+        });
+        const opened = await store.clients.openById(id);
+        expect(opened?.target.clientSecret).toBe('second-secret');
+        expect(opened?.target.fallbackClientSecret).toBeUndefined();
+        expect(await store.clients.retireSecret(id, Date.now() + 6)).toBeUndefined();
+      });
+    });
+
     describe('API keys and sessions', () => {
       it('stores keys by hash, with their role, and finds them every way', async () => {
         const now = Date.now();
@@ -1067,6 +1222,20 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
 
       it('reseals every value under a new key, after which the old key is not needed', async () => {
         const grant = await seed();
+        const rotating = await store.clients.upsert({
+          name: 'contract-rekey-rotated',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'c-rekey',
+          clientSecret: 'rekey-old',
+          authMethod: 'client_secret_basic',
+          scopes: ['openid'],
+          now: Date.now(),
+        });
+        await store.clients.rotateSecret(rotating.id, {
+          secret: 'rekey-new',
+          expiresAt: null,
+          now: Date.now() + 1,
+        });
         const rotated = sealerOf(8, [7]);
         const during = await subject.open(rotated);
         try {
@@ -1090,6 +1259,10 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
           expect((await after.clients.openById(clientRef))?.target.clientSecret).toBe(
             'contract-client-secret',
           );
+          expect((await after.clients.openById(rotating.id))?.target).toMatchObject({
+            clientSecret: 'rekey-new',
+            fallbackClientSecret: 'rekey-old',
+          });
           const keyed = await after.clients.findByName('contract-keyed');
           expect((await after.clients.openById(keyed?.id ?? ''))?.target.signingKey?.privateKeyPem).toBe(
             PRIVATE_KEY_PEM,

@@ -234,6 +234,7 @@ describe('client-credentials requests on the wire', () => {
       profile: testProfile(endpoint.url, { serviceTokenEndpoint: serviceEndpoint }),
       scopes: [],
       authorizeParams: {},
+      secretInUse: null,
       target: {
         tokenEndpoint: endpoint.url,
         clientId: 'app',

@@ -223,4 +223,32 @@ describe('the paged grant listing and the fleet summary', () => {
     expect((await fetch(`${base}/${ASSETS.uplotStyle}`)).headers.get('content-type')).toMatch(/^text\/css/);
     expect((await fetch(`${base}/assets/other.js`)).status).toBe(404);
   });
+
+  it("shows a grant's hard end as renewable until, and the earlier deadline as needs consent by, with reasons", async () => {
+    const now = Date.now();
+    const ends = now + 3 * 86_400_000;
+    const grant = await engine.service.app.grants.saveConsent({
+      clientRef: clients[0]!.id,
+      label: 'zz-hard-end',
+      accessToken: 'at-hard-end',
+      refreshToken: 'rt-hard-end',
+      accessExpiresAt: now + 10 * HOUR,
+      accessLifetimeMs: 10 * HOUR,
+      refreshTokenUsedAt: now,
+      nextRefreshAt: now + 9 * HOUR,
+      refreshExpires: { at: ends, reason: 'refresh_token_expires_in' },
+      now,
+    });
+    const res = await get(adminKey, `/v1/grants/${grant.id}`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      renewable_until: new Date(ends).toISOString(),
+      renewable_until_reason: 'refresh_token_expires_in',
+      needs_consent_by: new Date(ends).toISOString(),
+      needs_consent_by_reason: 'refresh_token_expires_in',
+    });
+    // Without a hard end, the idle deadline (30 days after last use, for this client) is the one.
+    const idle = (await list(adminKey, '?client=newsroom')).grants.find((g) => g.renewable_until === null);
+    expect(idle?.needs_consent_by_reason).toMatch(/idle limit.*30 days/);
+  });
 });

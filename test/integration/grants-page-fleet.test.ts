@@ -208,6 +208,12 @@ describe(`the grants page with ${FLEET_SIZE.toLocaleString('en')} grants`, () =>
     expect(await page.locator('#detail-label').textContent()).toBe(grant.label);
     await expect(page.locator('#detail-events tr').count()).resolves.toBe(3);
     expect(await page.locator('#detail-events').textContent()).toContain('transient_error');
+    // No hard end on these grants: the idle deadline is when a consent is needed.
+    const fields = await page.locator('#detail-fields').textContent();
+    expect(fields).toContain('renewable untilno hard end known');
+    expect(fields).toMatch(
+      /needs consent by.*idle limit: the provider drops a refresh token left unused for \d+ days/,
+    );
 
     const to = grant.mode === 'eager' ? 'keepalive' : 'eager';
     await page.click('#mode');

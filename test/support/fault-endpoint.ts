@@ -10,6 +10,8 @@ export type Behaviour =
       latencyMs?: number;
       /** Rotates as usual but answers an access token carrying CR LF (a protocol error). */
       corruptAccessToken?: boolean;
+      /** Also states the refresh token's own lifetime (`refresh_token_expires_in`, seconds). */
+      refreshTokenExpiresIn?: number;
     }
   | {
       type: 'status';
@@ -44,6 +46,11 @@ export interface FaultEndpoint {
   /** One-shot behaviours, consumed in order, one per request; then the default. */
   push(...b: Behaviour[]): void;
   setDefault(b: Behaviour): void;
+  /**
+   * From now on, refuse with 401 invalid_client every request whose client secret (HTTP Basic or
+   * `client_secret` in the form) is not one of these; null accepts any. Refusals consume no behaviour.
+   */
+  acceptClientSecrets(secrets: readonly string[] | null): void;
   /** A grant whose refresh token the rotating mode accepts. */
   mintGrant(): { accessToken: string; refreshToken: string };
   isAccessTokenValid(t: string): boolean;
@@ -69,6 +76,13 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
   const refreshTokens = new Map<string, { grant: Grant; spent: boolean }>();
   const accessTokens = new Map<string, { grant: Grant; expiresAt: number }>();
   const usedCodes = new Set<string>();
+  let accepted: readonly string[] | null = null;
+  const presentedSecret = (req: IncomingMessage, form: Record<string, string>) => {
+    const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '');
+    if (!basic?.[1]) return form.client_secret;
+    const pair = Buffer.from(basic[1], 'base64').toString('utf8');
+    return decodeURIComponent(pair.slice(pair.indexOf(':') + 1).replaceAll('+', ' '));
+  };
 
   const issue = (grant: Grant, expiresIn: number | string | null, withRefresh: boolean) => {
     const accessToken = token('at');
@@ -102,7 +116,9 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
       // Any code works once: enough for exchangeCode tests without a consent screen.
       if (!form.code || usedCodes.has(form.code)) return invalidGrant(res, 'authorization code is invalid');
       usedCodes.add(form.code);
-      return sendJson(res, 200, issue({ revoked: false }, expiresIn, true));
+      const body = issue({ revoked: false }, expiresIn, true);
+      if (b.refreshTokenExpiresIn !== undefined) body.refresh_token_expires_in = b.refreshTokenExpiresIn;
+      return sendJson(res, 200, body);
     }
     if (form.grant_type !== 'refresh_token') return sendJson(res, 400, { error: 'unsupported_grant_type' });
     const entry = refreshTokens.get(form.refresh_token ?? '');
@@ -115,6 +131,7 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
     if (!b.omitRefreshToken) entry.spent = true;
     const body = issue(entry.grant, expiresIn, !b.omitRefreshToken);
     if (b.corruptAccessToken) body.access_token = `${body.access_token}\r\nX-Injected: 1`;
+    if (b.refreshTokenExpiresIn !== undefined) body.refresh_token_expires_in = b.refreshTokenExpiresIn;
     sendJson(res, 200, body);
   };
 
@@ -146,6 +163,12 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
       params,
       path: req.url ?? '',
     });
+    if (accepted && !accepted.includes(presentedSecret(req, form) ?? '')) {
+      return sendJson(res, 401, {
+        error: 'invalid_client',
+        error_description: 'client authentication failed',
+      });
+    }
     const b = queue.shift() ?? fallback;
     switch (b.type) {
       case 'rotate':
@@ -188,6 +211,9 @@ export async function startFaultEndpoint(): Promise<FaultEndpoint> {
     },
     setDefault: (b) => {
       fallback = b;
+    },
+    acceptClientSecrets: (secrets) => {
+      accepted = secrets;
     },
     mintGrant: () => {
       const grant: Grant = { revoked: false };

@@ -121,6 +121,32 @@ describe('loadConfig', () => {
     expect(() => loadConfig({}, secretInFile)).toThrow(/clients\.0/);
   });
 
+  it('reads warning windows and a config-file client secret end date', () => {
+    const path = configFile({
+      expiryWarningDays: [14, 2],
+      clients: [
+        { name: 'ms', provider: 'microsoft', clientId: 'id', secretExpires: '2027-06-30', spa: true },
+      ],
+    });
+    const { config } = loadConfig({ GRANTKEEPER_SECRET_WARNING_DAYS: '45, 10' }, path);
+    expect(config.expiryWarningDays).toEqual([14, 2]);
+    expect(config.secretWarningDays).toEqual([45, 10]);
+    expect(config.clients[0]).toMatchObject({ secretExpires: Date.parse('2027-06-30T00:00:00Z'), spa: true });
+    expect(loadConfig({}, configFile({})).config).toMatchObject({
+      expiryWarningDays: [7, 1],
+      secretWarningDays: [30],
+    });
+    expect(() => loadConfig({ GRANTKEEPER_EXPIRY_WARNING_DAYS: '7,,1' }, configFile({}))).toThrow(
+      /expiryWarningDays.*more than 0 days|expected number/,
+    );
+    const badDate = configFile({
+      clients: [{ name: 'ms', provider: 'microsoft', clientId: 'id', secretExpires: 'June' }],
+    });
+    expect(() => loadConfig({}, badDate)).toThrow(
+      /clients\.0\.secretExpires.*expected a date such as 2027-06-30/,
+    );
+  });
+
   it('reports an unreadable or malformed file', () => {
     expect(() => loadConfig({}, join(dir, 'missing.json'))).toThrow(/cannot read the config file .*ENOENT/);
     expect(() => loadConfig({}, configFile('[1,2]'))).toThrow(/must hold a JSON object/);

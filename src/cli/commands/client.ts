@@ -21,6 +21,18 @@ const envVarArg = parseWith(
 const clientIdArg = parseWith(z.string().regex(/^[\x21-\x7e]{1,512}$/, 'expected a printable client id'));
 const urlArg = parseWith(z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }));
 
+/**
+ * `--secret-expires 2027-06-30` (the date the provider shows; the secret is taken to end as that day
+ * begins, UTC, so a warning is never late) or a full ISO 8601 time. Epoch ms.
+ */
+const secretExpiresArg = parseWith(
+  z
+    .union([z.iso.date(), z.iso.datetime({ offset: true })], {
+      error: 'expected a date such as 2027-06-30 or an ISO 8601 time',
+    })
+    .transform((v) => Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v)),
+);
+
 /** Repeatable `--authorize-param name=value`, collected into one object. */
 function authorizeParamArg(value: string, previous?: AuthorizeParams): AuthorizeParams {
   try {
@@ -38,6 +50,9 @@ interface AddOptions extends SigningKeyOptions {
   clientId?: string;
   clientSecretEnv?: string;
   clientSecretStdin?: boolean;
+  secretExpires?: number;
+  spa?: boolean;
+  testing?: boolean;
   scopes?: string[];
   redirectUri?: string;
   authorizeParam?: AuthorizeParams;
@@ -80,6 +95,16 @@ export function registerClientCommands(program: Command): void {
     )
     .option('--client-secret-env <VAR>', 'read the client secret from this environment variable', envVarArg)
     .option('--client-secret-stdin', 'read the client secret from standard input (piped)')
+    .option(
+      '--secret-expires <date>',
+      'when the client secret ends (Microsoft sets it at creation): warned 30 days ahead',
+      secretExpiresArg,
+    )
+    .option(
+      '--spa',
+      'microsoft: a single-page-application registration (refresh tokens end 24 h after consent)',
+    )
+    .option('--testing', 'google: the app is in Testing status (refresh tokens end 7 days after consent)')
     .option(
       '--private-key-file <pem>',
       'authenticate with private_key_jwt: sign each token request with this PEM private key (sealed in the store)',
@@ -137,6 +162,12 @@ export function registerClientCommands(program: Command): void {
         throw new UserError('use either a client secret or --private-key-file, not both', 2);
       }
       if (opts.burst !== undefined && opts.rate === undefined) throw new UserError('--burst needs --rate', 2);
+      if (opts.secretExpires !== undefined && secret === undefined) {
+        throw new UserError(
+          '--secret-expires needs a client secret (--client-secret-env or --client-secret-stdin)',
+          2,
+        );
+      }
       const registration = await clientRegistration(opts);
       const { privateKey, clientId } = registration;
       const rateLimit = rateLimitOf(opts.rate, opts.burst);
@@ -150,6 +181,7 @@ export function registerClientCommands(program: Command): void {
             profile,
             clientId,
             ...(secret === undefined ? {} : { clientSecret: secret }),
+            ...(opts.secretExpires === undefined ? {} : { secretExpiresAt: opts.secretExpires }),
             ...(privateKey ? { privateKey } : {}),
             authMethod:
               registration.authMethod ?? (secret === undefined ? 'none' : profile.confidentialAuthMethod),
@@ -203,6 +235,8 @@ export function registerClientCommands(program: Command): void {
       );
     });
 
+  registerSecretCommands(client, program);
+
   client
     .command('show')
     .description('show one client (never its secret)')
@@ -225,7 +259,11 @@ export function registerClientCommands(program: Command): void {
               ['authentication', view.auth_method],
               [
                 'secret',
-                view.has_secret ? 'set (sealed)' : view.signing_key ? 'none' : 'none (public client)',
+                view.has_secret
+                  ? describeSecrets(client)
+                  : view.signing_key
+                    ? 'none'
+                    : 'none (public client)',
               ],
               ['private key', client.signingKey ? formatSigningKey(client.signingKey) : '-'],
               ['scopes', view.scopes.join(' ')],
@@ -281,6 +319,104 @@ export function registerClientCommands(program: Command): void {
     });
 }
 
+/**
+ * A secret's lifecycle: rotate adds the new one and keeps the old as a fallback (the token client
+ * tries the newest first and falls back on invalid_client); retire drops the old one.
+ */
+function registerSecretCommands(client: Command, program: Command): void {
+  const secret = client
+    .command('secret')
+    .description("rotate a client's secret with the old one kept as a fallback, then retire the old one");
+  secret
+    .command('rotate')
+    .description('make a new secret current and keep the old one as a fallback until retired')
+    .argument('<name>', 'client name', clientNameArg)
+    .option('--client-secret-env <VAR>', 'read the new secret from this environment variable', envVarArg)
+    .option('--client-secret-stdin', 'read the new secret from standard input (piped)')
+    .option('--secret-expires <date>', 'when the new secret ends: warned 30 days ahead', secretExpiresArg)
+    .option('--json', 'print the client as JSON')
+    .addHelpText(
+      'after',
+      examples(
+        'MS_SECRET_2027=… grantkeeper client secret rotate contoso --client-secret-env MS_SECRET_2027 --secret-expires 2027-06-30',
+      ),
+    )
+    .action(
+      async (
+        name: string,
+        opts: {
+          clientSecretEnv?: string;
+          clientSecretStdin?: boolean;
+          secretExpires?: number;
+          json?: boolean;
+        },
+      ) => {
+        const next = await readSecret(opts);
+        if (next === undefined)
+          throw new UserError('give the new secret: --client-secret-env VAR or --client-secret-stdin', 2);
+        await withCliContext(
+          program,
+          async ({ app }) => {
+            const found = await findClient(app.clients, name);
+            if (!found.hasSecret) {
+              throw new UserError(
+                `client ${name} has no secret to rotate (${found.authMethod}): use client add to set one`,
+              );
+            }
+            if (found.secret.previous) {
+              throw new UserError(
+                `client ${name} still keeps a previous secret as fallback: retire it first (grantkeeper client secret retire ${name})`,
+              );
+            }
+            const rotated = await app.clients.rotateSecret(found.id, {
+              secret: next,
+              expiresAt: opts.secretExpires ?? null,
+              now: Date.now(),
+            });
+            if (!rotated) throw new UserError(`client ${name} changed meanwhile: run it again`);
+            const view = await clientView(rotated, app.grants);
+            if (opts.json) return printJson(view);
+            printLine(`client ${name}: new secret is current, the old one is kept as a fallback`);
+            printLine(
+              `once refreshes succeed with it (client show ${name}), retire the old: grantkeeper client secret retire ${name}`,
+            );
+          },
+          { redis: false },
+        );
+      },
+    );
+  secret
+    .command('retire')
+    .description('drop the previous secret a rotation kept as fallback')
+    .argument('<name>', 'client name', clientNameArg)
+    .option(
+      '--force',
+      'retire it even though the provider last accepted the previous secret, not the new one',
+    )
+    .option('--json', 'print the client as JSON')
+    .addHelpText('after', examples('grantkeeper client secret retire contoso'))
+    .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
+      await withCliContext(
+        program,
+        async ({ app }) => {
+          const found = await findClient(app.clients, name);
+          if (!found.secret.previous) throw new UserError(`client ${name} keeps no previous secret`);
+          if (found.secret.inUse === 'previous' && !opts.force) {
+            throw new UserError(
+              `the provider last accepted the previous secret of ${name}, not the new one: retiring it would stop every grant ` +
+                '(check the new secret, or pass --force)',
+            );
+          }
+          const retired = await app.clients.retireSecret(found.id, Date.now());
+          if (!retired) throw new UserError(`client ${name} changed meanwhile: run it again`);
+          if (opts.json) return printJson(await clientView(retired, app.grants));
+          printLine(`client ${name}: previous secret retired`);
+        },
+        { redis: false },
+      );
+    });
+}
+
 export async function findClient(clients: ClientRepository, name: string): Promise<Client> {
   const client = await clients.findByName(name);
   if (!client) throw new UserError(`no client is named "${name}" (grantkeeper client list)`);
@@ -298,6 +434,14 @@ async function clientView(client: Client, grants: GrantRepository) {
     auth_method: client.authMethod,
     public: client.authMethod === 'none' && !client.signingKey,
     has_secret: client.hasSecret,
+    secret_expires_at: isoOrNull(client.secret.expiresAt),
+    /** The secret a rotation replaced, still tried when the current one is refused; null: none. */
+    previous_secret: client.secret.previous
+      ? { expires_at: isoOrNull(client.secret.previous.expiresAt) }
+      : null,
+    /** Which secret the token endpoint last accepted (current or previous); null: not known yet. */
+    secret_in_use: client.secret.inUse,
+    secret_in_use_at: isoOrNull(client.secret.inUseAt),
     /** Algorithm, key id, certificate thumbprint and audience of its sealed private key; null without one. */
     signing_key: client.signingKey
       ? {
@@ -317,6 +461,19 @@ async function clientView(client: Client, grants: GrantRepository) {
     revocation_endpoint: profile.revocationEndpoint ?? null,
     grants: (await grants.listByClient(client.id)).length,
   };
+}
+
+const isoOrNull = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** `set (sealed), ends 2027-06-30; previous kept as fallback …; last worked: previous`. */
+function describeSecrets(client: Client): string {
+  const { expiresAt, previous, inUse } = client.secret;
+  const ends = (at: number | null) =>
+    at === null ? 'no end date' : `ends ${new Date(at).toISOString().slice(0, 10)}`;
+  const parts = [`set (sealed), ${ends(expiresAt)}`];
+  if (previous) parts.push(`previous kept as fallback (${ends(previous.expiresAt)})`);
+  if (inUse) parts.push(`last accepted: the ${inUse} one`);
+  return parts.join('; ');
 }
 
 function formatSigningKey(key: SigningKeyInfo): string {
@@ -385,13 +542,22 @@ function providerSpec(opts: AddOptions): ProviderSpec {
   if (opts.issuer !== undefined && opts.provider !== 'oidc') {
     throw new UserError('--issuer is only for --provider oidc', 2);
   }
+  if (opts.spa && opts.provider !== 'microsoft')
+    throw new UserError('--spa is only for --provider microsoft', 2);
+  if (opts.testing && opts.provider !== 'google')
+    throw new UserError('--testing is only for --provider google', 2);
   if (opts.provider === 'microsoft')
-    return { kind: 'microsoft', ...(opts.tenant ? { tenant: opts.tenant } : {}) };
+    return {
+      kind: 'microsoft',
+      ...(opts.tenant ? { tenant: opts.tenant } : {}),
+      ...(opts.spa ? { spa: true } : {}),
+    };
+  if (opts.provider === 'google') return { kind: 'google', ...(opts.testing ? { testing: true } : {}) };
   if (opts.provider === 'oidc') {
     if (!opts.issuer) throw new UserError('--provider oidc needs --issuer URL', 2);
     return { kind: 'oidc', issuer: opts.issuer };
   }
-  return { kind: opts.provider as 'x' | 'google' };
+  return { kind: opts.provider as 'x' };
 }
 
 /** https, or http on loopback (RFC 8252 §7.3); kept as typed, since providers compare it as a string. */
@@ -405,7 +571,9 @@ function checkRedirectUri(raw: string): string {
 }
 
 /** Never a flag value (shell history, ps): an environment variable or a pipe. */
-async function readSecret(opts: AddOptions): Promise<string | undefined> {
+async function readSecret(
+  opts: Pick<AddOptions, 'clientSecretEnv' | 'clientSecretStdin'>,
+): Promise<string | undefined> {
   if (opts.clientSecretEnv && opts.clientSecretStdin) {
     throw new UserError('use either --client-secret-env or --client-secret-stdin, not both', 2);
   }

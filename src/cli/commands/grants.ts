@@ -136,6 +136,14 @@ export function registerGrantListCommands(program: Command): void {
               ['scope', view.scope ?? '-'],
               ['access expires', `${formatRelative(grant.accessExpiresAt, now)} (${view.access_expires_at})`],
               ['next refresh', `${formatRelative(grant.nextRefreshAt, now)} (${view.next_refresh_at})`],
+              [
+                'renewable until',
+                deadlineLine(view.renewable_until, view.renewable_until_reason, now, 'no hard end known'),
+              ],
+              [
+                'needs consent by',
+                deadlineLine(view.needs_consent_by, view.needs_consent_by_reason, now, '-'),
+              ],
               ['last refresh', formatRelative(grant.lastRefreshedAt, now)],
               ['failures', String(view.consecutive_failures)],
               [
@@ -203,4 +211,9 @@ export function registerGrantListCommands(program: Command): void {
         );
       });
     });
+}
+
+/** A deadline as `in 6 days (2027-…): reason`, or `none` when there is none. */
+function deadlineLine(at: string | null, reason: string | null, now: number, none: string): string {
+  return at === null ? none : `${formatRelative(Date.parse(at), now)} (${at}): ${reason ?? ''}`;
 }

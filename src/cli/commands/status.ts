@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { toClientView } from '../../api/client-views.js';
 import type { ClientView } from '../../api/schemas.js';
 import { GRANT_STATES, type GrantState, isLive } from '../../grants/grant.js';
+import { type AheadItem, aheadOf } from '../../policy/grant-horizon.js';
 import { describeRedisEndpoint } from '../../redis/redis-endpoint.js';
 import type { StorageGate } from '../../store/storage-gate.js';
 import { type ManagedRedisOwner, withCliContext } from '../cli-context.js';
@@ -50,8 +51,21 @@ export function registerStatusCommand(program: Command): void {
         // A paused queue runs no refresh at all, and a pause outlives restarts.
         const paused = engine.queue ? await engine.queue.isPaused() : false;
         const dbCheck = await app.admin.check();
+        const registered = await app.clients.list();
         const clients = await Promise.all(
-          (await app.clients.list()).map(async (c) => toClientView(c, await engine.pacer.condition(c.id))),
+          registered.map(async (c) => toClientView(c, await engine.pacer.condition(c.id))),
+        );
+        const ahead = aheadOf(
+          await app.grants.listExpiring({
+            before: now + AHEAD_MS,
+            idleLimits: registered.map((c) => ({
+              clientRef: c.id,
+              limitMs: c.profile.refreshIdleLimitSec * 1000,
+            })),
+          }),
+          registered,
+          now,
+          AHEAD_MS,
         );
         const degraded = clients.filter((c) => c.condition.state === 'degraded');
         // The disk under a SQLite file is ours to watch; PostgreSQL's is its operator's.
@@ -82,6 +96,14 @@ export function registerStatusCommand(program: Command): void {
               }
             : null,
           next_refresh: nextDue ? { label: nextDue.label, at: isoOrNull(nextDue.nextRefreshAt) } : null,
+          /** What stops working within 30 days unless someone acts, soonest first. */
+          ahead: ahead.map((a) => ({
+            kind: a.kind,
+            name: a.name,
+            id: a.id,
+            at: isoOrNull(a.at),
+            reason: a.reason,
+          })),
         };
         if (opts.json) printJson(status);
         else {
@@ -109,6 +131,7 @@ export function registerStatusCommand(program: Command): void {
                   ? `${oldest.label} (${oldest.state}) ${formatRelative(oldest.lastErrorAt, now)}: ${oldest.lastError}`
                   : '-',
               ],
+              ['ahead (30 d)', aheadLine(ahead, now)],
               ['queue', counts ? queueLine(counts, paused) : '-'],
               ['clients', clientsLine(clients.length, degraded)],
               ['redis', redisLine],
@@ -133,6 +156,21 @@ export function registerStatusCommand(program: Command): void {
         }
       });
     });
+}
+
+const AHEAD_MS = 30 * 86_400_000;
+const AHEAD_LISTED = 5;
+
+function aheadLine(ahead: readonly AheadItem[], now: number): string {
+  if (ahead.length === 0) return colors.green('nothing ends in the next 30 days');
+  const each = ahead
+    .slice(0, AHEAD_LISTED)
+    .map(
+      (a) =>
+        `${a.kind === 'grant' ? a.name : `client ${a.name} secret`} ${formatRelative(a.at, now)} (${a.reason})`,
+    );
+  const more = ahead.length > AHEAD_LISTED ? `; ${ahead.length - AHEAD_LISTED} more (status --json)` : '';
+  return colors.yellow(`${ahead.length}: ${each.join('; ')}${more}`);
 }
 
 function clientsLine(total: number, degraded: ClientView[]): string {

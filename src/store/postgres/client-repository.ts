@@ -1,10 +1,10 @@
-import { asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { type ClientRow, clients, grants } from '../../../db/postgres/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
-import type { Client, ClientInput, ClientRepository, OpenedClient } from '../../grants/ports.js';
+import type { Client, ClientInput, ClientRepository, OpenedClient, SecretSlot } from '../../grants/ports.js';
 import { newId } from '../ids.js';
-import { clientValues, toClient, toOpenedClient } from '../rows.js';
+import { clientValues, retiredSecretValues, rotatedSecretValues, toClient, toOpenedClient } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
@@ -103,6 +103,46 @@ export class PostgresClientRepository implements ClientRepository {
         await tx.delete(clients).where(eq(clients.id, id));
         return { grantLabels: owned.map((g) => g.label) };
       }),
+    );
+  }
+
+  async rotateSecret(
+    id: string,
+    next: { secret: string; expiresAt: number | null; now: number },
+  ): Promise<Client | undefined> {
+    return guarded(() =>
+      this.db.transaction(async (tx) => {
+        const [row] = await tx.select().from(clients).where(eq(clients.id, id)).for('update');
+        const values = row && rotatedSecretValues(row, next, this.sealer);
+        if (!values) return undefined;
+        const [updated] = await tx.update(clients).set(values).where(eq(clients.id, id)).returning();
+        return updated && toClient(updated);
+      }),
+    );
+  }
+
+  async retireSecret(id: string, now: number): Promise<Client | undefined> {
+    return guarded(async () => {
+      const [row] = await this.db
+        .update(clients)
+        .set(retiredSecretValues(now))
+        .where(and(eq(clients.id, id), isNotNull(clients.previousSecretSealed)))
+        .returning();
+      return row && toClient(row);
+    });
+  }
+
+  async recordSecretInUse(id: string, slot: SecretSlot, at: number): Promise<void> {
+    // updated_at moves too, so every replica's cached opened client learns it and stops recording.
+    await guarded(() =>
+      this.db
+        .update(clients)
+        .set({
+          secretInUse: slot,
+          secretInUseAt: at,
+          updatedAt: sql`greatest(${clients.updatedAt} + 1, ${at})`,
+        })
+        .where(eq(clients.id, id)),
     );
   }
 

@@ -29,6 +29,8 @@ import type {
   AlertView,
   CommitResult,
   ConsentTarget,
+  ExpiryQuery,
+  ExpiryView,
   FailureRecord,
   FleetStats,
   FleetSummary,
@@ -58,6 +60,7 @@ import {
   consentValues,
   toAlertView,
   toEvent,
+  toExpiryView,
   toGrant,
   toStoredGrant,
 } from '../rows.js';
@@ -113,9 +116,11 @@ const HOT = {
       consecutive_failures = case when state in ${LIVE_SQL} then 0 else consecutive_failures end,
       last_error = case when state in ${LIVE_SQL} then null else last_error end,
       last_error_at = case when state in ${LIVE_SQL} then null else last_error_at end,
-      last_refreshed_at = $11, lease_owner = null, lease_until = null, lease_sent_at = null, updated_at = $11
+      last_refreshed_at = $11, lease_owner = null, lease_until = null, lease_sent_at = null, updated_at = $11,
+      refresh_expires_at = coalesce($12::bigint, refresh_expires_at),
+      refresh_expires_reason = coalesce($13::text, refresh_expires_reason)
     where id = $1 and version = $2`,
-    11,
+    13,
     // A stopped grant keeps its state (invariant 2: no silent revival); its event says so.
     (outcome) => `case when g.state in ${LIVE_SQL} then ${outcome} else 'conflict' end`,
   ),
@@ -359,6 +364,9 @@ export class PostgresGrantRepository implements GrantRepository {
       update.refreshTokenUsedAt,
       update.nextRefreshAt,
       event.at,
+      // null keeps the stored end: a refresh that states none does not lift it.
+      update.refreshExpires?.at ?? null,
+      update.refreshExpires?.reason ?? null,
       ...eventParams(event),
     ]);
     const stored = this.stored(rows[0]);
@@ -523,6 +531,14 @@ export class PostgresGrantRepository implements GrantRepository {
     );
   }
 
+  async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
+    return guarded(async () =>
+      (
+        await this.db.select(EXPIRY_COLUMNS).from(grants).where(expiringWhere(query)).orderBy(asc(grants.id))
+      ).map(toExpiryView),
+    );
+  }
+
   async alertView(id: string): Promise<AlertView | undefined> {
     return guarded(async () => {
       const [row] = await this.db.select(ALERT_COLUMNS).from(grants).where(eq(grants.id, id));
@@ -559,3 +575,25 @@ const ALERT_COLUMNS = {
   leaseSentAt: grants.leaseSentAt,
   leaseUntil: grants.leaseUntil,
 };
+
+const EXPIRY_COLUMNS = {
+  id: grants.id,
+  label: grants.label,
+  clientRef: grants.clientRef,
+  state: grants.state,
+  kind: grants.kind,
+  refreshTokenUsedAt: grants.refreshTokenUsedAt,
+  refreshExpiresAt: grants.refreshExpiresAt,
+  refreshExpiresReason: grants.refreshExpiresReason,
+};
+
+function expiringWhere(query: ExpiryQuery) {
+  const idle = query.idleLimits.map((l) =>
+    and(eq(grants.clientRef, l.clientRef), lt(grants.refreshTokenUsedAt, query.before - l.limitMs)),
+  );
+  return and(
+    inArray(grants.state, [...LIVE_GRANT_STATES]),
+    eq(grants.kind, 'authorization_code'),
+    or(lt(grants.refreshExpiresAt, query.before), ...idle),
+  );
+}

@@ -108,6 +108,8 @@ class PostgresStoreAdmin implements StoreAdmin {
               queue(sql`update grants set refresh_token_sealed = ${v} where id = ${id}`),
             clientSecret: (id, v) =>
               queue(sql`update clients set client_secret_sealed = ${v} where id = ${id}`),
+            previousClientSecret: (id, v) =>
+              queue(sql`update clients set previous_secret_sealed = ${v} where id = ${id}`),
             clientKey: (id, v) => queue(sql`update clients set private_key_sealed = ${v} where id = ${id}`),
             keyCheck: (v) => queue(sql`update meta set value = ${v} where key = ${KEY_CHECK_KEY}`),
           }),

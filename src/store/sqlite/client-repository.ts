@@ -1,9 +1,9 @@
-import { asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, sql } from 'drizzle-orm';
 import { type ClientRow, clients, grants } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
-import type { Client, ClientInput, ClientRepository, OpenedClient } from '../../grants/ports.js';
+import type { Client, ClientInput, ClientRepository, OpenedClient, SecretSlot } from '../../grants/ports.js';
 import { newId } from '../ids.js';
-import { clientValues, toClient, toOpenedClient } from '../rows.js';
+import { clientValues, retiredSecretValues, rotatedSecretValues, toClient, toOpenedClient } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
@@ -96,6 +96,46 @@ export class SqliteClientRepository implements ClientRepository {
         const removed = tx.delete(clients).where(eq(clients.id, id)).run().changes === 1;
         return removed ? { grantLabels: owned.map((g) => g.label) } : undefined;
       }),
+    );
+  }
+
+  async rotateSecret(
+    id: string,
+    next: { secret: string; expiresAt: number | null; now: number },
+  ): Promise<Client | undefined> {
+    return guarded(() =>
+      this.db.transaction(
+        (tx) => {
+          const row = tx.select().from(clients).where(eq(clients.id, id)).get();
+          const values = row && rotatedSecretValues(row, next, this.sealer);
+          if (!values) return undefined;
+          return toClient(tx.update(clients).set(values).where(eq(clients.id, id)).returning().get());
+        },
+        { behavior: 'immediate' },
+      ),
+    );
+  }
+
+  async retireSecret(id: string, now: number): Promise<Client | undefined> {
+    return guarded(() => {
+      const row = this.db
+        .update(clients)
+        .set(retiredSecretValues(now))
+        .where(and(eq(clients.id, id), isNotNull(clients.previousSecretSealed)))
+        .returning()
+        .get();
+      return row && toClient(row);
+    });
+  }
+
+  async recordSecretInUse(id: string, slot: SecretSlot, at: number): Promise<void> {
+    // updated_at moves too, so every process's cached opened client learns it and stops recording.
+    guarded(() =>
+      this.db
+        .update(clients)
+        .set({ secretInUse: slot, secretInUseAt: at, updatedAt: sql`max(${clients.updatedAt} + 1, ${at})` })
+        .where(eq(clients.id, id))
+        .run(),
     );
   }
 

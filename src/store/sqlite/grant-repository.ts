@@ -29,6 +29,8 @@ import type {
   AlertView,
   CommitResult,
   ConsentTarget,
+  ExpiryQuery,
+  ExpiryView,
   FailureRecord,
   FleetStats,
   FleetSummary,
@@ -58,6 +60,7 @@ import {
   consentValues,
   toAlertView,
   toEvent,
+  toExpiryView,
   toGrant,
   toStoredGrant,
 } from '../rows.js';
@@ -268,6 +271,9 @@ export class SqliteGrantRepository implements GrantRepository {
       lifetimeMs: update.accessLifetimeMs,
       usedAt: update.refreshTokenUsedAt,
       nextAt: update.nextRefreshAt,
+      // null keeps the stored end: a refresh that states none does not lift it.
+      refreshEndsAt: update.refreshExpires?.at ?? null,
+      refreshEndsReason: update.refreshExpires?.reason ?? null,
       at: event.at,
     };
     return guarded(() =>
@@ -432,6 +438,18 @@ export class SqliteGrantRepository implements GrantRepository {
     );
   }
 
+  async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
+    return guarded(() =>
+      this.db
+        .select(EXPIRY_COLUMNS)
+        .from(grants)
+        .where(expiringWhere(query))
+        .orderBy(asc(grants.id))
+        .all()
+        .map(toExpiryView),
+    );
+  }
+
   async alertView(id: string): Promise<AlertView | undefined> {
     return guarded(() => {
       const row = this.db.select(ALERT_COLUMNS).from(grants).where(eq(grants.id, id)).get();
@@ -574,6 +592,8 @@ function prepareHotStatements(db: Db) {
         accessExpiresAt: sql`${p('expiresAt')}`,
         accessLifetimeMs: sql`${p('lifetimeMs')}`,
         refreshTokenUsedAt: sql`${p('usedAt')}`,
+        refreshExpiresAt: sql`coalesce(${p('refreshEndsAt')}, ${grants.refreshExpiresAt})`,
+        refreshExpiresReason: sql`coalesce(${p('refreshEndsReason')}, ${grants.refreshExpiresReason})`,
         nextRefreshAt: sql`${p('nextAt')}`,
         version: sql`${grants.version} + 1`,
         // A stopped grant keeps its state and evidence (invariant 2: no silent revival).
@@ -642,4 +662,26 @@ function prepareHotStatements(db: Db) {
       })
       .prepare(),
   };
+}
+
+const EXPIRY_COLUMNS = {
+  id: grants.id,
+  label: grants.label,
+  clientRef: grants.clientRef,
+  state: grants.state,
+  kind: grants.kind,
+  refreshTokenUsedAt: grants.refreshTokenUsedAt,
+  refreshExpiresAt: grants.refreshExpiresAt,
+  refreshExpiresReason: grants.refreshExpiresReason,
+};
+
+function expiringWhere(query: ExpiryQuery) {
+  const idle = query.idleLimits.map((l) =>
+    and(eq(grants.clientRef, l.clientRef), lt(grants.refreshTokenUsedAt, query.before - l.limitMs)),
+  );
+  return and(
+    inArray(grants.state, [...LIVE_GRANT_STATES]),
+    eq(grants.kind, 'authorization_code'),
+    or(lt(grants.refreshExpiresAt, query.before), ...idle),
+  );
 }

@@ -119,6 +119,7 @@ class SqliteStoreAdmin implements StoreAdmin {
         accessToken: update('update grants set access_token_sealed = ? where id = ?'),
         refreshToken: update('update grants set refresh_token_sealed = ? where id = ?'),
         clientSecret: update('update clients set client_secret_sealed = ? where id = ?'),
+        previousClientSecret: update('update clients set previous_secret_sealed = ? where id = ?'),
         clientKey: update('update clients set private_key_sealed = ? where id = ?'),
         keyCheck: (value) => writeMeta(KEY_CHECK_KEY, value),
       });
