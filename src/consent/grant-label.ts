@@ -40,17 +40,36 @@ export function takeoverProblem(
   existing: ConsentTarget,
   incoming: { clientRef: string; subject?: string },
 ): string | undefined {
-  const grant = `grant "${label}" (${existing.id})`;
-  let why: string | undefined;
-  if (existing.clientRef !== incoming.clientRef) why = `${grant} belongs to another client`;
-  else if (!existing.subject)
-    why = `${grant} was stored without an account id, so this cannot be shown to be the same account`;
-  else if (!incoming.subject)
-    why = `the provider did not say which account consented, so it cannot be shown to own ${grant}`;
-  else if (existing.subject !== incoming.subject) why = `${grant} belongs to another account`;
+  const why = takeoverReason(label, existing, incoming);
   if (!why) return undefined;
   return (
     `the consenting account is named "${label}", but ${why}; nothing was stored. ` +
     `Seed again with --label: a new label keeps both grants, --label ${label} replaces that grant's tokens with this account's`
   );
+}
+
+/** The same rule for a consent link, which names its label: only that grant's own account may renew it. */
+export function linkTakeoverProblem(
+  label: string,
+  existing: ConsentTarget,
+  incoming: { clientRef: string; subject?: string },
+): string | undefined {
+  const why = takeoverReason(label, existing, incoming);
+  if (!why) return undefined;
+  return `this link renews grant "${label}", but ${why}; nothing was stored. Sign in with the account that grant belongs to, or ask for a link with a new label`;
+}
+
+function takeoverReason(
+  label: string,
+  existing: ConsentTarget,
+  incoming: { clientRef: string; subject?: string },
+): string | undefined {
+  const grant = `grant "${label}" (${existing.id})`;
+  if (existing.clientRef !== incoming.clientRef) return `${grant} belongs to another client`;
+  if (!existing.subject)
+    return `${grant} was stored without an account id, so this cannot be shown to be the same account`;
+  if (!incoming.subject)
+    return `the provider did not say which account consented, so it cannot be shown to own ${grant}`;
+  if (existing.subject !== incoming.subject) return `${grant} belongs to another account`;
+  return undefined;
 }

@@ -12,6 +12,7 @@ import { ApiKeyAuthenticator } from '../api/auth.js';
 import { BrowserSessions } from '../api/browser-sessions.js';
 import { buildApiServer } from '../api/server.js';
 import type { ApiLimits } from '../api/server-limits.js';
+import type { AllowedHost } from '../config/config-schema.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
@@ -170,7 +171,9 @@ export async function startGrantkeeper(
       metrics,
       authenticator,
       sessions: new BrowserSessions(service.app.sessions, authenticator),
-      host: { bind: config.apiHost, allowed: config.apiAllowedHosts },
+      // Browsers reach consent links by the public URL's name, which is then a host we answer for.
+      host: { bind: config.apiHost, allowed: [...config.apiAllowedHosts, ...publicHost(config.publicUrl)] },
+      ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       ...(options.apiLimits ? { limits: options.apiLimits } : {}),
       logger,
     });
@@ -202,4 +205,11 @@ export async function startGrantkeeper(
     await stop().catch(() => {});
     throw err;
   }
+}
+
+/** The public URL's host as the Host check admits it: with its port, or on any (a proxy's default). */
+function publicHost(publicUrl: string | undefined): AllowedHost[] {
+  if (!publicUrl) return [];
+  const url = new URL(publicUrl);
+  return [{ host: url.hostname, port: url.port ? Number(url.port) : null }];
 }
