@@ -6,6 +6,8 @@ import {
   CONNECT_PATH,
   ConsentLinkError,
   completeConsentLink,
+  consentLinkDeps,
+  consentLinkView,
   createConsentLink,
   DEFAULT_LINK_TTL_MS,
   MAX_LINK_TTL_MS,
@@ -28,12 +30,7 @@ export interface ConsentLinkRouteDeps {
   logger: Logger;
 }
 
-const linksDeps = ({ app, publicUrl }: ConsentLinkRouteDeps) => ({
-  links: app.consentLinks,
-  clients: app.clients,
-  grants: app.grants,
-  publicUrl,
-});
+const linksDeps = ({ app, publicUrl }: ConsentLinkRouteDeps) => consentLinkDeps(app, publicUrl);
 
 /**
  * The pages a consent link's holder sees, with no API key: GET /connect/:token sends the browser to
@@ -130,7 +127,7 @@ export function registerConsentLinkApi(scope: FastifyInstance, deps: ConsentLink
           ttlMs: body.expires_in * 1000,
         });
         reply.code(201).header('cache-control', 'no-store');
-        return { ...offer, expires_at: new Date(offer.expiresAt).toISOString() };
+        return consentLinkView(offer);
       } catch (err) {
         if (err instanceof ConsentLinkError) throw new ApiError(err.status, err.code, err.message);
         throw err;

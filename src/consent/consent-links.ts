@@ -6,6 +6,7 @@ import type {
   ConsentLink,
   ConsentLinkRepository,
   GrantRepository,
+  Store,
 } from '../grants/ports.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import { plainText } from '../util/plain-text.js';
@@ -49,6 +50,14 @@ export interface ConsentLinkDeps {
   /** GRANTKEEPER_PUBLIC_URL, without a trailing slash; links cannot be made without it. */
   publicUrl: string | undefined;
   now?: () => number;
+}
+
+/** The link deps of a store and the configured public URL. */
+export function consentLinkDeps(
+  store: Pick<Store, 'consentLinks' | 'clients' | 'grants'>,
+  publicUrl: string | undefined,
+): ConsentLinkDeps {
+  return { links: store.consentLinks, clients: store.clients, grants: store.grants, publicUrl };
 }
 
 /** A fresh link: the URL (the only place its token ever is) and what it is bound to. */
@@ -103,7 +112,7 @@ export async function createConsentLink(
  * alert asking its account's owner to act): undefined without a public URL, or for a grant that
  * has no account to consent.
  */
-export async function consentLinkForGrant(
+async function consentLinkForGrant(
   deps: ConsentLinkDeps,
   grant: Pick<Grant, 'clientRef' | 'label' | 'kind'>,
   ttlMs = DEFAULT_LINK_TTL_MS,
@@ -140,6 +149,25 @@ async function mintLink(
     label,
     expiresAt: link.expiresAt,
   };
+}
+
+/** The offer as the API, `link --json` and webhooks show it. */
+export function consentLinkView(offer: ConsentLinkOffer) {
+  const { expiresAt, ...rest } = offer;
+  return { ...rest, expires_at: new Date(expiresAt).toISOString() };
+}
+export type ConsentLinkPayload = ReturnType<typeof consentLinkView>;
+
+/**
+ * What a webhook body carries as `consent_link` for `grant`: a fresh link in its view, or undefined
+ * without a public URL. The one call an alert needs (the worker makes it for CONSENT_LINK_EVENTS).
+ */
+export async function consentLinkPayload(
+  deps: ConsentLinkDeps,
+  grant: Pick<Grant, 'clientRef' | 'label' | 'kind'>,
+): Promise<ConsentLinkPayload | undefined> {
+  const offer = await consentLinkForGrant(deps, grant);
+  return offer && consentLinkView(offer);
 }
 
 function requirePublicUrl(publicUrl: string | undefined): string {

@@ -14,6 +14,7 @@ import { buildApiServer } from '../api/server.js';
 import type { ApiLimits } from '../api/server-limits.js';
 import type { AllowedHost } from '../config/config-schema.js';
 import type { LoadedConfig } from '../config/load-config.js';
+import { consentLinkDeps, consentLinkPayload } from '../consent/consent-links.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -122,6 +123,7 @@ export async function startGrantkeeper(
           clients: service.app.clients,
           pacer: service.engine.pacer,
           webhookUrls: config.webhookUrls,
+          consentLink: (grant) => consentLinkPayload(consentLinkDeps(service.app, config.publicUrl), grant),
           secret: webhookSecret,
           metrics,
           logger,
