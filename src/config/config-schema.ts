@@ -55,13 +55,14 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
  */
 export const publicUrlSchema = z
   .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+  // Refinements run even when the URL check failed: a value it refused passes here, already reported.
   .refine((value) => {
-    const url = new URL(value);
-    return url.protocol === 'https:' || LOOPBACK_HOSTS.has(url.hostname);
+    const url = URL.parse(value);
+    return !url || url.protocol === 'https:' || LOOPBACK_HOSTS.has(url.hostname);
   }, 'must be https (plain http only on 127.0.0.1, localhost or [::1], e.g. through an SSH tunnel)')
   .refine((value) => {
-    const url = new URL(value);
-    return url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+    const url = URL.parse(value);
+    return !url || (url.search === '' && url.hash === '' && url.username === '' && url.password === '');
   }, 'must have no query, fragment or credentials')
   .transform((value) => value.replace(/\/+$/, ''));
 
