@@ -58,7 +58,7 @@ export const publicUrlSchema = z
   // Refinements run even when the URL check failed: a value it refused passes here, already reported.
   .refine((value) => {
     const url = URL.parse(value);
-    return !url || url.protocol === 'https:' || LOOPBACK_HOSTS.has(url.hostname);
+    return url?.protocol !== 'http:' || LOOPBACK_HOSTS.has(url.hostname);
   }, 'must be https (plain http only on 127.0.0.1, localhost or [::1], e.g. through an SSH tunnel)')
   .refine((value) => {
     const url = URL.parse(value);
