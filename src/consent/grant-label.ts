@@ -31,32 +31,26 @@ export function deriveLabel(identity: AccountIdentity, clientName: string): stri
 }
 
 /**
- * Whether a consent may replace, without the operator naming it, the grant that its derived label
- * already names: only a re-consent of the same account (same client, same known subject). Anything
- * else would hand one account's grant to another because their names collide. Undefined means yes.
+ * Whether a consent may replace the grant its label already names without the operator choosing
+ * it: only a re-consent of the same account (same client, same known subject). A derived label
+ * (`seed` without --label) and a consent link's label both keep this rule: anything else would
+ * hand one account's grant to another. Undefined means yes; the message says what to do instead.
  */
 export function takeoverProblem(
   label: string,
   existing: ConsentTarget,
   incoming: { clientRef: string; subject?: string },
+  via: 'seed' | 'link' = 'seed',
 ): string | undefined {
   const why = takeoverReason(label, existing, incoming);
   if (!why) return undefined;
+  if (via === 'link') {
+    return `this link renews grant "${label}", but ${why}; nothing was stored. Sign in with the account that grant belongs to, or ask for a link with a new label`;
+  }
   return (
     `the consenting account is named "${label}", but ${why}; nothing was stored. ` +
     `Seed again with --label: a new label keeps both grants, --label ${label} replaces that grant's tokens with this account's`
   );
-}
-
-/** The same rule for a consent link, which names its label: only that grant's own account may renew it. */
-export function linkTakeoverProblem(
-  label: string,
-  existing: ConsentTarget,
-  incoming: { clientRef: string; subject?: string },
-): string | undefined {
-  const why = takeoverReason(label, existing, incoming);
-  if (!why) return undefined;
-  return `this link renews grant "${label}", but ${why}; nothing was stored. Sign in with the account that grant belongs to, or ask for a link with a new label`;
 }
 
 function takeoverReason(

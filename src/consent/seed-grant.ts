@@ -13,7 +13,7 @@ import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
 import { ConsentError } from './callback.js';
 import { captureDeviceConsent } from './device-consent.js';
-import { deriveLabel, labelProblem, linkTakeoverProblem, takeoverProblem } from './grant-label.js';
+import { deriveLabel, labelProblem, takeoverProblem } from './grant-label.js';
 import { IdTokenError } from './id-token.js';
 import { type AccountIdentity, type BearerGet, resolveIdentity } from './identity.js';
 import { startLoopbackReceiver } from './loopback-receiver.js';
@@ -309,9 +309,7 @@ async function storeConsent(
             clientRef: client.id,
             ...(identity.subject ? { subject: identity.subject } : {}),
           };
-          const takeover = rule.sameAccountOnly
-            ? linkTakeoverProblem(label, found, incoming)
-            : takeoverProblem(label, found, incoming);
+          const takeover = takeoverProblem(label, found, incoming, rule.sameAccountOnly ? 'link' : 'seed');
           if (takeover) throw new ConsentError(takeover);
         }
       : undefined;

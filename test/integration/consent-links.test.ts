@@ -19,7 +19,7 @@ import {
   testKey,
   waitFor,
 } from '../support/engine.js';
-import { basicAuth, type OidcServer, startOidcServer } from '../support/oidc-server.js';
+import { type OidcServer, revokeRefreshToken, startOidcServer } from '../support/oidc-server.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { leakedSecrets, readDbFiles } from '../support/secret-scan.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
@@ -399,19 +399,7 @@ describe('one-time consent links, end to end in Chromium against oidc-provider',
 
   it('a grant.needs_reconsent webhook carries a fresh link that repairs the grant in place', async () => {
     const bob = (await engine.service.app.grants.find('@bob'))!;
-    const client = oidc.clients[0]!;
-    const revoked = await fetch(oidc.revocationEndpoint, {
-      method: 'POST',
-      headers: {
-        authorization: basicAuth(client.clientId, client.clientSecret!),
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({
-        token: bob.tokens.refreshToken(),
-        token_type_hint: 'refresh_token',
-      }).toString(),
-    });
-    expect(revoked.status).toBe(200);
+    expect(await revokeRefreshToken(oidc, bob.tokens.refreshToken())).toBe(200);
     const refused = await api('/v1/grants/@bob/refresh', { method: 'POST', key: adminKey });
     expect(refused.status).toBe(409);
     const hook = await waitFor(

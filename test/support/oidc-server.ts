@@ -375,6 +375,22 @@ interface TokenLike {
   clientId?: string;
 }
 
+/** The user revokes access at the provider: RFC 7009 revocation of a refresh token, as its client. */
+export async function revokeRefreshToken(oidc: OidcServer, refreshToken: string): Promise<number> {
+  const client = oidc.clients[0];
+  if (!client?.clientSecret) throw new Error('revokeRefreshToken needs a confidential client');
+  const res = await fetch(oidc.revocationEndpoint, {
+    method: 'POST',
+    headers: {
+      authorization: basicAuth(client.clientId, client.clientSecret),
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }).toString(),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
 /** RFC 6749 §2.3.1: both parts form-encoded before base64. */
 export function basicAuth(clientId: string, clientSecret: string): string {
   const encode = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');

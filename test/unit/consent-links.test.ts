@@ -10,7 +10,10 @@ import {
   MIN_LINK_TTL_MS,
   openConsentLink,
 } from '../../src/consent/consent-links.js';
-import { linkTakeoverProblem } from '../../src/consent/grant-label.js';
+import { takeoverProblem } from '../../src/consent/grant-label.js';
+
+const linkTakeoverProblem = (...args: Parameters<typeof takeoverProblem>) =>
+  takeoverProblem(args[0], args[1], args[2], 'link');
 
 describe('GRANTKEEPER_PUBLIC_URL', () => {
   const parse = (value: string) => publicUrlSchema.safeParse(value);
