@@ -337,6 +337,22 @@ describe('one-time consent links, end to end in Chromium against oidc-provider',
     expect((await engine.service.app.grants.find('@carol'))?.grant.subject).toBe('carol');
   });
 
+  it('two tabs racing through one link store one grant; the other is told the link was used', async () => {
+    const link = await newLink('@frank');
+    const redirects = [];
+    for (const _tab of [1, 2]) {
+      const res = await api(new URL(link.url).pathname);
+      const location = res.headers.get('location')!;
+      secrets.add(new URL(location).searchParams.get('state') ?? '');
+      const redirect = await oidc.driveConsent(location, { accountId: 'frank' });
+      secrets.add(redirect.searchParams.get('code') ?? '');
+      redirects.push(`${redirect.pathname}${redirect.search}`);
+    }
+    const answers = await Promise.all(redirects.map(async (path) => (await api(path)).status));
+    expect(answers.sort()).toEqual([200, 410]);
+    expect((await grantsNow()).filter((g) => g.label === '@frank')).toHaveLength(1);
+  });
+
   it('POST /v1/links: admin keys only, and bad bodies get one clear JSON error', async () => {
     const post = async (body: unknown, key = adminKey) => {
       const res = await api('/v1/links', { method: 'POST', key, body: JSON.stringify(body) });
