@@ -14,7 +14,6 @@ import {
   MIN_LINK_TTL_MS,
   openConsentLink,
 } from '../consent/consent-links.js';
-import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
@@ -136,10 +135,9 @@ export function registerConsentLinkApi(scope: FastifyInstance, deps: ConsentLink
   );
 }
 
-/** A refused link or redirect: its own status and line; anything else is logged and kept vague. */
+/** A refused link or redirect: its own status and line; anything else goes to the error handler. */
 function refusalPage(reply: FastifyReply, err: unknown): FastifyReply {
   if (err instanceof ConsentLinkError) return page(reply, err.status, 'Not completed', err.message);
-  if (err instanceof UserError) return page(reply, 503, 'Not completed', err.message);
   throw err;
 }
 

@@ -287,6 +287,15 @@ export async function completeConsentLink(
   }
   const client = await deps.clients.openById(link.clientRef);
   if (!client) throw new ConsentLinkError(404, 'unknown_link', 'the client of this consent link was removed');
+  // RFC 9207: a server that names itself must be the one we sent the person to (mix-up attacks).
+  const issuer = query.get('iss');
+  if (issuer !== null && client.profile.issuer && issuer !== client.profile.issuer) {
+    throw new ConsentLinkError(
+      400,
+      'wrong_issuer',
+      'this redirect comes from another authorization server than the one this link uses; open the consent link again',
+    );
+  }
   try {
     const result = await completeCodeConsent(
       deps,

@@ -320,6 +320,11 @@ describe('one-time consent links, end to end in Chromium against oidc-provider',
     });
     // A state already answered is not answered twice.
     expect(await page(`/callback?state=${second.state}&code=late`)).toMatchObject({ status: 400 });
+    // RFC 9207: an answer naming another authorization server (a mix-up) is refused.
+    const mixed = await start();
+    expect(
+      await page(`/callback?state=${mixed.state}&code=x&iss=${encodeURIComponent('https://evil.example')}`),
+    ).toMatchObject({ status: 400, message: expect.stringMatching(/another authorization server/) });
     // A code the provider never issued: its refusal, as one line.
     const third = await start();
     expect(await page(`/callback?state=${third.state}&code=never-issued`)).toMatchObject({
