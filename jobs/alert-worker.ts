@@ -1,5 +1,6 @@
 import { type ConnectionOptions, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
-import { isLive } from '../src/grants/grant.js';
+import type { ConsentLinkPayload } from '../src/consent/consent-links.js';
+import { type Grant, isLive } from '../src/grants/grant.js';
 import type { ClientRepository, GrantRepository } from '../src/grants/ports.js';
 import type { Logger } from '../src/log/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
@@ -7,6 +8,7 @@ import {
   type AheadAlertEvent,
   alertStillHolds,
   type ClientAlertEvent,
+  CONSENT_LINK_EVENTS,
   type GrantAlertEvent,
   isAheadEvent,
   isClientEvent,
@@ -48,6 +50,11 @@ export interface AlertWorkerOptions {
   now?: () => number;
   pacer: Pick<ClientPacer, 'condition'>;
   webhookUrls: readonly string[];
+  /**
+   * A fresh consent link for a grant whose owner must act (CONSENT_LINK_EVENTS): absent, or
+   * resolving to undefined, without a public URL.
+   */
+  consentLink?: (grant: Grant) => Promise<ConsentLinkPayload | undefined>;
   secret: string;
   metrics: Metrics;
   logger: Logger;
@@ -96,7 +103,7 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
         body = JSON.stringify(client);
       } else {
         if (!(await grantAlertHolds(alert, alert.event, options.grants))) return 'no_longer_true';
-        body = JSON.stringify(await grantAlertBody(alert, options.grants, job.id ?? ''));
+        body = JSON.stringify(await grantAlertBody(alert, alert.event, options, job.id ?? ''));
       }
       const res = await fetch(url, {
         method: 'POST',
@@ -154,8 +161,14 @@ async function grantAlertHolds(
   return alertStillHolds(event, view, conflictNear, alert.at);
 }
 
-async function grantAlertBody(alert: AlertJobData, grants: GrantRepository, deliveryId: string) {
-  const grant = (await grants.get(alert.subject))?.grant;
+async function grantAlertBody(
+  alert: AlertJobData,
+  event: GrantAlertEvent,
+  options: Pick<AlertWorkerOptions, 'grants' | 'consentLink' | 'logger'>,
+  deliveryId: string,
+) {
+  const grant = (await options.grants.get(alert.subject))?.grant;
+  const link = grant && CONSENT_LINK_EVENTS.has(event) ? await consentLinkOf(grant, options) : undefined;
   return {
     id: deliveryId,
     type: alert.event,
@@ -170,6 +183,7 @@ async function grantAlertBody(alert: AlertJobData, grants: GrantRepository, deli
           last_error_at: grant.lastErrorAt === null ? null : new Date(grant.lastErrorAt).toISOString(),
         }
       : { id: alert.subject, state: 'removed' },
+    ...(link ? { consent_link: link } : {}),
   };
 }
 
@@ -216,6 +230,22 @@ async function aheadAlertBody(
     days_left: daysLeft(needsConsentBy.at),
     renewable_until: renewableUntil && iso(renewableUntil.at),
   };
+}
+
+/** A link that cannot be made (the db refused) leaves it out: the alert itself still goes. */
+async function consentLinkOf(
+  grant: Grant,
+  options: Pick<AlertWorkerOptions, 'consentLink' | 'logger'>,
+): Promise<ConsentLinkPayload | undefined> {
+  try {
+    return await options.consentLink?.(grant);
+  } catch (err) {
+    options.logger.warn(
+      { grant: grant.id, err: { message: (err as Error).message } },
+      'could not make a consent link for an alert; sending it without one',
+    );
+    return undefined;
+  }
 }
 
 /** The body of a client event, or undefined when the client's condition has moved on since. */

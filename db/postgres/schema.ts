@@ -120,6 +120,40 @@ export const apiSessions = pgTable(
   (t) => [index('api_sessions_expires_at').on(t.expiresAt)],
 );
 
+/** One-time consent links: only the SHA-256 hash of the URL's token; bound to a client and a label. */
+export const consentLinks = pgTable(
+  'consent_links',
+  {
+    id: text('id').primaryKey(),
+    tokenHash: text('token_hash').notNull().unique(),
+    clientRef: text('client_ref')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    label: text('label').notNull(),
+    createdAt: ms('created_at').notNull(),
+    expiresAt: ms('expires_at').notNull(),
+    usedAt: ms('used_at'),
+  },
+  (t) => [index('consent_links_expires_at').on(t.expiresAt)],
+);
+
+/** Authorization requests a consent link started, kept server side (the URL carries only `state`). */
+export const consentLinkAuthorizations = pgTable(
+  'consent_link_authorizations',
+  {
+    stateHash: text('state_hash').primaryKey(),
+    linkId: text('link_id')
+      .notNull()
+      .references(() => consentLinks.id, { onDelete: 'cascade' }),
+    codeVerifier: text('code_verifier').notNull(),
+    nonce: text('nonce'),
+    redirectUri: text('redirect_uri').notNull(),
+    createdAt: ms('created_at').notNull(),
+    expiresAt: ms('expires_at').notNull(),
+  },
+  (t) => [index('consent_link_authorizations_expires_at').on(t.expiresAt)],
+);
+
 /** Small key/value facts about the store itself (e.g. the sealing-key check value). */
 export const meta = pgTable('meta', {
   key: text('key').primaryKey(),
@@ -129,4 +163,5 @@ export const meta = pgTable('meta', {
 export type ClientRow = typeof clients.$inferSelect;
 export type GrantRow = typeof grants.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type ConsentLinkRow = typeof consentLinks.$inferSelect;
 export type RefreshEventRow = typeof refreshEvents.$inferSelect;

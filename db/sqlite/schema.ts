@@ -138,6 +138,46 @@ export const apiSessions = sqliteTable(
   (t) => [index('api_sessions_expires_at').on(t.expiresAt)],
 );
 
+/**
+ * One-time consent links: the URL carries a random token, stored here only as its SHA-256 hash.
+ * Bound to a client and a label; `usedAt` is set once, by the consent that stored the grant.
+ */
+export const consentLinks = sqliteTable(
+  'consent_links',
+  {
+    id: text('id').primaryKey(),
+    tokenHash: text('token_hash').notNull().unique(),
+    clientRef: text('client_ref')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    label: text('label').notNull(),
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+    usedAt: integer('used_at'),
+  },
+  (t) => [index('consent_links_expires_at').on(t.expiresAt)],
+);
+
+/**
+ * Authorization requests a consent link started and the provider has not answered yet: kept here,
+ * server side, so the browser's URL carries only `state` (stored as its SHA-256 hash).
+ */
+export const consentLinkAuthorizations = sqliteTable(
+  'consent_link_authorizations',
+  {
+    stateHash: text('state_hash').primaryKey(),
+    linkId: text('link_id')
+      .notNull()
+      .references(() => consentLinks.id, { onDelete: 'cascade' }),
+    codeVerifier: text('code_verifier').notNull(),
+    nonce: text('nonce'),
+    redirectUri: text('redirect_uri').notNull(),
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+  },
+  (t) => [index('consent_link_authorizations_expires_at').on(t.expiresAt)],
+);
+
 /** Small key/value facts about the store itself (e.g. the sealing-key check value). */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
@@ -149,5 +189,6 @@ export type GrantRow = typeof grants.$inferSelect;
 export type NewGrantRow = typeof grants.$inferInsert;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type ApiSessionRow = typeof apiSessions.$inferSelect;
+export type ConsentLinkRow = typeof consentLinks.$inferSelect;
 export type RefreshEventRow = typeof refreshEvents.$inferSelect;
 export type NewRefreshEventRow = typeof refreshEvents.$inferInsert;

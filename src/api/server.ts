@@ -20,6 +20,7 @@ import type { ApiKeyAuthenticator } from './auth.js';
 import { authenticateRequest } from './authenticate.js';
 import { type BrowserSessions, SESSION_COOKIE } from './browser-sessions.js';
 import { registerClientRoutes } from './client-routes.js';
+import { registerConsentLinkApi, registerConsentLinkPages } from './consent-link-routes.js';
 import { answerError, refuse } from './errors.js';
 import { registerFleetRoutes } from './fleet-routes.js';
 import { registerGrantRoutes } from './grant-routes.js';
@@ -44,6 +45,8 @@ export interface ApiDeps {
   sessions: BrowserSessions;
   /** The address the API binds to, and Host headers allowed besides it and the loopback names. */
   host: { bind: string; allowed: readonly AllowedHost[] };
+  /** GRANTKEEPER_PUBLIC_URL: where consent links and the provider's redirect reach this API. */
+  publicUrl?: string;
   /** Tests shorten the timeouts; operators keep the defaults. */
   limits?: Partial<ApiLimits>;
   logger: Logger;
@@ -129,6 +132,8 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerProbeRoutes(server, deps);
   registerSessionRoutes(server, { sessions: deps.sessions, sessionId });
   registerAssetRoutes(server);
+  const links = { ...deps, publicUrl: deps.publicUrl };
+  registerConsentLinkPages(server, links);
 
   // Everything below needs an API key (bearer header, or the page's session cookie).
   await server.register(async (authenticated) => {
@@ -138,6 +143,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       registerGrantRoutes(api, deps);
       registerFleetRoutes(api, deps);
       registerClientRoutes(api, deps);
+      registerConsentLinkApi(api, links);
     });
     await registerQueueDashboard(authenticated, deps.queues);
   });

@@ -6,6 +6,7 @@ import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerGrantListCommands } from './commands/grants.js';
 import { registerHealthcheckCommand } from './commands/healthcheck.js';
+import { registerLinkCommand } from './commands/link.js';
 import { registerMigrateStoreCommand } from './commands/migrate-store.js';
 import { registerQueueCommands } from './commands/queue.js';
 import { registerRekeyCommand } from './commands/rekey.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerClientCommands(program);
   registerSeedCommand(program);
+  registerLinkCommand(program);
   registerGrantListCommands(program);
   registerTokenCommands(program);
   registerRevokeCommands(program);

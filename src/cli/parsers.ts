@@ -54,3 +54,22 @@ export function labelArg(value: string): string {
   if (problem) throw new InvalidArgumentError(problem);
   return value;
 }
+
+const DURATION_UNITS_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A span like `30m`, `24h` or `7d`, in milliseconds, within bounds. */
+export const durationArg = (minMs: number, maxMs: number) =>
+  parseWith(
+    zod
+      .string()
+      .regex(/^\d{1,6}[mhd]$/, 'expected a number and a unit: m, h or d (e.g. 30m, 24h, 7d)')
+      .transform(
+        (s) => Number(s.slice(0, -1)) * DURATION_UNITS_MS[s.slice(-1) as keyof typeof DURATION_UNITS_MS],
+      )
+      .pipe(
+        zod
+          .number()
+          .min(minMs, `must be at least ${minMs / 60_000} minutes`)
+          .max(maxMs, `must be at most ${maxMs / 86_400_000} days`),
+      ),
+  );

@@ -49,6 +49,26 @@ const allowedHost = z
   })
   .refine((h) => h.port === null || (h.port >= 1 && h.port <= 65_535), 'the port must be 1 to 65535');
 
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * Where browsers reach the API: providers accept plain http redirect URIs only on the loopback
+ * (RFC 8252 §8.3), and a consent link's token must not cross a network in clear. A path is kept
+ * (a proxy's prefix); a trailing slash, query or fragment is not.
+ */
+export const publicUrlSchema = z
+  .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+  // Refinements run even when the URL check failed: a value it refused passes here, already reported.
+  .refine((value) => {
+    const url = URL.parse(value);
+    return url?.protocol !== 'http:' || LOOPBACK_HOSTS.has(url.hostname);
+  }, 'must be https (plain http only on 127.0.0.1, localhost or [::1], e.g. through an SSH tunnel)')
+  .refine((value) => {
+    const url = URL.parse(value);
+    return !url || (url.search === '' && url.hash === '' && url.username === '' && url.password === '');
+  }, 'must have no query, fragment or credentials')
+  .transform((value) => value.replace(/\/+$/, ''));
+
 /** Refreshes in flight per process. */
 export const DEFAULT_CONCURRENCY = 256;
 
@@ -319,6 +339,11 @@ export const configFields = z
       .describe(
         'comma-separated `host[:port]` Host headers answered besides the loopback names and the bind address (an array in the config file)',
       ),
+    publicUrl: publicUrlSchema
+      .optional()
+      .describe(
+        "the API's address as a browser elsewhere reaches it (https, or http on a loopback host as through an SSH tunnel): consent links are `<publicUrl>/connect/…`, and the provider redirects to `<publicUrl>/callback`, which must be registered with it ([consent links](#one-time-consent-links))",
+      ),
     webhookUrls: z
       .preprocess(
         (v) =>
@@ -390,6 +415,7 @@ export const ENV_VARS = {
   GRANTKEEPER_API_HOST: 'apiHost',
   GRANTKEEPER_API_PORT: 'apiPort',
   GRANTKEEPER_API_ALLOWED_HOSTS: 'apiAllowedHosts',
+  GRANTKEEPER_PUBLIC_URL: 'publicUrl',
   GRANTKEEPER_WEBHOOK_URLS: 'webhookUrls',
   GRANTKEEPER_FAILING_ALERT_AFTER: 'failingAlertAfter',
   GRANTKEEPER_EXPIRY_WARNING_DAYS: 'expiryWarningDays',

@@ -31,26 +31,39 @@ export function deriveLabel(identity: AccountIdentity, clientName: string): stri
 }
 
 /**
- * Whether a consent may replace, without the operator naming it, the grant that its derived label
- * already names: only a re-consent of the same account (same client, same known subject). Anything
- * else would hand one account's grant to another because their names collide. Undefined means yes.
+ * Whether a consent may replace the grant its label already names without the operator choosing
+ * it: only a re-consent of the same account (same client, same known subject). A derived label
+ * (`seed` without --label) and a consent link's label both keep this rule: anything else would
+ * hand one account's grant to another. Undefined means yes; the message says what to do instead.
  */
 export function takeoverProblem(
   label: string,
   existing: ConsentTarget,
   incoming: { clientRef: string; subject?: string },
+  via: 'seed' | 'link' = 'seed',
 ): string | undefined {
-  const grant = `grant "${label}" (${existing.id})`;
-  let why: string | undefined;
-  if (existing.clientRef !== incoming.clientRef) why = `${grant} belongs to another client`;
-  else if (!existing.subject)
-    why = `${grant} was stored without an account id, so this cannot be shown to be the same account`;
-  else if (!incoming.subject)
-    why = `the provider did not say which account consented, so it cannot be shown to own ${grant}`;
-  else if (existing.subject !== incoming.subject) why = `${grant} belongs to another account`;
+  const why = takeoverReason(label, existing, incoming);
   if (!why) return undefined;
+  if (via === 'link') {
+    return `this link renews grant "${label}", but ${why}; nothing was stored. Sign in with the account that grant belongs to, or ask for a link with a new label`;
+  }
   return (
     `the consenting account is named "${label}", but ${why}; nothing was stored. ` +
     `Seed again with --label: a new label keeps both grants, --label ${label} replaces that grant's tokens with this account's`
   );
+}
+
+function takeoverReason(
+  label: string,
+  existing: ConsentTarget,
+  incoming: { clientRef: string; subject?: string },
+): string | undefined {
+  const grant = `grant "${label}" (${existing.id})`;
+  if (existing.clientRef !== incoming.clientRef) return `${grant} belongs to another client`;
+  if (!existing.subject)
+    return `${grant} was stored without an account id, so this cannot be shown to be the same account`;
+  if (!incoming.subject)
+    return `the provider did not say which account consented, so it cannot be shown to own ${grant}`;
+  if (existing.subject !== incoming.subject) return `${grant} belongs to another account`;
+  return undefined;
 }

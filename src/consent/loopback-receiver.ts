@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { UserError } from '../errors/user-error.js';
 import { isLoopbackHost } from '../oauth/token-client.js';
+import { escapeHtml } from '../util/html.js';
 import { ConsentError, carriesState, codeFromCallback } from './callback.js';
 
 export interface LoopbackTarget {
@@ -149,8 +150,6 @@ export async function startLoopbackReceiver(
       }),
   };
 }
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A short page for the person in the browser; resolves once it has been sent. */
 function page(

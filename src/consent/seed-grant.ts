@@ -128,16 +128,42 @@ export function missingRefreshTokenAdvice(profile: ProviderProfile): string {
   }
 }
 
-export interface SeedDeps {
+/** What storing a consent needs, however its code or tokens came (seed, consent links). */
+export interface ConsentStoreDeps {
   grants: GrantRepository;
-  clients: ClientRepository;
-  tokenClient: Pick<TokenClient, 'exchangeCode' | 'requestDeviceAuthorization' | 'pollDeviceCode'>;
+  tokenClient: Pick<TokenClient, 'exchangeCode'>;
   timing: RefreshTimingPolicy;
   /** Puts the first refresh in the queue (NO_SCHEDULER without Redis: the reconciler will). */
   scheduler: RefreshScheduler;
-  io: ConsentIo;
   getIdentity?: BearerGet;
+}
+
+export interface SeedDeps extends ConsentStoreDeps {
+  clients: ClientRepository;
+  tokenClient: Pick<TokenClient, 'exchangeCode' | 'requestDeviceAuthorization' | 'pollDeviceCode'>;
+  io: ConsentIo;
   now?: () => number;
+}
+
+/** Which grant a consent may write. */
+export interface LabelRule {
+  /** The grant's label; absent: derived from the account, and only that account may replace it. */
+  label?: string;
+  /**
+   * A named label too may only be replaced by the account it belongs to (a consent link: whoever
+   * opens it must not take over someone else's grant).
+   */
+  sameAccountOnly?: boolean;
+  /** Runs right before the save; the function it returns undoes it if the save then fails. */
+  beforeSave?: () => Promise<() => Promise<void>>;
+}
+
+/** An authorization code with what its exchange must repeat. */
+export interface ReceivedCode {
+  code: string;
+  codeVerifier: string;
+  redirectUri: string;
+  nonce?: string;
 }
 
 export interface SeedOptions {
@@ -189,7 +215,7 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
       client,
       { scopes, timeoutMs: options.timeoutMs },
     );
-    return storeConsent(deps, options, client, { tokens, sentAt }, now);
+    return storeConsent(deps, client, { tokens, sentAt }, labelRule(options), now);
   }
   const consent = await captureConsent(
     client,
@@ -197,7 +223,7 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
     deps.io,
   );
   try {
-    const result = await completeSeed(deps, options, client, consent, now);
+    const result = await completeCodeConsent(deps, client, consent, labelRule(options), now);
     await consent.reply({ ok: true, message: `grantkeeper stored the grant "${result.grant.label}".` });
     return result;
   } catch (err) {
@@ -212,20 +238,23 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
   }
 }
 
-async function completeSeed(
-  deps: SeedDeps,
-  options: SeedOptions,
+const labelRule = (options: SeedOptions): LabelRule => (options.label ? { label: options.label } : {});
+
+/** Exchanges an authorization code and stores the grant it brings (storeConsent). */
+export async function completeCodeConsent(
+  deps: ConsentStoreDeps,
   client: OpenedClient,
-  consent: CapturedConsent,
+  received: ReceivedCode,
+  rule: LabelRule,
   now: () => number,
 ): Promise<SeedResult> {
   const sentAt = now();
   let tokens: TokenSet;
   try {
     tokens = await deps.tokenClient.exchangeCode(client.target, {
-      code: consent.code,
-      redirectUri: consent.redirectUri,
-      codeVerifier: consent.codeVerifier,
+      code: received.code,
+      redirectUri: received.redirectUri,
+      codeVerifier: received.codeVerifier,
     });
   } catch (err) {
     if (err instanceof TokenEndpointError) {
@@ -237,19 +266,19 @@ async function completeSeed(
   }
   return storeConsent(
     deps,
-    options,
     client,
-    { tokens, sentAt, ...(consent.nonce ? { nonce: consent.nonce } : {}) },
+    { tokens, sentAt, ...(received.nonce ? { nonce: received.nonce } : {}) },
+    rule,
     now,
   );
 }
 
 /** What every consent ends in, however its tokens came: checks, identity, label, the sealed save. */
 async function storeConsent(
-  deps: SeedDeps,
-  options: SeedOptions,
+  deps: ConsentStoreDeps,
   client: OpenedClient,
   consented: { tokens: TokenSet; sentAt: number; nonce?: string },
+  rule: LabelRule,
   now: () => number,
 ): Promise<SeedResult> {
   const { tokens, sentAt, nonce } = consented;
@@ -268,23 +297,26 @@ async function storeConsent(
     // The consent is spent once exchanged: a missing name must not lose the grant.
     identityProblem = `could not look up the account (${(err as Error).message})`;
   }
-  const label = options.label ?? deriveLabel(identity, client.name);
+  const label = rule.label ?? deriveLabel(identity, client.name);
   const existing = (await deps.grants.find(label))?.grant;
   // An explicit --label is the operator's choice: it replaces in place, as a repair does. A derived
-  // one may only replace the same account's grant, checked again inside the save's transaction.
+  // one (or a consent link's) may only replace the same account's grant, checked again inside the
+  // save's transaction.
   const refuseTakeover =
-    options.label === undefined
+    rule.label === undefined || rule.sameAccountOnly
       ? (found: Parameters<typeof takeoverProblem>[1]) => {
-          const takeover = takeoverProblem(label, found, {
+          const incoming = {
             clientRef: client.id,
             ...(identity.subject ? { subject: identity.subject } : {}),
-          });
+          };
+          const takeover = takeoverProblem(label, found, incoming, rule.sameAccountOnly ? 'link' : 'seed');
           if (takeover) throw new ConsentError(takeover);
         }
       : undefined;
   if (existing) refuseTakeover?.(existing);
   const plan = planAfterTokenResponse(tokens, sentAt, now(), client.profile, deps.timing, existing?.mode);
   const refreshExpires = refreshTokenEnd(tokens, sentAt, client.profile.refreshTokenLifetime);
+  const undo = rule.beforeSave ? await rule.beforeSave() : undefined;
   const saved = await saveConsent(
     deps,
     {
@@ -303,7 +335,10 @@ async function storeConsent(
       now: now(),
     },
     refuseTakeover,
-  );
+  ).catch(async (err: unknown) => {
+    await undo?.();
+    throw err;
+  });
   return {
     ...saved,
     identity,

@@ -48,6 +48,60 @@ export const ERROR_CODES = {
     exitCode: 1,
     meaning: "the minimum validity asked for is longer than this provider's tokens live",
   },
+  malformed_link: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning: 'a consent link that is not one grantkeeper makes',
+  },
+  bad_state: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning: "a redirect to the callback without one well-formed `state` (not from the provider's consent)",
+  },
+  unknown_state: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning: 'a redirect to the callback whose `state` grantkeeper did not send, or already used',
+  },
+  missing_code: { httpStatus: 400, exitCode: 2, meaning: 'a redirect to the callback without a code' },
+  wrong_issuer: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning: "a redirect naming another authorization server than the client's (RFC 9207 `iss`)",
+  },
+  authorization_refused: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning:
+      'the provider answered the consent with an error (the account owner declined, or the request was refused)',
+  },
+  unknown_link: {
+    httpStatus: 404,
+    exitCode: 1,
+    meaning: 'no consent link has that token (or its client was removed)',
+  },
+  consent_refused: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning: "a consent for another account than the one the link's label already holds: nothing was stored",
+  },
+  label_taken: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning: 'the label belongs to a grant a consent link may not renew (another client, or a service grant)',
+  },
+  no_public_url: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning: 'consent links need `GRANTKEEPER_PUBLIC_URL`: where browsers reach the API',
+  },
+  link_used: { httpStatus: 410, exitCode: 1, meaning: 'the consent link was already used; make a new one' },
+  link_expired: { httpStatus: 410, exitCode: 1, meaning: 'the consent link has expired; make a new one' },
+  exchange_failed: {
+    httpStatus: 502,
+    exitCode: 1,
+    meaning: "the provider did not exchange the consent's code for tokens: nothing was stored",
+  },
   internal: { httpStatus: 500, exitCode: 1, meaning: 'a bug: the log has the details' },
   http_error: {
     httpStatus: 502,

@@ -480,6 +480,57 @@ export interface SessionRepository {
   purgeExpired(now: number): Promise<number>;
 }
 
+/** A one-time consent link, as stored: never its token, only the token's hash. */
+export interface ConsentLink {
+  id: string;
+  clientRef: string;
+  /** The grant it stores or re-consents: the only one it can ever write. */
+  label: string;
+  createdAt: number;
+  expiresAt: number;
+  /** When a consent through it stored the grant; null while unused. */
+  usedAt: number | null;
+}
+
+/** An authorization request a link started, waiting for the provider's redirect back. */
+export interface PendingAuthorization {
+  /** SHA-256 (hex) of the `state` sent: the redirect is matched by it. */
+  stateHash: string;
+  linkId: string;
+  codeVerifier: string;
+  nonce: string | null;
+  redirectUri: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** Consent links and their pending authorizations (src/consent/consent-links.ts). */
+export interface ConsentLinkRepository {
+  create(link: ConsentLink & { tokenHash: string }): Promise<void>;
+  /** The link whose token hashes to `tokenHash`, used or expired too (so the page can say which). */
+  findByTokenHash(tokenHash: string): Promise<ConsentLink | undefined>;
+  get(id: string): Promise<ConsentLink | undefined>;
+  /** Records an authorization request sent for a link; several may wait at once (two tabs). */
+  addAuthorization(pending: PendingAuthorization): Promise<void>;
+  /**
+   * Removes and returns the pending authorization with this state hash, in one statement, so a
+   * redirect is answered at most once. Undefined: none, or it expired at `now` (and is gone).
+   */
+  takeAuthorization(stateHash: string, now: number): Promise<PendingAuthorization | undefined>;
+  /**
+   * Marks the link used at `now`: a compare-and-swap that succeeds only while it is unused and not
+   * expired at `now`, so two consents racing through one link store at most one grant.
+   */
+  markUsed(id: string, now: number): Promise<boolean>;
+  /** Undoes `markUsed` when the grant could not be stored after all. */
+  markUnused(id: string): Promise<void>;
+  /**
+   * Deletes links (with their authorizations) and authorizations that expired before `before`;
+   * returns how many rows went, authorizations removed with their link not counted.
+   */
+  purgeExpired(before: number): Promise<number>;
+}
+
 /** Small facts about the service itself (which queue transitions were alerted). */
 export interface ServiceStateRepository {
   get(key: string): Promise<string | null>;
@@ -549,6 +600,7 @@ export interface Store {
   clients: ClientRepository;
   apiKeys: ApiKeyRepository;
   sessions: SessionRepository;
+  consentLinks: ConsentLinkRepository;
   serviceState: ServiceStateRepository;
   admin: StoreAdmin;
 }

@@ -37,6 +37,12 @@ export function isClientEvent(event: AlertEvent): event is ClientAlertEvent {
   return event.startsWith('client.');
 }
 
+/**
+ * Grant events whose webhook carries a fresh one-time consent link (when a public URL is set): the
+ * account's owner is who can act on them. An expiry warning belongs here too once it exists.
+ */
+export const CONSENT_LINK_EVENTS: ReadonlySet<GrantAlertEvent> = new Set(['grant.needs_reconsent']);
+
 export interface AlertDecision {
   event: GrantAlertEvent;
   /** What `alertedState` becomes once the alert is queued; null means nothing outstanding. */

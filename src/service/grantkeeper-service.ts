@@ -12,7 +12,9 @@ import { ApiKeyAuthenticator } from '../api/auth.js';
 import { BrowserSessions } from '../api/browser-sessions.js';
 import { buildApiServer } from '../api/server.js';
 import type { ApiLimits } from '../api/server-limits.js';
+import type { AllowedHost } from '../config/config-schema.js';
 import type { LoadedConfig } from '../config/load-config.js';
+import { consentLinkDeps, consentLinkPayload } from '../consent/consent-links.js';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -123,6 +125,7 @@ export async function startGrantkeeper(
           clients: service.app.clients,
           pacer: service.engine.pacer,
           webhookUrls: config.webhookUrls,
+          consentLink: (grant) => consentLinkPayload(consentLinkDeps(service.app, config.publicUrl), grant),
           secret: webhookSecret,
           ...aheadWindows(config),
           metrics,
@@ -173,7 +176,9 @@ export async function startGrantkeeper(
       metrics,
       authenticator,
       sessions: new BrowserSessions(service.app.sessions, authenticator),
-      host: { bind: config.apiHost, allowed: config.apiAllowedHosts },
+      // Browsers reach consent links by the public URL's name, which is then a host we answer for.
+      host: { bind: config.apiHost, allowed: [...config.apiAllowedHosts, ...publicHost(config.publicUrl)] },
+      ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       ...(options.apiLimits ? { limits: options.apiLimits } : {}),
       logger,
     });
@@ -214,4 +219,11 @@ function aheadWindows(config: LoadedConfig['config']): {
 } {
   const ms = (days: number[]) => days.map((d) => Math.round(d * 86_400_000));
   return { grantWindowsMs: ms(config.expiryWarningDays), secretWindowsMs: ms(config.secretWarningDays) };
+}
+
+/** The public URL's host as the Host check admits it: with its port, or on any (a proxy's default). */
+function publicHost(publicUrl: string | undefined): AllowedHost[] {
+  if (!publicUrl) return [];
+  const url = new URL(publicUrl);
+  return [{ host: url.hostname, port: url.port ? Number(url.port) : null }];
 }

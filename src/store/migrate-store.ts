@@ -24,6 +24,8 @@ const SOURCE = {
   refreshEvents: sqliteSchema.refreshEvents,
   apiKeys: sqliteSchema.apiKeys,
   apiSessions: sqliteSchema.apiSessions,
+  consentLinks: sqliteSchema.consentLinks,
+  consentLinkAuthorizations: sqliteSchema.consentLinkAuthorizations,
   meta: sqliteSchema.meta,
 };
 const TARGET = {
@@ -32,6 +34,8 @@ const TARGET = {
   refreshEvents: pgSchema.refreshEvents,
   apiKeys: pgSchema.apiKeys,
   apiSessions: pgSchema.apiSessions,
+  consentLinks: pgSchema.consentLinks,
+  consentLinkAuthorizations: pgSchema.consentLinkAuthorizations,
   meta: pgSchema.meta,
 };
 type TableName = keyof typeof SOURCE;

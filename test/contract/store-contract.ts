@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import type { RefreshEvent } from '../../src/grants/grant.js';
-import type { SaveConsentInput, Store } from '../../src/grants/ports.js';
+import type { ConsentLink, SaveConsentInput, Store } from '../../src/grants/ports.js';
 import { StorageError } from '../../src/grants/storage-error.js';
 import { sleep, testProfile } from '../support/engine.js';
 
@@ -1188,6 +1188,108 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect(await store.apiKeys.remove('contract-session')).toBe(true);
         expect(await store.sessions.findLive('s1', now)).toBeUndefined();
         expect(await store.apiKeys.remove('contract-session')).toBe(false);
+      });
+    });
+
+    describe('consent links', () => {
+      let linkSerial = 0;
+      const link = (overrides: Partial<ConsentLink> = {}) => {
+        const now = Date.now();
+        linkSerial += 1;
+        return {
+          id: `lnk_contract${linkSerial}`,
+          tokenHash: `${linkSerial}`.padStart(64, 'a'),
+          clientRef,
+          label: `@link-${linkSerial}`,
+          createdAt: now,
+          expiresAt: now + 60_000,
+          usedAt: null,
+          ...overrides,
+        };
+      };
+      const pending = (linkId: string, stateHash: string, expiresAt = Date.now() + 60_000) => ({
+        stateHash,
+        linkId,
+        codeVerifier: `verifier-${stateHash}`,
+        nonce: null,
+        redirectUri: 'https://gk.example/callback',
+        createdAt: Date.now(),
+        expiresAt,
+      });
+
+      it('finds a link by its token hash only, and never returns the hash', async () => {
+        const made = link();
+        await store.consentLinks.create(made);
+        const { tokenHash, ...stored } = made;
+        expect(await store.consentLinks.findByTokenHash(tokenHash)).toEqual(stored);
+        expect(await store.consentLinks.get(made.id)).toEqual(stored);
+        expect(await store.consentLinks.findByTokenHash('f'.repeat(64))).toBeUndefined();
+        expect(await store.consentLinks.get('lnk_nothing')).toBeUndefined();
+      });
+
+      it('is used once: a second markUsed, or one after expiry, fails; markUnused reopens it', async () => {
+        const now = Date.now();
+        const made = link();
+        await store.consentLinks.create(made);
+        expect(await store.consentLinks.markUsed(made.id, now)).toBe(true);
+        expect(await store.consentLinks.markUsed(made.id, now + 1)).toBe(false);
+        expect((await store.consentLinks.get(made.id))?.usedAt).toBe(now);
+        await store.consentLinks.markUnused(made.id);
+        expect((await store.consentLinks.get(made.id))?.usedAt).toBeNull();
+        expect(await store.consentLinks.markUsed(made.id, made.expiresAt)).toBe(false);
+        const racing = link();
+        await store.consentLinks.create(racing);
+        const wins = await Promise.all([1, 2, 3].map((n) => store.consentLinks.markUsed(racing.id, now + n)));
+        expect(wins.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('hands each pending authorization out once, and none that expired', async () => {
+        const made = link();
+        await store.consentLinks.create(made);
+        const now = Date.now();
+        await store.consentLinks.addAuthorization({ ...pending(made.id, 'state-a'), nonce: 'n-a' });
+        await store.consentLinks.addAuthorization(pending(made.id, 'state-b'));
+        await store.consentLinks.addAuthorization(pending(made.id, 'state-old', now + 5));
+        expect(await store.consentLinks.takeAuthorization('state-a', now)).toMatchObject({
+          linkId: made.id,
+          codeVerifier: 'verifier-state-a',
+          nonce: 'n-a',
+          redirectUri: 'https://gk.example/callback',
+        });
+        expect(await store.consentLinks.takeAuthorization('state-a', now)).toBeUndefined();
+        expect(await store.consentLinks.takeAuthorization('state-old', now + 5)).toBeUndefined();
+        expect(await store.consentLinks.takeAuthorization('state-old', now)).toBeUndefined();
+        expect(await store.consentLinks.takeAuthorization('state-b', now)).toMatchObject({ nonce: null });
+      });
+
+      it('purges what expired, and goes with its client', async () => {
+        const now = Date.now();
+        const old = link({ expiresAt: now - 10 });
+        const live = link();
+        await store.consentLinks.create(old);
+        await store.consentLinks.create(live);
+        await store.consentLinks.addAuthorization(pending(old.id, 'state-purged'));
+        await store.consentLinks.addAuthorization(pending(live.id, 'state-stale', now - 10));
+        await store.consentLinks.addAuthorization(pending(live.id, 'state-kept'));
+        expect(await store.consentLinks.purgeExpired(now)).toBeGreaterThanOrEqual(2);
+        expect(await store.consentLinks.get(old.id)).toBeUndefined();
+        expect(await store.consentLinks.get(live.id)).toBeDefined();
+        expect(await store.consentLinks.takeAuthorization('state-kept', now)).toBeDefined();
+
+        const own = await store.clients.upsert({
+          name: 'contract-links',
+          profile: testProfile('https://id.example/token'),
+          clientId: 'links-id',
+          authMethod: 'none',
+          scopes: ['openid'],
+          now,
+        });
+        const owned = link({ clientRef: own.id });
+        await store.consentLinks.create(owned);
+        await store.consentLinks.addAuthorization(pending(owned.id, 'state-owned'));
+        expect(await store.clients.remove(own.id, { withGrants: false })).toEqual({ grantLabels: [] });
+        expect(await store.consentLinks.get(owned.id)).toBeUndefined();
+        expect(await store.consentLinks.takeAuthorization('state-owned', now)).toBeUndefined();
       });
     });
 

@@ -25,7 +25,7 @@ import {
   waitFor,
 } from '../support/engine.js';
 import { consentTokens } from '../support/oidc-consent.js';
-import { basicAuth, type OidcServer, startOidcServer } from '../support/oidc-server.js';
+import { type OidcServer, revokeRefreshToken, startOidcServer } from '../support/oidc-server.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { metricValue, parsePrometheus } from '../support/prometheus.js';
 import { leakedSecrets } from '../support/secret-scan.js';
@@ -288,16 +288,7 @@ describe('HTTP API against a running service and oidc-provider', () => {
     // The user revokes access at the provider; the next refresh is refused for good.
     receiver.failNext(500);
     const refreshToken = (await engine.service.app.grants.get(beta.id))!.tokens.refreshToken();
-    const client = oidc.clients[0]!;
-    const revoked = await fetch(oidc.revocationEndpoint, {
-      method: 'POST',
-      headers: {
-        authorization: basicAuth(client.clientId, client.clientSecret!),
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }).toString(),
-    });
-    expect(revoked.status).toBe(200);
+    expect(await revokeRefreshToken(oidc, refreshToken)).toBe(200);
     await pastCoalescing(beta.id);
     const refused = await get('/v1/grants/@beta/refresh', allKey, { method: 'POST' });
     expect(refused.status).toBe(409);

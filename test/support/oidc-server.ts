@@ -375,6 +375,22 @@ interface TokenLike {
   clientId?: string;
 }
 
+/** The user revokes access at the provider: RFC 7009 revocation of a refresh token, as its client. */
+export async function revokeRefreshToken(oidc: OidcServer, refreshToken: string): Promise<number> {
+  const client = oidc.clients[0];
+  if (!client?.clientSecret) throw new Error('revokeRefreshToken needs a confidential client');
+  const res = await fetch(oidc.revocationEndpoint, {
+    method: 'POST',
+    headers: {
+      authorization: basicAuth(client.clientId, client.clientSecret),
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }).toString(),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
 /** RFC 6749 §2.3.1: both parts form-encoded before base64. */
 export function basicAuth(clientId: string, clientSecret: string): string {
   const encode = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
@@ -390,6 +406,11 @@ async function handleInteraction(
 ): Promise<void> {
   const details = await provider.interactionDetails(req, res);
   if (req.method === 'GET' && action === undefined) {
+    // A real browser gets forms to click through; driveConsent() reads the prompt as JSON.
+    if (req.headers.accept?.includes('text/html')) {
+      sendHtml(res, interactionPage(details.uid, details.prompt.name));
+      return;
+    }
     sendJson(res, 200, { uid: details.uid, prompt: details.prompt, params: details.params });
     return;
   }
@@ -441,6 +462,22 @@ async function handleInteraction(
     { consent: existing ? {} : { grantId } },
     { mergeWithLastSubmission: true },
   );
+}
+
+/** The login form (an account id to sign in as) or the consent form (allow / deny). */
+function interactionPage(uid: string, prompt: string): string {
+  const base = `/interaction/${uid}`;
+  const form =
+    prompt === 'login'
+      ? `<form method="post" action="${base}/login"><input name="accountId" aria-label="account"><button id="sign-in" type="submit">Sign in</button></form>`
+      : `<form method="post" action="${base}/confirm"><button id="allow" type="submit">Allow</button></form>` +
+        `<form method="post" action="${base}/abort"><button id="deny" type="submit">Deny</button></form>`;
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${prompt}</title></head><body><h1>${prompt}</h1>${form}</body></html>`;
+}
+
+function sendHtml(res: ServerResponse, html: string): void {
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  res.end(html);
 }
 
 async function driveConsent(

@@ -10,7 +10,7 @@ export interface SavedConsent {
 }
 
 /**
- * Stores a consented grant and queues its first refresh: seeding from the CLI, and (later) consent
+ * Stores a consented grant and queues its first refresh: seeding from the CLI, and consent
  * links, do it here. `mayReplace` refuses, inside the save's transaction, to let a consent take over
  * another account's grant.
  */

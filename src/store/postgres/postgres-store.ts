@@ -11,6 +11,7 @@ import {
 import { KEY_CHECK_CONTEXT, KEY_CHECK_KEY, KEY_CHECK_VALUE } from '../seal-contexts.js';
 import { PostgresApiKeyRepository } from './api-key-repository.js';
 import { PostgresClientRepository } from './client-repository.js';
+import { PostgresConsentLinkRepository } from './consent-link-repository.js';
 import { PostgresGrantRepository } from './grant-repository.js';
 import {
   type OpenPostgresOptions,
@@ -34,6 +35,7 @@ export async function openPostgresStore(options: OpenPostgresOptions & { sealer:
     clients: new PostgresClientRepository(db, pool, options.sealer),
     apiKeys: new PostgresApiKeyRepository(db),
     sessions: new PostgresSessionRepository(db),
+    consentLinks: new PostgresConsentLinkRepository(db),
     serviceState: new PostgresServiceStateRepository(db),
     admin: new PostgresStoreAdmin(database, options.sealer),
   };

@@ -13,6 +13,7 @@ import {
 import { KEY_CHECK_CONTEXT, KEY_CHECK_KEY, KEY_CHECK_VALUE } from '../seal-contexts.js';
 import { SqliteApiKeyRepository } from './api-key-repository.js';
 import { SqliteClientRepository } from './client-repository.js';
+import { SqliteConsentLinkRepository } from './consent-link-repository.js';
 import { SqliteGrantRepository } from './grant-repository.js';
 import { SqliteServiceStateRepository } from './service-state-repository.js';
 import { SqliteSessionRepository } from './session-repository.js';
@@ -43,6 +44,7 @@ export function openSqliteStore(options: OpenStoreOptions & { sealer: Sealer }):
     clients: new SqliteClientRepository(db, options.sealer),
     apiKeys: new SqliteApiKeyRepository(db),
     sessions: new SqliteSessionRepository(db),
+    consentLinks: new SqliteConsentLinkRepository(db),
     serviceState: new SqliteServiceStateRepository(db),
     admin: new SqliteStoreAdmin(database, options.sealer),
   };

@@ -1,0 +1,75 @@
+import { and, eq, gt, isNull, lt } from 'drizzle-orm';
+import { consentLinkAuthorizations, consentLinks } from '../../../db/sqlite/schema.js';
+import type { ConsentLink, ConsentLinkRepository, PendingAuthorization } from '../../grants/ports.js';
+import type { Db } from './sqlite-database.js';
+import { guarded } from './sqlite-errors.js';
+
+const LINK_FIELDS = {
+  id: consentLinks.id,
+  clientRef: consentLinks.clientRef,
+  label: consentLinks.label,
+  createdAt: consentLinks.createdAt,
+  expiresAt: consentLinks.expiresAt,
+  usedAt: consentLinks.usedAt,
+};
+
+/** Consent links on SQLite: only hashes of their tokens and of their requests' states. */
+export class SqliteConsentLinkRepository implements ConsentLinkRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(link: ConsentLink & { tokenHash: string }): Promise<void> {
+    guarded(() => this.db.insert(consentLinks).values(link).run());
+  }
+
+  async findByTokenHash(tokenHash: string): Promise<ConsentLink | undefined> {
+    return guarded(() =>
+      this.db.select(LINK_FIELDS).from(consentLinks).where(eq(consentLinks.tokenHash, tokenHash)).get(),
+    );
+  }
+
+  async get(id: string): Promise<ConsentLink | undefined> {
+    return guarded(() => this.db.select(LINK_FIELDS).from(consentLinks).where(eq(consentLinks.id, id)).get());
+  }
+
+  async addAuthorization(pending: PendingAuthorization): Promise<void> {
+    guarded(() => this.db.insert(consentLinkAuthorizations).values(pending).run());
+  }
+
+  async takeAuthorization(stateHash: string, now: number): Promise<PendingAuthorization | undefined> {
+    const taken = guarded(() =>
+      this.db
+        .delete(consentLinkAuthorizations)
+        .where(eq(consentLinkAuthorizations.stateHash, stateHash))
+        .returning()
+        .get(),
+    );
+    return taken && taken.expiresAt > now ? taken : undefined;
+  }
+
+  async markUsed(id: string, now: number): Promise<boolean> {
+    return guarded(
+      () =>
+        this.db
+          .update(consentLinks)
+          .set({ usedAt: now })
+          .where(and(eq(consentLinks.id, id), isNull(consentLinks.usedAt), gt(consentLinks.expiresAt, now)))
+          .run().changes === 1,
+    );
+  }
+
+  async markUnused(id: string): Promise<void> {
+    guarded(() => this.db.update(consentLinks).set({ usedAt: null }).where(eq(consentLinks.id, id)).run());
+  }
+
+  async purgeExpired(before: number): Promise<number> {
+    return guarded(() =>
+      this.db.transaction((tx) => {
+        const pending = tx
+          .delete(consentLinkAuthorizations)
+          .where(lt(consentLinkAuthorizations.expiresAt, before))
+          .run().changes;
+        return pending + tx.delete(consentLinks).where(lt(consentLinks.expiresAt, before)).run().changes;
+      }),
+    );
+  }
+}
