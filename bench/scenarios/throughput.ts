@@ -108,6 +108,7 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
         grants: count,
         concurrency,
         failedOutcomes: mergeCounts(gk.other, ...pg.failedOutcomes),
+        stalledJobs: { grantkeeper: gk.stalls, bareBullmq: bare.stalls },
         ...(pg.details ? { postgres: pg.details } : {}),
         includingReconcileRatePerSecond: ratePerSecond(gk.completed, gk.startedAt, gk.lastEnd),
         redisCommandsPerJob: {
