@@ -14,6 +14,8 @@ export interface BenchContext {
   redis: Redis;
   /** The token endpoint child: http://127.0.0.1:PORT/token */
   tokenEndpoint: string;
+  /** Another one answering after REALISTIC_LATENCY_MS, as real providers do. */
+  realisticTokenEndpoint: string;
   concurrency: number;
   quick: boolean;
   /** Removed when the run ends, however it ends: seeded dbs and profiles live here. */
