@@ -20,7 +20,7 @@ import { postgresUnavailable, startPrivatePostgres } from '../test/support/priva
 import { catchUp } from './scenarios/catch-up.js';
 import { lateness } from './scenarios/lateness.js';
 import { redisMemory } from './scenarios/redis-memory.js';
-import { throughput } from './scenarios/throughput.js';
+import { REALISTIC_LATENCY_MS, throughput } from './scenarios/throughput.js';
 import { tokenClient } from './scenarios/token-client.js';
 import { tokenReads } from './scenarios/token-reads.js';
 import { compileBenchChildren } from './support/compiled.js';
@@ -81,6 +81,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     });
     cleanups.push(() => endpoint.stop());
     const { port } = await endpoint.next<{ type: 'ready'; port: number }>('ready', 30_000);
+    // A second endpoint answering as real providers do, for the throughput figures at realistic latency.
+    const realistic = forkBenchChild(new URL('./token-endpoint-server.ts', import.meta.url), {
+      args: ['--latency', String(REALISTIC_LATENCY_MS)],
+    });
+    cleanups.push(() => realistic.stop());
+    const realisticPort = (await realistic.next<{ type: 'ready'; port: number }>('ready', 30_000)).port;
 
     // Only the scenarios that measure PostgreSQL pay for a cluster.
     const wantsPostgres = scenarios.some((s) => s === 'throughput' || s === 'token-reads');
@@ -96,6 +102,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       redisUrl: redisServer.url,
       redis,
       tokenEndpoint: `http://127.0.0.1:${port}/token`,
+      realisticTokenEndpoint: `http://127.0.0.1:${realisticPort}/token`,
       concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
       quick,
       tempDir,

@@ -83,6 +83,7 @@ export async function catchUp(ctx: BenchContext, count: number): Promise<Scenari
         grants: count,
         concurrency,
         failedOutcomes: gk.other,
+        stalledJobs: { grantkeeper: gk.stalls, bareBullmq: bare.stalls },
         secondsToFirstClaim: (gk.firstStart - gk.startedAt) / 1000,
         claimToLastCommitRatePerSecond: gk.completed / ((gk.lastEnd - gk.firstStart) / 1000),
       },

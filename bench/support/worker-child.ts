@@ -52,6 +52,8 @@ export interface RunResult {
   /** Last commit (grantkeeper) or last job completion or last response. */
   lastEnd: number;
   completed: number;
+  /** Jobs BullMQ found stalled (a lock not renewed in time): a sign the worker was starved. */
+  stalls: number;
   /** Outcomes other than a committed refresh (grantkeeper only). */
   other: Record<string, number>;
   /** [index or grantId, start] pairs when asked for. */
@@ -64,11 +66,33 @@ const PROGRESS_MS = 250;
 const BARE_QUEUE = 'bare';
 
 /** `done`: refreshes completed; `settled` (grantkeeper): every outcome, failures included. */
-function reportProgress(done: () => number, settled: () => number = done): NodeJS.Timeout {
+function reportProgress(
+  done: () => number,
+  settled: () => number = done,
+  stalls: () => number = () => 0,
+): NodeJS.Timeout {
   return setInterval(
-    () => process.send?.({ type: 'progress', done: done(), settled: settled() }),
+    () => process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() }),
     PROGRESS_MS,
   );
+}
+
+/**
+ * Counts the worker's stalled jobs, and ends the run with an error when BullMQ fails one for
+ * stalling too often: with no reconciler in the bench, that grant would never settle and the run
+ * would wait for it forever.
+ */
+function watchStalls(worker: Worker | undefined, fail: (err: Error) => void): () => number {
+  let stalls = 0;
+  worker?.on('stalled', () => {
+    stalls += 1;
+  });
+  worker?.on('failed', (job, err) => {
+    if (/stalled more than allowable limit/.test(err.message)) {
+      fail(new Error(`job ${job?.id} failed after stalling ${stalls} times in this run: ${err.message}`));
+    }
+  });
+  return () => stalls;
 }
 
 function maxRss(): number {
@@ -113,8 +137,10 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
   const other: Record<string, number> = {};
   const starts: Array<[string, number]> = [];
   let finish: () => void = () => {};
-  const finished = new Promise<void>((resolve) => {
+  let fail: (err: Error) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
     finish = resolve;
+    fail = reject;
   });
   const onStop = (m: unknown) => {
     if ((m as { type?: string }).type === 'stop') finish();
@@ -134,9 +160,11 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
       if (settled >= req.expected) finish();
     },
   };
+  let stalls = () => 0;
   const timer = reportProgress(
     () => completed,
     () => settled,
+    () => stalls(),
   );
   const startedAt = Date.now();
   const service = await startRefreshService(
@@ -152,8 +180,12 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
     logger,
     { env: {}, observers: [observer] },
   );
-  await finished;
-  clearInterval(timer);
+  stalls = watchStalls(service.worker, fail);
+  try {
+    await finished;
+  } finally {
+    clearInterval(timer);
+  }
   process.off('message', onStop);
   const result: RunResult = {
     type: 'result',
@@ -161,6 +193,7 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
     firstStart,
     lastEnd,
     completed,
+    stalls: stalls(),
     other: { ...other },
     ...(req.reportStarts ? { starts } : {}),
     rssAtStartBytes,
@@ -192,10 +225,17 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
   let lastEnd = 0;
   const starts: Array<[number, number]> = [];
   let finish: () => void = () => {};
-  const finished = new Promise<void>((resolve) => {
+  let fail: (err: Error) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
     finish = resolve;
+    fail = reject;
   });
-  const timer = reportProgress(() => completed);
+  let stalls = () => 0;
+  const timer = reportProgress(
+    () => completed,
+    () => completed,
+    () => stalls(),
+  );
   const startedAt = Date.now();
   const worker = new Worker(
     BARE_QUEUE,
@@ -212,14 +252,19 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
     lastEnd = Date.now();
     if (completed >= req.plannedAt.length) finish();
   });
-  await finished;
-  clearInterval(timer);
+  stalls = watchStalls(worker, fail);
+  try {
+    await finished;
+  } finally {
+    clearInterval(timer);
+  }
   const result: RunResult = {
     type: 'result',
     startedAt,
     firstStart,
     lastEnd,
     completed,
+    stalls: stalls(),
     other: {},
     ...(req.reportStarts ? { starts } : {}),
     rssAtStartBytes,
@@ -258,6 +303,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
     firstStart: startedAt,
     lastEnd,
     completed,
+    stalls: 0,
     other: {},
     rssAtStartBytes,
     maxRssBytes: maxRss(),

@@ -14,6 +14,8 @@ export interface BenchContext {
   redis: Redis;
   /** The token endpoint child: http://127.0.0.1:PORT/token */
   tokenEndpoint: string;
+  /** Another one answering after REALISTIC_LATENCY_MS, as real providers do. */
+  realisticTokenEndpoint: string;
   concurrency: number;
   quick: boolean;
   /** Removed when the run ends, however it ends: seeded dbs and profiles live here. */
@@ -32,6 +34,53 @@ export interface BenchContext {
 export type WorkloadResult = RunResult & { profile?: ProfileSummary };
 
 /**
+ * A workload in which nothing settles for this long has lost work (a job failed with no reconciler
+ * to queue it again, a child wedged): the run fails saying so, instead of waiting for ever.
+ */
+export const NO_PROGRESS_LIMIT_MS = 60_000;
+
+/**
+ * Rejects once the settled count has not moved for NO_PROGRESS_LIMIT_MS; `seen` feeds it each
+ * progress message, `stop` ends the watch.
+ */
+function watchProgress(label: string, total: number) {
+  let settled = -1;
+  let stalls = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let reject: (err: Error) => void = () => {};
+  const stuck = new Promise<never>((_, r) => {
+    reject = r;
+  });
+  // Only a rejection that nobody awaited any more would be unhandled; the race below awaits it.
+  stuck.catch(() => {});
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `${label}: nothing settled for ${NO_PROGRESS_LIMIT_MS / 1000} s ` +
+              `(${Math.max(0, settled)} of ${total} settled, ${stalls} stalled jobs): work was lost`,
+          ),
+        ),
+      NO_PROGRESS_LIMIT_MS,
+    );
+  };
+  arm();
+  return {
+    stuck,
+    seen(nowSettled: number, nowStalls: number) {
+      stalls = nowStalls;
+      if (nowSettled !== settled) {
+        settled = nowSettled;
+        arm();
+      }
+    },
+    stop: () => clearTimeout(timer),
+  };
+}
+
+/**
  * Runs one workload in a fresh worker child (see worker-child.ts) against an empty Redis, showing
  * its progress; profiles it with --cpu-prof when asked.
  */
@@ -48,11 +97,15 @@ export async function runWorkload(
     ...(profileDir ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
   });
   const startedAt = Date.now();
+  const watch = watchProgress(label, total);
   try {
-    child.on('progress', (m) => ctx.progress.update(label, Number(m.done), total, startedAt));
+    child.on('progress', (m) => {
+      watch.seen(Number(m.settled ?? m.done), Number(m.stalls ?? 0));
+      ctx.progress.update(label, Number(m.done), total, startedAt);
+    });
     const result = child.next<RunResult>('result');
     child.send({ type: 'run', ...request });
-    const done = await result;
+    const done = await Promise.race([result, watch.stuck]);
     ctx.progress.update(label, done.completed, total, startedAt);
     ctx.progress.finishLine();
     // The child exits on its own after its result, writing its profile as it does.
@@ -60,6 +113,7 @@ export async function runWorkload(
     const profile = profileDir ? summarizeCpuProfiles(profileDir) : undefined;
     return { ...done, ...(profile ? { profile } : {}) };
   } finally {
+    watch.stop();
     await child.stop();
     if (profileDir) rmSync(profileDir, { recursive: true, force: true });
   }
@@ -82,8 +136,10 @@ export async function runWorkloads(
   const startedAt = Date.now();
   const done = requests.map(() => 0);
   const settled = requests.map(() => 0);
+  const stalls = requests.map(() => 0);
   let stopSent = false;
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const watch = watchProgress(label, total);
   try {
     const results = children.map((child) => child.next<RunResult>('result'));
     // One child failing rejects Promise.all; the others' answers must not become unhandled rejections.
@@ -92,6 +148,8 @@ export async function runWorkloads(
       child.on('progress', (m) => {
         done[i] = Number(m.done);
         settled[i] = Number(m.settled ?? m.done);
+        stalls[i] = Number(m.stalls ?? 0);
+        watch.seen(sum(settled), sum(stalls));
         ctx.progress.update(label, sum(done), total, startedAt);
         if (!stopSent && sum(settled) >= total) {
           stopSent = true;
@@ -105,12 +163,13 @@ export async function runWorkloads(
     children.forEach((child, i) => {
       child.send({ type: 'run', ...(requests[i] as RunRequest) });
     });
-    const all = await Promise.all(results);
+    const all = await Promise.race([Promise.all(results), watch.stuck]);
     ctx.progress.update(label, sum(all.map((r) => r.completed)), total, startedAt);
     ctx.progress.finishLine();
     await Promise.all(children.map((child) => child.exited(30_000)));
     return all;
   } finally {
+    watch.stop();
     await Promise.all(children.map((child) => child.stop()));
   }
 }

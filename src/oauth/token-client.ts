@@ -147,6 +147,8 @@ export class TokenClient {
     // whole. They run longer so they never cut in before that timer's stall check.
     this.#agent = new Agent({
       connections: opts.connections ?? null,
+      // One request per connection at a time: a slow answer never holds up the ones queued behind it.
+      pipelining: 1,
       headersTimeout: opts.timeoutMs * 2,
       bodyTimeout: opts.timeoutMs * 2,
     });

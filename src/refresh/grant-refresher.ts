@@ -14,7 +14,7 @@ import {
 } from '../grants/grant.js';
 import type { ClientRepository, GrantRepository, OpenedClient } from '../grants/ports.js';
 import { STORAGE_RETRY_MS, storageFailureOf } from '../grants/storage-error.js';
-import type { Logger } from '../log/logger.js';
+import { type Logger, unredacted } from '../log/logger.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oauth/token-client.js';
 import { forServiceGrant, TokenEndpointError } from '../oauth/token-errors.js';
@@ -80,9 +80,12 @@ export class GrantRefresher {
   /** Grants this process has claimed and not yet settled. */
   private readonly active = new Set<string>();
   private readonly held: HeldCommit;
+  /** For the success line only: its fields are ids and times, never a token. */
+  private readonly auditLog: Logger;
 
   constructor(private readonly deps: GrantRefresherDeps) {
     this.now = deps.now ?? Date.now;
+    this.auditLog = unredacted(deps.logger);
     this.held = new HeldCommit({
       logger: deps.logger,
       storage: deps.storage,
@@ -414,7 +417,7 @@ export class GrantRefresher {
       );
       return { status: 'conflict', grant: committed.grant };
     }
-    this.deps.logger.info(
+    this.auditLog.info(
       {
         grantId: grant.id,
         version: committed.grant.version,

@@ -19,6 +19,9 @@ import { StorageGate } from '../store/storage-gate.js';
 import { Tracing } from '../telemetry/spans.js';
 import type { AppContext } from './app-context.js';
 
+/** Connections per token endpoint beyond the worker's concurrency, for on-demand reads. */
+const ON_DEMAND_CONNECTIONS = 32;
+
 /** Everything that refreshes or reads tokens, for the service and for one-shot CLI commands alike. */
 export interface RefreshEngine {
   tokenClient: TokenClient;
@@ -76,7 +79,11 @@ export function createRefreshEngine(
   const timing = config.refreshTiming;
   const inDoubtGraceMs = config.inDoubtGraceSeconds * 1000;
   const leaseMs = requestTimeoutMs + config.leaseMarginSeconds * 1000;
-  const tokenClient = new TokenClient({ timeoutMs: requestTimeoutMs });
+  // A kept-alive connection per refresh in flight, plus room for on-demand reads beside a full worker.
+  const tokenClient = new TokenClient({
+    timeoutMs: requestTimeoutMs,
+    connections: config.concurrency + ON_DEMAND_CONNECTIONS,
+  });
   // The reserve is room on the disk under a SQLite file; PostgreSQL's disk is not ours to reserve
   // (a full one refuses the claim itself, so no refresh starts).
   const reserveBytes = app.admin.kind === 'sqlite' ? Math.round(config.diskReserveMb * 1024 * 1024) : 0;

@@ -14,10 +14,11 @@ describe.skipIf(unavailable)('PostgreSQL store', () => {
     return {
       open: (sealer) => openPostgresStore({ url, sealer, lockTimeoutMs: 300 }),
       dispose: () => cluster.stop(),
-      async failEventInserts() {
+      async failEventInserts(grantId) {
+        const only = grantId ? `when (new.grant_id = '${grantId}')` : '';
         await cluster.query(
           `create function contract_fail() returns trigger language plpgsql as $$ begin raise exception 'injected'; end $$;
-           create trigger contract_fail_events before insert on refresh_events for each row execute function contract_fail()`,
+           create trigger contract_fail_events before insert on refresh_events for each row ${only} execute function contract_fail()`,
           database,
         );
         return async () => {

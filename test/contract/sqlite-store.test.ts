@@ -11,10 +11,11 @@ describeStoreContract('SQLite', async () => {
   return {
     open: async (sealer) => openSqliteStore({ dataDir, sealer, busyTimeoutMs: 300 }),
     dispose: async () => removeDir(dataDir),
-    async failEventInserts() {
+    async failEventInserts(grantId) {
       const db = outside();
+      const only = grantId ? `when new.grant_id = '${grantId}'` : '';
       db.exec(
-        `create trigger contract_fail_events before insert on refresh_events begin select raise(abort, 'injected'); end`,
+        `create trigger contract_fail_events before insert on refresh_events ${only} begin select raise(abort, 'injected'); end`,
       );
       db.close();
       return async () => {

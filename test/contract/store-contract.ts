@@ -15,8 +15,11 @@ export interface StoreUnderTest {
   open(sealer: Sealer): Promise<Store>;
   /** Drops everything the store holds (the folder, the database). */
   dispose(): Promise<void>;
-  /** From outside the store: every event insert fails (a trigger) until the returned undo runs. */
-  failEventInserts(): Promise<() => Promise<void>>;
+  /**
+   * From outside the store: every event insert (only those of `grantId` when given) fails, by a
+   * trigger, until the returned undo runs.
+   */
+  failEventInserts(grantId?: string): Promise<() => Promise<void>>;
   /**
    * From another connection: holds the store's write lock, longer than the store under test waits
    * for it (the setup opens it with a short lock wait), until the returned release runs.
@@ -595,6 +598,36 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         const committed = await store.grants.commitRefresh(grant.id, 0, update('y'), event('refreshed'));
         expect(committed?.grant.version).toBe(1);
         expect(await store.grants.recentEvents(grant.id, 5)).toHaveLength(1);
+      });
+
+      it('commits that arrive together stand or fall one by one: one whose event cannot be written is undone, the others land', async () => {
+        const grants = await Promise.all(Array.from({ length: 6 }, () => seed()));
+        for (const g of grants) expect(await store.grants.claim(g.id, 0, 'a', LEASE, GRACE)).toBeDefined();
+        const failing = grants[2]?.id as string;
+        const undo = await subject.failEventInserts(failing);
+        let outcomes: PromiseSettledResult<unknown>[];
+        try {
+          outcomes = await Promise.allSettled(
+            grants.map((g) =>
+              store.grants.commitRefresh(g.id, 0, update(`together-${g.id}`), event('refreshed')),
+            ),
+          );
+        } finally {
+          await undo();
+        }
+        for (const [i, g] of grants.entries()) {
+          const after = await store.grants.get(g.id);
+          if (g.id === failing) {
+            expect(outcomes[i]?.status).toBe('rejected');
+            expect(after?.grant).toMatchObject({ version: 0, leaseOwner: 'a' });
+            expect(await store.grants.recentEvents(g.id, 5)).toEqual([]);
+          } else {
+            expect(outcomes[i]?.status).toBe('fulfilled');
+            expect(after?.grant.version).toBe(1);
+            expect(after?.tokens.refreshToken()).toBe(`rt-together-${g.id}`);
+            expect(await store.grants.recentEvents(g.id, 5)).toHaveLength(1);
+          }
+        }
       });
 
       it('a commit refused while another writer holds the lock is a StorageError that changed nothing, and lands once retried', async () => {

@@ -67,6 +67,7 @@ import {
 import { sealContext } from '../seal-contexts.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
+import { WriteBatch } from './write-batch.js';
 
 /**
  * Grants on SQLite. better-sqlite3 is synchronous; each method runs as one unit inside `guarded`,
@@ -85,6 +86,8 @@ export class SqliteGrantRepository implements GrantRepository {
    * in between, which the busy timeout does not wait out (a `seed` beside a busy service).
    */
   private readonly inWriteTransaction: <T>(fn: () => T) => T;
+  /** The refresh hot path's writes (claim, fence, commit), committed together (see WriteBatch). */
+  private readonly batch: WriteBatch;
 
   constructor(
     private readonly db: Db,
@@ -96,6 +99,13 @@ export class SqliteGrantRepository implements GrantRepository {
     const tx = $client.transaction((fn: () => unknown) => fn());
     this.inTransaction = <T>(fn: () => T) => tx(fn) as T;
     this.inWriteTransaction = <T>(fn: () => T) => tx.immediate(fn) as T;
+    const inGuardedTransaction = <T>(fn: () => T) => guarded(() => this.inTransaction(fn));
+    this.batch = new WriteBatch({
+      // Nested, better-sqlite3's transaction function is a savepoint.
+      transaction: inGuardedTransaction,
+      savepoint: inGuardedTransaction,
+      inTransaction: () => $client.inTransaction,
+    });
   }
 
   async get(id: string): Promise<StoredGrant | undefined> {
@@ -219,9 +229,10 @@ export class SqliteGrantRepository implements GrantRepository {
     leaseMs: number,
     inDoubtGraceMs: number,
   ): Promise<StoredGrant | undefined> {
-    return guarded(() =>
-      this.stored(this.hot.claimLease.get({ id, version, owner, leaseMs, graceMs: inDoubtGraceMs })),
+    const row = await this.batch.run(() =>
+      this.hot.claimLease.get({ id, version, owner, leaseMs, graceMs: inDoubtGraceMs }),
     );
+    return this.stored(row);
   }
 
   async leaseView(id: string): Promise<LeaseView | undefined> {
@@ -239,7 +250,10 @@ export class SqliteGrantRepository implements GrantRepository {
     owner: string,
     minRemainingMs: number,
   ): Promise<number | undefined> {
-    return guarded(() => this.hot.markSent.get({ id, version, owner, minRemainingMs })?.remainingMs);
+    // Batched too: the caller's send deadline is counted from before this call, so waiting for the
+    // batch's commit only makes it err early.
+    const row = await this.batch.run(() => this.hot.markSent.get({ id, version, owner, minRemainingMs }));
+    return row?.remainingMs;
   }
 
   async releaseLease(id: string, owner: string, sentAt: number | null): Promise<void> {
@@ -276,15 +290,17 @@ export class SqliteGrantRepository implements GrantRepository {
       refreshEndsReason: update.refreshExpires?.reason ?? null,
       at: event.at,
     };
-    return guarded(() =>
-      this.inTransaction(() => {
-        const stored = this.stored(this.hot.commitRefresh.get(params));
-        if (!stored) return undefined;
-        const conflict = !isLive(stored.grant.state);
+    const row = await this.batch.run(() => {
+      const updated = this.hot.commitRefresh.get(params);
+      if (updated) {
+        const conflict = !isLive(asGrantState(updated.state));
         this.insertEvent(id, version, conflict ? { ...event, outcome: 'conflict' } : event);
-        return { ...stored, conflict };
-      }),
-    );
+      }
+      return updated;
+    });
+    // Opened after the commit: the batch's transaction holds the write lock only for the statements.
+    const stored = this.stored(row);
+    return stored && { ...stored, conflict: !isLive(stored.grant.state) };
   }
 
   async commitRotationOnly(
