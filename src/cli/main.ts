@@ -1,6 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { GrantkeeperError } from '../errors/grantkeeper-error.js';
-import { UserError } from '../errors/user-error.js';
+import { isForPeople } from '../errors/user-error.js';
 import { packageVersion } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
@@ -79,7 +78,7 @@ function reportError(err: unknown, verbose: boolean): number {
   }
   const message = err instanceof Error ? err.message : String(err);
   // Both say what is wrong for the operator; anything else is a bug, worth --verbose.
-  const expected = err instanceof UserError || err instanceof GrantkeeperError;
+  const expected = isForPeople(err);
   if (expected) {
     process.stderr.write(`grantkeeper: ${message}\n`);
   } else {

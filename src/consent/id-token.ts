@@ -8,7 +8,7 @@ import {
   jwtVerify,
 } from 'jose';
 import { request } from 'undici';
-import { UserError } from '../errors/user-error.js';
+import { isForPeople } from '../errors/user-error.js';
 import { MS_TENANT_GUID, type ProviderProfile } from '../oauth/providers.js';
 import { assertSecureEndpoint, readCapped } from '../oauth/token-client.js';
 import { ConsentError, sameSecret } from './callback.js';
@@ -145,7 +145,7 @@ function describeJoseError(err: unknown): string {
     return `the issuer's key set did not answer within ${JWKS_TIMEOUT_MS / 1000} s`;
   }
   if (err instanceof errors.JWKSInvalid) return "the issuer's key set is not a valid JWKS";
-  if (err instanceof UserError) return err.message;
+  if (isForPeople(err)) return err.message;
   if (err instanceof KeySetFetchFailed || err instanceof errors.JOSEError) {
     return `the issuer's key set could not be read (${err.message})`;
   }

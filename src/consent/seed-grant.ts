@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
-import { UserError } from '../errors/user-error.js';
+import { isForPeople, UserError } from '../errors/user-error.js';
 import { saveConsent } from '../grants/actions/save-consent.js';
 import type { Grant } from '../grants/grant.js';
 import type { ClientRepository, GrantRepository, OpenedClient, RefreshScheduler } from '../grants/ports.js';
@@ -229,8 +229,7 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
   } catch (err) {
     await consent.reply({
       ok: false,
-      message:
-        err instanceof UserError ? err.message : 'grantkeeper could not store the grant; see the terminal.',
+      message: isForPeople(err) ? err.message : 'grantkeeper could not store the grant; see the terminal.',
     });
     throw err;
   } finally {

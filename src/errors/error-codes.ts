@@ -38,6 +38,12 @@ export const ERROR_CODES = {
     exitCode: 1,
     meaning: 'grantkeeper cannot use the grant: its tokens do not open with the key, or its client is gone',
   },
+  client_misconfigured: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning:
+      'the client registration cannot make a token request (no secret or key for its auth method, an endpoint that is not https): fix it with `client add`',
+  },
   misdirected_request: {
     httpStatus: 421,
     exitCode: 1,

@@ -23,3 +23,13 @@ export class GrantkeeperError<C extends ErrorCode = ErrorCode> extends Error {
     this.retryAt = options.retryAt;
   }
 }
+
+/**
+ * A client registration that cannot work (no secret or key for its auth method, an endpoint off
+ * https): it will not fix itself, so a refresh that meets one stops the grant as a client error.
+ */
+export class ClientConfigError extends GrantkeeperError<'client_misconfigured'> {
+  constructor(message: string) {
+    super('client_misconfigured', message);
+  }
+}

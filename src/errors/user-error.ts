@@ -1,3 +1,5 @@
+import { GrantkeeperError } from './grantkeeper-error.js';
+
 /**
  * An error whose message is written for the operator: it says what is wrong and what to fix.
  * The CLI prints it as one line (no stack trace unless --verbose) and exits non-zero.
@@ -11,4 +13,12 @@ export class UserError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * True for an error whose message was written for people (a UserError or a coded
+ * GrantkeeperError): it may be shown as it is; anything else is a bug and shows nothing of itself.
+ */
+export function isForPeople(err: unknown): err is UserError | GrantkeeperError {
+  return err instanceof UserError || err instanceof GrantkeeperError;
 }

@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { z } from 'zod';
-import { UserError } from '../errors/user-error.js';
+import { isForPeople, UserError } from '../errors/user-error.js';
 import { assertSecureEndpoint, discardBody, readCapped } from './token-client.js';
 
 export interface IssuerMetadata {
@@ -64,7 +64,7 @@ export async function discoverIssuer(
     try {
       return toMetadata(await fetchJson(location, timeoutMs), issuer);
     } catch (err) {
-      if (!(err instanceof AttemptFailed || err instanceof UserError)) throw err;
+      if (!(err instanceof AttemptFailed || isForPeople(err))) throw err;
       failures.push(`${location}: ${err.message}`);
     }
   }

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
-import { UserError } from '../errors/user-error.js';
+import { ClientConfigError } from '../errors/grantkeeper-error.js';
 import {
   CLIENT_ASSERTION_TYPE,
   type ClientSigningKey,
@@ -117,12 +117,13 @@ export function assertSecureEndpoint(raw: string, what: string): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw new UserError(`${what} is not a valid absolute URL`);
+    throw new ClientConfigError(`${what} is not a valid absolute URL`);
   }
-  if (url.username || url.password) throw new UserError(`${what} must not embed credentials in the URL`);
-  if (url.hash) throw new UserError(`${what} ${url.origin} must not have a #fragment`);
+  if (url.username || url.password)
+    throw new ClientConfigError(`${what} must not embed credentials in the URL`);
+  if (url.hash) throw new ClientConfigError(`${what} ${url.origin} must not have a #fragment`);
   if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))) return url;
-  throw new UserError(
+  throw new ClientConfigError(
     `${what} ${url.origin} must use https (plain http is only allowed on loopback: 127.0.0.0/8, ::1, localhost)`,
   );
 }
@@ -348,7 +349,7 @@ export class TokenClient {
     window: SendWindow = this.#defaultWindow(),
     { onResponse, authenticateClient = true }: SendOptions = {},
   ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders; now: number }> {
-    if (!target.clientId) throw new UserError('the OAuth client has an empty client id');
+    if (!target.clientId) throw new ClientConfigError('the OAuth client has an empty client id');
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json',
@@ -416,7 +417,7 @@ async function authenticate(
   }
   if (target.authMethod === 'private_key_jwt') {
     if (!target.signingKey) {
-      throw new UserError(
+      throw new ClientConfigError(
         `OAuth client ${target.clientId} authenticates with private_key_jwt but has no private key; ` +
           'register it again with --private-key-file',
       );
@@ -431,7 +432,7 @@ async function authenticate(
   }
   const secret = target.clientSecret;
   if (!secret) {
-    throw new UserError(
+    throw new ClientConfigError(
       `OAuth client ${target.clientId} authenticates with ${target.authMethod} but has no client secret; ` +
         'set its secret or register it as a public client (auth method none)',
     );

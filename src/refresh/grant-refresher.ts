@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { SpanKind } from '@opentelemetry/api';
 import { SealError } from '../crypto/sealer.js';
-import { UserError } from '../errors/user-error.js';
+import { ClientConfigError } from '../errors/grantkeeper-error.js';
 import { reachFaultPoint } from '../fault-injection/fault-points.js';
 import {
   type Grant,
@@ -701,7 +701,7 @@ function failureEvent(error: TokenEndpointError, trigger: RefreshTrigger, at: nu
  */
 function asTokenError(err: unknown): TokenEndpointError {
   if (err instanceof TokenEndpointError) return err;
-  if (err instanceof UserError) {
+  if (err instanceof ClientConfigError) {
     return new TokenEndpointError(
       { kind: 'permanent', outcome: 'client_error', code: 'client_misconfigured', message: err.message },
       { cause: err },

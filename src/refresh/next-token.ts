@@ -1,4 +1,4 @@
-import { UserError } from '../errors/user-error.js';
+import { ClientConfigError } from '../errors/grantkeeper-error.js';
 import type { ServiceGrantKind, StoredGrant, TokenRequestParams } from '../grants/grant.js';
 import type { OpenedClient } from '../grants/ports.js';
 import { signAssertion } from '../oauth/client-assertion.js';
@@ -63,7 +63,7 @@ async function jwtBearerToken(
 ): Promise<TokenSet> {
   const key = target.signingKey;
   if (!key) {
-    throw new UserError(
+    throw new ClientConfigError(
       `client ${client.name} has no private key to sign JWT-bearer assertions with; register it with --private-key-file or --key-file`,
     );
   }

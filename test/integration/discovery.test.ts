@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ClientConfigError } from '../../src/errors/grantkeeper-error.js';
 import { UserError } from '../../src/errors/user-error.js';
 import { discoverIssuer, wellKnownUrls } from '../../src/oauth/discovery.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
@@ -143,7 +144,7 @@ describe('discoverIssuer', () => {
   });
 
   it('refuses a plain http issuer off loopback without a request', async () => {
-    await expect(discoverIssuer('http://id.example.com')).rejects.toBeInstanceOf(UserError);
+    await expect(discoverIssuer('http://id.example.com')).rejects.toBeInstanceOf(ClientConfigError);
   });
 
   it('times out a silent server', async () => {

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { UserError } from '../../src/errors/user-error.js';
+import { ClientConfigError } from '../../src/errors/grantkeeper-error.js';
 import { type SendWindow, TokenClient, type TokenEndpointTarget } from '../../src/oauth/token-client.js';
 import { TokenEndpointError } from '../../src/oauth/token-errors.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
@@ -132,7 +132,7 @@ describe('wire format', () => {
     for (const authMethod of ['client_secret_basic', 'client_secret_post'] as const) {
       await expect(
         client.refresh({ tokenEndpoint: fault.url, clientId: 'cid', authMethod }, 'rt'),
-      ).rejects.toBeInstanceOf(UserError);
+      ).rejects.toBeInstanceOf(ClientConfigError);
     }
     expect(fault.requests.length).toBe(before);
   });
@@ -144,7 +144,7 @@ describe('wire format', () => {
       'ftp://x/token',
     ]) {
       await expect(client.refresh({ ...publicTarget(), tokenEndpoint }, 'rt')).rejects.toBeInstanceOf(
-        UserError,
+        ClientConfigError,
       );
     }
     const { refreshToken } = fault.mintGrant();

@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { ClientConfigError } from '../../src/errors/grantkeeper-error.js';
 import { UserError } from '../../src/errors/user-error.js';
 import type { IssuerMetadata } from '../../src/oauth/discovery.js';
 import { parseStoredProfile, resolveProvider } from '../../src/oauth/providers.js';
@@ -212,7 +213,7 @@ describe('oidc resolution', () => {
           device: 'http://auth.example.com/device',
         },
       }),
-    ).rejects.toBeInstanceOf(UserError);
+    ).rejects.toBeInstanceOf(ClientConfigError);
   });
 
   it('refuses explicit endpoints over plain http off loopback', async () => {
@@ -224,7 +225,7 @@ describe('oidc resolution', () => {
           token: 'http://auth.example.com/token',
         },
       }),
-    ).rejects.toBeInstanceOf(UserError);
+    ).rejects.toBeInstanceOf(ClientConfigError);
   });
 
   it('needs an issuer or endpoints', async () => {
