@@ -20,6 +20,11 @@ export function privateKeyContext(clientId: string): string {
   return `client:${clientId}:private_key`;
 }
 
+/** A consent link's pending PKCE verifier: with the provider's code it is worth a grant. */
+export function codeVerifierContext(stateHash: string): string {
+  return `consent:${stateHash}:code_verifier`;
+}
+
 /** The `meta` row holding a value sealed at creation, and what that value is bound to. */
 export const KEY_CHECK_KEY = 'key_check';
 export const KEY_CHECK_CONTEXT = 'meta:key_check';

@@ -28,6 +28,15 @@ describe.skipIf(unavailable)('PostgreSQL store', () => {
           );
         };
       },
+      async storedCodeVerifiers() {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        const { rows } = await client.query<{ code_verifier: string }>(
+          'select code_verifier from consent_link_authorizations',
+        );
+        await client.end();
+        return rows.map((r) => r.code_verifier);
+      },
       async holdWriteLock() {
         const client = new pg.Client({ connectionString: url });
         await client.connect();

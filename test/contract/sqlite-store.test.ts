@@ -24,6 +24,14 @@ describeStoreContract('SQLite', async () => {
         undo.close();
       };
     },
+    async storedCodeVerifiers() {
+      const db = outside();
+      const rows = db.prepare('select code_verifier from consent_link_authorizations').all() as Array<{
+        code_verifier: string;
+      }>;
+      db.close();
+      return rows.map((r) => r.code_verifier);
+    },
     async holdWriteLock() {
       const db = outside();
       db.exec('begin immediate');

@@ -25,6 +25,8 @@ export interface StoreUnderTest {
    * for it (the setup opens it with a short lock wait), until the returned release runs.
    */
   holdWriteLock(): Promise<() => Promise<void>>;
+  /** From outside the store: the pending authorizations' PKCE verifiers as the database holds them. */
+  storedCodeVerifiers(): Promise<string[]>;
 }
 
 export function sealerOf(fill: number, previous: number[] = []): Sealer {
@@ -1293,6 +1295,18 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect(await store.consentLinks.takeAuthorization('state-old', now + 5)).toBeUndefined();
         expect(await store.consentLinks.takeAuthorization('state-old', now)).toBeUndefined();
         expect(await store.consentLinks.takeAuthorization('state-b', now)).toMatchObject({ nonce: null });
+      });
+
+      it('seals a pending PKCE verifier (with the code it is worth a grant)', async () => {
+        const made = link();
+        await store.consentLinks.create(made);
+        await store.consentLinks.addAuthorization(pending(made.id, 'state-sealed'));
+        const stored = await subject.storedCodeVerifiers();
+        expect(stored.length).toBeGreaterThan(0);
+        expect(stored.some((v) => v.includes('verifier-'))).toBe(false);
+        expect(await store.consentLinks.takeAuthorization('state-sealed', Date.now())).toMatchObject({
+          codeVerifier: 'verifier-state-sealed',
+        });
       });
 
       it('purges what expired, and goes with its client', async () => {

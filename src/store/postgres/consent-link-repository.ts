@@ -1,6 +1,8 @@
 import { and, eq, gt, isNull, lt } from 'drizzle-orm';
 import { consentLinkAuthorizations, consentLinks } from '../../../db/postgres/schema.js';
+import type { Sealer } from '../../crypto/sealer.js';
 import type { ConsentLink, ConsentLinkRepository, PendingAuthorization } from '../../grants/ports.js';
+import { codeVerifierContext } from '../seal-contexts.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
@@ -15,7 +17,10 @@ const LINK_FIELDS = {
 
 /** Consent links on PostgreSQL: only hashes of their tokens and of their requests' states. */
 export class PostgresConsentLinkRepository implements ConsentLinkRepository {
-  constructor(private readonly db: PgDb) {}
+  constructor(
+    private readonly db: PgDb,
+    private readonly sealer: Sealer,
+  ) {}
 
   async create(link: ConsentLink & { tokenHash: string }): Promise<void> {
     await guarded(() => this.db.insert(consentLinks).values(link));
@@ -39,7 +44,12 @@ export class PostgresConsentLinkRepository implements ConsentLinkRepository {
   }
 
   async addAuthorization(pending: PendingAuthorization): Promise<void> {
-    await guarded(() => this.db.insert(consentLinkAuthorizations).values(pending));
+    await guarded(() =>
+      this.db.insert(consentLinkAuthorizations).values({
+        ...pending,
+        codeVerifier: this.sealer.seal(pending.codeVerifier, codeVerifierContext(pending.stateHash)),
+      }),
+    );
   }
 
   async takeAuthorization(stateHash: string, now: number): Promise<PendingAuthorization | undefined> {
@@ -49,7 +59,8 @@ export class PostgresConsentLinkRepository implements ConsentLinkRepository {
         .where(eq(consentLinkAuthorizations.stateHash, stateHash))
         .returning(),
     );
-    return taken && taken.expiresAt > now ? taken : undefined;
+    if (!taken || taken.expiresAt <= now) return undefined;
+    return { ...taken, codeVerifier: this.sealer.open(taken.codeVerifier, codeVerifierContext(stateHash)) };
   }
 
   async markUsed(id: string, now: number): Promise<boolean> {

@@ -35,7 +35,7 @@ export async function openPostgresStore(options: OpenPostgresOptions & { sealer:
     clients: new PostgresClientRepository(db, pool, options.sealer),
     apiKeys: new PostgresApiKeyRepository(db),
     sessions: new PostgresSessionRepository(db),
-    consentLinks: new PostgresConsentLinkRepository(db),
+    consentLinks: new PostgresConsentLinkRepository(db, options.sealer),
     serviceState: new PostgresServiceStateRepository(db),
     admin: new PostgresStoreAdmin(database, options.sealer),
   };

@@ -1,6 +1,8 @@
 import { and, eq, gt, isNull, lt } from 'drizzle-orm';
 import { consentLinkAuthorizations, consentLinks } from '../../../db/sqlite/schema.js';
+import type { Sealer } from '../../crypto/sealer.js';
 import type { ConsentLink, ConsentLinkRepository, PendingAuthorization } from '../../grants/ports.js';
+import { codeVerifierContext } from '../seal-contexts.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
@@ -15,7 +17,10 @@ const LINK_FIELDS = {
 
 /** Consent links on SQLite: only hashes of their tokens and of their requests' states. */
 export class SqliteConsentLinkRepository implements ConsentLinkRepository {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly sealer: Sealer,
+  ) {}
 
   async create(link: ConsentLink & { tokenHash: string }): Promise<void> {
     guarded(() => this.db.insert(consentLinks).values(link).run());
@@ -32,7 +37,15 @@ export class SqliteConsentLinkRepository implements ConsentLinkRepository {
   }
 
   async addAuthorization(pending: PendingAuthorization): Promise<void> {
-    guarded(() => this.db.insert(consentLinkAuthorizations).values(pending).run());
+    guarded(() =>
+      this.db
+        .insert(consentLinkAuthorizations)
+        .values({
+          ...pending,
+          codeVerifier: this.sealer.seal(pending.codeVerifier, codeVerifierContext(pending.stateHash)),
+        })
+        .run(),
+    );
   }
 
   async takeAuthorization(stateHash: string, now: number): Promise<PendingAuthorization | undefined> {
@@ -43,7 +56,8 @@ export class SqliteConsentLinkRepository implements ConsentLinkRepository {
         .returning()
         .get(),
     );
-    return taken && taken.expiresAt > now ? taken : undefined;
+    if (!taken || taken.expiresAt <= now) return undefined;
+    return { ...taken, codeVerifier: this.sealer.open(taken.codeVerifier, codeVerifierContext(stateHash)) };
   }
 
   async markUsed(id: string, now: number): Promise<boolean> {

@@ -44,7 +44,7 @@ export function openSqliteStore(options: OpenStoreOptions & { sealer: Sealer }):
     clients: new SqliteClientRepository(db, options.sealer),
     apiKeys: new SqliteApiKeyRepository(db),
     sessions: new SqliteSessionRepository(db),
-    consentLinks: new SqliteConsentLinkRepository(db),
+    consentLinks: new SqliteConsentLinkRepository(db, options.sealer),
     serviceState: new SqliteServiceStateRepository(db),
     admin: new SqliteStoreAdmin(database, options.sealer),
   };
