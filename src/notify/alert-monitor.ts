@@ -49,6 +49,10 @@ export class AlertMonitor implements RefreshObserver {
       this.track(this.queue('grant.conflict', result.grant.id, async () => {}));
       return;
     }
+    if (result.status === 'stopped' && result.incident) {
+      this.track(this.fold(result.grant));
+      return;
+    }
     if ('grant' in result) this.track(this.evaluate(result.grant));
   }
 
@@ -58,8 +62,7 @@ export class AlertMonitor implements RefreshObserver {
    * is logged.
    */
   onClientTransition(client: { id: string }, transition: PaceTransition): void {
-    const event = transition.kind === 'degraded' ? 'client.degraded' : 'client.recovered';
-    this.track(this.queue(event, client.id, async () => {}));
+    this.track(this.queue(`client.${transition.kind}`, client.id, async () => {}));
   }
 
   /**
@@ -115,6 +118,16 @@ export class AlertMonitor implements RefreshObserver {
     await this.queue(decision.event, grant.id, () =>
       grants.markAlerted(grant.id, decision.alertedState, grant.alertedState),
     );
+  }
+
+  /**
+   * A grant stopped under its client's incident: its `client_error` is marked alerted without a
+   * webhook of its own (the client's `client.failing` covers it), so no sweep sends one later.
+   */
+  private async fold(grant: AlertView): Promise<void> {
+    const decision = decideAlert(grant, this.deps.failingAfter, this.now());
+    if (decision?.event !== 'grant.client_error') return this.evaluate(grant);
+    await this.deps.grants.markAlerted(grant.id, grant.alertedState, decision.alertedState);
   }
 
   /** Observers must not throw into the refresh path: a failure here is logged; the sweep retries. */

@@ -12,6 +12,7 @@ export const ALERT_EVENTS = [
   'queue.paused',
   'queue.resumed',
   'client.degraded',
+  'client.failing',
   'client.recovered',
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
