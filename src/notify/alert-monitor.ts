@@ -9,7 +9,7 @@ import type { LoadedConfig } from '../config/load-config.js';
 import type { AlertView, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { PaceTransition } from '../pacing/client-pacer.js';
-import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
+import { connectRedis, type RedisClient, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AlertEvent, decideAlert } from './alert-policy.js';
@@ -168,6 +168,42 @@ export class AlertMonitor implements RefreshObserver {
 }
 
 /**
+ * A monitor for a one-shot command on the service's Redis, when webhooks are configured: it is
+ * not started (the service sweeps), but what the command's own refreshes change is queued at once,
+ * above all a client's transition (an operator's retry that recovers a failing client), which is
+ * reported to this process alone and no sweep would find.
+ */
+export function openCommandAlerts(deps: {
+  loaded: LoadedConfig;
+  grants: GrantRepository;
+  serviceState: ServiceStateRepository;
+  connection: RedisClient;
+  logger: Logger;
+}): { monitor: AlertMonitor; close: () => Promise<void> } | undefined {
+  const { config } = deps.loaded;
+  const secret = deps.loaded.secrets.webhookSecret;
+  if (config.webhookUrls.length === 0 || !secret) return undefined;
+  const queue = createAlertQueue(deps.connection, config.queuePrefix);
+  queue.on('error', () => {});
+  const monitor = new AlertMonitor({
+    grants: deps.grants,
+    serviceState: deps.serviceState,
+    queue,
+    secret,
+    targets: config.webhookUrls.map(webhookTargetId),
+    failingAfter: config.failingAlertAfter,
+    logger: deps.logger,
+  });
+  return {
+    monitor,
+    close: async () => {
+      await monitor.stop();
+      await queue.close().catch(() => {});
+    },
+  };
+}
+
+/**
  * For the consent path in a process without a running monitor (`grantkeeper seed`): queues
  * `grant.recovered` at once when the service's Redis is reachable. Without it, the service's sweep
  * sends it within one reconcile interval, so failing here is harmless and silent.
@@ -183,29 +219,18 @@ export async function onConsentSaved(
   grant: AlertView,
 ): Promise<void> {
   const { config } = deps.loaded;
-  const secret = deps.loaded.secrets.webhookSecret;
-  if (!deps.redis || config.webhookUrls.length === 0 || !secret) return;
+  if (!deps.redis || config.webhookUrls.length === 0 || !deps.loaded.secrets.webhookSecret) return;
   const connection = connectRedis(deps.redis, {
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     lazyConnect: true,
   });
   connection.on('error', () => {});
-  const queue = createAlertQueue(connection, config.queuePrefix);
-  queue.on('error', () => {});
+  const alerts = openCommandAlerts({ ...deps, connection });
   try {
-    const monitor = new AlertMonitor({
-      grants: deps.grants,
-      serviceState: deps.serviceState,
-      queue,
-      secret,
-      targets: config.webhookUrls.map(webhookTargetId),
-      failingAfter: config.failingAlertAfter,
-      logger: deps.logger,
-    });
-    await monitor.onConsentSaved(grant);
+    await alerts?.monitor.onConsentSaved(grant);
   } finally {
-    await queue.close().catch(() => {});
+    await alerts?.close();
     connection.disconnect();
   }
 }

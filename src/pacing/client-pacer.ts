@@ -6,7 +6,7 @@ export type Admission =
   /** Yes. `probe`: the client is degraded and this is its one probe; its outcome must be reported. */
   | { kind: 'go'; probe: boolean }
   /** Not before `retryAt`: the client is paused, or its probe is out. */
-  | { kind: 'later'; retryAt: number; reason: 'paused' | 'probing' }
+  | { kind: 'later'; retryAt: number; reason: 'paused' | 'probing' | 'refused' }
   /**
    * The client's credentials were refused (`failing`) and no probe is due: a scheduled refresh stops
    * its grant as `client_error` without spending a request on the same dead secret.

@@ -5,7 +5,7 @@ import { describeStorageFailure } from '../grants/storage-error.js';
 import type { Logger } from '../log/logger.js';
 import { SPAN_NAMES } from '../telemetry/span-policy.js';
 import { inSpan, type TraceSpan, type Tracing } from '../telemetry/spans.js';
-import type { GrantRefresher, RefreshResult } from './grant-refresher.js';
+import type { GrantRefresher, RefreshResult, RefreshTrigger } from './grant-refresher.js';
 
 export type TokenReadFailure =
   | 'not_found'
@@ -41,6 +41,11 @@ export interface ReadOptions {
   minValidSec?: number;
   /** Refresh even if the current token is still good (after a 401 from the resource server). */
   force?: boolean;
+  /**
+   * An operator's retry (`grantkeeper retry`, POST /v1/grants/:id/retry): the refresh is `forced`,
+   * and for a failing client it is the probe, pause or not.
+   */
+  operator?: boolean;
 }
 
 export interface AccessTokenReaderDeps {
@@ -152,6 +157,7 @@ export class AccessTokenReader {
       stored,
       minValidMs,
       span,
+      options.operator ? 'forced' : 'on_demand',
       force ? grant.version : undefined,
     ).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, promise);
@@ -162,6 +168,7 @@ export class AccessTokenReader {
     start: StoredGrant,
     minValidMs: number,
     span: TraceSpan,
+    trigger: RefreshTrigger,
     staleVersion?: number,
   ): Promise<AccessToken> {
     const deadline = this.now() + this.deps.waitLimitMs;
@@ -173,14 +180,14 @@ export class AccessTokenReader {
         (staleVersion === undefined || grant.version > staleVersion) &&
         grant.accessExpiresAt - this.now() >= minValidMs;
       if (fresh) return toAccessToken(current, grant.version !== start.grant.version);
-      const refresh = span.child(SPAN_NAMES.refresh, { trigger: 'on_demand' });
+      const refresh = span.child(SPAN_NAMES.refresh, { trigger });
       let done: StoredGrant | undefined;
       let result: RefreshResult;
       try {
         result = await this.deps.refresher.refresh(
           grant.id,
           grant.version,
-          'on_demand',
+          trigger,
           refresh,
           grant.clientRef,
         );
@@ -233,9 +240,7 @@ export class AccessTokenReader {
         // Invariant 10: inside the client's pause or past its rate, the provider is not asked.
         throw new TokenReadError(
           'unavailable',
-          result.reason === 'rate'
-            ? `the client's rate limit is spent until ${new Date(result.retryAt).toISOString()}; try again then`
-            : `the provider is rate limiting this client (or failing): its refreshes wait until ${new Date(result.retryAt).toISOString()}`,
+          pacedMessage(result.reason, new Date(result.retryAt).toISOString()),
           result.retryAt,
         );
       case 'deferred':
@@ -326,4 +331,15 @@ function unsatisfiable(minValidMs: number, lifetimeMs: number): TokenReadError {
     'unsatisfiable',
     `a token valid for ${Math.round(minValidMs / 1000)} s was asked for, but this provider's access tokens live ${Math.round(lifetimeMs / 1000)} s`,
   );
+}
+
+function pacedMessage(reason: Extract<RefreshResult, { status: 'paced' }>['reason'], until: string): string {
+  switch (reason) {
+    case 'rate':
+      return `the client's rate limit is spent until ${until}; try again then`;
+    case 'refused':
+      return `the provider refused this grant's client credentials (the client is failing): fix the client (grantkeeper client add), then grantkeeper retry`;
+    default:
+      return `the provider is rate limiting this client (or failing): its refreshes wait until ${until}`;
+  }
 }

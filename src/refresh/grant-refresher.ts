@@ -68,7 +68,7 @@ export type RefreshResult =
    * The client is paced (its rate is spent, it is paused after a 429, or its one probe is out):
    * nothing was sent and the grant is untouched; ask again at `retryAt`.
    */
-  | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'rate' };
+  | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'refused' | 'rate' };
 
 export interface GrantRefresherDeps {
   grants: GrantRepository;
@@ -709,7 +709,7 @@ export function replayMayRevoke(
   return hasRefreshToken(kind) && profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
 }
 
-function paced(later: { retryAt: number; reason: 'paused' | 'probing' | 'rate' }): RefreshResult {
+function paced(later: { retryAt: number; reason: 'paused' | 'probing' | 'refused' | 'rate' }): RefreshResult {
   return { status: 'paced', retryAt: later.retryAt, reason: later.reason };
 }
 

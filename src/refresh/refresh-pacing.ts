@@ -61,7 +61,7 @@ export class RefreshPacing {
       'admit',
     );
     if (admission?.kind === 'refused' && trigger !== 'schedule') {
-      return { kind: 'later', retryAt: admission.retryAt, reason: 'paused' };
+      return { kind: 'later', retryAt: admission.retryAt, reason: 'refused' };
     }
     return admission ?? { kind: 'go', probe: false };
   }
