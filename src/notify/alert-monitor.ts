@@ -6,9 +6,14 @@ import {
   webhookTargetId,
 } from '../../jobs/alert-queue.js';
 import type { LoadedConfig } from '../config/load-config.js';
-import type { AlertView, GrantRepository, ServiceStateRepository } from '../grants/ports.js';
+import type {
+  AlertView,
+  ClientRepository,
+  GrantRepository,
+  ServiceStateRepository,
+} from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
-import type { PaceTransition } from '../pacing/client-pacer.js';
+import type { ClientPacer, PaceTransition } from '../pacing/client-pacer.js';
 import { connectRedis, type RedisClient, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/grant-refresher.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
@@ -24,6 +29,8 @@ export interface AlertMonitorDeps {
   /** Webhook target ids (hashes of their URLs). */
   targets: readonly string[];
   failingAfter: number;
+  /** With them, the sweep also finds a failing client's edges that no process could alert. */
+  clientConditions?: { clients: Pick<ClientRepository, 'list'>; pacer: Pick<ClientPacer, 'condition'> };
   logger: Logger;
   retry?: AlertRetryPolicy;
   now?: () => number;
@@ -62,21 +69,47 @@ export class AlertMonitor implements RefreshObserver {
    * is logged.
    */
   onClientTransition(client: { id: string }, transition: PaceTransition): void {
+    if (transition.kind === 'failing' || (transition.kind === 'recovered' && transition.from === 'failing')) {
+      this.track(this.onClientFailing(client.id, transition.kind === 'failing'));
+      return;
+    }
     this.track(this.queue(`client.${transition.kind}`, client.id, async () => {}));
+  }
+
+  /**
+   * A failing client's incident is also claimed in the store, like a paused queue: the sweep then
+   * alerts an edge whose reporting process could not (a one-shot command without webhooks), once.
+   */
+  private onClientFailing(clientId: string, failing: boolean): Promise<void> {
+    return this.alertEdge(`alerted:client:${clientId}`, 'failing', failing, clientId, [
+      'client.failing',
+      'client.recovered',
+    ]);
   }
 
   /**
    * A queue was found paused or resumed (at start too). The store's compare-and-swap on the queue's
    * alerted state makes each transition alert once across every process watching the queue.
    */
-  async onQueuePause(queue: string, paused: boolean): Promise<void> {
+  onQueuePause(queue: string, paused: boolean): Promise<void> {
+    return this.alertEdge(`alerted:queue:${queue}`, 'paused', paused, queue, [
+      'queue.paused',
+      'queue.resumed',
+    ]);
+  }
+
+  /** Moves `key` between absent and `state` in the store and alerts the edge it made, if it made one. */
+  private async alertEdge(
+    key: string,
+    state: string,
+    on: boolean,
+    subject: string,
+    [onEvent, offEvent]: [AlertEvent, AlertEvent],
+  ): Promise<void> {
     const { serviceState } = this.deps;
-    const key = `alerted:queue:${queue}`;
-    const [from, to] = paused ? [null, 'paused'] : ['paused', null];
+    const [from, to] = on ? [null, state] : [state, null];
     if (!(await serviceState.compareAndSet(key, from, to))) return;
-    await this.queue(paused ? 'queue.paused' : 'queue.resumed', queue, () =>
-      serviceState.compareAndSet(key, to, from),
-    );
+    await this.queue(on ? onEvent : offEvent, subject, () => serviceState.compareAndSet(key, to, from));
   }
 
   /** Call after a consent is saved: a grant that was alerted as dead gets its `grant.recovered`. */
@@ -87,6 +120,12 @@ export class AlertMonitor implements RefreshObserver {
   async sweep(): Promise<void> {
     const candidates = await this.deps.grants.listAlertCandidates();
     await Promise.all(candidates.map((g) => this.evaluate(g)));
+    const conditions = this.deps.clientConditions;
+    if (!conditions) return;
+    for (const client of await conditions.clients.list()) {
+      const { state } = await conditions.pacer.condition(client.id);
+      await this.onClientFailing(client.id, state === 'failing');
+    }
   }
 
   start(intervalMs: number): void {

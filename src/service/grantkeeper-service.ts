@@ -107,6 +107,7 @@ export async function startGrantkeeper(
         secret: webhookSecret,
         targets: config.webhookUrls.map(webhookTargetId),
         failingAfter: config.failingAlertAfter,
+        clientConditions: { clients: service.app.clients, pacer: service.engine.pacer },
         logger,
         ...(options.alertRetry ? { retry: options.alertRetry } : {}),
       });
