@@ -70,7 +70,7 @@ export class AlertMonitor implements RefreshObserver {
    */
   onClientTransition(client: { id: string }, transition: PaceTransition): void {
     if (transition.kind === 'failing' || (transition.kind === 'recovered' && transition.from === 'failing')) {
-      this.track(this.onClientFailing(client.id, transition.kind === 'failing'));
+      this.track(this.syncClient(client.id, transition.kind === 'failing'));
       return;
     }
     this.track(this.queue(`client.${transition.kind}`, client.id, async () => {}));
@@ -79,12 +79,16 @@ export class AlertMonitor implements RefreshObserver {
   /**
    * A failing client's incident is also claimed in the store, like a paused queue: the sweep then
    * alerts an edge whose reporting process could not (a one-shot command without webhooks), once.
+   * The claim is read before the condition: a claim seen means the client was failing by then, so a
+   * condition read after it that says otherwise is a real recovery, never one read too early.
    */
-  private onClientFailing(clientId: string, failing: boolean): Promise<void> {
-    return this.alertEdge(`alerted:client:${clientId}`, 'failing', failing, clientId, [
-      'client.failing',
-      'client.recovered',
-    ]);
+  private async syncClient(clientId: string, observed?: boolean): Promise<void> {
+    const key = `alerted:client:${clientId}`;
+    const alerted = (await this.deps.serviceState.get(key)) === 'failing';
+    const conditions = this.deps.clientConditions;
+    const failing = conditions ? (await conditions.pacer.condition(clientId)).state === 'failing' : observed;
+    if (failing === undefined || failing === alerted) return;
+    await this.alertEdge(key, 'failing', failing, clientId, ['client.failing', 'client.recovered']);
   }
 
   /**
@@ -122,10 +126,7 @@ export class AlertMonitor implements RefreshObserver {
     await Promise.all(candidates.map((g) => this.evaluate(g)));
     const conditions = this.deps.clientConditions;
     if (!conditions) return;
-    for (const client of await conditions.clients.list()) {
-      const { state } = await conditions.pacer.condition(client.id);
-      await this.onClientFailing(client.id, state === 'failing');
-    }
+    for (const client of await conditions.clients.list()) await this.syncClient(client.id);
   }
 
   start(intervalMs: number): void {
