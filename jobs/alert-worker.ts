@@ -21,7 +21,7 @@ import {
   SIGNATURE_HEADER,
   signWebhook,
 } from '../src/notify/webhook-signature.js';
-import type { ClientPacer } from '../src/pacing/client-pacer.js';
+import type { ClientCondition, ClientPacer } from '../src/pacing/client-pacer.js';
 import { widestWindow } from '../src/policy/expiry-warnings.js';
 import { grantHorizon } from '../src/policy/grant-horizon.js';
 import { logRedisErrors } from '../src/redis/connection-watch.js';
@@ -102,6 +102,7 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
         if (!client) return 'no_longer_true';
         body = JSON.stringify(client);
       } else {
+        if (await foldedIntoClient(alert, alert.event, options)) return 'folded';
         if (!(await grantAlertHolds(alert, alert.event, options.grants))) return 'no_longer_true';
         body = JSON.stringify(await grantAlertBody(alert, alert.event, options, job.id ?? ''));
       }
@@ -145,6 +146,21 @@ export function createAlertWorker(options: AlertWorkerOptions): Worker<AlertJobD
   // Connection trouble is logged once per outage by the connection's watch, not per retry here.
   logRedisErrors(worker, logger, 'alert worker error');
   return worker;
+}
+
+/**
+ * A grant stopped as `client_error` while its client is failing is covered by the client's one
+ * `client.failing`: the monitor normally queues nothing for it, and this catches the sweep's copy.
+ */
+async function foldedIntoClient(
+  alert: AlertJobData,
+  event: GrantAlertEvent,
+  options: Pick<AlertWorkerOptions, 'grants' | 'pacer'>,
+): Promise<boolean> {
+  if (event !== 'grant.client_error') return false;
+  const grant = (await options.grants.get(alert.subject))?.grant;
+  if (!grant) return false;
+  return (await options.pacer.condition(grant.clientRef)).state === 'failing';
 }
 
 async function grantAlertHolds(
@@ -252,15 +268,17 @@ async function consentLinkOf(
 async function clientAlertBody(
   alert: AlertJobData,
   event: ClientAlertEvent,
-  options: Pick<AlertWorkerOptions, 'clients' | 'pacer'>,
+  options: Pick<AlertWorkerOptions, 'clients' | 'pacer' | 'grants'>,
   deliveryId: string,
 ) {
   const [client, condition] = await Promise.all([
     options.clients.get(alert.subject),
     options.pacer.condition(alert.subject),
   ]);
-  if ((condition.state === 'degraded') !== (event === 'client.degraded')) return undefined;
+  if (condition.state !== CLIENT_EVENT_STATE[event]) return undefined;
   const iso = (at: number | undefined) => (at === undefined ? null : new Date(at).toISOString());
+  // A credentials incident says how many grants it covers (and, once over, how many await a retry).
+  const grants = event === 'client.degraded' ? {} : { grants: await clientGrantCounts(alert, options) };
   return {
     id: deliveryId,
     type: event,
@@ -271,9 +289,36 @@ async function clientAlertBody(
       provider: client?.profile.kind ?? null,
       state: condition.state,
       reason: condition.reason ?? null,
+      error_code: condition.code ?? null,
       degraded_since: iso(condition.since),
       paused_until: iso(condition.pausedUntil),
+      ...grants,
     },
+  };
+}
+
+/** The condition each client event reports: a job whose client has moved on since sends nothing. */
+const CLIENT_EVENT_STATE: Record<ClientAlertEvent, ClientCondition['state']> = {
+  'client.degraded': 'degraded',
+  'client.failing': 'failing',
+  'client.recovered': 'ok',
+};
+
+/** The client's grants in all, and those stopped as client_error, counted by the store. */
+async function clientGrantCounts(alert: AlertJobData, options: Pick<AlertWorkerOptions, 'grants'>) {
+  const { counts } = await options.grants.fleetSummary({
+    grantIds: null,
+    aheadFrom: alert.at,
+    behindFrom: alert.at,
+    bucketMs: 3_600_000,
+    buckets: 1,
+    keepAlive: [],
+    deadlineHorizonMs: 0,
+  });
+  const mine = counts.filter((c) => c.clientRef === alert.subject);
+  return {
+    total: mine.reduce((n, c) => n + c.count, 0),
+    client_error: mine.find((c) => c.state === 'client_error')?.count ?? 0,
   };
 }
 

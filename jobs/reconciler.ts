@@ -2,9 +2,12 @@ import type { GrantRepository, RefreshScheduler, SchedulableGrant } from '../src
 import type { Logger } from '../src/log/logger.js';
 import type { RedisClient } from '../src/redis/redis-endpoint.js';
 import { type RefreshQueue, refreshJobId } from './refresh-queue.js';
+import { overduePriority } from './refresh-scheduler.js';
 
 /** Grants read and checked against Redis per round trip. */
 const PAGE = 1000;
+/** Overdue jobs looked at concurrently (their commands share the connection's pipeline). */
+const OVERDUE_CHUNK = 200;
 
 export interface ReconcilerOptions {
   intervalMs: number;
@@ -67,7 +70,7 @@ export class Reconciler {
       });
       if (batch.length < PAGE) break;
     }
-    const revived = await this.reviveFinished(overdue);
+    const revived = await this.reviveOverdue(overdue, now);
     const added = await this.scheduler.schedule([...missing, ...revived]);
     const report = { checked, added: added - revived.length, revived: revived.length };
     if (report.added > 0 || report.revived > 0) this.logger.info(report, 'reconciled refresh jobs');
@@ -76,17 +79,27 @@ export class Reconciler {
 
   /**
    * A job that ended (failed without the db recording a new plan, e.g. when the db write itself
-   * failed) still occupies its id; remove it so the plan can be queued again.
+   * failed) still occupies its id; remove it so the plan can be queued again. One still waiting
+   * (Redis kept it while the service was down) is ranked like a new overdue job, so the catch-up
+   * runs most urgent first instead of in plan order.
    */
-  private async reviveFinished(overdue: SchedulableGrant[]): Promise<SchedulableGrant[]> {
+  private async reviveOverdue(overdue: SchedulableGrant[], now: number): Promise<SchedulableGrant[]> {
     const revived: SchedulableGrant[] = [];
-    for (const g of overdue) {
+    const look = async (g: SchedulableGrant) => {
       const id = refreshJobId(g.id, g.version, g.nextRefreshAt);
       const state = await this.queue.getJobState(id);
       if (state === 'failed' || state === 'completed') {
         await this.queue.remove(id);
         revived.push(g);
+        return;
       }
+      const priority = overduePriority(g, now);
+      if (priority === undefined || (state !== 'waiting' && state !== 'delayed')) return;
+      const job = await this.queue.getJob(id);
+      if (job && !job.opts.priority) await job.changePriority({ priority }).catch(() => {});
+    };
+    for (let i = 0; i < overdue.length; i += OVERDUE_CHUNK) {
+      await Promise.all(overdue.slice(i, i + OVERDUE_CHUNK).map(look));
     }
     return revived;
   }

@@ -20,8 +20,10 @@ export function toClientView(client: Client, condition: ClientCondition): Client
     condition: {
       state: condition.state,
       reason: condition.reason ?? null,
+      error_code: condition.code ?? null,
       degraded_since: isoOrNull(condition.since),
       paused_until: isoOrNull(condition.pausedUntil),
+      ramp_until: isoOrNull(condition.rampUntil),
     },
   };
 }

@@ -162,12 +162,14 @@ function renderCards(f) {
     card(f.planned.overdue, 'due now', f.planned.overdue > 0 ? 'warn' : ''),
     card(f.deadlines.within_24h, 'deadlines in 24 h', f.deadlines.within_24h > 0 ? 'bad' : ''),
     card(f.deadlines.within_7d, 'deadlines in 7 d', f.deadlines.within_7d > 0 ? 'warn' : ''),
-    ...(f.by_client.some((c) => c.degraded) ? [card(f.by_client.filter((c) => c.degraded).length, 'clients degraded', 'bad')] : []),
+    ...(f.by_client.some((c) => c.degraded && c.degraded !== 'client_error') ? [card(f.by_client.filter((c) => c.degraded && c.degraded !== 'client_error').length, 'clients degraded', 'bad')] : []),
+    ...(f.by_client.some((c) => c.degraded === 'client_error') ? [card(f.by_client.filter((c) => c.degraded === 'client_error').length, 'clients failing', 'bad')] : []),
   );
   markCards();
   $('clients').textContent = f.by_client.map((c) => c.client + (c.provider ? ' (' + c.provider + ')' : '') + ': ' + number(c.total) + ' — ' +
     c.by_state.map((s) => number(s.count) + ' ' + s.state).join(', ') +
-    (c.degraded ? ' — degraded (' + (c.degraded === 'throttled' ? 'rate limited' : 'failing requests') + '): its refreshes wait' : '')).join(' · ');
+    (c.degraded === 'client_error' ? ' — failing: the provider refused its credentials; fix the client, then retry its grants'
+      : c.degraded ? ' — degraded (' + (c.degraded === 'throttled' ? 'rate limited' : 'failing requests') + '): its refreshes wait' : '')).join(' · ');
   const known = [...clientSelect.options].slice(1).map((o) => o.value).join('\\n');
   const names = f.by_client.map((c) => c.client);
   if (filters.client && !names.includes(filters.client)) names.push(filters.client);

@@ -172,9 +172,11 @@ export const fleetView = z.object({
       total: z.number(),
       by_state: stateCounts,
       degraded: z
-        .enum(['throttled', 'failures'])
+        .enum(['throttled', 'failures', 'client_error'])
         .nullable()
-        .describe('why the client is degraded (its refreshes wait for one probe); null: it is not'),
+        .describe(
+          'why the client is degraded (its refreshes wait for one probe) or failing (client_error: its credentials were refused); null: neither',
+        ),
     }),
   ),
   planned: z.object({
@@ -209,11 +211,17 @@ export const clientView = z.object({
     .describe("the client's token-endpoint budget shared by every replica; null: none"),
   condition: z.object({
     state: z
-      .enum(['ok', 'degraded'])
-      .describe('degraded: paused after a 429 or Retry-After, or its breaker is open; one probe at a time'),
-    reason: z.enum(['throttled', 'failures']).nullable(),
-    degraded_since: isoTime.nullable(),
+      .enum(['ok', 'degraded', 'failing'])
+      .describe(
+        'degraded: paused after a 429 or Retry-After, or its breaker is open; one probe at a time. failing: the provider refused its credentials; its grants stop as client_error without a request each',
+      ),
+    reason: z.enum(['throttled', 'failures', 'client_error']).nullable(),
+    error_code: z.string().nullable().describe('while failing: the provider’s error (invalid_client…)'),
+    degraded_since: isoTime.nullable().describe('when it became degraded or failing'),
     paused_until: isoTime.nullable().describe('no request before this; then one probe decides'),
+    ramp_until: isoTime
+      .nullable()
+      .describe('after a recovery its rate limit ramps back to full until this; null: at full rate'),
   }),
 });
 export type ClientView = z.infer<typeof clientView>;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type LoadedConfig, loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { openCommandAlerts } from '../notify/alert-monitor.js';
 import { managedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
 import { checkRedisReachable, closeConnection, createQueueConnection } from '../redis/redis-connection.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
@@ -56,16 +57,30 @@ export async function withCliContext<T>(
   const app = await openAppContext(loaded, logger, { create: opts.create ?? false });
   let connection: RedisClient | undefined;
   let engine: RefreshEngine | undefined;
+  let alerts: ReturnType<typeof openCommandAlerts>;
   try {
     const redis = opts.redis === false ? ({ state: 'not_running' } as const) : await probeRedis(loaded, app);
     if (redis.state === 'connected') {
       connection = createQueueConnection(redis.endpoint);
       connection.on('error', () => {});
+      alerts = openCommandAlerts({
+        loaded,
+        grants: app.grants,
+        serviceState: app.serviceState,
+        connection,
+        logger,
+      });
     }
-    engine = createRefreshEngine(app, loaded.config, logger, connection ? { connection } : {});
+    engine = createRefreshEngine(
+      app,
+      loaded.config,
+      logger,
+      connection ? { connection, ...(alerts ? { observers: [alerts.monitor] } : {}) } : {},
+    );
     return await fn({ loaded, logger, app, engine, redis, ...(connection ? { connection } : {}) });
   } finally {
     await engine?.close();
+    await alerts?.close();
     if (connection) await closeConnection(connection);
     await app.close();
   }

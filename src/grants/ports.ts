@@ -66,6 +66,9 @@ export interface SchedulableGrant {
   nextRefreshAt: number;
   /** Its job names the client, so pacing can turn the job away before it reaches the store. */
   clientRef: string;
+  /** How urgent it is when overdue (a catch-up refreshes the nearest expiry first); unranked without. */
+  accessExpiresAt?: number;
+  refreshTokenUsedAt?: number;
 }
 
 /** One page of `listSchedulable`: at most `limit` grants, after `after` in its order. */

@@ -140,25 +140,36 @@ export class Metrics implements RefreshObserver {
         }
       },
     });
-    new Gauge({
-      name: 'grantkeeper_client_degraded',
-      help: '1 while a client is degraded (paused after a 429 or Retry-After, or its breaker open): its refreshes wait for one probe',
-      labelNames: ['client'] as const,
-      registers: [this.registry],
-      async collect() {
-        const sources = metrics.sources;
-        if (!sources) return;
-        for (const client of await sources.clients.list()) {
-          const condition = await withTimeout(
-            sources.pacer.condition(client.id).catch(() => undefined),
-            QUEUE_COUNT_TIMEOUT_MS,
-          );
-          if (condition && condition !== TIMED_OUT) {
-            this.set({ client: client.name }, condition.state === 'degraded' ? 1 : 0);
+    const clientGauge = (state: 'degraded' | 'failing', name: string, help: string) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['client'] as const,
+        registers: [this.registry],
+        async collect() {
+          const sources = metrics.sources;
+          if (!sources) return;
+          for (const client of await sources.clients.list()) {
+            const condition = await withTimeout(
+              sources.pacer.condition(client.id).catch(() => undefined),
+              QUEUE_COUNT_TIMEOUT_MS,
+            );
+            if (condition && condition !== TIMED_OUT) {
+              this.set({ client: client.name }, condition.state === state ? 1 : 0);
+            }
           }
-        }
-      },
-    });
+        },
+      });
+    clientGauge(
+      'degraded',
+      'grantkeeper_client_degraded',
+      '1 while a client is degraded (paused after a 429 or Retry-After, or its breaker open): its refreshes wait for one probe',
+    );
+    clientGauge(
+      'failing',
+      'grantkeeper_client_failing',
+      "1 while the provider refuses a client's credentials (invalid_client, unauthorized_client): its grants stop as client_error without a request each",
+    );
     new Gauge({
       name: 'grantkeeper_queue_jobs',
       help: 'Jobs in each BullMQ queue by state',

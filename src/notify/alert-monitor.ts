@@ -14,10 +14,10 @@ import type {
 } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { PaceTransition } from '../pacing/client-pacer.js';
+import type { ClientPacer, PaceTransition } from '../pacing/client-pacer.js';
 import { decodeMark, dueWarning, encodeMark, widestWindow } from '../policy/expiry-warnings.js';
 import { grantHorizon } from '../policy/grant-horizon.js';
-import { connectRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
+import { connectRedis, type RedisClient, type RedisEndpoint } from '../redis/redis-endpoint.js';
 import type { RefreshResult } from '../refresh/outcomes.js';
 import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
 import { type AheadAlertEvent, type AlertEvent, decideAlert } from './alert-policy.js';
@@ -32,6 +32,8 @@ export interface AlertMonitorDeps {
   /** Webhook target ids (hashes of their URLs). */
   targets: readonly string[];
   failingAfter: number;
+  /** With them, the sweep also finds a failing client's edges that no process could alert. */
+  clientConditions?: { clients: Pick<ClientRepository, 'list'>; pacer: Pick<ClientPacer, 'condition'> };
   logger: Logger;
   retry?: AlertRetryPolicy;
   now?: () => number;
@@ -68,6 +70,10 @@ export class AlertMonitor implements RefreshObserver {
       this.track(this.queue('grant.conflict', result.grant.id, async () => {}));
       return;
     }
+    if (result.status === 'stopped' && result.incident) {
+      this.track(this.fold(result.grant));
+      return;
+    }
     if ('grant' in result) this.track(this.evaluate(result.grant));
   }
 
@@ -77,22 +83,51 @@ export class AlertMonitor implements RefreshObserver {
    * is logged.
    */
   onClientTransition(client: { id: string }, transition: PaceTransition): void {
-    const event = transition.kind === 'degraded' ? 'client.degraded' : 'client.recovered';
-    this.track(this.queue(event, client.id, async () => {}));
+    if (transition.kind === 'failing' || (transition.kind === 'recovered' && transition.from === 'failing')) {
+      this.track(this.syncClient(client.id, transition.kind === 'failing'));
+      return;
+    }
+    this.track(this.queue(`client.${transition.kind}`, client.id, async () => {}));
+  }
+
+  /**
+   * A failing client's incident is also claimed in the store, like a paused queue: the sweep then
+   * alerts an edge whose reporting process could not (a one-shot command without webhooks), once.
+   * The claim is read before the condition: a claim seen means the client was failing by then, so a
+   * condition read after it that says otherwise is a real recovery, never one read too early.
+   */
+  private async syncClient(clientId: string, observed?: boolean): Promise<void> {
+    const key = `alerted:client:${clientId}`;
+    const alerted = (await this.deps.serviceState.get(key)) === 'failing';
+    const conditions = this.deps.clientConditions;
+    const failing = conditions ? (await conditions.pacer.condition(clientId)).state === 'failing' : observed;
+    if (failing === undefined || failing === alerted) return;
+    await this.alertEdge(key, 'failing', failing, clientId, ['client.failing', 'client.recovered']);
   }
 
   /**
    * A queue was found paused or resumed (at start too). The store's compare-and-swap on the queue's
    * alerted state makes each transition alert once across every process watching the queue.
    */
-  async onQueuePause(queue: string, paused: boolean): Promise<void> {
+  onQueuePause(queue: string, paused: boolean): Promise<void> {
+    return this.alertEdge(`alerted:queue:${queue}`, 'paused', paused, queue, [
+      'queue.paused',
+      'queue.resumed',
+    ]);
+  }
+
+  /** Moves `key` between absent and `state` in the store and alerts the edge it made, if it made one. */
+  private async alertEdge(
+    key: string,
+    state: string,
+    on: boolean,
+    subject: string,
+    [onEvent, offEvent]: [AlertEvent, AlertEvent],
+  ): Promise<void> {
     const { serviceState } = this.deps;
-    const key = `alerted:queue:${queue}`;
-    const [from, to] = paused ? [null, 'paused'] : ['paused', null];
+    const [from, to] = on ? [null, state] : [state, null];
     if (!(await serviceState.compareAndSet(key, from, to))) return;
-    await this.queue(paused ? 'queue.paused' : 'queue.resumed', queue, () =>
-      serviceState.compareAndSet(key, to, from),
-    );
+    await this.queue(on ? onEvent : offEvent, subject, () => serviceState.compareAndSet(key, to, from));
   }
 
   /** Call after a consent is saved: a grant that was alerted as dead gets its `grant.recovered`. */
@@ -103,7 +138,15 @@ export class AlertMonitor implements RefreshObserver {
   async sweep(): Promise<void> {
     const candidates = await this.deps.grants.listAlertCandidates();
     await Promise.all(candidates.map((g) => this.evaluate(g)));
+    await this.sweepClients();
     if (this.deps.ahead) await this.sweepAhead(this.deps.ahead);
+  }
+
+  /** Client incidents whose edges no process could alert (a command without the webhook secret). */
+  private async sweepClients(): Promise<void> {
+    const conditions = this.deps.clientConditions;
+    if (!conditions) return;
+    for (const client of await conditions.clients.list()) await this.syncClient(client.id);
   }
 
   /**
@@ -194,6 +237,16 @@ export class AlertMonitor implements RefreshObserver {
     );
   }
 
+  /**
+   * A grant stopped under its client's incident: its `client_error` is marked alerted without a
+   * webhook of its own (the client's `client.failing` covers it), so no sweep sends one later.
+   */
+  private async fold(grant: AlertView): Promise<void> {
+    const decision = decideAlert(grant, this.deps.failingAfter, this.now());
+    if (decision?.event !== 'grant.client_error') return this.evaluate(grant);
+    await this.deps.grants.markAlerted(grant.id, grant.alertedState, decision.alertedState);
+  }
+
   /** Observers must not throw into the refresh path: a failure here is logged; the sweep retries. */
   private track(work: Promise<void>): void {
     const tracked = work
@@ -232,6 +285,42 @@ export class AlertMonitor implements RefreshObserver {
 }
 
 /**
+ * A monitor for a one-shot command on the service's Redis, when webhooks are configured: it is
+ * not started (the service sweeps), but what the command's own refreshes change is queued at once,
+ * above all a client's transition (an operator's retry that recovers a failing client), which is
+ * reported to this process alone and no sweep would find.
+ */
+export function openCommandAlerts(deps: {
+  loaded: LoadedConfig;
+  grants: GrantRepository;
+  serviceState: ServiceStateRepository;
+  connection: RedisClient;
+  logger: Logger;
+}): { monitor: AlertMonitor; close: () => Promise<void> } | undefined {
+  const { config } = deps.loaded;
+  const secret = deps.loaded.secrets.webhookSecret;
+  if (config.webhookUrls.length === 0 || !secret) return undefined;
+  const queue = createAlertQueue(deps.connection, config.queuePrefix);
+  queue.on('error', () => {});
+  const monitor = new AlertMonitor({
+    grants: deps.grants,
+    serviceState: deps.serviceState,
+    queue,
+    secret,
+    targets: config.webhookUrls.map(webhookTargetId),
+    failingAfter: config.failingAlertAfter,
+    logger: deps.logger,
+  });
+  return {
+    monitor,
+    close: async () => {
+      await monitor.stop();
+      await queue.close().catch(() => {});
+    },
+  };
+}
+
+/**
  * For the consent path in a process without a running monitor (`grantkeeper seed`): queues
  * `grant.recovered` at once when the service's Redis is reachable. Without it, the service's sweep
  * sends it within one reconcile interval, so failing here is harmless and silent.
@@ -247,29 +336,18 @@ export async function onConsentSaved(
   grant: AlertView,
 ): Promise<void> {
   const { config } = deps.loaded;
-  const secret = deps.loaded.secrets.webhookSecret;
-  if (!deps.redis || config.webhookUrls.length === 0 || !secret) return;
+  if (!deps.redis || config.webhookUrls.length === 0 || !deps.loaded.secrets.webhookSecret) return;
   const connection = connectRedis(deps.redis, {
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     lazyConnect: true,
   });
   connection.on('error', () => {});
-  const queue = createAlertQueue(connection, config.queuePrefix);
-  queue.on('error', () => {});
+  const alerts = openCommandAlerts({ ...deps, connection });
   try {
-    const monitor = new AlertMonitor({
-      grants: deps.grants,
-      serviceState: deps.serviceState,
-      queue,
-      secret,
-      targets: config.webhookUrls.map(webhookTargetId),
-      failingAfter: config.failingAlertAfter,
-      logger: deps.logger,
-    });
-    await monitor.onConsentSaved(grant);
+    await alerts?.monitor.onConsentSaved(grant);
   } finally {
-    await queue.close().catch(() => {});
+    await alerts?.close();
     connection.disconnect();
   }
 }

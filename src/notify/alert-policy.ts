@@ -14,6 +14,7 @@ export const ALERT_EVENTS = [
   'queue.paused',
   'queue.resumed',
   'client.degraded',
+  'client.failing',
   'client.recovered',
   /** Warned ahead: a client secret's end date is within a window. */
   'client.secret_expiring',

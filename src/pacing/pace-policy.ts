@@ -25,13 +25,24 @@ export type PaceOutcome =
   /** 429, or a Retry-After: the whole client waits until then. */
   | { kind: 'throttled'; pauseMs: number }
   /** Timeout, network error, 5xx without Retry-After: counts toward the breaker. */
-  | { kind: 'transient' };
+  | { kind: 'transient' }
+  /** invalid_client, unauthorized_client: the client's credentials, not the grant, were refused. */
+  | { kind: 'refused'; code: string };
 
 /** What a token request's failure (or success: undefined) means for the client's pacing. */
 export function paceOutcome(
-  failure: { status?: number; retryAfterMs?: number; kind: 'permanent' | 'transient' } | undefined,
+  failure:
+    | {
+        status?: number;
+        retryAfterMs?: number;
+        kind: 'permanent' | 'transient';
+        outcome: string;
+        code: string;
+      }
+    | undefined,
 ): PaceOutcome {
   if (!failure) return { kind: 'answered' };
+  if (failure.outcome === 'client_error') return { kind: 'refused', code: failure.code };
   if (failure.status === 429 || failure.retryAfterMs !== undefined) {
     // retryAfterMs is a duration (token-errors.ts parses HTTP-dates against the response's clock).
     const wait = failure.retryAfterMs ?? DEFAULT_THROTTLE_PAUSE_MS;
@@ -42,6 +53,21 @@ export function paceOutcome(
   }
   return { kind: 'answered' };
 }
+
+/**
+ * A failing client's next probe waits this long, doubled for every refused probe up to the cap:
+ * a secret rarely fixes itself, and `client add` or an operator's retry probes at once anyway.
+ */
+export const FAILING_BASE_PAUSE_MS = 60_000;
+export const FAILING_MAX_PAUSE_MS = 60 * 60_000;
+
+/**
+ * After a recovery the rate limit ramps back: the admitted rate starts at this fraction of the
+ * limit and grows linearly to all of it over the ramp, without a burst, so a provider that just
+ * came back is not met with everything that waited.
+ */
+export const RAMP_MS = 30_000;
+export const RAMP_START_FRACTION = 0.1;
 
 /** The pause after the breaker's n-th consecutive opening (1 = the first). */
 export function breakerPauseMs(openings: number): number {

@@ -1,13 +1,24 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from '../redis/redis-endpoint.js';
-import type { Admission, ClientCondition, ClientPacer, PaceTransition, Reservation } from './client-pacer.js';
+import type {
+  Admission,
+  AdmitRequest,
+  ClientCondition,
+  ClientPacer,
+  PaceTransition,
+  Reservation,
+} from './client-pacer.js';
 import {
   BREAKER_BASE_PAUSE_MS,
   BREAKER_FAILURES,
   BREAKER_MAX_PAUSE_MS,
   BREAKER_WINDOW_MS,
+  FAILING_BASE_PAUSE_MS,
+  FAILING_MAX_PAUSE_MS,
   type PaceOutcome,
   PROBE_WAIT_MS,
+  RAMP_MS,
+  RAMP_START_FRACTION,
   RESUME_SPREAD_MS,
 } from './pace-policy.js';
 import { gcraParams, type RateLimit } from './rate-limit.js';
@@ -15,18 +26,30 @@ import { gcraParams, type RateLimit } from './rate-limit.js';
 /**
  * One hash per client, `<prefix>:pace:<clientRef>` (the hash-tagged queue prefix keeps it in the
  * queue's Cluster slot): `tat` (GCRA's theoretical arrival time), `until` (paused before this),
- * `state`/`since`/`reason`/`openings` while degraded, `probeExp` while a probe is out, `fails`
- * (`grant@time` of recent transient failures, one per grant: a grant retrying alone is no burst). Every decision is one script on Redis's clock, so replicas agree.
+ * `state` (`degraded` or `failing`) with `since`/`reason`/`openings` while impaired, `code`/`rev`
+ * (the refused error and the client revision it was refused at) while failing, `probeExp` while a
+ * probe is out, `fails` (`grant@time` of recent transient failures, one per grant: a grant retrying
+ * alone is no burst), `ramp` (when the last recovery began the rate's ramp). Every decision is one
+ * script on Redis's clock, so replicas agree.
  */
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
+// A failing client turns a request away as refused until its next probe is due, unless an operator
+// asks or the client changed since it was refused: then that request may be the probe.
 const ADMIT = `${NOW}
 local key = KEYS[1]
-local v = redis.call('HMGET', key, 'until', 'state', 'probeExp')
+local v = redis.call('HMGET', key, 'until', 'state', 'probeExp', 'rev', 'since', 'code')
 local pausedUntil = tonumber(v[1]) or 0
-if now < pausedUntil then return {1, pausedUntil} end
-if v[2] == 'degraded' then
+local state = v[2]
+if state == 'failing' then
+  if now < pausedUntil and ARGV[2] ~= '1' and v[4] == ARGV[3] then
+    return {3, pausedUntil, tonumber(v[5]) or now, v[6] or 'invalid_client'}
+  end
+elseif now < pausedUntil then
+  return {1, pausedUntil}
+end
+if state == 'degraded' or state == 'failing' then
   local probeExp = tonumber(v[3]) or 0
   if now < probeExp then return {2, now} end
   redis.call('HSET', key, 'probeExp', now + tonumber(ARGV[1]))
@@ -34,12 +57,28 @@ if v[2] == 'degraded' then
 end
 return {0, 0}`;
 
+// While the last recovery's ramp runs, the interval is stretched to the ramp's fraction of the rate
+// and no burst is allowed.
 const RESERVE = `${NOW}
 local key = KEYS[1]
 local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('HGET', key, 'tat')) or 0
+local tolerance = tonumber(ARGV[2])
+local v = redis.call('HMGET', key, 'tat', 'ramp')
+local tat = tonumber(v[1]) or 0
+local ramp = tonumber(v[2])
+if ramp then
+  local elapsed = now - ramp
+  local rampMs = tonumber(ARGV[4])
+  if elapsed < rampMs then
+    local from = tonumber(ARGV[5])
+    interval = interval / (from + (1 - from) * math.max(0, elapsed) / rampMs)
+    tolerance = 0
+  else
+    redis.call('HDEL', key, 'ramp')
+  end
+end
 if tat < now then tat = now end
-local wait = tat - tonumber(ARGV[2]) - now
+local wait = tat - tolerance - now
 if wait > tonumber(ARGV[3]) then return {1, now + math.ceil(wait)} end
 redis.call('HSET', key, 'tat', string.format('%.3f', tat + interval))
 if redis.call('PTTL', key) >= 0 then
@@ -51,13 +90,31 @@ return {0, math.ceil(wait)}`;
 const REPORT = `${NOW}
 local key = KEYS[1]
 local v = redis.call('HMGET', key, 'state', 'until', 'openings', 'fails')
-local degraded = v[1] == 'degraded'
+local state = v[1]
+local impaired = state == 'degraded' or state == 'failing'
 local kind, probe = ARGV[1], ARGV[3] == '1'
 if kind == 'answered' then
-  if degraded and probe then
-    redis.call('HDEL', key, 'state', 'since', 'reason', 'until', 'openings', 'probeExp', 'fails')
+  if impaired and probe then
+    redis.call('HDEL', key, 'state', 'since', 'reason', 'until', 'openings', 'probeExp', 'fails', 'code', 'rev')
+    redis.call('HSET', key, 'ramp', now)
     redis.call('PEXPIRE', key, 3600000)
-    return {'recovered'}
+    return {'recovered', state}
+  end
+  return {}
+end
+if kind == 'refused' then
+  if state ~= 'failing' then
+    redis.call('HSET', key, 'state', 'failing', 'since', now, 'reason', 'client_error', 'code', ARGV[9],
+      'rev', ARGV[10], 'openings', 1, 'until', now + tonumber(ARGV[11]))
+    redis.call('HDEL', key, 'probeExp', 'fails', 'ramp')
+    redis.call('PERSIST', key)
+    return {'failing', ARGV[9]}
+  end
+  if probe then
+    local openings = (tonumber(v[3]) or 1) + 1
+    local pause = math.min(tonumber(ARGV[12]), tonumber(ARGV[11]) * 2 ^ (openings - 1))
+    redis.call('HSET', key, 'openings', openings, 'until', now + pause, 'code', ARGV[9], 'rev', ARGV[10])
+    redis.call('HDEL', key, 'probeExp')
   end
   return {}
 end
@@ -68,13 +125,14 @@ if kind == 'throttled' then
   redis.call('HSET', key, 'until', untilv)
   redis.call('HDEL', key, 'probeExp')
   redis.call('PERSIST', key)
-  if not degraded then
+  if not impaired then
     redis.call('HSET', key, 'state', 'degraded', 'since', now, 'reason', 'throttled', 'openings', 1)
+    redis.call('HDEL', key, 'ramp')
     return {'degraded', 'throttled'}
   end
   return {}
 end
-if degraded then
+if impaired then
   if probe then
     local openings = (tonumber(v[3]) or 1) + 1
     local pause = math.min(tonumber(ARGV[7]), tonumber(ARGV[6]) * 2 ^ (openings - 1))
@@ -98,7 +156,7 @@ distinct = distinct + 1
 if distinct >= tonumber(ARGV[4]) then
   redis.call('HSET', key, 'state', 'degraded', 'since', now, 'reason', 'failures', 'openings', 1,
     'until', now + tonumber(ARGV[6]))
-  redis.call('HDEL', key, 'fails', 'probeExp')
+  redis.call('HDEL', key, 'fails', 'probeExp', 'ramp')
   redis.call('PERSIST', key)
   return {'degraded', 'failures'}
 end
@@ -134,6 +192,10 @@ export interface RedisClientPacerOptions {
   maxInlineWaitMs?: number;
   /** The breaker's numbers (pace-policy.ts defaults). */
   breaker?: BreakerSettings;
+  /** A failing client's probe pauses (pace-policy.ts defaults). */
+  failing?: { basePauseMs: number; maxPauseMs: number };
+  /** The ramp back after a recovery (pace-policy.ts defaults). */
+  ramp?: { ms: number; startFraction: number };
   random?: () => number;
 }
 
@@ -155,6 +217,8 @@ export class RedisClientPacer implements ClientPacer {
   readonly #maxInlineWaitMs: number;
   readonly #random: () => number;
   readonly #breaker: BreakerSettings;
+  readonly #failing: { basePauseMs: number; maxPauseMs: number };
+  readonly #ramp: { ms: number; startFraction: number };
 
   constructor(
     private readonly redis: RedisClient,
@@ -163,16 +227,23 @@ export class RedisClientPacer implements ClientPacer {
     this.#maxInlineWaitMs = options.maxInlineWaitMs ?? 1000;
     this.#random = options.random ?? Math.random;
     this.#breaker = options.breaker ?? DEFAULT_BREAKER;
+    this.#failing = options.failing ?? {
+      basePauseMs: FAILING_BASE_PAUSE_MS,
+      maxPauseMs: FAILING_MAX_PAUSE_MS,
+    };
+    this.#ramp = options.ramp ?? { ms: RAMP_MS, startFraction: RAMP_START_FRACTION };
   }
 
   #key(clientRef: string): string {
     return `${this.options.prefix}:pace:${clientRef}`;
   }
 
-  async admit(clientRef: string): Promise<Admission> {
-    const [code, at] = (await admitScript.run(this.redis, this.#key(clientRef), [
+  async admit(clientRef: string, request: AdmitRequest): Promise<Admission> {
+    const [code, at, since, refused] = (await admitScript.run(this.redis, this.#key(clientRef), [
       this.options.probeTtlMs,
-    ])) as [number, number];
+      request.operator ? 1 : 0,
+      request.revision,
+    ])) as [number, number, number?, string?];
     switch (code) {
       case 0:
         return { kind: 'go', probe: at === 1 };
@@ -183,6 +254,8 @@ export class RedisClientPacer implements ClientPacer {
           retryAt: at + Math.round(this.#random() * RESUME_SPREAD_MS),
           reason: 'paused',
         };
+      case 3:
+        return { kind: 'refused', since: since ?? at, code: refused ?? 'invalid_client', retryAt: at };
       default:
         return {
           kind: 'later',
@@ -198,6 +271,8 @@ export class RedisClientPacer implements ClientPacer {
       intervalMs,
       toleranceMs,
       this.#maxInlineWaitMs,
+      this.#ramp.ms,
+      this.#ramp.startFraction,
     ])) as [number, number];
     return code === 0
       ? { kind: 'go', waitMs: at }
@@ -209,8 +284,9 @@ export class RedisClientPacer implements ClientPacer {
     grantId: string,
     outcome: PaceOutcome,
     probe: boolean,
+    revision = 0,
   ): Promise<PaceTransition | undefined> {
-    const [kind, reason] = (await reportScript.run(this.redis, this.#key(clientRef), [
+    const [kind, detail] = (await reportScript.run(this.redis, this.#key(clientRef), [
       outcome.kind,
       outcome.kind === 'throttled' ? outcome.pauseMs : 0,
       probe ? 1 : 0,
@@ -219,27 +295,45 @@ export class RedisClientPacer implements ClientPacer {
       this.#breaker.basePauseMs,
       this.#breaker.maxPauseMs,
       grantId,
+      outcome.kind === 'refused' ? outcome.code : '',
+      revision,
+      this.#failing.basePauseMs,
+      this.#failing.maxPauseMs,
     ])) as [string?, string?];
-    if (kind === 'recovered') return { kind: 'recovered' };
-    if (kind === 'degraded')
-      return { kind: 'degraded', reason: reason === 'failures' ? 'failures' : 'throttled' };
-    return undefined;
+    switch (kind) {
+      case 'recovered':
+        return { kind: 'recovered', from: detail === 'failing' ? 'failing' : 'degraded' };
+      case 'degraded':
+        return { kind: 'degraded', reason: detail === 'failures' ? 'failures' : 'throttled' };
+      case 'failing':
+        return { kind: 'failing', code: detail ?? '' };
+      default:
+        return undefined;
+    }
   }
 
   async condition(clientRef: string): Promise<ClientCondition> {
-    const [state, since, until, reason] = await this.redis.hmget(
+    const [state, since, until, reason, code, ramp] = await this.redis.hmget(
       this.#key(clientRef),
       'state',
       'since',
       'until',
       'reason',
+      'code',
+      'ramp',
     );
-    if (state !== 'degraded') return { state: 'ok' };
+    if (state !== 'degraded' && state !== 'failing') {
+      // Redis's clock decides the ramp; this one only says whether it is still running.
+      const rampUntil = ramp ? Number(ramp) + this.#ramp.ms : 0;
+      return rampUntil > Date.now() ? { state: 'ok', rampUntil } : { state: 'ok' };
+    }
     return {
-      state: 'degraded',
+      state,
       ...(since ? { since: Number(since) } : {}),
       ...(until ? { pausedUntil: Number(until) } : {}),
-      reason: reason === 'failures' ? 'failures' : 'throttled',
+      ...(state === 'failing'
+        ? { reason: 'client_error', code: code ?? 'invalid_client' }
+        : { reason: reason === 'failures' ? 'failures' : 'throttled' }),
     };
   }
 }

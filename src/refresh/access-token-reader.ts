@@ -7,7 +7,7 @@ import { SPAN_NAMES } from '../telemetry/span-policy.js';
 import { inSpan, type TraceSpan, type Tracing } from '../telemetry/spans.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 import type { GrantRefresher } from './grant-refresher.js';
-import type { RefreshResult, TokenReadFailure } from './outcomes.js';
+import type { RefreshResult, RefreshTrigger, TokenReadFailure } from './outcomes.js';
 
 /** Why a token could not be handed out: the API answers its code's status, the CLI exits 1. */
 export class TokenReadError extends GrantkeeperError<TokenReadFailure> {}
@@ -27,6 +27,11 @@ export interface ReadOptions {
   minValidSec?: number;
   /** Refresh even if the current token is still good (after a 401 from the resource server). */
   force?: boolean;
+  /**
+   * An operator's retry (`grantkeeper retry`, POST /v1/grants/:id/retry): the refresh is `forced`,
+   * and for a failing client it is the probe, pause or not.
+   */
+  operator?: boolean;
 }
 
 export interface AccessTokenReaderDeps {
@@ -138,6 +143,7 @@ export class AccessTokenReader {
       stored,
       minValidMs,
       span,
+      options.operator ? 'forced' : 'on_demand',
       force ? grant.version : undefined,
     ).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, promise);
@@ -148,6 +154,7 @@ export class AccessTokenReader {
     start: StoredGrant,
     minValidMs: number,
     span: TraceSpan,
+    trigger: RefreshTrigger,
     staleVersion?: number,
   ): Promise<AccessToken> {
     const deadline = this.now() + this.deps.waitLimitMs;
@@ -159,14 +166,14 @@ export class AccessTokenReader {
         (staleVersion === undefined || grant.version > staleVersion) &&
         grant.accessExpiresAt - this.now() >= minValidMs;
       if (fresh) return toAccessToken(current, grant.version !== start.grant.version);
-      const refresh = span.child(SPAN_NAMES.refresh, { trigger: 'on_demand' });
+      const refresh = span.child(SPAN_NAMES.refresh, { trigger });
       let done: StoredGrant | undefined;
       let result: RefreshResult;
       try {
         result = await this.deps.refresher.refresh(
           grant.id,
           grant.version,
-          'on_demand',
+          trigger,
           refresh,
           grant.clientRef,
         );
@@ -219,9 +226,7 @@ export class AccessTokenReader {
         // Invariant 10: inside the client's pause or past its rate, the provider is not asked.
         throw new TokenReadError(
           'unavailable',
-          result.reason === 'rate'
-            ? `the client's rate limit is spent until ${new Date(result.retryAt).toISOString()}; try again then`
-            : `the provider is rate limiting this client (or failing): its refreshes wait until ${new Date(result.retryAt).toISOString()}`,
+          pacedMessage(result.reason, new Date(result.retryAt).toISOString()),
           { retryAt: result.retryAt },
         );
       case 'deferred':
@@ -306,4 +311,15 @@ function unsatisfiable(minValidMs: number, lifetimeMs: number): TokenReadError {
     'min_valid_unsatisfiable',
     `a token valid for ${Math.round(minValidMs / 1000)} s was asked for, but this provider's access tokens live ${Math.round(lifetimeMs / 1000)} s`,
   );
+}
+
+function pacedMessage(reason: Extract<RefreshResult, { status: 'paced' }>['reason'], until: string): string {
+  switch (reason) {
+    case 'rate':
+      return `the client's rate limit is spent until ${until}; try again then`;
+    case 'refused':
+      return `the provider refused this grant's client credentials (the client is failing): fix the client (grantkeeper client add), then grantkeeper retry`;
+    default:
+      return `the provider is rate limiting this client (or failing): its refreshes wait until ${until}`;
+  }
 }

@@ -145,7 +145,7 @@ export class GrantRefresher {
     if (this.active.has(grantId)) return { status: 'busy', retryAt: this.now() + this.deps.leaseMs };
     const { pacing } = this.deps;
     // Paced before the claim when the client is known: a paced job then costs the store nothing.
-    let admission: Admission | undefined = clientRef ? await pacing?.admit(clientRef) : undefined;
+    let admission: Admission | undefined = clientRef ? await pacing?.admit(clientRef, trigger) : undefined;
     if (admission?.kind === 'later') return paced(admission);
     const owner = `${this.ownerPrefix}.${++this.claims}`;
     const claimSpan = span.child(SPAN_NAMES.claim);
@@ -162,12 +162,13 @@ export class GrantRefresher {
     if ('result' in outcome) return outcome.result;
     const { grant } = outcome.claimed;
     // A job queued before jobs named their client: paced now, and the claim given back if it waits.
-    admission ??= await pacing?.admit(grant.clientRef);
+    admission ??= await pacing?.admit(grant.clientRef, trigger);
     if (admission?.kind === 'later') {
       await this.deps.grants.releaseLease(grantId, owner, grant.leaseSentAt).catch(() => {});
       return paced(admission);
     }
-    const probe = admission?.probe ?? false;
+    const refused = admission?.kind === 'refused' ? admission : undefined;
+    const probe = admission?.kind === 'go' && admission.probe;
     span.identify(grant).set({ version: grant.version, attempt: grant.consecutiveFailures + 1 });
     this.active.add(grantId);
     const started = this.now();
@@ -175,9 +176,11 @@ export class GrantRefresher {
     try {
       client = await this.deps.clients.openById(grant.clientRef);
       span.set({ provider: client?.profile.kind ?? 'unknown', ...(client ? { client: client.name } : {}) });
-      const result = client
-        ? await this.refreshClaimed(outcome.claimed, client, owner, trigger, span, probe)
-        : await this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`);
+      const result = !client
+        ? await this.markBroken(grant, owner, trigger, `its client ${grant.clientRef} no longer exists`)
+        : refused
+          ? await this.stopRefused(grant, owner, trigger, client, refused)
+          : await this.refreshClaimed(outcome.claimed, client, owner, trigger, span, probe);
       this.notify(grant, client, trigger, this.now() - started, result);
       return result;
     } catch (err) {
@@ -324,8 +327,46 @@ export class GrantRefresher {
       commitSpan.end();
     }
     // After the commit (invariant 3): what the provider said about the client is news for its pacing.
-    await this.deps.pacing?.settle(grant, probe, 'error' in answer ? answer.error : undefined);
-    return result;
+    const covered = await this.deps.pacing?.settle(
+      grant,
+      probe,
+      'error' in answer ? answer.error : undefined,
+    );
+    return covered && result.status === 'stopped' ? { ...result, incident: true } : result;
+  }
+
+  /**
+   * The client's credentials were refused for another grant and nothing has changed since: this
+   * grant stops as `client_error` too, without spending a request on the same dead secret.
+   */
+  private async stopRefused(
+    grant: Grant,
+    owner: string,
+    trigger: RefreshTrigger,
+    client: OpenedClient,
+    refused: Extract<Admission, { kind: 'refused' }>,
+  ): Promise<RefreshResult> {
+    const message = `not sent: the provider refused client ${client.name}'s credentials (${refused.code}) since ${new Date(refused.since).toISOString()}; fix the client (grantkeeper client add), then grantkeeper retry`;
+    const error = new TokenEndpointError({
+      kind: 'permanent',
+      outcome: 'client_error',
+      code: refused.code,
+      requestSent: false,
+      message,
+    });
+    const stopped = await this.deps.grants.recordFailure(
+      grant.id,
+      grant.version,
+      owner,
+      { state: 'client_error', message },
+      { at: this.now(), trigger, outcome: 'client_error', errorCode: refused.code, message },
+    );
+    if (!stopped) return { status: 'overtaken' };
+    this.deps.logger.info(
+      { grantId: grant.id, client: client.name, errorCode: refused.code },
+      "grant stopped with its client's incident: no request sent",
+    );
+    return { status: 'stopped', grant: stopped, error, incident: true };
   }
 
   /** Stores what the token request ended with: new tokens, a salvaged rotation, or the failure. */
@@ -663,7 +704,7 @@ export function replayMayRevoke(
   return hasRefreshToken(kind) && profile.rotatesRefreshTokens && !profile.oldRefreshTokensStayValid;
 }
 
-function paced(later: { retryAt: number; reason: 'paused' | 'probing' | 'rate' }): RefreshResult {
+function paced(later: { retryAt: number; reason: 'paused' | 'probing' | 'refused' | 'rate' }): RefreshResult {
   return { status: 'paced', retryAt: later.retryAt, reason: later.reason };
 }
 

@@ -31,8 +31,11 @@ export type RefreshResult =
   | { status: 'overtaken' }
   /** A transient failure (or a lost answer): recorded; the grant is due again at `grant.nextRefreshAt`. */
   | { status: 'retrying'; grant: Grant; error: TokenEndpointError; inDoubt: boolean }
-  /** A permanent failure: the grant now needs an operator (`needs_reconsent` or `client_error`). */
-  | { status: 'stopped'; grant: Grant; error: TokenEndpointError }
+  /**
+   * A permanent failure: the grant now needs an operator (`needs_reconsent` or `client_error`).
+   * `incident`: its client is failing, and the client's one incident covers it (no alert of its own).
+   */
+  | { status: 'stopped'; grant: Grant; error: TokenEndpointError; incident?: boolean }
   /** An answer came for a grant stopped meanwhile: its tokens are stored, its state is kept. */
   | { status: 'conflict'; grant: Grant }
   /** grantkeeper cannot use the grant (its tokens do not open, its client is gone): `broken`. */
@@ -43,7 +46,7 @@ export type RefreshResult =
    * The client is paced (its rate is spent, it is paused after a 429, or its one probe is out):
    * nothing was sent and the grant is untouched; ask again at `retryAt`.
    */
-  | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'rate' };
+  | { status: 'paced'; retryAt: number; reason: 'paused' | 'probing' | 'refused' | 'rate' };
 
 /** Why a token read failed: codes of the error vocabulary, a stopped grant's being its state. */
 export type TokenReadFailure = Extract<

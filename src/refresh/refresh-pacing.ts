@@ -6,6 +6,7 @@ import type { Admission, ClientPacer, PaceTransition, Reservation } from '../pac
 import { paceOutcome } from '../pacing/pace-policy.js';
 import type { RateLimit } from '../pacing/rate-limit.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
+import type { RefreshTrigger } from './outcomes.js';
 
 /** A client's rate limit is read from the store at most this often per process. */
 const LIMIT_CACHE_MS = 10_000;
@@ -18,10 +19,18 @@ const PACER_TIMEOUT_MS = 500;
 export interface PacingDeps {
   pacer: ClientPacer;
   clients: Pick<ClientRepository, 'get'>;
-  /** Told once, across every replica, when a client becomes degraded or recovers. */
+  /** Told once, across every replica, when a client becomes degraded or failing, or recovers. */
   onTransition: (client: { id: string; name: string }, transition: PaceTransition) => void;
   logger: Logger;
   now?: () => number;
+}
+
+/** What pacing needs of a client, read from the store at most every LIMIT_CACHE_MS. */
+interface ClientFacts {
+  limit: RateLimit | undefined;
+  name: string;
+  /** Its `updatedAt`: a client changed since its incident gets a probe at once. */
+  revision: number;
 }
 
 /** The rate-limit slot's answer: sent (after any short wait), or the time the rate frees up. */
@@ -33,16 +42,28 @@ export type Slot = { kind: 'go' } | Extract<Reservation, { kind: 'later' }>;
  * transition into one log line and one observer call.
  */
 export class RefreshPacing {
-  readonly #limits = new Map<string, { limit: RateLimit | undefined; name: string; at: number }>();
+  readonly #limits = new Map<string, ClientFacts & { at: number }>();
   readonly #now: () => number;
 
   constructor(private readonly deps: PacingDeps) {
     this.#now = deps.now ?? Date.now;
   }
 
-  /** Paused, or its probe out elsewhere: `later`. A Redis that does not answer lets it go. */
-  async admit(clientRef: string): Promise<Admission> {
-    return (await this.#bounded(this.deps.pacer.admit(clientRef), 'admit')) ?? { kind: 'go', probe: false };
+  /**
+   * Paused, or its probe out elsewhere: `later`. Failing: `refused` for a scheduled refresh (its
+   * grant stops without a request), `later` for a reader (invariant 10), the probe for an
+   * operator's retry. A Redis that does not answer lets it go.
+   */
+  async admit(clientRef: string, trigger: RefreshTrigger): Promise<Admission> {
+    const { revision } = await this.#client(clientRef);
+    const admission = await this.#bounded(
+      this.deps.pacer.admit(clientRef, { operator: trigger === 'forced', revision }),
+      'admit',
+    );
+    if (admission?.kind === 'refused' && trigger !== 'schedule') {
+      return { kind: 'later', retryAt: admission.retryAt, reason: 'refused' };
+    }
+    return admission ?? { kind: 'go', probe: false };
   }
 
   /** Waits out a short rate-limit slot itself; a longer wait is `later`. No limit: go at once. */
@@ -55,42 +76,69 @@ export class RefreshPacing {
     return { kind: 'go' };
   }
 
-  /** Reports how the request ended (`failure` undefined: the provider answered). */
+  /**
+   * Reports how the request ended (`failure` undefined: the provider answered). True when the
+   * answer was a refusal of the client's credentials that its incident now covers: the grant's own
+   * `client_error` alert is folded into the client's.
+   */
   async settle(
     grant: { id: string; clientRef: string },
     probe: boolean,
     failure: TokenEndpointError | undefined,
-  ): Promise<void> {
-    if (failure?.code === 'not_sent') return;
+  ): Promise<boolean> {
+    if (failure?.code === 'not_sent') return false;
     const { clientRef } = grant;
     const outcome = paceOutcome(failure);
     // Only a probe's answer can end a degraded spell: any other answer is no news for the pacer,
     // and skipping it keeps the commonest refresh free of a round trip.
-    if (outcome.kind === 'answered' && !probe) return;
-    const transition = await this.#bounded(
-      this.deps.pacer.report(clientRef, grant.id, outcome, probe),
+    if (outcome.kind === 'answered' && !probe) return false;
+    const { name, revision } = await this.#client(clientRef);
+    const reported = await this.#bounded(
+      this.deps.pacer
+        .report(clientRef, grant.id, outcome, probe, revision)
+        .then((transition) => ({ transition })),
       'report',
     );
-    if (!transition) return;
-    const { name } = await this.#client(clientRef);
-    if (transition.kind === 'degraded') {
-      this.deps.logger.warn(
-        { client: name, reason: transition.reason },
-        transition.reason === 'throttled'
-          ? 'client degraded: the provider asked us to slow down; its refreshes wait, one probe at a time'
-          : 'client degraded: a burst of transient failures; its refreshes wait, one probe at a time',
-      );
-    } else {
-      this.deps.logger.info({ client: name }, 'client recovered: its probe was answered');
+    const transition = reported?.transition;
+    if (transition) {
+      this.#log(name, transition);
+      this.deps.onTransition({ id: clientRef, name }, transition);
     }
-    this.deps.onTransition({ id: clientRef, name }, transition);
+    return reported !== undefined && outcome.kind === 'refused';
   }
 
-  async #client(clientRef: string): Promise<{ limit: RateLimit | undefined; name: string }> {
+  #log(client: string, transition: PaceTransition): void {
+    const { logger } = this.deps;
+    switch (transition.kind) {
+      case 'degraded':
+        logger.warn(
+          { client, reason: transition.reason },
+          transition.reason === 'throttled'
+            ? 'client degraded: the provider asked us to slow down; its refreshes wait, one probe at a time'
+            : 'client degraded: a burst of transient failures; its refreshes wait, one probe at a time',
+        );
+        return;
+      case 'failing':
+        logger.error(
+          { client, errorCode: transition.code },
+          'client failing: the provider refused its credentials; its grants stop as client_error without a request each (fix the client, then grantkeeper retry)',
+        );
+        return;
+      case 'recovered':
+        logger.info({ client, from: transition.from }, 'client recovered: its probe was answered');
+    }
+  }
+
+  async #client(clientRef: string): Promise<ClientFacts> {
     const cached = this.#limits.get(clientRef);
     if (cached && this.#now() - cached.at < LIMIT_CACHE_MS) return cached;
     const client = await this.deps.clients.get(clientRef);
-    const entry = { limit: client?.profile.rateLimit, name: client?.name ?? clientRef, at: this.#now() };
+    const entry = {
+      limit: client?.profile.rateLimit,
+      name: client?.name ?? clientRef,
+      revision: client?.updatedAt ?? 0,
+      at: this.#now(),
+    };
     this.#limits.set(clientRef, entry);
     return entry;
   }

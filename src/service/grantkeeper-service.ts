@@ -110,6 +110,7 @@ export async function startGrantkeeper(
         secret: webhookSecret,
         targets: config.webhookUrls.map(webhookTargetId),
         failingAfter: config.failingAlertAfter,
+        clientConditions: { clients: service.app.clients, pacer: service.engine.pacer },
         logger,
         ...(options.alertRetry ? { retry: options.alertRetry } : {}),
         ahead: { clients: service.app.clients, ...aheadWindows(config), metrics },

@@ -229,11 +229,14 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         expect((await store.grants.listByClient(clientRef)).map((g) => g.id)).toContain(due.id);
         expect(await store.grants.listByClient('c_nothing')).toEqual([]);
         const schedulable = await store.grants.listSchedulable(Date.now() + 60_000, { limit: 10_000 });
+        // With what a catch-up ranks it by (nearest access expiry, then oldest refresh-token use).
         expect(schedulable).toContainEqual({
           id: due.id,
           version: 0,
           nextRefreshAt: due.nextRefreshAt,
           clientRef,
+          accessExpiresAt: due.accessExpiresAt,
+          refreshTokenUsedAt: due.refreshTokenUsedAt,
         });
         expect(schedulable.map((g) => g.id)).not.toContain(later.id);
         expect(schedulable.map((g) => g.id)).not.toContain(dead.id);
@@ -244,7 +247,14 @@ export function describeStoreContract(adapter: string, setup: () => Promise<Stor
         const ours = [];
         for (const offset of [3, 0, 1, 1, 2]) ours.push(await seed({ nextRefreshAt: base + offset }));
         const expected = ours
-          .map((g) => ({ id: g.id, version: 0, nextRefreshAt: g.nextRefreshAt, clientRef: g.clientRef }))
+          .map((g) => ({
+            id: g.id,
+            version: 0,
+            nextRefreshAt: g.nextRefreshAt,
+            clientRef: g.clientRef,
+            accessExpiresAt: g.accessExpiresAt,
+            refreshTokenUsedAt: g.refreshTokenUsedAt,
+          }))
           .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt || (a.id < b.id ? -1 : 1));
         const seen = [];
         let after: { id: string; nextRefreshAt: number } | undefined;

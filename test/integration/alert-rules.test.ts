@@ -68,6 +68,9 @@ function promtoolTest(
   samples: Sample[],
   expected: Record<string, Array<Record<string, string>>>,
 ): { ok: boolean; output: string } {
+  // An expectation for a rule the file does not have would otherwise pass unchecked.
+  const unknown = Object.keys(expected).filter((alertname) => !ALERTS.includes(alertname));
+  if (unknown.length > 0) return { ok: false, output: `no such rule: ${unknown.join(', ')}` };
   const file = join(dir, `${name}.test.yml`);
   const test = {
     rule_files: [rulesWithoutAnnotations(dir)],
@@ -156,8 +159,18 @@ describe.skipIf(!promtool)('the Prometheus alert rules against recorded scrapes'
       { kind: 'throttled', pauseMs: 600_000 },
       false,
     );
+    // And another client's secret was rotated at the provider: it is failing.
+    const refused = await addClient(engine, profile, { clientId: 'rotated', name: 'rotated-client' });
+    await engine.service.engine.pacer.report(
+      refused.id,
+      grants[1]?.id ?? '',
+      { kind: 'refused', code: 'invalid_client' },
+      false,
+      refused.updatedAt,
+    );
     const fault = await scrape();
     const firing = promtoolTest(dir, 'fault', fault, {
+      GrantkeeperClientFailing: [{ severity: 'critical', client: 'rotated-client' }],
       GrantkeeperGrantsStopped: [{ severity: 'critical', state: 'needs_reconsent' }],
       GrantkeeperQueuePaused: [{ severity: 'critical', queue: 'refresh' }],
       GrantkeeperClientDegraded: [{ severity: 'warning', client: 'test-client' }],

@@ -213,6 +213,26 @@ describe('the paged grant listing and the fleet summary', () => {
     expect((await get(readerKey, '/v1/clients')).status).toBe(403);
   });
 
+  it('marks a failing client: its credentials were refused, with the error, on the page and in the API', async () => {
+    const [, support] = clients as [Client, Client];
+    await engine.service.engine.pacer.report(
+      support.id,
+      'g_any',
+      { kind: 'refused', code: 'invalid_client' },
+      false,
+      support.updatedAt,
+    );
+    const fleet = ((await (await get(adminKey, '/v1/fleet')).json()) as FleetView).by_client;
+    expect(fleet.find((c) => c.client === 'support')?.degraded).toBe('client_error');
+    const listed = (await (await get(adminKey, '/v1/clients')).json()) as { clients: ClientView[] };
+    expect(listed.clients.find((c) => c.name === 'support')?.condition).toMatchObject({
+      state: 'failing',
+      reason: 'client_error',
+      error_code: 'invalid_client',
+      degraded_since: expect.any(String),
+    });
+  });
+
   it('serves uPlot from node_modules with a long cache and no session', async () => {
     expect(ASSETS.uplotScript).toBe('assets/uplot-1.6.32.min.js');
     const script = await fetch(`${base}/${ASSETS.uplotScript}`);

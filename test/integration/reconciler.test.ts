@@ -126,4 +126,38 @@ describe('reconciler', () => {
     expect(await reconciler.reconcileOnce()).toMatchObject({ revived: 1 });
     expect(['waiting', 'delayed', 'prioritized']).toContain(await queue.getJobState(id));
   });
+
+  it('ranks overdue jobs that Redis kept while the service was down, most urgent first', async () => {
+    const { reconciler } = make();
+    // Planned in one order, with access expiries in another (minutes from now).
+    const expiries = [40, -10, 25, 5];
+    const planned = [];
+    for (const [i, minutes] of expiries.entries()) {
+      const g = await grants.saveConsent({
+        clientRef,
+        label: `kept-${i}`,
+        accessToken: 'a',
+        refreshToken: 'r',
+        accessExpiresAt: now + minutes * 60_000,
+        accessLifetimeMs: HOUR,
+        refreshTokenUsedAt: now,
+        nextRefreshAt: now - HOUR + i * 60_000,
+        now,
+      });
+      planned.push({ g, minutes });
+    }
+    // Queued unranked, as by a scheduler that ran while they were still ahead.
+    await queue.addBulk(
+      planned.map(({ g }) => ({
+        name: g.clientRef,
+        data: { grantId: g.id, version: 0 },
+        opts: { jobId: refreshJobId(g.id, 0, g.nextRefreshAt) },
+      })),
+    );
+    expect(await reconciler.reconcileOnce()).toMatchObject({ added: 0, revived: 0 });
+    const ranked = await queue.getPrioritized();
+    const minutesOf = new Map(planned.map(({ g, minutes }) => [g.id, minutes]));
+    const ours = ranked.filter((j) => minutesOf.has(j.data.grantId));
+    expect(ours.map((j) => minutesOf.get(j.data.grantId))).toEqual([...expiries].sort((a, b) => a - b));
+  });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { refreshJobId } from '../../jobs/refresh-queue.js';
+import { retryGrant } from '../../src/grants/actions/retry.js';
 import type { Grant, StoredGrant } from '../../src/grants/grant.js';
 import {
   addClient,
@@ -254,6 +255,15 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     expect((await recentEvents(seeded.id))[0]).toMatchObject({ outcome: state });
     const failed = await engine.service.engine.queue.getFailed();
     expect(failed.some((j) => j.data.grantId === seeded.id)).toBe(true);
+    if (state === 'client_error') {
+      // The refusal is the client's: it is failing for every replica until a probe is answered, and
+      // an operator's retry (the provider takes the client again) is that probe.
+      const { pacer, actions } = engine.service.engine;
+      expect(await pacer.condition(clientRef)).toMatchObject({ state: 'failing', code: 'invalid_client' });
+      const stored = await grants().get(seeded.id);
+      expect(stored && (await retryGrant(actions, stored))?.ok).toBe(true);
+      expect(await pacer.condition(clientRef)).toMatchObject({ state: 'ok' });
+    }
   });
 
   it('stops a grant whose client lost its secret as client_error, without a request', async () => {

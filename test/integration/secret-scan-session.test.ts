@@ -222,7 +222,8 @@ describe('full-run secret scan', { timeout: 150_000 }, () => {
     // Either this refresh met invalid_client, or the worker met it first and the grant is stopped.
     expect(refused.stderr).toMatch(/invalid_client|client_error/);
     await waitFor(
-      () => receiver.received.some((w) => w.json.type === 'grant.client_error'),
+      // One incident for the client, whose grant's own client_error alert it covers.
+      () => receiver.received.some((w) => w.json.type === 'client.failing'),
       'the alert',
       15_000,
     );
@@ -263,6 +264,6 @@ describe('full-run secret scan', { timeout: 150_000 }, () => {
     expect(places.redis.length).toBeGreaterThan(100);
     expect(places.cli).toMatch(/client_error/);
     expect(places.logs).toMatch(/client_error/);
-    expect(places.webhooks).toMatch(/grant\.client_error/);
+    expect(places.webhooks).toMatch(/client\.failing/);
   });
 });

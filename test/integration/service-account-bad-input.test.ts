@@ -201,7 +201,7 @@ describe('a private key the server does not know', () => {
     if (dataDir) removeDir(dataDir);
   });
 
-  it('is refused as invalid_client: grant add stores nothing; a live grant becomes client_error with one alert', async () => {
+  it('is refused as invalid_client: grant add stores nothing; a live grant becomes client_error with one client alert', async () => {
     const app = engine.service.app;
     const profile = await resolveProvider({ kind: 'oidc', issuer: oidc.issuer });
     const register = (pem: string, kid: string) =>
@@ -235,10 +235,15 @@ describe('a private key the server does not know', () => {
       return g?.state === 'client_error' ? g : undefined;
     }, 'the grant to stop as client_error');
     expect(stopped.lastError).toMatch(/invalid_client/);
-    const alerts = () => receiver.received.filter((r) => r.json.grant?.id === grant.id);
-    await waitFor(() => alerts().length > 0, 'the client_error alert', 10_000);
+    // The refusal is the client's: one client.failing covers the grant, no grant.client_error of its own.
+    const alerts = () =>
+      receiver.received.filter(
+        (r) =>
+          r.json.grant?.id === grant.id || (r.json.client as { id?: string } | undefined)?.id === right.id,
+      );
+    await waitFor(() => alerts().length > 0, 'the client.failing alert', 10_000);
     await new Promise((r) => setTimeout(r, 2500));
-    expect(alerts().map((a) => a.json.type)).toEqual(['grant.client_error']);
+    expect(alerts().map((a) => a.json.type)).toEqual(['client.failing']);
     expect(oidc.counters.errors.invalid_client).toBe(2);
   });
 });

@@ -67,7 +67,7 @@ export function registerStatusCommand(program: Command): void {
           now,
           AHEAD_MS,
         );
-        const degraded = clients.filter((c) => c.condition.state === 'degraded');
+        const impaired = clients.filter((c) => c.condition.state !== 'ok');
         // The disk under a SQLite file is ours to watch; PostgreSQL's is its operator's.
         const disk = app.admin.kind === 'sqlite' ? engine.storage.diskReport() : null;
         const status = {
@@ -133,7 +133,7 @@ export function registerStatusCommand(program: Command): void {
               ],
               ['ahead (30 d)', aheadLine(ahead, now)],
               ['queue', counts ? queueLine(counts, paused) : '-'],
-              ['clients', clientsLine(clients.length, degraded)],
+              ['clients', clientsLine(clients.length, impaired)],
               ['redis', redisLine],
               [
                 'db',
@@ -173,13 +173,27 @@ function aheadLine(ahead: readonly AheadItem[], now: number): string {
   return colors.yellow(`${ahead.length}: ${each.join('; ')}${more}`);
 }
 
-function clientsLine(total: number, degraded: ClientView[]): string {
-  if (degraded.length === 0) return String(total);
-  const each = degraded.map(
-    (c) =>
-      `${c.name} (${c.condition.reason === 'failures' ? 'failing requests' : 'rate limited'}${c.condition.paused_until ? `, paused until ${c.condition.paused_until}` : ''})`,
-  );
-  return `${total}, ${colors.yellow(`${degraded.length} degraded: ${each.join('; ')}`)}`;
+function clientsLine(total: number, impaired: ClientView[]): string {
+  if (impaired.length === 0) return String(total);
+  const line = (state: ClientView['condition']['state'], color: (text: string) => string) => {
+    const these = impaired.filter((c) => c.condition.state === state);
+    if (these.length === 0) return [];
+    const each = these.map((c) => `${c.name} (${conditionText(c.condition)})`);
+    return [color(`${these.length} ${state}: ${each.join('; ')}`)];
+  };
+  return [String(total), ...line('failing', colors.red), ...line('degraded', colors.yellow)].join(', ');
+}
+
+function conditionText(condition: ClientView['condition']): string {
+  const until = condition.paused_until ? `, paused until ${condition.paused_until}` : '';
+  switch (condition.reason) {
+    case 'client_error':
+      return `credentials refused: ${condition.error_code ?? 'invalid_client'}; fix the client, then grantkeeper retry`;
+    case 'failures':
+      return `failing requests${until}`;
+    default:
+      return `rate limited${until}`;
+  }
 }
 
 function queueLine(counts: Record<string, number>, paused: boolean): string {

@@ -21,7 +21,7 @@ export async function retryGrant(
   const current = await ctx.grants.get(revived.id);
   if (!current) return undefined;
   try {
-    const token = await ctx.reader.readGrant(current, { force: true });
+    const token = await ctx.reader.readGrant(current, { force: true, operator: true });
     const after = (await ctx.grants.get(revived.id))?.grant ?? current.grant;
     return { ok: true, grant: after, token };
   } catch (err) {

@@ -246,6 +246,8 @@ export class PostgresGrantRepository implements GrantRepository {
           version: grants.version,
           nextRefreshAt: grants.nextRefreshAt,
           clientRef: grants.clientRef,
+          accessExpiresAt: grants.accessExpiresAt,
+          refreshTokenUsedAt: grants.refreshTokenUsedAt,
         })
         .from(grants)
         .where(

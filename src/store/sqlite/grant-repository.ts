@@ -170,6 +170,8 @@ export class SqliteGrantRepository implements GrantRepository {
           version: grants.version,
           nextRefreshAt: grants.nextRefreshAt,
           clientRef: grants.clientRef,
+          accessExpiresAt: grants.accessExpiresAt,
+          refreshTokenUsedAt: grants.refreshTokenUsedAt,
         })
         .from(grants)
         .where(
