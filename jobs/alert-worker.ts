@@ -212,7 +212,10 @@ const DAY_MS = 86_400_000;
 async function aheadAlertBody(
   alert: AlertJobData,
   event: AheadAlertEvent,
-  options: Pick<AlertWorkerOptions, 'grants' | 'clients' | 'grantWindowsMs' | 'secretWindowsMs' | 'now'>,
+  options: Pick<
+    AlertWorkerOptions,
+    'grants' | 'clients' | 'grantWindowsMs' | 'secretWindowsMs' | 'now' | 'consentLink' | 'logger'
+  >,
   deliveryId: string,
 ) {
   const now = (options.now ?? Date.now)();
@@ -238,6 +241,8 @@ async function aheadAlertBody(
   const client = await options.clients.get(grant.clientRef);
   const { renewableUntil, needsConsentBy } = grantHorizon(grant, client?.profile.refreshIdleLimitSec);
   if (!needsConsentBy || needsConsentBy.at - now > widestWindow(options.grantWindowsMs)) return undefined;
+  // Renewing before the deadline is a consent too: the owner gets the link that does it.
+  const link = CONSENT_LINK_EVENTS.has(event) ? await consentLinkOf(grant, options) : undefined;
   return {
     ...head,
     grant: { id: grant.id, label: grant.label, state: grant.state, client: client?.name ?? null },
@@ -245,6 +250,7 @@ async function aheadAlertBody(
     reason: needsConsentBy.reason,
     days_left: daysLeft(needsConsentBy.at),
     renewable_until: renewableUntil && iso(renewableUntil.at),
+    ...(link ? { consent_link: link } : {}),
   };
 }
 

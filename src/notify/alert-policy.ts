@@ -40,9 +40,12 @@ export function isClientEvent(event: AlertEvent): event is ClientAlertEvent {
 
 /**
  * Grant events whose webhook carries a fresh one-time consent link (when a public URL is set): the
- * account's owner is who can act on them. An expiry warning belongs here too once it exists.
+ * account's owner is who can act on them, before the grant dies or after.
  */
-export const CONSENT_LINK_EVENTS: ReadonlySet<GrantAlertEvent> = new Set(['grant.needs_reconsent']);
+export const CONSENT_LINK_EVENTS: ReadonlySet<GrantAlertEvent | AheadAlertEvent> = new Set([
+  'grant.needs_reconsent',
+  'grant.expiring',
+]);
 
 export interface AlertDecision {
   event: GrantAlertEvent;

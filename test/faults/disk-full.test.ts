@@ -153,7 +153,7 @@ describe.skipIf(unavailable !== undefined)('the disk holding the database full',
     const pausedAt = Date.now();
     // A minimum of a whole token lifetime: always more than is left, never more than a fresh one has.
     await expect(reader.read(ids[0]!, { minValidSec: 3 })).rejects.toMatchObject({
-      reason: 'storage_unavailable',
+      code: 'storage_unavailable',
       message: expect.stringMatching(/^the disk holding the database is full/),
     });
     const answer = await fetch(`${api}/v1/grants/${ids[1]}/token?min_valid=3`, {

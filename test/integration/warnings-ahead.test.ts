@@ -3,6 +3,7 @@ import type { Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AlertQueue, createAlertQueue, webhookTargetId } from '../../jobs/alert-queue.js';
 import { createAlertWorker } from '../../jobs/alert-worker.js';
+import { consentLinkDeps, consentLinkPayload } from '../../src/consent/consent-links.js';
 import { seedGrant } from '../../src/consent/seed-grant.js';
 import { NO_SCHEDULER } from '../../src/grants/ports.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -29,6 +30,8 @@ const SECRET = 'webhook-secret-for-warnings';
  * token answers from the fault endpoint: the clock the monitor and worker read is moved, the
  * store's and Redis's are not.
  */
+const PUBLIC_URL = 'https://gk.example';
+
 describe('warnings ahead: grant.expiring and client.secret_expiring', () => {
   let endpoint: FaultEndpoint;
   let rig: RefresherRig;
@@ -84,6 +87,7 @@ describe('warnings ahead: grant.expiring and client.secret_expiring', () => {
       secret: SECRET,
       grantWindowsMs: ahead.grantWindowsMs,
       secretWindowsMs: ahead.secretWindowsMs,
+      consentLink: (grant) => consentLinkPayload(consentLinkDeps(rig.store, PUBLIC_URL), grant),
       metrics,
       logger,
       now,
@@ -141,6 +145,8 @@ describe('warnings ahead: grant.expiring and client.secret_expiring', () => {
       renewable_until: new Date(hardEnd).toISOString(),
       reason: 'refresh_token_expires_in',
       days_left: 6.5,
+      // The owner can renew ahead from the webhook: a fresh one-time link for this grant's label.
+      consent_link: { url: expect.stringMatching(/^https:\/\/gk\.example\/connect\//), label: seeded.label },
     });
 
     // Still inside 7 days, not yet 1: nothing more.
