@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
+import { openCommandAlerts } from '../../jobs/alert-monitor.js';
 import { type LoadedConfig, loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { openCommandAlerts } from '../notify/alert-monitor.js';
 import { managedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
 import { checkRedisReachable, closeConnection, createQueueConnection } from '../redis/redis-connection.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';

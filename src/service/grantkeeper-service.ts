@@ -1,5 +1,6 @@
 import type { Queue, Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import { AlertMonitor } from '../../jobs/alert-monitor.js';
 import {
   type AlertJobData,
   type AlertQueue,
@@ -18,7 +19,6 @@ import { consentLinkDeps, consentLinkPayload } from '../consent/consent-links.js
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
-import { AlertMonitor } from '../notify/alert-monitor.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { startTracing } from '../telemetry/tracing.js';

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import type { Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AlertMonitor } from '../../jobs/alert-monitor.js';
 import { type AlertQueue, createAlertQueue, webhookTargetId } from '../../jobs/alert-queue.js';
 import { createAlertWorker } from '../../jobs/alert-worker.js';
 import { consentLinkDeps, consentLinkPayload } from '../../src/consent/consent-links.js';
@@ -8,7 +9,6 @@ import { seedGrant } from '../../src/consent/seed-grant.js';
 import { NO_SCHEDULER } from '../../src/grants/ports.js';
 import { createLogger } from '../../src/log/logger.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { AlertMonitor } from '../../src/notify/alert-monitor.js';
 import { SIGNATURE_HEADER, verifyWebhookSignature } from '../../src/notify/webhook-signature.js';
 import { NO_PACER } from '../../src/pacing/client-pacer.js';
 import {

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import open from 'open';
+import { onConsentSaved } from '../../../jobs/alert-monitor.js';
 import { type ConsentMode, seedGrant } from '../../consent/seed-grant.js';
 import { UserError } from '../../errors/user-error.js';
-import { onConsentSaved } from '../../notify/alert-monitor.js';
 import { syncConfigClients } from '../../service/sync-config-clients.js';
 import { withCliContext } from '../cli-context.js';
 import { storedGrantView } from '../grant-lookup.js';

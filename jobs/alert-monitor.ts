@@ -1,26 +1,26 @@
+import type { LoadedConfig } from '../src/config/load-config.js';
+import type {
+  AlertView,
+  ClientRepository,
+  GrantRepository,
+  ServiceStateRepository,
+} from '../src/grants/ports.js';
+import type { Logger } from '../src/log/logger.js';
+import type { Metrics } from '../src/metrics/metrics.js';
+import { type AheadAlertEvent, type AlertEvent, decideAlert } from '../src/notify/alert-policy.js';
+import type { ClientPacer, PaceTransition } from '../src/pacing/client-pacer.js';
+import { decodeMark, dueWarning, encodeMark, widestWindow } from '../src/policy/expiry-warnings.js';
+import { grantHorizon } from '../src/policy/grant-horizon.js';
+import { connectRedis, type RedisClient, type RedisEndpoint } from '../src/redis/redis-endpoint.js';
+import type { RefreshResult } from '../src/refresh/outcomes.js';
+import type { RefreshAttempt, RefreshObserver } from '../src/refresh/refresh-observer.js';
 import {
   type AlertQueue,
   type AlertRetryPolicy,
   createAlertQueue,
   enqueueAlert,
   webhookTargetId,
-} from '../../jobs/alert-queue.js';
-import type { LoadedConfig } from '../config/load-config.js';
-import type {
-  AlertView,
-  ClientRepository,
-  GrantRepository,
-  ServiceStateRepository,
-} from '../grants/ports.js';
-import type { Logger } from '../log/logger.js';
-import type { Metrics } from '../metrics/metrics.js';
-import type { ClientPacer, PaceTransition } from '../pacing/client-pacer.js';
-import { decodeMark, dueWarning, encodeMark, widestWindow } from '../policy/expiry-warnings.js';
-import { grantHorizon } from '../policy/grant-horizon.js';
-import { connectRedis, type RedisClient, type RedisEndpoint } from '../redis/redis-endpoint.js';
-import type { RefreshResult } from '../refresh/outcomes.js';
-import type { RefreshAttempt, RefreshObserver } from '../refresh/refresh-observer.js';
-import { type AheadAlertEvent, type AlertEvent, decideAlert } from './alert-policy.js';
+} from './alert-queue.js';
 
 export interface AlertMonitorDeps {
   grants: GrantRepository;
