@@ -15,6 +15,7 @@ import {
   CleanupStack,
   createApiKey,
   envSeconds,
+  type GrantSnapshot,
   type HoldingGate,
   inactiveAccessTokens,
   pauseProcess,
@@ -206,15 +207,30 @@ describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared d
     await sample();
     // Every grant refreshed again after the last fault: nothing was left stuck.
     const afterFaults = new Map((await snapshot()).map((g) => [g.row.id, g.row.version]));
+    const refreshedAgain = (g: GrantSnapshot) =>
+      g.row.state === 'active' && g.row.version > (afterFaults.get(g.row.id) ?? 0);
+    // Generous: on a 2-core machine busy with the rest of the suite, three nodes, their store polls
+    // and PostgreSQL's recovery share the CPU. What is stuck is named, without a secret.
     await waitFor(
-      async () =>
-        (await snapshot()).every(
-          (g) => g.row.state === 'active' && g.row.version > (afterFaults.get(g.row.id) ?? 0),
-        ),
+      async () => (await snapshot()).every(refreshedAgain),
       'every grant refreshed after the last fault',
-      40_000,
+      90_000,
       500,
-    );
+    ).catch(async (err: Error) => {
+      const stuck = (await snapshot())
+        .filter((g) => !refreshedAgain(g))
+        .map(({ row }) =>
+          JSON.stringify({
+            id: row.id,
+            state: row.state,
+            version: row.version,
+            nextRefreshAt: new Date(row.nextRefreshAt).toISOString(),
+            leaseUntil: row.leaseUntil,
+            lastError: row.lastError,
+          }),
+        );
+      throw new Error(`${err.message}; not refreshed again: ${stuck.join(', ')}`);
+    });
     const end = await snapshot();
     inactive.push(...(await inactiveAccessTokens((t) => oidc.introspect(t), end)));
     const logs = nodes.map((n) => n.logs());
@@ -244,7 +260,7 @@ describe.skipIf(unavailable)('replicas sharing PostgreSQL and Redis, no shared d
     for (const n of refreshedBy) expect(n).toBeGreaterThan(0);
     expect(leaked).toEqual([]);
     expect(nodes.every((n) => n.running())).toBe(true);
-  }, 180_000);
+  }, 240_000);
 });
 
 if (unavailable) describe.skip(`replicas on PostgreSQL: skipped, ${unavailable}`, () => {});

@@ -115,9 +115,13 @@ describe('refresh engine against a fault-injecting token endpoint', () => {
     expect(sent?.headers.authorization).toBe(
       `Basic ${Buffer.from(`gk-client:${encodeURIComponent(CLIENT_SECRET)}`).toString('base64')}`,
     );
-    // The next job waits in Redis under the plan-derived id.
-    const job = await engine.service.engine.queue.getJob(refreshJobId(seeded.id, 1, refreshed.nextRefreshAt));
-    expect(await job?.getState()).toBe('delayed');
+    // The next job waits in Redis under the plan-derived id (queued just after the commit).
+    const nextJob = refreshJobId(seeded.id, 1, refreshed.nextRefreshAt);
+    await waitFor(
+      async () => (await engine.service.engine.queue.getJobState(nextJob)) === 'delayed',
+      'the next job delayed in Redis',
+      5_000,
+    );
   });
 
   const answered = [
