@@ -53,11 +53,12 @@ function answer(err: GrantkeeperError, now: number): HttpError {
 
 /** The API's error handler: one answer per failure, and a log line for what needs a look. */
 export function answerError(err: Error, req: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const http = toHttpError(err);
   const route = req.routeOptions.url;
-  if (http.body.error === 'storage_unavailable' && !(err instanceof GrantkeeperError)) {
-    req.log.warn({ route, cause: storageFailureOf(err) }, 'database refused a write');
-  } else if (http.body.error === 'internal') {
+  // A write the db refused is logged here; a reader's storage_unavailable was logged where it arose.
+  const storage = err instanceof GrantkeeperError ? undefined : storageFailureOf(err);
+  if (storage) req.log.warn({ route, cause: storage }, 'database refused a write');
+  const http = toHttpError(err);
+  if (http.body.error === 'internal') {
     req.log.error({ err: { name: err.name, message: err.message }, route }, 'request failed');
   }
   return send(reply, http);
