@@ -7,7 +7,7 @@
  * stops the service, answers { type: 'stopped' } and exits.
  */
 import pino from 'pino';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { startGrantkeeper } from '../../src/service/grantkeeper-service.js';

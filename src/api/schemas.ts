@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { GRANT_KINDS, GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../grants/grant.js';
-import { grantCursor } from './grant-cursor.js';
+import { grantCursor } from './views/grant-cursor.js';
 
 /**
  * Route schemas are zod; fastify gets their JSON Schema (for the OpenAPI document and fast response

@@ -9,10 +9,10 @@ import {
   webhookTargetId,
 } from '../../jobs/alert-queue.js';
 import { createAlertWorker } from '../../jobs/alert-worker.js';
-import { ApiKeyAuthenticator } from '../api/auth.js';
-import { BrowserSessions } from '../api/browser-sessions.js';
+import { ApiKeyAuthenticator } from '../api/auth/api-key-authenticator.js';
+import { BrowserSessions } from '../api/auth/browser-sessions.js';
+import type { ApiLimits } from '../api/guards/server-limits.js';
 import { buildApiServer } from '../api/server.js';
-import type { ApiLimits } from '../api/server-limits.js';
 import type { AllowedHost } from '../config/config-schema.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { consentLinkDeps, consentLinkPayload } from '../consent/consent-links.js';

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fetch } from 'undici';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import type { Grant } from '../../src/grants/grant.js';
 import { createLogger } from '../../src/log/logger.js';

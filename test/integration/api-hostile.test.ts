@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
-import { SESSION_COOKIE } from '../../src/api/browser-sessions.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
+import { SESSION_COOKIE } from '../../src/api/auth/browser-sessions.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import type { Grant } from '../../src/grants/grant.js';
 import {

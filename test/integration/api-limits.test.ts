@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import {
   addClient,
   type Engine,

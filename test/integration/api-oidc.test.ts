@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onConsentSaved } from '../../jobs/alert-monitor.js';
 import { enqueueAlert, webhookTargetId } from '../../jobs/alert-queue.js';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import type { Grant } from '../../src/grants/grant.js';
 import { createLogger } from '../../src/log/logger.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import type { Grant } from '../../src/grants/grant.js';
 import {
   addClient,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
-import { CSRF_HEADER, hashSessionId, SESSION_COOKIE } from '../../src/api/browser-sessions.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
+import { CSRF_HEADER, hashSessionId, SESSION_COOKIE } from '../../src/api/auth/browser-sessions.js';
 import type { Grant } from '../../src/grants/grant.js';
 import type { ApiKeyRepository } from '../../src/grants/ports.js';
 import {

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ApiKeyAuthenticator } from '../../src/api/auth.js';
+import { ApiKeyAuthenticator } from '../../src/api/auth/api-key-authenticator.js';
 import { registerApiKeyCommands } from '../../src/cli/commands/apikey.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import { consentLinkDeps, createConsentLink } from '../../src/consent/consent-links.js';
 import type { ProviderProfile } from '../../src/oauth/providers.js';
 import { resolveProvider } from '../../src/oauth/providers.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
-import { ASSETS } from '../../src/api/asset-routes.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
+import { ASSETS } from '../../src/api/routes/page-assets.js';
 import type { ClientView, FleetView, GrantView } from '../../src/api/schemas.js';
 import type { Client } from '../../src/grants/ports.js';
 import {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueApiKey } from '../../src/api/api-keys.js';
+import { issueApiKey } from '../../src/api/auth/api-keys.js';
 import { createKeeper, GrantkeeperError, type Keeper } from '../../src/library/index.js';
 import {
   addClient,

@@ -14,7 +14,7 @@ vi.mock('node:crypto', async (importOriginal) => {
   };
 });
 
-const { ApiKeyAuthenticator } = await import('../../src/api/auth.js');
+const { ApiKeyAuthenticator } = await import('../../src/api/auth/api-key-authenticator.js');
 const { createLogger } = await import('../../src/log/logger.js');
 type Store = ConstructorParameters<typeof ApiKeyAuthenticator>[0];
 

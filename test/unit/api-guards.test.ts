@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { csrfTokenFor, csrfTokenMatches, hashSessionId } from '../../src/api/browser-sessions.js';
-import { HostAllowList } from '../../src/api/host-allow-list.js';
+import { csrfTokenFor, csrfTokenMatches, hashSessionId } from '../../src/api/auth/browser-sessions.js';
+import { HostAllowList } from '../../src/api/guards/host-allow-list.js';
 import { configSchema } from '../../src/config/config-schema.js';
 
 const extra = (value: string) => configSchema.parse({ apiAllowedHosts: value }).apiAllowedHosts;

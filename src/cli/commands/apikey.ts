@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
-import { issueApiKey } from '../../api/api-keys.js';
+import { issueApiKey } from '../../api/auth/api-keys.js';
 import { loadConfig } from '../../config/load-config.js';
 import { UserError } from '../../errors/user-error.js';
 import type { ApiKey, ApiKeyAccess } from '../../grants/ports.js';

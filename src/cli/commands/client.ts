@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
-import { rateLimitView } from '../../api/client-views.js';
+import { rateLimitView } from '../../api/views/client-view.js';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
 import type { PrivateKeyInput, SigningKeyInfo } from '../../crypto/signing-key.js';
 import { UserError } from '../../errors/user-error.js';

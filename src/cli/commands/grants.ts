@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { toGrantView } from '../../api/grant-views.js';
+import { toGrantView } from '../../api/views/grant-view.js';
 import { type Grant, isLive } from '../../grants/grant.js';
 import { withCliContext } from '../cli-context.js';
 import { clientsById, findGrant } from '../grant-lookup.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { toClientView } from '../../api/client-views.js';
 import type { ClientView } from '../../api/schemas.js';
+import { toClientView } from '../../api/views/client-view.js';
 import { GRANT_STATES, type GrantState, isLive } from '../../grants/grant.js';
 import { type AheadItem, aheadOf } from '../../policy/grant-horizon.js';
 import { describeRedisEndpoint } from '../../redis/redis-endpoint.js';

@@ -1,10 +1,10 @@
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import type { Metrics } from '../metrics/metrics.js';
-import type { RedisClient } from '../redis/redis-endpoint.js';
-import type { AppContext } from '../service/app-context.js';
-import type { RefreshService } from '../service/refresh-service.js';
-import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
+import type { Metrics } from '../../metrics/metrics.js';
+import type { RedisClient } from '../../redis/redis-endpoint.js';
+import type { AppContext } from '../../service/app-context.js';
+import type { RefreshService } from '../../service/refresh-service.js';
+import { TIMED_OUT, withTimeout } from '../../util/with-timeout.js';
 
 const READY_TIMEOUT_MS = 1000;
 

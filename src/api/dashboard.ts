@@ -3,8 +3,8 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { requireAdmin } from './authenticate.js';
-import { browserWriteGuard } from './request-guards.js';
+import { requireAdmin } from './auth/authentication.js';
+import { browserWriteGuard } from './guards/request-guards.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
 

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import type { AppContext } from '../service/app-context.js';
-import type { RefreshService } from '../service/refresh-service.js';
-import type { Principal } from './auth.js';
-import { fleetQuery, toFleetView } from './fleet-view.js';
-import { errorBody, fleetView, routeSchema } from './schemas.js';
+import type { AppContext } from '../../service/app-context.js';
+import type { RefreshService } from '../../service/refresh-service.js';
+import type { Principal } from '../auth/api-key-authenticator.js';
+import { errorBody, fleetView, routeSchema } from '../schemas.js';
+import { fleetQuery, toFleetView } from '../views/fleet-view.js';
 
 /**
  * GET /v1/fleet: the grants page's summary, aggregated by the store (no row per grant is loaded),

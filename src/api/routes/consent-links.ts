@@ -13,13 +13,13 @@ import {
   MAX_LINK_TTL_MS,
   MIN_LINK_TTL_MS,
   openConsentLink,
-} from '../consent/consent-links.js';
-import type { Logger } from '../log/logger.js';
-import type { AppContext } from '../service/app-context.js';
-import type { RefreshService } from '../service/refresh-service.js';
-import { escapeHtml } from '../util/html.js';
-import { requireAdmin } from './authenticate.js';
-import { errorBody, routeSchema } from './schemas.js';
+} from '../../consent/consent-links.js';
+import type { Logger } from '../../log/logger.js';
+import type { AppContext } from '../../service/app-context.js';
+import type { RefreshService } from '../../service/refresh-service.js';
+import { escapeHtml } from '../../util/html.js';
+import { requireAdmin } from '../auth/authentication.js';
+import { errorBody, routeSchema } from '../schemas.js';
 
 export interface ConsentLinkRouteDeps {
   app: AppContext;

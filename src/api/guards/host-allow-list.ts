@@ -1,4 +1,4 @@
-import { type AllowedHost, HOST_PORT_PATTERN } from '../config/config-schema.js';
+import { type AllowedHost, HOST_PORT_PATTERN } from '../../config/config-schema.js';
 
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
 const WILDCARD_BINDS = new Set(['', '0.0.0.0', '::', '[::]', '::0', '0:0:0:0:0:0:0:0']);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { GrantCursor } from '../grants/ports.js';
+import type { GrantCursor } from '../../grants/ports.js';
 
 /**
  * The `next` cursor of GET /v1/grants: the last grant's place in the listing order (label, id),

@@ -1,7 +1,7 @@
-import type { Client } from '../grants/ports.js';
-import type { ClientCondition } from '../pacing/client-pacer.js';
-import type { RateLimit } from '../pacing/rate-limit.js';
-import type { ClientView } from './schemas.js';
+import type { Client } from '../../grants/ports.js';
+import type { ClientCondition } from '../../pacing/client-pacer.js';
+import type { RateLimit } from '../../pacing/rate-limit.js';
+import type { ClientView } from '../schemas.js';
 
 const isoOrNull = (at: number | undefined) => (at === undefined ? null : new Date(at).toISOString());
 

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { ApiKey, ApiKeyRepository } from '../grants/ports.js';
-import type { Logger } from '../log/logger.js';
+import type { ApiKey, ApiKeyRepository } from '../../grants/ports.js';
+import type { Logger } from '../../log/logger.js';
 import { API_KEY_PREFIX, hashApiKey } from './api-keys.js';
 
 /** Who is calling: an API key, its role and, for a reader, the grants it may read. */

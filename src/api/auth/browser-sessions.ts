@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { SessionRepository } from '../grants/ports.js';
-import type { ApiKeyAuthenticator, Principal } from './auth.js';
+import type { SessionRepository } from '../../grants/ports.js';
+import type { ApiKeyAuthenticator, Principal } from './api-key-authenticator.js';
 
 /** 32 random bytes, base64url: what the session cookie carries. */
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{43}$/;

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { GrantkeeperError } from '../errors/grantkeeper-error.js';
-import { type BrowserSession, CSRF_HEADER, csrfTokenMatches } from './browser-sessions.js';
-import { refuse } from './errors.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
+import { type BrowserSession, CSRF_HEADER, csrfTokenMatches } from '../auth/browser-sessions.js';
+import { refuse } from '../errors.js';
 import type { HostAllowList } from './host-allow-list.js';
 
 declare module 'fastify' {

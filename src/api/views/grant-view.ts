@@ -1,8 +1,8 @@
-import { type Grant, hasRefreshToken, isInDoubt, type RecordedRefreshEvent } from '../grants/grant.js';
-import type { Client } from '../grants/ports.js';
-import { grantHorizon } from '../policy/grant-horizon.js';
-import { keepAliveDeadline } from '../policy/refresh-timing.js';
-import type { GrantView } from './schemas.js';
+import { type Grant, hasRefreshToken, isInDoubt, type RecordedRefreshEvent } from '../../grants/grant.js';
+import type { Client } from '../../grants/ports.js';
+import { grantHorizon } from '../../policy/grant-horizon.js';
+import { keepAliveDeadline } from '../../policy/refresh-timing.js';
+import type { GrantView } from '../schemas.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { GrantkeeperError } from '../errors/grantkeeper-error.js';
-import type { ApiKeyAuthenticator, Principal } from './auth.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
+import { refuse } from '../errors.js';
+import type { ApiKeyAuthenticator, Principal } from './api-key-authenticator.js';
 import type { BrowserSession, BrowserSessions } from './browser-sessions.js';
-import { refuse } from './errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

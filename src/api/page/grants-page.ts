@@ -1,5 +1,5 @@
-import { GRANT_STATES } from '../grants/grant.js';
-import { ASSETS } from './asset-routes.js';
+import { GRANT_STATES } from '../../grants/grant.js';
+import { ASSETS } from '../routes/page-assets.js';
 import { PAGE_SCRIPT } from './grants-page-script.js';
 import { PAGE_STYLE } from './grants-page-style.js';
 

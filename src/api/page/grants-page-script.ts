@@ -1,5 +1,5 @@
-import { GRANT_STATES } from '../grants/grant.js';
-import { CSRF_HEADER } from './browser-sessions.js';
+import { GRANT_STATES } from '../../grants/grant.js';
+import { CSRF_HEADER } from '../auth/browser-sessions.js';
 
 export const PAGE_REFRESH_MS = 5000;
 const FLEET_REFRESH_MS = 30_000;

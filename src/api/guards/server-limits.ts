@@ -1,4 +1,4 @@
-import { GRANT_REF_MAX } from './schemas.js';
+import { GRANT_REF_MAX } from '../schemas.js';
 
 /** Timeouts and caps of the API's HTTP server. */
 export interface ApiLimits {

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import type { AppContext } from '../service/app-context.js';
-import type { RefreshService } from '../service/refresh-service.js';
-import { requireAdmin } from './authenticate.js';
-import { toClientView } from './client-views.js';
-import { clientList, errorBody, routeSchema } from './schemas.js';
+import type { AppContext } from '../../service/app-context.js';
+import type { RefreshService } from '../../service/refresh-service.js';
+import { requireAdmin } from '../auth/authentication.js';
+import { clientList, errorBody, routeSchema } from '../schemas.js';
+import { toClientView } from '../views/client-view.js';
 
 /** GET /v1/clients: the registered clients with their rate limits and whether they are degraded (admin keys). */
 export function registerClientRoutes(

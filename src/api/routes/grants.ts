@@ -1,18 +1,16 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import { GrantkeeperError } from '../errors/grantkeeper-error.js';
-import { refreshNow } from '../grants/actions/refresh-now.js';
-import { retryGrant } from '../grants/actions/retry.js';
-import { setGrantMode } from '../grants/actions/set-mode.js';
-import type { Grant, RecordedRefreshEvent, StoredGrant } from '../grants/grant.js';
-import { STORAGE_RETRY_MS } from '../grants/storage-error.js';
-import { type AccessToken, TokenReadError } from '../refresh/access-token-reader.js';
-import type { AppContext } from '../service/app-context.js';
-import type { RefreshService } from '../service/refresh-service.js';
-import { allows, type Principal } from './auth.js';
-import { requireAdmin } from './authenticate.js';
-import { encodeCursor } from './grant-cursor.js';
-import { toGrantView } from './grant-views.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
+import { refreshNow } from '../../grants/actions/refresh-now.js';
+import { retryGrant } from '../../grants/actions/retry.js';
+import { setGrantMode } from '../../grants/actions/set-mode.js';
+import type { Grant, RecordedRefreshEvent, StoredGrant } from '../../grants/grant.js';
+import { STORAGE_RETRY_MS } from '../../grants/storage-error.js';
+import { type AccessToken, TokenReadError } from '../../refresh/access-token-reader.js';
+import type { AppContext } from '../../service/app-context.js';
+import type { RefreshService } from '../../service/refresh-service.js';
+import { allows, type Principal } from '../auth/api-key-authenticator.js';
+import { requireAdmin } from '../auth/authentication.js';
 import {
   errorBody,
   grantList,
@@ -24,7 +22,9 @@ import {
   tokenBody,
   tokenQuery,
   tokenView,
-} from './schemas.js';
+} from '../schemas.js';
+import { encodeCursor } from '../views/grant-cursor.js';
+import { toGrantView } from '../views/grant-view.js';
 
 export interface GrantRouteDeps {
   app: AppContext;

@@ -1,7 +1,7 @@
-import { GRANT_STATES, type GrantState, type RefreshOutcome } from '../grants/grant.js';
-import type { Client, FleetSummary, FleetSummaryQuery } from '../grants/ports.js';
-import type { ClientCondition } from '../pacing/client-pacer.js';
-import type { FleetView } from './schemas.js';
+import { GRANT_STATES, type GrantState, type RefreshOutcome } from '../../grants/grant.js';
+import type { Client, FleetSummary, FleetSummaryQuery } from '../../grants/ports.js';
+import type { ClientCondition } from '../../pacing/client-pacer.js';
+import type { FleetView } from '../schemas.js';
 
 export const HOUR_MS = 3_600_000;
 const HOURS = 24;

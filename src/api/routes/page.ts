@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import { type BrowserSessions, SESSION_COOKIE, SESSION_TTL_MS } from './browser-sessions.js';
-import { grantsPageCsp, renderGrantsPage, renderLoginPage } from './grants-page.js';
-import { browserWriteProblem, crossSiteRefusal, signInProblem } from './request-guards.js';
-import { loginBody, routeSchema } from './schemas.js';
+import { type BrowserSessions, SESSION_COOKIE, SESSION_TTL_MS } from '../auth/browser-sessions.js';
+import { browserWriteProblem, crossSiteRefusal, signInProblem } from '../guards/request-guards.js';
+import { grantsPageCsp, renderGrantsPage, renderLoginPage } from '../page/grants-page.js';
+import { loginBody, routeSchema } from '../schemas.js';
 
 export interface SessionRouteDeps {
   sessions: BrowserSessions;

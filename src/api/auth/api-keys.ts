@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { UserError } from '../errors/user-error.js';
-import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../grants/ports.js';
+import { UserError } from '../../errors/user-error.js';
+import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
 
 /** Recognisable in config files and secret scanners; the rest is 32 random bytes. */
 export const API_KEY_PREFIX = 'gk_';
