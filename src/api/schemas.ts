@@ -3,28 +3,19 @@ import { GRANT_KINDS, GRANT_MODES, GRANT_STATES, REFRESH_OUTCOMES } from '../gra
 import { grantCursor } from './views/grant-cursor.js';
 
 /**
- * Route schemas are zod; fastify gets their JSON Schema (for the OpenAPI document and fast response
- * serialisation) while validation itself runs the zod schema the JSON one was made from.
+ * Route schemas are zod, handed to fastify as they are (fastify-type-provider-zod): validation
+ * runs them, handlers get their parsed types, responses are encoded through them and the OpenAPI
+ * document is made from them.
  */
-const zodByJsonSchema = new WeakMap<object, z.ZodType>();
-
-export function routeSchema(type: z.ZodType, io: 'input' | 'output' = 'input'): Record<string, unknown> {
-  const json = z.toJSONSchema(type, { target: 'openapi-3.0', io, unrepresentable: 'any' }) as Record<
-    string,
-    unknown
-  >;
-  zodByJsonSchema.set(json, type);
-  return json;
-}
-
-export function zodFor(jsonSchema: unknown): z.ZodType | undefined {
-  return typeof jsonSchema === 'object' && jsonSchema !== null ? zodByJsonSchema.get(jsonSchema) : undefined;
-}
-
 export const errorBody = z.object({
   error: z.string().describe('a stable machine-readable code'),
   message: z.string().describe('what went wrong, for people'),
 });
+
+/** The error answers a route documents: each `{ error, message }`. */
+export function errorResponses<S extends number>(...statuses: S[]): Record<S, typeof errorBody> {
+  return Object.fromEntries(statuses.map((s) => [s, errorBody])) as Record<S, typeof errorBody>;
+}
 
 /** The longest grant id or label a route accepts (labels are at most 128 characters). */
 export const GRANT_REF_MAX = 200;

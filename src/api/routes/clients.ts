@@ -1,16 +1,17 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
 import { requireAdmin } from '../auth/authentication.js';
-import { clientList, errorBody, routeSchema } from '../schemas.js';
+import { clientList, errorResponses } from '../schemas.js';
 import { toClientView } from '../views/client-view.js';
 
 /** GET /v1/clients: the registered clients with their rate limits and whether they are degraded (admin keys). */
 export function registerClientRoutes(
-  scope: FastifyInstance,
+  parent: FastifyInstance,
   { app, engine }: { app: AppContext; engine: RefreshService['engine'] },
 ): void {
-  scope.get(
+  parent.withTypeProvider<ZodTypeProvider>().get(
     '/v1/clients',
     {
       onRequest: requireAdmin,
@@ -19,11 +20,7 @@ export function registerClientRoutes(
         security: [{ apiKey: [] }],
         summary:
           'The OAuth clients, their rate limits and pacing condition: degraded while paused after a 429 or Retry-After, or while a burst of failures holds its breaker open (admin keys)',
-        response: {
-          200: routeSchema(clientList, 'output'),
-          401: routeSchema(errorBody, 'output'),
-          403: routeSchema(errorBody, 'output'),
-        },
+        response: { 200: clientList, ...errorResponses(401, 403) },
       },
     },
     async () => {

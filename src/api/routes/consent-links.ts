@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
   CALLBACK_PATH,
@@ -19,7 +20,7 @@ import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
 import { escapeHtml } from '../../util/html.js';
 import { requireAdmin } from '../auth/authentication.js';
-import { errorBody, routeSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 export interface ConsentLinkRouteDeps {
   app: AppContext;
@@ -37,8 +38,9 @@ const linksDeps = ({ app, publicUrl }: ConsentLinkRouteDeps) => consentLinkDeps(
  */
 export function registerConsentLinkPages(server: FastifyInstance, deps: ConsentLinkRouteDeps): void {
   const { engine, logger } = deps;
-  server.get(`${CONNECT_PATH}/:token`, async (req, reply) => {
-    const { token } = req.params as { token: string };
+  // No schema: a malformed token gets the same refusal page as an unknown one, not a JSON error.
+  server.get<{ Params: { token: string } }>(`${CONNECT_PATH}/:token`, async (req, reply) => {
+    const { token } = req.params;
     try {
       const location = await openConsentLink(linksDeps(deps), token);
       return reply.code(302).header('cache-control', 'no-store').header('location', location).send();
@@ -99,8 +101,8 @@ const linkView = z.object({
 });
 
 /** POST /v1/links (admin keys): a one-time consent link for programs, as `grantkeeper link` prints. */
-export function registerConsentLinkApi(scope: FastifyInstance, deps: ConsentLinkRouteDeps): void {
-  scope.post(
+export function registerConsentLinkApi(parent: FastifyInstance, deps: ConsentLinkRouteDeps): void {
+  parent.withTypeProvider<ZodTypeProvider>().post(
     '/v1/links',
     {
       onRequest: requireAdmin,
@@ -109,15 +111,12 @@ export function registerConsentLinkApi(scope: FastifyInstance, deps: ConsentLink
         security: [{ apiKey: [] }],
         summary:
           "A one-time consent link: the account's owner opens it, consents at the provider, and the grant is stored under `label` (admin keys)",
-        body: routeSchema(linkBody),
-        response: {
-          201: routeSchema(linkView, 'output'),
-          ...Object.fromEntries([400, 401, 403, 404, 409].map((s) => [s, routeSchema(errorBody, 'output')])),
-        },
+        body: linkBody,
+        response: { 201: linkView, ...errorResponses(400, 401, 403, 404, 409) },
       },
     },
     async (req, reply) => {
-      const body = req.body as z.infer<typeof linkBody>;
+      const { body } = req;
       // A refusal is a GrantkeeperError: the error handler answers its code.
       const offer = await createConsentLink(linksDeps(deps), {
         client: body.client,

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
-import type { Principal } from '../auth/api-key-authenticator.js';
-import { errorBody, fleetView, routeSchema } from '../schemas.js';
+import { principalOf } from '../auth/authentication.js';
+import { errorResponses, fleetView } from '../schemas.js';
 import { fleetQuery, toFleetView } from '../views/fleet-view.js';
 
 /**
@@ -10,10 +11,10 @@ import { fleetQuery, toFleetView } from '../views/fleet-view.js';
  * over the grants the key may see: a reader's counts include only its own grants.
  */
 export function registerFleetRoutes(
-  scope: FastifyInstance,
+  parent: FastifyInstance,
   { app, engine }: { app: AppContext; engine: Pick<RefreshService['engine'], 'pacer'> },
 ): void {
-  scope.get(
+  parent.withTypeProvider<ZodTypeProvider>().get(
     '/v1/fleet',
     {
       schema: {
@@ -21,14 +22,11 @@ export function registerFleetRoutes(
         security: [{ apiKey: [] }],
         summary:
           'The fleet at a glance: counts by state and client, planned refreshes and keep-alive deadlines over the next 24 h, refresh outcomes and token-endpoint latency per client over the last 24 h',
-        response: {
-          200: routeSchema(fleetView, 'output'),
-          401: routeSchema(errorBody, 'output'),
-        },
+        response: { 200: fleetView, ...errorResponses(401) },
       },
     },
     async (req) => {
-      const principal = req.principal as Principal;
+      const principal = principalOf(req);
       const now = Date.now();
       const clients = await app.clients.list();
       const query = fleetQuery(now, principal.grantIds === null ? null : [...principal.grantIds], clients);

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
 import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import { refreshNow } from '../../grants/actions/refresh-now.js';
@@ -9,16 +10,15 @@ import { STORAGE_RETRY_MS } from '../../grants/storage-error.js';
 import { type AccessToken, TokenReadError } from '../../refresh/access-token-reader.js';
 import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
-import { allows, type Principal } from '../auth/api-key-authenticator.js';
-import { requireAdmin } from '../auth/authentication.js';
+import { allows } from '../auth/api-key-authenticator.js';
+import { principalOf, requireAdmin } from '../auth/authentication.js';
 import {
-  errorBody,
+  errorResponses,
   grantList,
   grantParams,
   grantView,
   listQuery,
   modeBody,
-  routeSchema,
   tokenBody,
   tokenQuery,
   tokenView,
@@ -26,13 +26,13 @@ import {
 import { encodeCursor } from '../views/grant-cursor.js';
 import { toGrantView } from '../views/grant-view.js';
 
+/** What a grant route's handler needs of its request: the caller and the grant it names. */
+type GrantRequest = Pick<FastifyRequest, 'principal'> & { params: z.infer<typeof grantParams> };
+
 export interface GrantRouteDeps {
   app: AppContext;
   engine: RefreshService['engine'];
 }
-
-const errors = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, routeSchema(errorBody, 'output')]));
 
 const tags = ['grants'];
 const security = [{ apiKey: [] }];
@@ -42,14 +42,15 @@ const TOKEN_DESCRIPTION =
   'that long; 503 with Retry-After: the provider is failing or another process holds the refresh.';
 
 /** The /v1 routes, in a scope that has authenticated the caller: reads for every key, writes for admins. */
-export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: GrantRouteDeps): void {
+export function registerGrantRoutes(parent: FastifyInstance, { app, engine }: GrantRouteDeps): void {
+  const scope = parent.withTypeProvider<ZodTypeProvider>();
   /**
    * A reader gets 403 for every grant it may not use, known or not, so it cannot probe which labels
    * exist; an admin gets 404 for an unknown grant.
    */
-  const resolveGrant = async (req: FastifyRequest): Promise<StoredGrant> => {
-    const principal = req.principal as Principal;
-    const stored = await app.grants.find((req.params as z.infer<typeof grantParams>).id);
+  const resolveGrant = async (req: GrantRequest): Promise<StoredGrant> => {
+    const principal = principalOf(req);
+    const stored = await app.grants.find(req.params.id);
     if (principal.grantIds !== null && (!stored || !allows(principal, stored.grant.id))) {
       throw new GrantkeeperError('forbidden', 'this API key may not use that grant');
     }
@@ -74,13 +75,13 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         tags,
         security,
         summary: 'List the grants this key may use, a page at a time, filtered by label, client or state',
-        querystring: routeSchema(listQuery),
-        response: { 200: routeSchema(grantList, 'output'), ...errors(400, 401) },
+        querystring: listQuery,
+        response: { 200: grantList, ...errorResponses(400, 401) },
       },
     },
     async (req) => {
-      const { events, limit, after, q, client, state } = req.query as z.infer<typeof listQuery>;
-      const principal = req.principal as Principal;
+      const { events, limit, after, q, client, state } = req.query;
+      const principal = principalOf(req);
       const clients = await app.clients.list();
       const byId = new Map(clients.map((c) => [c.id, c]));
       const clientRef = client ? (clients.find((c) => c.name === client)?.id ?? null) : undefined;
@@ -124,14 +125,14 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         tags,
         security,
         summary: 'One grant: state, times, failures and its last 20 refresh attempts (never a token)',
-        params: routeSchema(grantParams),
-        response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404) },
+        params: grantParams,
+        response: { 200: grantView, ...errorResponses(400, 401, 403, 404) },
       },
     },
     async (req) => view((await resolveGrant(req)).grant, 20),
   );
 
-  const answerToken = async (req: FastifyRequest, options: { minValidSec: number; force: boolean }) => {
+  const answerToken = async (req: GrantRequest, options: { minValidSec: number; force: boolean }) => {
     const stored = await resolveGrant(req);
     const token = await answered(stored.grant, () => engine.reader.readGrant(stored, options));
     return {
@@ -144,8 +145,8 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
     };
   };
   const tokenResponses = {
-    200: routeSchema(tokenView, 'output'),
-    ...errors(400, 401, 403, 404, 409, 422, 503),
+    200: tokenView,
+    ...errorResponses(400, 401, 403, 404, 409, 422, 503),
   };
 
   scope.get(
@@ -156,14 +157,14 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         security,
         summary: 'An access token valid for at least min_valid seconds, refreshed on demand when needed',
         description: TOKEN_DESCRIPTION,
-        params: routeSchema(grantParams),
-        querystring: routeSchema(tokenQuery),
+        params: grantParams,
+        querystring: tokenQuery,
         response: tokenResponses,
       },
     },
     async (req, reply) => {
       reply.header('cache-control', 'no-store');
-      const { min_valid } = req.query as z.infer<typeof tokenQuery>;
+      const { min_valid } = req.query;
       return answerToken(req, { minValidSec: min_valid, force: false });
     },
   );
@@ -176,15 +177,14 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         security,
         summary: 'The same read, and the only way to force a refresh (after a 401 from the resource server)',
         description: `${TOKEN_DESCRIPTION} A forced refresh spends the refresh token, so it is never a GET.`,
-        params: routeSchema(grantParams),
-        body: routeSchema(tokenBody),
+        params: grantParams,
+        body: tokenBody,
         response: tokenResponses,
       },
     },
     async (req, reply) => {
       reply.header('cache-control', 'no-store');
-      const body = req.body as z.infer<typeof tokenBody>;
-      return answerToken(req, { minValidSec: body.min_valid, force: body.force });
+      return answerToken(req, { minValidSec: req.body.min_valid, force: req.body.force });
     },
   );
 
@@ -196,8 +196,8 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         tags,
         security,
         summary: 'Refresh now and wait for the outcome (admin keys)',
-        params: routeSchema(grantParams),
-        response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 409, 503) },
+        params: grantParams,
+        response: { 200: grantView, ...errorResponses(400, 401, 403, 404, 409, 503) },
       },
     },
     async (req) => {
@@ -216,8 +216,8 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         security,
         summary:
           'Retry now, as grantkeeper retry does: a stopped grant (needs_reconsent, client_error, broken) is revived as failing and refreshed at once; answers the outcome (admin keys)',
-        params: routeSchema(grantParams),
-        response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 409, 422, 503) },
+        params: grantParams,
+        response: { 200: grantView, ...errorResponses(400, 401, 403, 404, 409, 422, 503) },
       },
     },
     async (req) => {
@@ -238,13 +238,13 @@ export function registerGrantRoutes(scope: FastifyInstance, { app, engine }: Gra
         security,
         summary:
           'Switch between eager refreshing and keepalive (refresh on demand, keep the grant alive) (admin keys)',
-        params: routeSchema(grantParams),
-        body: routeSchema(modeBody),
-        response: { 200: routeSchema(grantView, 'output'), ...errors(400, 401, 403, 404, 503) },
+        params: grantParams,
+        body: modeBody,
+        response: { 200: grantView, ...errorResponses(400, 401, 403, 404, 503) },
       },
     },
     async (req) => {
-      const { mode } = req.body as z.infer<typeof modeBody>;
+      const { mode } = req.body;
       return view(await setGrantMode(engine.actions, (await resolveGrant(req)).grant, mode), 20);
     },
   );

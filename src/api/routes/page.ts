@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { type BrowserSessions, SESSION_COOKIE, SESSION_TTL_MS } from '../auth/browser-sessions.js';
 import { browserWriteProblem, crossSiteRefusal, signInProblem } from '../guards/request-guards.js';
 import { grantsPageCsp, renderGrantsPage, renderLoginPage } from '../page/grants-page.js';
-import { loginBody, routeSchema } from '../schemas.js';
+import { loginBody } from '../schemas.js';
 
 export interface SessionRouteDeps {
   sessions: BrowserSessions;
@@ -28,24 +28,29 @@ export function registerSessionRoutes(server: FastifyInstance, { sessions, sessi
 
   // Without a session it shows the sign-in form. A `?key=` (how one signed in once) signs nobody in:
   // it is sent away to the bare URL, so the key at least leaves the address bar.
-  server.get('/', { schema: { hide: true } }, async (req, reply) => {
-    if ('key' in (req.query as Record<string, unknown>)) return reply.redirect('./', 303);
-    const nonce = page(reply);
-    const session = await sessions.resume(sessionId(req));
-    if (!session) return reply.code(401).send(renderLoginPage(nonce, false));
-    return renderGrantsPage(nonce, {
-      csrfToken: session.csrfToken,
-      admin: session.principal.role === 'admin',
-    });
-  });
+  server.get<{ Querystring: Record<string, unknown> }>(
+    '/',
+    { schema: { hide: true } },
+    async (req, reply) => {
+      if ('key' in req.query) return reply.redirect('./', 303);
+      const nonce = page(reply);
+      const session = await sessions.resume(sessionId(req));
+      if (!session) return reply.code(401).send(renderLoginPage(nonce, false));
+      return renderGrantsPage(nonce, {
+        csrfToken: session.csrfToken,
+        admin: session.principal.role === 'admin',
+      });
+    },
+  );
 
-  server.post('/login', { schema: { hide: true, body: routeSchema(loginBody) } }, async (req, reply) => {
+  const typed = server.withTypeProvider<ZodTypeProvider>();
+  typed.post('/login', { schema: { hide: true, body: loginBody } }, async (req, reply) => {
     // No session yet, so no token to check; but a page on another port must not sign this browser
     // in (to a key of its choosing).
     const problem = signInProblem(req);
     if (problem) throw crossSiteRefusal(problem);
     const nonce = page(reply);
-    const session = await sessions.signIn((req.body as z.infer<typeof loginBody>).key);
+    const session = await sessions.signIn(req.body.key);
     if (!session) return reply.code(401).send(renderLoginPage(nonce, true));
     return reply
       .setCookie(SESSION_COOKIE, session.id, {
