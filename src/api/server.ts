@@ -14,8 +14,8 @@ import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
-import type { AppContext } from '../service/app-context.js';
 import type { RefreshService } from '../service/refresh-service.js';
+import type { StoreContext } from '../service/store-context.js';
 import type { ApiKeyAuthenticator } from './auth/api-key-authenticator.js';
 import { authentication } from './auth/authentication.js';
 import { type BrowserSessions, SESSION_COOKIE } from './auth/browser-sessions.js';
@@ -33,7 +33,7 @@ import { registerSessionRoutes } from './routes/page.js';
 import { registerAssetRoutes } from './routes/page-assets.js';
 
 export interface ApiDeps {
-  app: AppContext;
+  app: StoreContext;
   engine: RefreshService['engine'];
   connection: RedisClient;
   /** The refresh worker, when this process runs one: readiness then requires it running. */

@@ -6,8 +6,8 @@ import { managedRedisEndpoint } from '../redis/managed-redis-endpoint.js';
 import { checkRedisReachable, closeConnection, createQueueConnection } from '../redis/redis-connection.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import { configuredRedis, type RedisEndpoint } from '../redis/redis-endpoint.js';
-import { type AppContext, openAppContext } from '../service/app-context.js';
 import { createRefreshEngine, type RefreshEngine } from '../service/refresh-engine.js';
+import { openStoreContext, type StoreContext } from '../service/store-context.js';
 
 /** The managed redis-server's owner, as its claim in the data folder says. */
 export interface ManagedRedisOwner {
@@ -26,7 +26,7 @@ export type RedisHealth =
 export interface CliContext {
   loaded: LoadedConfig;
   logger: Logger;
-  app: AppContext;
+  app: StoreContext;
   engine: RefreshEngine;
   redis: RedisHealth;
   /** Present when Redis answered: the engine then has a queue and a scheduler. */
@@ -54,7 +54,7 @@ export async function withCliContext<T>(
   const loaded = loadConfig(process.env, globals.config);
   // Commands talk to people on stdout/stderr; engine logs only show with --verbose, on stderr.
   const logger = createLogger({ level: globals.verbose ? 'debug' : 'silent', destination: process.stderr });
-  const app = await openAppContext(loaded, logger, { create: opts.create ?? false });
+  const app = await openStoreContext(loaded, logger, { create: opts.create ?? false });
   let connection: RedisClient | undefined;
   let engine: RefreshEngine | undefined;
   let alerts: ReturnType<typeof openCommandAlerts>;
@@ -86,7 +86,7 @@ export async function withCliContext<T>(
   }
 }
 
-async function probeRedis(loaded: LoadedConfig, app: AppContext): Promise<RedisHealth> {
+async function probeRedis(loaded: LoadedConfig, app: StoreContext): Promise<RedisHealth> {
   const configured = configuredRedis(loaded);
   const managed = configured ? undefined : managedRedisEndpoint(app.dataDir);
   const endpoint: RedisEndpoint | undefined = configured ?? (managed && { kind: 'url', url: managed.url });

@@ -14,8 +14,8 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { redisForTools } from '../redis/managed-redis-endpoint.js';
 import { configuredRedis, connectRedis } from '../redis/redis-endpoint.js';
 import type { AccessTokenReader } from '../refresh/access-token-reader.js';
-import { openAppContext } from '../service/app-context.js';
 import { createRefreshEngine } from '../service/refresh-engine.js';
+import { openStoreContext } from '../service/store-context.js';
 
 /**
  * Why no token could be had: `code` is one of ERROR_CODES (the README's table), the same in
@@ -143,7 +143,7 @@ async function localSource(options: {
 }): Promise<TokenSource> {
   const loaded = loadConfig(options.env ?? process.env, options.configPath);
   const logger = options.logger ?? createLogger({ level: 'warn', destination: process.stderr });
-  const app = await openAppContext(loaded, logger, { create: false });
+  const app = await openStoreContext(loaded, logger, { create: false });
   // With the service's Redis the worker's next job is planned at once; without it (or while it is
   // down) the service's reconciler plans it. Never wait on Redis: a token read must not hang.
   const redis = redisForTools(configuredRedis(loaded), app.dataDir);

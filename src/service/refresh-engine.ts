@@ -17,7 +17,7 @@ import { RefreshPacing } from '../refresh/refresh-pacing.js';
 import { DiskReserve } from '../store/disk-reserve.js';
 import { StorageGate } from '../store/storage-gate.js';
 import { Tracing } from '../telemetry/spans.js';
-import type { AppContext } from './app-context.js';
+import type { StoreContext } from './store-context.js';
 
 /** Connections per token endpoint beyond the worker's concurrency, for on-demand reads. */
 const ON_DEMAND_CONNECTIONS = 32;
@@ -58,19 +58,19 @@ interface EngineOptions {
 }
 
 export function createRefreshEngine(
-  app: AppContext,
+  app: StoreContext,
   config: Config,
   logger: Logger,
   options: EngineOptions & { connection: RedisClient },
 ): QueuedRefreshEngine;
 export function createRefreshEngine(
-  app: AppContext,
+  app: StoreContext,
   config: Config,
   logger: Logger,
   options?: EngineOptions,
 ): RefreshEngine;
 export function createRefreshEngine(
-  app: AppContext,
+  app: StoreContext,
   config: Config,
   logger: Logger,
   options: EngineOptions = {},

@@ -12,9 +12,9 @@ import { configuredRedis, describeRedisEndpoint, type RedisEndpoint } from '../r
 import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { CleanupStack } from '../util/cleanup-stack.js';
-import { type AppContext, openAppContext } from './app-context.js';
 import { QueuePauseWatch } from './queue-pause-watch.js';
 import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
+import { openStoreContext, type StoreContext } from './store-context.js';
 import { configClientSecret, syncConfigClients } from './sync-config-clients.js';
 
 /** A grant overdue by this much whose job has ended gets its job back at the next reconcile. */
@@ -27,7 +27,7 @@ const OVERDUE_GRACE_MS = 60_000;
 const SERVICE_LOCK_WAIT_MS = 1000;
 
 export interface RefreshService {
-  app: AppContext;
+  app: StoreContext;
   engine: QueuedRefreshEngine;
   /** With any Redis password: never log it (describeRedisEndpoint). */
   redis: RedisEndpoint;
@@ -85,7 +85,7 @@ export async function startRefreshService(
   try {
     // Configuration mistakes are reported before anything is started.
     for (const c of config.clients) configClientSecret(c, options.env ?? process.env);
-    const app = await openAppContext(loaded, logger, { lockWaitMs: SERVICE_LOCK_WAIT_MS });
+    const app = await openStoreContext(loaded, logger, { lockWaitMs: SERVICE_LOCK_WAIT_MS });
     cleanups.add(() => app.close());
     // A second run on this folder stops here, before it syncs clients or touches the queue.
     const redis = await openServiceRedis({

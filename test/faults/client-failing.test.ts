@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AppContext } from '../../src/service/app-context.js';
+import type { StoreContext } from '../../src/service/store-context.js';
 import { runCli } from '../support/cli.js';
 import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
@@ -35,7 +35,7 @@ describe('a client whose credentials are refused, across two worker processes', 
   let dataDir: string;
   let configPath: string;
   let workers: RunProcess[];
-  let store: AppContext | undefined;
+  let store: StoreContext | undefined;
   const key = testKey();
   const secret = `gk-failing-secret-${randomBytes(8).toString('hex')}`;
   const client = {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AppContext } from '../../src/service/app-context.js';
+import type { StoreContext } from '../../src/service/store-context.js';
 import { removeDir, sleep, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
@@ -57,7 +57,7 @@ describe('client pacing across two worker processes', () => {
   };
   // One store handle for the test's polling: opening one per poll blocks this process's event loop,
   // which also runs the fault endpoint, and arrivals it delays get bunched timestamps.
-  let store: AppContext | undefined;
+  let store: StoreContext | undefined;
   const versions = async (ids: string[]) => {
     store ??= await openData(dataDir, key);
     const app = store;

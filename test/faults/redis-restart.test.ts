@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AppContext } from '../../src/service/app-context.js';
+import type { StoreContext } from '../../src/service/store-context.js';
 import { sleep, testKey, waitFor } from '../support/engine.js';
 import type { OidcServer } from '../support/oidc-server.js';
 import type { PrivateRedis } from '../support/private-redis.js';
@@ -37,7 +37,7 @@ describe('redis-server killed and restarted under a running worker', () => {
   let oidc: OidcServer;
   let dataDir: string;
   let worker: RunProcess;
-  let watch: AppContext;
+  let watch: StoreContext;
   const key = testKey();
   const secret = `gk-redis-secret-${randomBytes(8).toString('hex')}`;
   /** Longest time any grant's stored access token was past its expiry, per phase. */

@@ -12,7 +12,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
 import type { TokenSet } from '../../src/oauth/token-response.js';
 import type { RateLimit } from '../../src/pacing/rate-limit.js';
-import { type AppContext, openAppContext } from '../../src/service/app-context.js';
+import { openStoreContext, type StoreContext } from '../../src/service/store-context.js';
 import { DB_FILE_NAME } from '../../src/store/sqlite/sqlite-database.js';
 import { CleanupStack } from '../../src/util/cleanup-stack.js';
 import { packageRoot } from '../../src/util/package-root.js';
@@ -156,8 +156,8 @@ export function writeRunConfig(
 }
 
 /** The store of a scenario: the data folder's SQLite file, or the shared PostgreSQL at `databaseUrl`. */
-export async function openData(dataDir: string, key: string, databaseUrl?: string): Promise<AppContext> {
-  return openAppContext(
+export async function openData(dataDir: string, key: string, databaseUrl?: string): Promise<StoreContext> {
+  return openStoreContext(
     { config: configSchema.parse({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) }), secrets: { key } },
     createLogger({ level: 'silent' }),
   );

@@ -4,7 +4,7 @@ import { ApiKeyAuthenticator } from '../../src/api/auth/api-key-authenticator.js
 import { registerApiKeyCommands } from '../../src/cli/commands/apikey.js';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
-import { type AppContext, openAppContext } from '../../src/service/app-context.js';
+import { openStoreContext, type StoreContext } from '../../src/service/store-context.js';
 import { runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey } from '../support/engine.js';
 import { readDbFiles } from '../support/secret-scan.js';
@@ -35,7 +35,7 @@ async function cli(...args: string[]): Promise<{ stdout: string; stderr: string 
 describe('grantkeeper apikey', () => {
   let dataDir: string;
   let sealingKey: string;
-  let app: AppContext;
+  let app: StoreContext;
   let grantId: string;
 
   beforeAll(async () => {
@@ -44,7 +44,7 @@ describe('grantkeeper apikey', () => {
     sealingKey = key;
     vi.stubEnv('GRANTKEEPER_DATA_DIR', dataDir);
     vi.stubEnv('GRANTKEEPER_KEY', key);
-    app = await openAppContext(
+    app = await openStoreContext(
       { config: configSchema.parse({ dataDir }), secrets: { key } },
       createLogger({ level: 'silent' }),
     );

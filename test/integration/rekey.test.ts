@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import { createLogger } from '../../src/log/logger.js';
-import { type AppContext, openAppContext } from '../../src/service/app-context.js';
+import { openStoreContext, type StoreContext } from '../../src/service/store-context.js';
 import { sealContext } from '../../src/store/seal-contexts.js';
 import { type CliResult, runCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testProfile } from '../support/engine.js';
@@ -22,8 +22,8 @@ describe('grantkeeper rekey', () => {
   let dataDir: string;
   const grantIds: string[] = [];
 
-  const open = (env: Record<string, string>): Promise<AppContext> =>
-    openAppContext(loadConfig({ GRANTKEEPER_DATA_DIR: dataDir, ...env }), silent);
+  const open = (env: Record<string, string>): Promise<StoreContext> =>
+    openStoreContext(loadConfig({ GRANTKEEPER_DATA_DIR: dataDir, ...env }), silent);
   const cli = async (args: string[], env: Record<string, string>) => {
     const result = await runCli(args, { GRANTKEEPER_DATA_DIR: dataDir, ...env });
     outputs.push(result);

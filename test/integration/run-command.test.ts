@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
-import { openAppContext } from '../../src/service/app-context.js';
+import { openStoreContext } from '../../src/service/store-context.js';
 import { spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { type FaultEndpoint, startFaultEndpoint } from '../support/fault-endpoint.js';
@@ -48,7 +48,7 @@ describe('grantkeeper run as a process', () => {
     );
     // Seed a grant that is due now, through the same code the service uses.
     const loaded = { config: configSchema.parse({ dataDir }), secrets: { key } };
-    const app = await openAppContext(loaded, createLogger({ level: 'silent' }));
+    const app = await openStoreContext(loaded, createLogger({ level: 'silent' }));
     const client = await app.clients.upsert({
       name: 'fault',
       profile: await resolveProvider({ kind: 'oidc', endpoints }),
@@ -101,7 +101,7 @@ describe('grantkeeper run as a process', () => {
     expect(result.stdout).not.toContain(SECRET);
     expect(isRunning(redisPid)).toBe(false);
 
-    const after = await openAppContext(loaded, createLogger({ level: 'silent' }));
+    const after = await openStoreContext(loaded, createLogger({ level: 'silent' }));
     try {
       const row = await after.grants.get(grant.id);
       expect(row?.grant).toMatchObject({ version: 1, state: 'active', leaseOwner: null });

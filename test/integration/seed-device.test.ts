@@ -4,7 +4,7 @@ import { configSchema } from '../../src/config/config-schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { DEVICE_CODE_GRANT_TYPE } from '../../src/oauth/device-authorization.js';
 import { type ProviderProfile, resolveProvider } from '../../src/oauth/providers.js';
-import { type AppContext, openAppContext } from '../../src/service/app-context.js';
+import { openStoreContext, type StoreContext } from '../../src/service/store-context.js';
 import { type CliProcess, spawnCli } from '../support/cli.js';
 import { removeDir, tempDataDir, testKey, waitFor } from '../support/engine.js';
 import { DEFAULT_REDIRECT_URI, type OidcServer, startOidcServer } from '../support/oidc-server.js';
@@ -25,7 +25,7 @@ describe('seed --device: device-code consent against oidc-provider', () => {
   let tokenProxy: TokenProxy;
   let dataDir: string;
   let key: string;
-  let app: AppContext;
+  let app: StoreContext;
   let discovered: ProviderProfile;
   const deviceCodes: string[] = [];
 
@@ -52,7 +52,7 @@ describe('seed --device: device-code consent against oidc-provider', () => {
     };
     dataDir = tempDataDir();
     key = testKey();
-    app = await openAppContext(
+    app = await openStoreContext(
       { config: configSchema.parse({ dataDir }), secrets: { key } },
       createLogger({ level: 'silent' }),
     );

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type GrantState, LIVE_GRANT_STATES, type RefreshOutcome } from '../../src/grants/grant.js';
 import type { Client } from '../../src/grants/ports.js';
-import type { AppContext } from '../../src/service/app-context.js';
+import type { StoreContext } from '../../src/service/store-context.js';
 import { newId } from '../../src/store/ids.js';
 import { sealContext } from '../../src/store/seal-contexts.js';
 
@@ -59,7 +59,7 @@ function sequence(seed: number): () => number {
  * while a test looks at them.
  */
 export function seedFleet(
-  app: AppContext,
+  app: StoreContext,
   clients: Client[],
   count: number,
   now = Date.now(),

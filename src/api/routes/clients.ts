@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
+import type { StoreContext } from '../../service/store-context.js';
 import { requireAdmin } from '../auth/authentication.js';
 import { clientList, errorResponses } from '../schemas.js';
 import { toClientView } from '../views/client-view.js';
@@ -9,7 +9,7 @@ import { toClientView } from '../views/client-view.js';
 /** GET /v1/clients: the registered clients with their rate limits and whether they are degraded (admin keys). */
 export function registerClientRoutes(
   parent: FastifyInstance,
-  { app, engine }: { app: AppContext; engine: RefreshService['engine'] },
+  { app, engine }: { app: StoreContext; engine: RefreshService['engine'] },
 ): void {
   parent.withTypeProvider<ZodTypeProvider>().get(
     '/v1/clients',

@@ -16,14 +16,14 @@ import {
   openConsentLink,
 } from '../../consent/consent-links.js';
 import type { Logger } from '../../log/logger.js';
-import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
+import type { StoreContext } from '../../service/store-context.js';
 import { escapeHtml } from '../../util/html.js';
 import { requireAdmin } from '../auth/authentication.js';
 import { errorResponses } from '../schemas.js';
 
 export interface ConsentLinkRouteDeps {
-  app: AppContext;
+  app: StoreContext;
   engine: RefreshService['engine'];
   publicUrl: string | undefined;
   logger: Logger;

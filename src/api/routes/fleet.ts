@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
+import type { StoreContext } from '../../service/store-context.js';
 import { principalOf } from '../auth/authentication.js';
 import { errorResponses, fleetView } from '../schemas.js';
 import { fleetQuery, toFleetView } from '../views/fleet-view.js';
@@ -12,7 +12,7 @@ import { fleetQuery, toFleetView } from '../views/fleet-view.js';
  */
 export function registerFleetRoutes(
   parent: FastifyInstance,
-  { app, engine }: { app: AppContext; engine: Pick<RefreshService['engine'], 'pacer'> },
+  { app, engine }: { app: StoreContext; engine: Pick<RefreshService['engine'], 'pacer'> },
 ): void {
   parent.withTypeProvider<ZodTypeProvider>().get(
     '/v1/fleet',

@@ -8,8 +8,8 @@ import { setGrantMode } from '../../grants/actions/set-mode.js';
 import type { Grant, RecordedRefreshEvent, StoredGrant } from '../../grants/grant.js';
 import { STORAGE_RETRY_MS } from '../../grants/storage-error.js';
 import { type AccessToken, TokenReadError } from '../../refresh/access-token-reader.js';
-import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
+import type { StoreContext } from '../../service/store-context.js';
 import { allows } from '../auth/api-key-authenticator.js';
 import { principalOf, requireAdmin } from '../auth/authentication.js';
 import {
@@ -30,7 +30,7 @@ import { toGrantView } from '../views/grant-view.js';
 type GrantRequest = Pick<FastifyRequest, 'principal'> & { params: z.infer<typeof grantParams> };
 
 export interface GrantRouteDeps {
-  app: AppContext;
+  app: StoreContext;
   engine: RefreshService['engine'];
 }
 

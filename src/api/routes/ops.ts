@@ -2,14 +2,14 @@ import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { RedisClient } from '../../redis/redis-endpoint.js';
-import type { AppContext } from '../../service/app-context.js';
 import type { RefreshService } from '../../service/refresh-service.js';
+import type { StoreContext } from '../../service/store-context.js';
 import { TIMED_OUT, withTimeout } from '../../util/with-timeout.js';
 
 const READY_TIMEOUT_MS = 1000;
 
 export interface ProbeRouteDeps {
-  app: AppContext;
+  app: StoreContext;
   engine: RefreshService['engine'];
   connection: RedisClient;
   /** The refresh worker, when this process runs one: readiness then requires it running. */

@@ -5,7 +5,7 @@ import { loadConfig } from '../../config/load-config.js';
 import { UserError } from '../../errors/user-error.js';
 import type { ApiKey, ApiKeyAccess } from '../../grants/ports.js';
 import { createLogger } from '../../log/logger.js';
-import { type AppContext, openAppContext } from '../../service/app-context.js';
+import { openStoreContext, type StoreContext } from '../../service/store-context.js';
 import { printJson, printLine, renderTable } from '../output.js';
 
 const keyName = z
@@ -122,14 +122,14 @@ function grantsOf(key: ApiKey): string[] | null {
   return key.role === 'admin' ? null : (key.grantIds ?? []);
 }
 
-async function grantIdOf(app: AppContext, ref: string): Promise<string> {
+async function grantIdOf(app: StoreContext, ref: string): Promise<string> {
   const stored = await app.grants.find(ref);
   if (!stored) throw new UserError(`--grants: no grant has the id or label "${ref}"`);
   return stored.grant.id;
 }
 
 /** The labels of the grants the keys name, looked up once each. */
-async function grantLabels(app: AppContext, keys: ApiKey[]): Promise<Map<string, string>> {
+async function grantLabels(app: StoreContext, keys: ApiKey[]): Promise<Map<string, string>> {
   const ids = new Set(keys.flatMap((k) => grantsOf(k) ?? []));
   const labels = new Map<string, string>();
   for (const id of ids) {
@@ -139,10 +139,10 @@ async function grantLabels(app: AppContext, keys: ApiKey[]): Promise<Map<string,
   return labels;
 }
 
-async function withApp(program: Command, fn: (app: AppContext) => Promise<void>): Promise<void> {
+async function withApp(program: Command, fn: (app: StoreContext) => Promise<void>): Promise<void> {
   const loaded = loadConfig(process.env, program.opts<{ config?: string }>().config);
   // Logs go to stderr: stdout carries only the key.
-  const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }), {
+  const app = await openStoreContext(loaded, createLogger({ level: 'warn', destination: process.stderr }), {
     create: false,
   });
   try {

@@ -3,7 +3,7 @@ import { databaseUrlSchema } from '../../config/config-schema.js';
 import { loadConfig } from '../../config/load-config.js';
 import { UserError } from '../../errors/user-error.js';
 import { createLogger } from '../../log/logger.js';
-import { openAppContext } from '../../service/app-context.js';
+import { openStoreContext } from '../../service/store-context.js';
 import { migrateStore } from '../../store/migrate-store.js';
 import { examples, printJson, printLine } from '../output.js';
 
@@ -42,7 +42,7 @@ export function registerMigrateStoreCommand(program: Command): void {
       const logger = createLogger({ level: 'warn', destination: process.stderr });
       // The source is always the data folder's SQLite store, opened (and its key checked) as usual.
       const { databaseUrl: _target, ...sqliteConfig } = loaded.config;
-      const source = await openAppContext({ ...loaded, config: sqliteConfig }, logger, { create: false });
+      const source = await openStoreContext({ ...loaded, config: sqliteConfig }, logger, { create: false });
       const { dataDir, sealer } = source;
       await source.close();
       const report = await migrateStore({ dataDir, sealer, targetUrl, logger });

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load-config.js';
 import { createLogger } from '../../log/logger.js';
-import { openAppContext } from '../../service/app-context.js';
+import { openStoreContext } from '../../service/store-context.js';
 import { examples, printJson, printLine } from '../output.js';
 
 export function registerRekeyCommand(program: Command): void {
@@ -21,9 +21,13 @@ export function registerRekeyCommand(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const loaded = loadConfig(process.env, program.opts<{ config?: string }>().config);
       // Opening the store verifies the key check value, so a keyring that cannot open it stops here.
-      const app = await openAppContext(loaded, createLogger({ level: 'warn', destination: process.stderr }), {
-        create: false,
-      });
+      const app = await openStoreContext(
+        loaded,
+        createLogger({ level: 'warn', destination: process.stderr }),
+        {
+          create: false,
+        },
+      );
       try {
         const report = await app.admin.rekey();
         if (opts.json) return printJson(report);

@@ -15,7 +15,7 @@ import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
  * data folder. `database` is the SQLite file itself, for the tests and the benchmark's seeding only:
  * nothing in the service reaches past the ports.
  */
-export interface AppContext extends Store {
+export interface StoreContext extends Store {
   dataDir: string;
   sealer: Sealer;
   database?: SqliteDatabase;
@@ -33,11 +33,11 @@ export interface OpenOptions {
   create?: boolean;
 }
 
-export async function openAppContext(
+export async function openStoreContext(
   loaded: LoadedConfig,
   logger: Logger,
   options: OpenOptions = {},
-): Promise<AppContext> {
+): Promise<StoreContext> {
   const create = options.create ?? true;
   const { config, secrets } = loaded;
   const shared = config.databaseUrl !== undefined;
