@@ -4,6 +4,7 @@
  * a client is registered, one grant is seeded with the consent clicked through automatically, and
  * the service refreshes it live. Stops by itself after 45 s (or on Ctrl-C) and removes what it made.
  */
+
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { seedGrant } from '../src/consent/seed-grant.js';
 import { createLogger } from '../src/log/logger.js';
 import { resolveProvider } from '../src/oauth/providers.js';
 import { describeRedisEndpoint } from '../src/redis/redis-endpoint.js';
+import { consentDeps } from '../src/service/refresh-engine.js';
 import { startRefreshService } from '../src/service/refresh-service.js';
 import { startOidcServer } from '../test/support/oidc-server.js';
 
@@ -86,11 +88,7 @@ try {
   messages.resume();
   const result = await seedGrant(
     {
-      grants: app.grants,
-      clients: app.clients,
-      tokenClient: engine.tokenClient,
-      timing: engine.refresher.timing,
-      scheduler: engine.scheduler,
+      ...consentDeps(engine),
       io: {
         messages,
         input: new PassThrough(),

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../../src/util/package-root.js';
+import { reapOnExit } from '../../src/util/reap-on-exit.js';
 
 /** Every message a bench child sends: a `type` and whatever that type carries. */
 export interface ChildMessage {
@@ -23,18 +24,6 @@ export interface BenchChild {
   stop(): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** Children die with the harness even when it crashes, so a run never leaves a process behind. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
-}
-
 /**
  * Forks a module, TypeScript under tsx or compiled JavaScript as is; resolved from this package's
  * root so any cwd works.
@@ -43,20 +32,14 @@ export function forkBenchChild(
   moduleUrl: URL,
   opts: { args?: string[]; execArgv?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): BenchChild {
-  installExitHook();
   const child = fork(fileURLToPath(moduleUrl), opts.args ?? [], {
     cwd: packageRoot(),
     execArgv: [...(moduleUrl.pathname.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(opts.execArgv ?? [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...opts.env },
   });
-  live.add(child);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
-      live.delete(child);
-      resolve(code);
-    }),
-  );
+  // Children die with the harness even when it crashes, so a run never leaves a process behind.
+  const exited = reapOnExit(child, 'SIGKILL');
   const listeners = new Map<string, Set<(message: ChildMessage) => void>>();
   child.on('message', (raw) => {
     const message = raw as ChildMessage;

@@ -8,7 +8,7 @@ import type { ProviderProfile } from '../oauth/providers.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
-import { planAfterTokenResponse, refreshTokenEnd } from '../policy/refresh-plan.js';
+import { issuedTokens, planAfterTokenResponse, refreshTokenEnd } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import { buildAuthorizationRequest, DEFAULT_REDIRECT_URI } from './authorization-request.js';
 import { ConsentError } from './callback.js';
@@ -322,14 +322,8 @@ async function storeConsent(
       clientRef: client.id,
       label,
       ...(identity.subject ? { subject: identity.subject } : {}),
-      accessToken: tokens.accessToken,
+      ...issuedTokens(tokens, plan),
       refreshToken: tokens.refreshToken,
-      ...(tokens.tokenType ? { tokenType: tokens.tokenType } : {}),
-      ...(tokens.scope ? { scope: tokens.scope } : {}),
-      accessExpiresAt: plan.accessExpiresAt,
-      accessLifetimeMs: plan.accessLifetimeMs,
-      refreshTokenUsedAt: plan.refreshTokenUsedAt,
-      nextRefreshAt: plan.nextRefreshAt,
       ...(refreshExpires ? { refreshExpires } : {}),
       now: now(),
     },

@@ -65,6 +65,32 @@ export function planAfterTokenResponse(
 }
 
 /** A refresh token's own end, which no refresh extends, and who set it (shown with it). */
+/** What a token response and its plan store for a grant, whatever kind of request it answered. */
+export interface IssuedTokens {
+  accessToken: string;
+  tokenType?: string;
+  scope?: string;
+  accessExpiresAt: number;
+  accessLifetimeMs: number;
+  refreshTokenUsedAt: number;
+  nextRefreshAt: number;
+}
+
+export function issuedTokens(
+  tokens: Pick<TokenSet, 'accessToken' | 'tokenType' | 'scope'>,
+  plan: RefreshPlan,
+): IssuedTokens {
+  return {
+    accessToken: tokens.accessToken,
+    ...(tokens.tokenType === undefined ? {} : { tokenType: tokens.tokenType }),
+    ...(tokens.scope === undefined ? {} : { scope: tokens.scope }),
+    accessExpiresAt: plan.accessExpiresAt,
+    accessLifetimeMs: plan.accessLifetimeMs,
+    refreshTokenUsedAt: plan.refreshTokenUsedAt,
+    nextRefreshAt: plan.nextRefreshAt,
+  };
+}
+
 export interface RefreshTokenEnd {
   at: number;
   reason: string;

@@ -1,10 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { UserError } from '../errors/user-error.js';
 import type { Logger } from '../log/logger.js';
+import { reapOnExit } from '../util/reap-on-exit.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 
 export interface ManagedRedisOptions {
@@ -47,19 +48,6 @@ const PORT_ATTEMPTS = 3;
 const INSTALL_HINT =
   'install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) ' +
   'or set REDIS_URL to use an existing Redis';
-
-/** Children still running, killed from the 'exit' hook so a finished parent leaves no redis-server behind. */
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    // Only synchronous work is possible here; SIGTERM still lets redis flush its AOF on the way out.
-    for (const child of live) child.kill('SIGTERM');
-  });
-}
 
 /** redis://127.0.0.1:PORT, with the password as the URL's credential when there is one. */
 export function managedRedisUrl(port: number, password?: string): string {
@@ -162,14 +150,8 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
     throw new UserError(`could not start ${binary}: ${(err as Error).message}`, 1, { cause: err });
   }
 
-  live.add(child);
-  installExitHook();
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('exit', (code) => {
-      live.delete(child);
-      resolve(code);
-    });
-  });
+  // SIGTERM from the exit hook still lets redis flush its AOF on the way out.
+  const exited = reapOnExit(child, 'SIGTERM');
   const closed = new Promise((resolve) => child.once('close', resolve));
 
   for (const stream of [child.stdout, child.stderr]) {

@@ -22,7 +22,7 @@ import type { TokenSet } from '../oauth/token-response.js';
 import type { Admission } from '../pacing/client-pacer.js';
 import type { BackoffPolicy } from '../policy/backoff.js';
 import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
-import { planAfterTokenResponse, refreshTokenEnd, timingFor } from '../policy/refresh-plan.js';
+import { issuedTokens, planAfterTokenResponse, refreshTokenEnd, timingFor } from '../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../policy/refresh-timing.js';
 import type { StorageGate } from '../store/storage-gate.js';
 import { SPAN_NAMES, type SpanFacts, serverFacts } from '../telemetry/span-policy.js';
@@ -430,14 +430,8 @@ export class GrantRefresher {
         grant.id,
         grant.version,
         {
-          accessToken: tokens.accessToken,
+          ...issuedTokens(tokens, plan),
           ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
-          ...(tokens.tokenType === undefined ? {} : { tokenType: tokens.tokenType }),
-          ...(tokens.scope === undefined ? {} : { scope: tokens.scope }),
-          accessExpiresAt: plan.accessExpiresAt,
-          accessLifetimeMs: plan.accessLifetimeMs,
-          refreshTokenUsedAt: plan.refreshTokenUsedAt,
-          nextRefreshAt: plan.nextRefreshAt,
           ...(refreshExpires ? { refreshExpires } : {}),
         },
         event,

@@ -45,6 +45,15 @@ export interface RefreshEngine {
 }
 
 /** An engine given a Redis connection, which therefore has its queue. */
+/**
+ * What storing a consent needs of the store and this engine: a seed, a service grant, a consent
+ * link's callback (and the demo) all store it the same way.
+ */
+export function consentDeps(engine: Pick<RefreshEngine, 'actions' | 'tokenClient'>) {
+  const { grants, clients, scheduler, timing } = engine.actions;
+  return { grants, clients, scheduler, timing, tokenClient: engine.tokenClient };
+}
+
 export type QueuedRefreshEngine = RefreshEngine & Required<Pick<RefreshEngine, 'queue'>>;
 
 interface EngineOptions {

@@ -16,6 +16,7 @@ import {
   openConsentLink,
 } from '../../consent/consent-links.js';
 import type { Logger } from '../../log/logger.js';
+import { consentDeps } from '../../service/refresh-engine.js';
 import type { RefreshService } from '../../service/refresh-service.js';
 import type { StoreContext } from '../../service/store-context.js';
 import { escapeHtml } from '../../util/html.js';
@@ -52,15 +53,7 @@ export function registerConsentLinkPages(server: FastifyInstance, deps: ConsentL
   server.get(CALLBACK_PATH, async (req, reply) => {
     const query = new URLSearchParams(req.url.slice(req.url.indexOf('?') + 1 || req.url.length));
     try {
-      const result = await completeConsentLink(
-        {
-          ...linksDeps(deps),
-          tokenClient: engine.tokenClient,
-          timing: engine.refresher.timing,
-          scheduler: engine.scheduler,
-        },
-        query,
-      );
+      const result = await completeConsentLink({ ...linksDeps(deps), ...consentDeps(engine) }, query);
       logger.info(
         { link: result.linkId, grant: result.grant.id, replaced: result.replaced },
         'consent link stored a grant',

@@ -4,6 +4,7 @@ import { UserError } from '../../errors/user-error.js';
 import { addServiceGrant } from '../../grants/actions/add-service-grant.js';
 import type { ServiceGrantKind, TokenRequestParams } from '../../grants/grant.js';
 import type { Client } from '../../grants/ports.js';
+import { consentDeps } from '../../service/refresh-engine.js';
 import { withCliContext } from '../cli-context.js';
 import { storedGrantView } from '../grant-lookup.js';
 import { colors, examples, formatRelative, printJson, printLine } from '../output.js';
@@ -89,11 +90,7 @@ export function registerGrantAddCommand(grant: Command, program: Command): void 
           const request = tokenRequest(kind, flags, client);
           const result = await addServiceGrant(
             {
-              grants: app.grants,
-              clients: app.clients,
-              scheduler: engine.scheduler,
-              tokenClient: engine.tokenClient,
-              timing: engine.refresher.timing,
+              ...consentDeps(engine),
             },
             { clientRef: client.id, kind, label: flags.label, request },
           );

@@ -3,6 +3,7 @@ import open from 'open';
 import { onConsentSaved } from '../../../jobs/alert-monitor.js';
 import { type ConsentMode, seedGrant } from '../../consent/seed-grant.js';
 import { UserError } from '../../errors/user-error.js';
+import { consentDeps } from '../../service/refresh-engine.js';
 import { syncConfigClients } from '../../service/sync-config-clients.js';
 import { withCliContext } from '../cli-context.js';
 import { storedGrantView } from '../grant-lookup.js';
@@ -62,11 +63,7 @@ export function registerSeedCommand(program: Command): void {
           const mode: ConsentMode = flags.device ? 'device' : flags.manual ? 'manual' : 'loopback';
           const result = await seedGrant(
             {
-              grants: app.grants,
-              clients: app.clients,
-              tokenClient: engine.tokenClient,
-              timing: engine.refresher.timing,
-              scheduler: engine.scheduler,
+              ...consentDeps(engine),
               io: {
                 messages: process.stderr,
                 input: process.stdin,

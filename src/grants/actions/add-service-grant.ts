@@ -2,7 +2,7 @@ import { UserError } from '../../errors/user-error.js';
 import type { TokenClient } from '../../oauth/token-client.js';
 import { forServiceGrant, TokenEndpointError } from '../../oauth/token-errors.js';
 import type { TokenSet } from '../../oauth/token-response.js';
-import { planAfterTokenResponse, timingFor } from '../../policy/refresh-plan.js';
+import { issuedTokens, planAfterTokenResponse, timingFor } from '../../policy/refresh-plan.js';
 import type { RefreshTimingPolicy } from '../../policy/refresh-timing.js';
 import { requestServiceToken } from '../../refresh/next-token.js';
 import type { ServiceGrantKind, TokenRequestParams } from '../grant.js';
@@ -71,14 +71,8 @@ export async function addServiceGrant(
       kind: input.kind,
       tokenRequest: input.request,
       ...(input.request.subject ? { subject: input.request.subject } : {}),
-      accessToken: tokens.accessToken,
+      ...issuedTokens(tokens, plan),
       refreshToken: '',
-      ...(tokens.tokenType === undefined ? {} : { tokenType: tokens.tokenType }),
-      ...(tokens.scope === undefined ? {} : { scope: tokens.scope }),
-      accessExpiresAt: plan.accessExpiresAt,
-      accessLifetimeMs: plan.accessLifetimeMs,
-      refreshTokenUsedAt: plan.refreshTokenUsedAt,
-      nextRefreshAt: plan.nextRefreshAt,
       now: at,
     },
     mayReplace,
