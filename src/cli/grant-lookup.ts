@@ -1,7 +1,7 @@
-import { UserError } from '../errors/user-error.js';
 import type { Grant, StoredGrant } from '../grants/grant.js';
 import type { Client } from '../grants/ports.js';
 import type { StoreContext } from '../service/store-context.js';
+import { UserError } from './user-error.js';
 
 export async function clientsById(app: StoreContext): Promise<Map<string, Client>> {
   return new Map((await app.clients.list()).map((c) => [c.id, c]));

@@ -1,5 +1,4 @@
 import { Command, CommanderError } from 'commander';
-import { isForPeople } from '../errors/user-error.js';
 import { packageVersion } from '../util/package-root.js';
 import { registerApiKeyCommands } from './commands/apikey.js';
 import { registerClientCommands } from './commands/client.js';
@@ -15,6 +14,7 @@ import { registerSeedCommand } from './commands/seed.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerStatusCommand } from './commands/status.js';
 import { registerTokenCommands } from './commands/token.js';
+import { isForPeople } from './user-error.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

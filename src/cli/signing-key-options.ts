@@ -8,8 +8,8 @@ import {
   pkcs8Pem,
   SIGNING_ALGS,
 } from '../crypto/signing-key.js';
-import { UserError } from '../errors/user-error.js';
 import type { ProviderProfile } from '../oauth/providers.js';
+import { UserError } from './user-error.js';
 
 /** The `client add` flags that register a private key for private_key_jwt. */
 export interface SigningKeyOptions {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { type Config, configSchema, ENV_VARS, SECRET_ENV_VARS, type Secrets } from './config-schema.js';
 
 export interface LoadedConfig {
@@ -25,7 +25,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
   }
   const parsed = configSchema.safeParse({ ...fromFile, ...fromEnv });
   if (!parsed.success) {
-    throw new UserError(describeIssues(parsed.error, fromEnv, configPath));
+    throw new GrantkeeperError('bad_config', describeIssues(parsed.error, fromEnv, configPath));
   }
   const secrets: Secrets = {};
   for (const [name, { field }] of Object.entries(SECRET_ENV_VARS)) {
@@ -36,7 +36,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): Loa
     (name) => secrets[SECRET_ENV_VARS[name].field] !== undefined,
   );
   if (keySources.length > 1) {
-    throw new UserError(`set only one of ${keySources.join(', ')}: each names the sealing key`);
+    throw new GrantkeeperError(
+      'bad_config',
+      `set only one of ${keySources.join(', ')}: each names the sealing key`,
+    );
   }
   return {
     config: parsed.data,
@@ -52,7 +55,10 @@ function readConfigFile(path: string): Record<string, unknown> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UserError(`cannot read the config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw new GrantkeeperError(
+      'bad_config',
+      `cannot read the config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
   }
   let value: unknown;
   try {
@@ -60,12 +66,13 @@ function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     // V8's message quotes the text around the error, which may be a password: give the position only.
     const position = /position (\d+)/.exec((err as Error).message)?.[1];
-    throw new UserError(
+    throw new GrantkeeperError(
+      'bad_config',
       `the config file ${path} is not valid JSON${position ? ` (at character ${position})` : ''}`,
     );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new UserError(`the config file ${path} must hold a JSON object`);
+    throw new GrantkeeperError('bad_config', `the config file ${path} must hold a JSON object`);
   }
   return value as Record<string, unknown>;
 }

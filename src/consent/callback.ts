@@ -1,9 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { plainText } from '../util/plain-text.js';
 
 /** Why consent capture stopped; the message is written for the person at the terminal and the browser. */
-export class ConsentError extends UserError {}
+export class ConsentError extends GrantkeeperError<'consent_failed'> {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('consent_failed', message, options);
+  }
+}
 
 const PLAIN_WORDS: Record<string, string> = {
   access_denied: 'consent was refused: the account holder declined, or this account may not use the app',

@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ErrorCode } from '../errors/error-codes.js';
 import { GrantkeeperError } from '../errors/grantkeeper-error.js';
-import { isForPeople } from '../errors/user-error.js';
 import type { Grant } from '../grants/grant.js';
 import type {
   ClientRepository,
@@ -330,7 +329,7 @@ export async function completeConsentLink(
     // The provider would not exchange the code: its failure, not the person's.
     if (err instanceof ConsentError && err.cause instanceof TokenEndpointError)
       throw new ConsentLinkError('exchange_failed', err.message);
-    if (isForPeople(err)) throw new ConsentLinkError('consent_refused', err.message);
+    if (err instanceof GrantkeeperError) throw new ConsentLinkError('consent_refused', err.message);
     throw err;
   }
 }

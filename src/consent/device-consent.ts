@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { renderUnicodeCompact } from 'uqr';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { OpenedClient } from '../grants/ports.js';
 import type { TokenClient } from '../oauth/token-client.js';
 import { TokenEndpointError } from '../oauth/token-errors.js';
@@ -38,10 +39,10 @@ export async function captureDeviceConsent(
   const wait = deps.wait ?? sleep;
   const endpoint = client.profile.deviceAuthorizationEndpoint;
   if (!endpoint) {
-    throw new ConsentError(
+    throw new GrantkeeperError(
+      'bad_request',
       `client ${client.name}'s provider (${client.profile.kind}) offers no device authorization endpoint: ` +
         'seed it with --manual instead',
-      2,
     );
   }
   const scopes = withOfflineScope(client.profile, options.scopes);
@@ -50,7 +51,7 @@ export async function captureDeviceConsent(
     device = await deps.tokenClient.requestDeviceAuthorization(client.target, endpoint, scopes);
   } catch (err) {
     if (!(err instanceof TokenEndpointError)) throw err;
-    throw new ConsentError(`the provider refused to start device consent: ${err.message}`, 1, { cause: err });
+    throw new ConsentError(`the provider refused to start device consent: ${err.message}`, { cause: err });
   }
   const started = now();
   const deadline = started + Math.min(device.expiresInSec * 1000, options.timeoutMs);
@@ -85,7 +86,6 @@ export async function captureDeviceConsent(
           : step.reason === 'expired'
             ? 'the device code expired before it was approved (expired_token): run seed --device again'
             : `the provider refused the device code: ${err.message}`,
-        1,
         { cause: err },
       );
     }

@@ -8,7 +8,7 @@ import {
   jwtVerify,
 } from 'jose';
 import { request } from 'undici';
-import { isForPeople } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { MS_TENANT_GUID, type ProviderProfile } from '../oauth/providers.js';
 import { assertSecureEndpoint, readCapped } from '../oauth/token-client.js';
 import { ConsentError, sameSecret } from './callback.js';
@@ -109,7 +109,7 @@ export async function validateIdToken(
       requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat'],
     }));
   } catch (err) {
-    throw new IdTokenError(failure(describeJoseError(err)), 1, { cause: err });
+    throw new IdTokenError(failure(describeJoseError(err)), { cause: err });
   }
   const problem =
     issuerProblem(payload, expect.profile) ??
@@ -145,7 +145,7 @@ function describeJoseError(err: unknown): string {
     return `the issuer's key set did not answer within ${JWKS_TIMEOUT_MS / 1000} s`;
   }
   if (err instanceof errors.JWKSInvalid) return "the issuer's key set is not a valid JWKS";
-  if (isForPeople(err)) return err.message;
+  if (err instanceof GrantkeeperError) return err.message;
   if (err instanceof KeySetFetchFailed || err instanceof errors.JOSEError) {
     return `the issuer's key set could not be read (${err.message})`;
   }

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { isLoopbackHost } from '../oauth/token-client.js';
 import { escapeHtml } from '../util/html.js';
 import { ConsentError, carriesState, codeFromCallback } from './callback.js';
@@ -19,10 +19,11 @@ export function loopbackTarget(redirectUri: string): LoopbackTarget {
   try {
     url = new URL(redirectUri);
   } catch {
-    throw new UserError(`the redirect URI ${redirectUri} is not a valid URL`);
+    throw new GrantkeeperError('consent_failed', `the redirect URI ${redirectUri} is not a valid URL`);
   }
   if (url.protocol !== 'http:' || !isLoopbackHost(url.hostname)) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'consent_failed',
       `the redirect URI ${url.origin}${url.pathname} is not an http loopback address (127.0.0.1, [::1] or localhost); ` +
         'use --manual to paste the redirect back instead',
     );
@@ -115,7 +116,8 @@ export async function startLoopbackReceiver(
     server.once('error', (err: NodeJS.ErrnoException) => {
       const where = `${target.host}:${target.port}`;
       reject(
-        new UserError(
+        new GrantkeeperError(
+          'address_unavailable',
           err.code === 'EADDRINUSE'
             ? `cannot listen on ${where} for the consent redirect: the port is in use (another seed running?)`
             : `cannot listen on ${where} for the consent redirect: ${err.code ?? err.message}`,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
-import { isForPeople, UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { saveConsent } from '../grants/actions/save-consent.js';
 import type { Grant } from '../grants/grant.js';
 import type { ClientRepository, GrantRepository, OpenedClient, RefreshScheduler } from '../grants/ports.js';
@@ -193,12 +193,13 @@ export interface SeedResult {
 export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<SeedResult> {
   const now = deps.now ?? Date.now;
   const badLabel = options.label === undefined ? undefined : labelProblem(options.label);
-  if (badLabel) throw new UserError(badLabel, 2);
+  if (badLabel) throw new GrantkeeperError('bad_request', badLabel);
   const found = await deps.clients.findByName(options.client);
   const client = found && (await deps.clients.openById(found.id));
   if (!client) {
     const names = (await deps.clients.list()).map((c) => c.name);
-    throw new UserError(
+    throw new GrantkeeperError(
+      'unknown_client',
       `no client is named "${options.client}" (${names.length ? `known: ${names.join(', ')}` : 'add one with grantkeeper client add'})`,
     );
   }
@@ -229,7 +230,10 @@ export async function seedGrant(deps: SeedDeps, options: SeedOptions): Promise<S
   } catch (err) {
     await consent.reply({
       ok: false,
-      message: isForPeople(err) ? err.message : 'grantkeeper could not store the grant; see the terminal.',
+      message:
+        err instanceof GrantkeeperError
+          ? err.message
+          : 'grantkeeper could not store the grant; see the terminal.',
     });
     throw err;
   } finally {
@@ -257,7 +261,7 @@ export async function completeCodeConsent(
     });
   } catch (err) {
     if (err instanceof TokenEndpointError) {
-      throw new ConsentError(`the provider refused to exchange the authorization code: ${err.message}`, 1, {
+      throw new ConsentError(`the provider refused to exchange the authorization code: ${err.message}`, {
         cause: err,
       });
     }

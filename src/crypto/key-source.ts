@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import { Keyring, keyIdFor, type SealingKey } from './sealer.js';
 
@@ -50,12 +50,17 @@ async function primaryKey(opts: LoadKeyringOptions): Promise<SealingKey> {
   if (envKey) return sealingKey(envKey, 'GRANTKEEPER_KEY');
   if (opts.keyFile) {
     const key = await readKeyFile(opts.keyFile);
-    if (!key) throw new UserError(`GRANTKEEPER_KEY_FILE names ${opts.keyFile}, which does not exist`);
+    if (!key)
+      throw new GrantkeeperError(
+        'sealing_key_unusable',
+        `GRANTKEEPER_KEY_FILE names ${opts.keyFile}, which does not exist`,
+      );
     return key;
   }
   if (opts.keyCommand) return keyFromCommand(opts.keyCommand);
   if (opts.shared) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'sealing_key_unusable',
       `a PostgreSQL store is shared by every replica, so its sealing key must be given, not generated on one machine: set GRANTKEEPER_KEY, GRANTKEEPER_KEY_FILE or GRANTKEEPER_KEY_COMMAND (${HOW_TO_MAKE})`,
     );
   }
@@ -87,7 +92,10 @@ async function keyFromCommand(command: string): Promise<SealingKey> {
             : signal
               ? `was killed by ${signal}`
               : `could not be run (${String(code ?? 'error')})`;
-    throw new UserError(`GRANTKEEPER_KEY_COMMAND ${why}; run it by hand to see why`);
+    throw new GrantkeeperError(
+      'sealing_key_unusable',
+      `GRANTKEEPER_KEY_COMMAND ${why}; run it by hand to see why`,
+    );
   }
   return sealingKey(stdout.trim(), 'The output of GRANTKEEPER_KEY_COMMAND');
 }
@@ -96,7 +104,10 @@ function sealingKey(text: string, what: string): SealingKey {
   if (key?.length !== KEY_BYTES) {
     // Only the decoded length is reported: the value itself is the secret.
     const got = key ? `it decoded to ${key.length} bytes` : 'it is not valid base64';
-    throw new UserError(`${what} must be ${KEY_BYTES} random bytes in base64 (${HOW_TO_MAKE}); ${got}`);
+    throw new GrantkeeperError(
+      'sealing_key_unusable',
+      `${what} must be ${KEY_BYTES} random bytes in base64 (${HOW_TO_MAKE}); ${got}`,
+    );
   }
   return { id: keyIdFor(key), key };
 }
@@ -116,7 +127,8 @@ async function keyFromFile(path: string, logger: Logger, generate: boolean): Pro
   const existing = await readKeyFile(path);
   if (existing) return existing;
   if (!generate) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'sealing_key_unusable',
       `no sealing key: GRANTKEEPER_KEY is not set and there is no key file at ${path}; set the key the store was sealed with`,
     );
   }
@@ -141,7 +153,8 @@ async function readKeyFile(path: string): Promise<SealingKey | undefined> {
   }
   if (mode & 0o077) {
     const octal = (mode & 0o777).toString(8).padStart(3, '0');
-    throw new UserError(
+    throw new GrantkeeperError(
+      'sealing_key_unusable',
       `Key file ${path} has mode ${octal}, which gives other users access to it: run \`chmod 600 ${path}\``,
     );
   }

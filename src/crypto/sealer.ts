@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 
 const FORMAT = 'gk1';
 const ALGORITHM = 'aes-256-gcm';
@@ -15,12 +15,12 @@ export interface SealingKey {
 
 export type SealErrorReason = 'unknown-key' | 'authentication' | 'malformed';
 
-export class SealError extends UserError {
+export class SealError extends GrantkeeperError<'sealing_key_unusable'> {
   constructor(
     message: string,
     readonly reason: SealErrorReason,
   ) {
-    super(message);
+    super('sealing_key_unusable', message);
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 
 /** The JWS algorithms grantkeeper signs assertions with (RFC 7518 §3): what Microsoft, Google and OIDC servers take. */
 export const SIGNING_ALGS = ['RS256', 'PS256', 'ES256'] as const;
@@ -38,16 +38,25 @@ export function parsePrivateKey(
   alg?: SigningAlg,
 ): { key: KeyObject; alg: SigningAlg } {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
-    throw new UserError(`${what} is not a PEM private key (expected a -----BEGIN PRIVATE KEY----- block)`, 2);
+    throw new GrantkeeperError(
+      'bad_key_file',
+      `${what} is not a PEM private key (expected a -----BEGIN PRIVATE KEY----- block)`,
+    );
   }
   if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
-    throw new UserError(`${what} is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN)`, 2);
+    throw new GrantkeeperError(
+      'bad_key_file',
+      `${what} is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN)`,
+    );
   }
   let key: KeyObject;
   try {
     key = createPrivateKey({ key: text, format: 'pem' });
   } catch {
-    throw new UserError(`${what} holds a PEM block that is not a readable private key`, 2);
+    throw new GrantkeeperError(
+      'bad_key_file',
+      `${what} holds a PEM block that is not a readable private key`,
+    );
   }
   return { key, alg: checkAlg(key, what, alg) };
 }
@@ -57,32 +66,38 @@ function checkAlg(key: KeyObject, what: string, alg: SigningAlg | undefined): Si
   const details = key.asymmetricKeyDetails ?? {};
   if (type === 'rsa' || type === 'rsa-pss') {
     if ((details.modulusLength ?? 0) < MIN_RSA_BITS) {
-      throw new UserError(`${what} is an RSA key under ${MIN_RSA_BITS} bits: servers refuse it`, 2);
+      throw new GrantkeeperError(
+        'bad_key_file',
+        `${what} is an RSA key under ${MIN_RSA_BITS} bits: servers refuse it`,
+      );
     }
     const chosen = alg ?? (type === 'rsa-pss' ? 'PS256' : 'RS256');
     if (chosen === 'ES256' || (type === 'rsa-pss' && chosen !== 'PS256')) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'bad_key_file',
         `--alg ${chosen} does not match ${what}, an ${type.toUpperCase()} key (use RS256 or PS256)`,
-        2,
       );
     }
     return chosen;
   }
   if (type === 'ec') {
     if (details.namedCurve !== 'prime256v1') {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'bad_key_file',
         `${what} is an EC key on ${details.namedCurve ?? 'an unknown curve'}; ES256 needs P-256`,
-        2,
       );
     }
     const chosen = alg ?? 'ES256';
     if (chosen !== 'ES256')
-      throw new UserError(`--alg ${chosen} does not match ${what}, a P-256 key (use ES256)`, 2);
+      throw new GrantkeeperError(
+        'bad_key_file',
+        `--alg ${chosen} does not match ${what}, a P-256 key (use ES256)`,
+      );
     return chosen;
   }
-  throw new UserError(
+  throw new GrantkeeperError(
+    'bad_key_file',
     `${what} is a ${type ?? 'non-asymmetric'} key; grantkeeper signs with RSA or P-256 keys`,
-    2,
   );
 }
 
@@ -95,10 +110,13 @@ export function certificateThumbprint(certPem: string, key: KeyObject, what: str
   try {
     cert = new X509Certificate(certPem);
   } catch {
-    throw new UserError(`${what} is not a PEM certificate (expected a -----BEGIN CERTIFICATE----- block)`, 2);
+    throw new GrantkeeperError(
+      'bad_key_file',
+      `${what} is not a PEM certificate (expected a -----BEGIN CERTIFICATE----- block)`,
+    );
   }
   if (!cert.checkPrivateKey(key)) {
-    throw new UserError(`${what} certifies another key than the private key given`, 2);
+    throw new GrantkeeperError('bad_key_file', `${what} certifies another key than the private key given`);
   }
   return createHash('sha256').update(cert.raw).digest('base64url');
 }

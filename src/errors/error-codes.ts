@@ -94,7 +94,8 @@ export const ERROR_CODES = {
   label_taken: {
     httpStatus: 409,
     exitCode: 1,
-    meaning: 'the label belongs to a grant a consent link may not renew (another client, or a service grant)',
+    meaning:
+      'the label belongs to another grant this may not replace (another client or kind): pick another label',
   },
   no_public_url: {
     httpStatus: 409,
@@ -106,7 +107,82 @@ export const ERROR_CODES = {
   exchange_failed: {
     httpStatus: 502,
     exitCode: 1,
-    meaning: "the provider did not exchange the consent's code for tokens: nothing was stored",
+    meaning:
+      "the provider did not issue the first tokens (a consent's code exchange, a service grant's first request): nothing was stored",
+  },
+  unknown_client: {
+    httpStatus: 404,
+    exitCode: 1,
+    meaning: 'no client has that name, or the grant names a client that was removed',
+  },
+  not_applicable: {
+    httpStatus: 409,
+    exitCode: 2,
+    meaning: "the action does not apply to this grant's kind (a service grant has no keep-alive mode)",
+  },
+  name_taken: { httpStatus: 409, exitCode: 1, meaning: 'an API key of that name already exists' },
+  revoke_failed: {
+    httpStatus: 502,
+    exitCode: 1,
+    meaning: 'the provider did not revoke the grant; it is kept: retry, or drop it with `grantkeeper remove`',
+  },
+  consent_failed: {
+    httpStatus: 400,
+    exitCode: 1,
+    meaning:
+      'consent capture stopped (no usable code in the redirect or the pasted text, the provider refused, or it was cancelled): nothing was stored',
+  },
+  bad_key_file: {
+    httpStatus: 400,
+    exitCode: 2,
+    meaning:
+      'a signing key, certificate or service-account file that grantkeeper cannot use; the message says why',
+  },
+  bad_provider: {
+    httpStatus: 400,
+    exitCode: 1,
+    meaning:
+      'the provider settings describe no usable OAuth server (a bad tenant, an issuer without discovery or a client authentication grantkeeper speaks)',
+  },
+  bad_config: {
+    httpStatus: 500,
+    exitCode: 1,
+    meaning: 'a setting (config file, environment variable) grantkeeper cannot use; the message names it',
+  },
+  sealing_key_unusable: {
+    httpStatus: 500,
+    exitCode: 1,
+    meaning: 'the sealing key is missing, malformed or not the one that sealed the store',
+  },
+  store_unusable: {
+    httpStatus: 503,
+    exitCode: 1,
+    meaning:
+      'the store cannot be opened: missing, locked, moved to PostgreSQL, on a full disk, or unreachable',
+  },
+  migration_refused: {
+    httpStatus: 409,
+    exitCode: 1,
+    meaning:
+      'the store cannot be moved now (already moved, a target that is not empty, a service still running)',
+  },
+  damaged_record: {
+    httpStatus: 500,
+    exitCode: 1,
+    meaning:
+      'a stored row that does not parse (a client profile, key description or parameters): the store was edited by hand',
+  },
+  redis_unavailable: {
+    httpStatus: 503,
+    exitCode: 1,
+    meaning:
+      'Redis cannot be reached, or the managed redis-server cannot be started or is owned by another process',
+  },
+  address_unavailable: {
+    httpStatus: 503,
+    exitCode: 1,
+    meaning:
+      'grantkeeper cannot listen where it was told (the API or the consent redirect): the port is in use or not ours',
   },
   internal: { httpStatus: 500, exitCode: 1, meaning: 'a bug: the log has the details' },
   http_error: {

@@ -449,7 +449,7 @@ export interface ApiKey {
 
 /** Bearer keys for the HTTP API, stored only as SHA-256 hashes. */
 export interface ApiKeyRepository {
-  /** Creates a key with this hash; throws a UserError for a taken name. */
+  /** Creates a key with this hash; throws name_taken for a taken name. */
   create(input: { name: string; keyHash: string; now: number } & ApiKeyAccess): Promise<ApiKey>;
   findByName(name: string): Promise<ApiKey | undefined>;
   findById(id: string): Promise<ApiKey | undefined>;

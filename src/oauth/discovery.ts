@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { z } from 'zod';
-import { isForPeople, UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { assertSecureEndpoint, discardBody, readCapped } from './token-client.js';
 
 export interface IssuerMetadata {
@@ -56,7 +56,11 @@ export async function discoverIssuer(
   opts: { timeoutMs?: number } = {},
 ): Promise<IssuerMetadata> {
   const url = assertSecureEndpoint(issuer, 'issuer');
-  if (url.search) throw new UserError(`issuer ${url.origin}${url.pathname} must not have a query string`);
+  if (url.search)
+    throw new GrantkeeperError(
+      'bad_provider',
+      `issuer ${url.origin}${url.pathname} must not have a query string`,
+    );
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const { openid, oauth } = wellKnownUrls(url);
   const failures: string[] = [];
@@ -64,11 +68,12 @@ export async function discoverIssuer(
     try {
       return toMetadata(await fetchJson(location, timeoutMs), issuer);
     } catch (err) {
-      if (!(err instanceof AttemptFailed || isForPeople(err))) throw err;
+      if (!(err instanceof AttemptFailed || err instanceof GrantkeeperError)) throw err;
       failures.push(`${location}: ${err.message}`);
     }
   }
-  throw new UserError(
+  throw new GrantkeeperError(
+    'bad_provider',
     `OAuth discovery failed for issuer ${issuer} (tried ${failures.join('; ')}); ` +
       'check the issuer URL or give the endpoints explicitly',
   );

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type PrivateKeyInput, parsePrivateKey, pkcs8Pem } from '../crypto/signing-key.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { type ProviderProfile, resolveProvider } from './providers.js';
 import { assertSecureEndpoint } from './token-client.js';
 
@@ -30,12 +30,15 @@ export async function parseServiceAccountKey(text: string, what: string): Promis
   try {
     json = JSON.parse(text);
   } catch {
-    throw new UserError(`${what} is not a service-account JSON key file (not JSON)`, 2);
+    throw new GrantkeeperError('bad_key_file', `${what} is not a service-account JSON key file (not JSON)`);
   }
   const parsed = serviceAccountKeySchema.safeParse(json);
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.') || 'the file'))].join(', ');
-    throw new UserError(`${what} is not a service-account JSON key file (check ${fields})`, 2);
+    throw new GrantkeeperError(
+      'bad_key_file',
+      `${what} is not a service-account JSON key file (check ${fields})`,
+    );
   }
   const key = parsed.data;
   const { key: privateKey } = parsePrivateKey(key.private_key, `the private_key of ${what}`, 'RS256');
@@ -43,7 +46,7 @@ export async function parseServiceAccountKey(text: string, what: string): Promis
   try {
     tokenEndpoint = assertSecureEndpoint(key.token_uri, `the token_uri of ${what}`).href;
   } catch (err) {
-    throw new UserError((err as Error).message, 2);
+    throw new GrantkeeperError('bad_key_file', (err as Error).message);
   }
   const google = await resolveProvider({ kind: 'google' });
   return {

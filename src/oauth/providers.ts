@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { type RateLimit, rateLimitSchema } from '../pacing/rate-limit.js';
 import type { FixedRefreshLifetime } from '../policy/refresh-plan.js';
 import { discoverIssuer, type IssuerMetadata } from './discovery.js';
@@ -100,7 +100,8 @@ const MS_TENANT_NAME =
 function microsoftProfile(tenant = 'common', spa = false): ProviderProfile {
   // The tenant lands in the endpoint path, so anything beyond a GUID or host-like name is refused.
   if (!MS_TENANT_GUID.test(tenant) && !MS_TENANT_NAME.test(tenant)) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'bad_provider',
       `Microsoft tenant "${tenant.slice(0, 80)}" is not valid: use a tenant id (GUID), a domain ` +
         'such as contoso.onmicrosoft.com, or common, organizations or consumers',
     );
@@ -178,7 +179,8 @@ function pickAuthMethod(supported: string[] | undefined, issuer: string): Client
   if (!supported || supported.includes('client_secret_basic')) return 'client_secret_basic';
   if (supported.includes('client_secret_post')) return 'client_secret_post';
   if (supported.includes('none')) return 'none';
-  throw new UserError(
+  throw new GrantkeeperError(
+    'bad_provider',
     `issuer ${issuer} supports only ${supported.join(', ') || 'no'} client authentication; ` +
       'grantkeeper needs client_secret_basic, client_secret_post or none',
   );
@@ -236,7 +238,11 @@ export async function resolveProvider(
           ...(e.device ? { deviceAuthorizationEndpoint: endpoint(e.device, 'device authorization') } : {}),
         });
       }
-      if (!spec.issuer) throw new UserError('an oidc provider needs an issuer URL or explicit endpoints');
+      if (!spec.issuer)
+        throw new GrantkeeperError(
+          'bad_provider',
+          'an oidc provider needs an issuer URL or explicit endpoints',
+        );
       return oidcProfile(await (opts.discover ?? discoverIssuer)(spec.issuer));
     }
   }
@@ -281,6 +287,7 @@ export const providerProfileSchema = z
 
 export function parseStoredProfile(value: unknown): ProviderProfile {
   const parsed = providerProfileSchema.safeParse(value);
-  if (!parsed.success) throw new UserError('a stored client has a damaged provider profile');
+  if (!parsed.success)
+    throw new GrantkeeperError('damaged_record', 'a stored client has a damaged provider profile');
   return parsed.data;
 }

@@ -3,7 +3,7 @@ import { linkSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { isProcessAlive, processStartTicks } from './process-info.js';
 
 /**
@@ -71,12 +71,12 @@ export function ownerState(record: ClaimRecord): OwnerState {
 }
 
 /** Another process owns the folder's managed redis-server. */
-export class ManagedRedisOwnedError extends UserError {
+export class ManagedRedisOwnedError extends GrantkeeperError<'redis_unavailable'> {
   constructor(
     readonly record: ClaimRecord,
     message: string,
   ) {
-    super(message);
+    super('redis_unavailable', message);
   }
 }
 
@@ -147,7 +147,10 @@ export function claimManagedRedis(folder: string): OwnedClaim {
     }
     return new OwnedClaim(folder, seq, record, previous);
   }
-  throw new UserError(`could not claim the managed Redis in ${folder}: other processes keep claiming it`);
+  throw new GrantkeeperError(
+    'redis_unavailable',
+    `could not claim the managed Redis in ${folder}: other processes keep claiming it`,
+  );
 }
 
 function claimNumbers(folder: string): number[] {

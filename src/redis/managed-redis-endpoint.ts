@@ -9,7 +9,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { managedRedisUrl } from './managed-redis.js';
 import { type ClaimRecord, ownerState, readCurrentClaim } from './managed-redis-claim.js';
 import type { RedisEndpoint } from './redis-endpoint.js';
@@ -37,9 +37,13 @@ export function prepareManagedRedisFolder(dataDir: string): string {
     if ((statSync(folder).mode & 0o077) !== 0) chmodSync(folder, 0o700);
     return realpathSync(folder);
   } catch (err) {
-    throw new UserError(`cannot prepare the Redis folder ${folder}: ${(err as Error).message}`, 1, {
-      cause: err,
-    });
+    throw new GrantkeeperError(
+      'redis_unavailable',
+      `cannot prepare the Redis folder ${folder}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 

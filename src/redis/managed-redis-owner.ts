@@ -1,4 +1,4 @@
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import { type ManagedRedis, PortTakenError, startManagedRedis } from './managed-redis.js';
 import { type ClaimRecord, claimManagedRedis } from './managed-redis-claim.js';
@@ -12,7 +12,7 @@ export interface OwnedRedis {
    * Settles, with the reason, when the redis-server is gone for good: it died more often than the
    * restart limit allows, or could not be started again. Never rejects.
    */
-  failed: Promise<UserError>;
+  failed: Promise<GrantkeeperError>;
   /** Stops the redis-server (it flushes its AOF) and marks the claim stopped. */
   stop(): Promise<void>;
 }
@@ -57,8 +57,8 @@ export async function startOwnedRedis(opts: { dataDir: string; logger: Logger })
   const deaths: number[] = [];
   let stopping = false;
   let restarting: Promise<void> | undefined;
-  let fail!: (err: UserError) => void;
-  const failed = new Promise<UserError>((resolve) => {
+  let fail!: (err: GrantkeeperError) => void;
+  const failed = new Promise<GrantkeeperError>((resolve) => {
     fail = resolve;
   });
   /** Counts an exit or a failed start; false once the limit is spent. */
@@ -74,7 +74,8 @@ export async function startOwnedRedis(opts: { dataDir: string; logger: Logger })
     while (!stopping) {
       if (!mayRestart()) {
         fail(
-          new UserError(
+          new GrantkeeperError(
+            'redis_unavailable',
             `the managed redis-server could not be kept running: ${deaths.length} exits or failed starts ` +
               `within ${limit.windowMs / 1000} s (last: ${last}); its own log lines show with GRANTKEEPER_LOG_LEVEL=debug`,
           ),
@@ -149,7 +150,8 @@ async function startPreferringPort(
 async function stopOrphans(folder: string, previous: ClaimRecord | undefined, logger: Logger): Promise<void> {
   if (!canInspectProcesses()) {
     if (previous?.redisPid && isProcessAlive(previous.redisPid)) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'redis_unavailable',
         `process ${previous.redisPid} may be the redis-server a previous grantkeeper (pid ${previous.ownerPid}) ` +
           `left running on ${folder}: stop it if it is, then start again`,
       );
@@ -164,7 +166,8 @@ async function stopOrphans(folder: string, previous: ClaimRecord | undefined, lo
       'stopping the redis-server a previous grantkeeper left running on this data folder',
     );
     if (!(await terminateProcess(pid, ORPHAN_STOP_GRACE_MS))) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'redis_unavailable',
         `the orphaned redis-server ${pid} on ${folder} does not stop: kill it, then start again`,
       );
     }

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import { reapOnExit } from '../util/reap-on-exit.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
@@ -80,7 +80,11 @@ export async function startManagedRedis(opts: ManagedRedisOptions = {}): Promise
 }
 
 /** redis-server could not bind the port it was given. */
-export class PortTakenError extends UserError {}
+export class PortTakenError extends GrantkeeperError<'redis_unavailable'> {
+  constructor(message: string) {
+    super('redis_unavailable', message);
+  }
+}
 
 /** The configuration redis-server reads from stdin (`redis-server -`): one directive per line. */
 function redisConfig(opts: ManagedRedisOptions, port: number): string {
@@ -105,7 +109,10 @@ function redisConfig(opts: ManagedRedisOptions, port: number): string {
     try {
       mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     } catch (err) {
-      throw new UserError(`cannot create the Redis folder ${opts.dataDir}: ${(err as Error).message}`);
+      throw new GrantkeeperError(
+        'redis_unavailable',
+        `cannot create the Redis folder ${opts.dataDir}: ${(err as Error).message}`,
+      );
     }
     lines.push(`dir ${quoteConfigValue(opts.dataDir)}`);
   }
@@ -145,9 +152,13 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
     });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new UserError(`${binary} not found on PATH: ${INSTALL_HINT}`, 1, { cause: err });
+      throw new GrantkeeperError('redis_unavailable', `${binary} not found on PATH: ${INSTALL_HINT}`, {
+        cause: err,
+      });
     }
-    throw new UserError(`could not start ${binary}: ${(err as Error).message}`, 1, { cause: err });
+    throw new GrantkeeperError('redis_unavailable', `could not start ${binary}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 
   // SIGTERM from the exit hook still lets redis flush its AOF on the way out.
@@ -177,14 +188,15 @@ async function startOnce(opts: ManagedRedisOptions, port: number): Promise<Manag
     // 'exit' can come before the last lines are read; give the pipes a moment to drain.
     await withTimeout(closed, 500);
     if (outcome === 'timeout') {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'redis_unavailable',
         `${binary} did not answer PING within ${timeoutMs} ms on port ${port}: ${lastLines()}`,
       );
     }
     const message = `${binary} exited before it was ready (exit code ${code}): ${lastLines()}`;
     throw recent.some((l) => l.includes('Address already in use'))
       ? new PortTakenError(message)
-      : new UserError(message);
+      : new GrantkeeperError('redis_unavailable', message);
   }
 
   logger?.debug('redis-server ready');

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import {
   connectRedis,
   describeRedisEndpoint,
@@ -37,9 +37,9 @@ export async function checkRedisReachable(
     await probe.ping();
   } catch (err) {
     const why = endpoint.kind === 'sentinel' ? await diagnoseSentinels(endpoint, timeoutMs) : undefined;
-    throw new UserError(
+    throw new GrantkeeperError(
+      'redis_unavailable',
       `cannot reach Redis at ${describeRedisEndpoint(endpoint)} (${why ?? (err as Error).message})${hint ? `: ${hint}` : ''}`,
-      1,
       { cause: err },
     );
   } finally {

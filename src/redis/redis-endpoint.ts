@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { LoadedConfig } from '../config/load-config.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 
 /** A connection to one Redis (directly or through Sentinel) or to a Redis Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -53,7 +53,10 @@ export function configuredRedis(loaded: LoadedConfig): RedisEndpoint | undefined
     config.redisClusterNodes && 'GRANTKEEPER_REDIS_CLUSTER_NODES',
   ].filter(Boolean);
   if (named.length > 1) {
-    throw new UserError(`set one of ${named.join(', ')}, not several: each names the Redis to use`);
+    throw new GrantkeeperError(
+      'bad_config',
+      `set one of ${named.join(', ')}, not several: each names the Redis to use`,
+    );
   }
   if (config.redisClusterNodes) {
     return {
@@ -64,7 +67,8 @@ export function configuredRedis(loaded: LoadedConfig): RedisEndpoint | undefined
   }
   if (config.redisSentinels) {
     if (!config.redisSentinelName) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'bad_config',
         'GRANTKEEPER_REDIS_SENTINELS needs GRANTKEEPER_REDIS_SENTINEL_NAME, the master name the sentinels monitor',
       );
     }

@@ -1,4 +1,4 @@
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import { watchRedisConnection } from './connection-watch.js';
 import { managedRedisEndpoint } from './managed-redis-endpoint.js';
@@ -22,7 +22,7 @@ export interface ServiceRedis {
    * redis-server it owns died too often, or the one it uses is gone for good. Never settles for
    * REDIS_URL, whose outages the service waits out.
    */
-  gone: Promise<UserError>;
+  gone: Promise<GrantkeeperError>;
   /** Closes the connection, then stops a redis-server this process owns. */
   close(): Promise<void>;
 }
@@ -41,7 +41,7 @@ export const GUEST_WAIT_MS = 30_000;
  * connections stop retrying, which fails them. (ioredis's disconnect() would not: called between
  * two reconnect attempts it leaves the connection "reconnecting" with its queue stranded.)
  */
-function connectUntilGone(url: string, gone: Promise<UserError>): RedisClient {
+function connectUntilGone(url: string, gone: Promise<GrantkeeperError>): RedisClient {
   let abandoned = false;
   void gone.then(() => {
     abandoned = true;
@@ -58,7 +58,7 @@ export async function openServiceRedis(opts: {
   guestWaitMs?: number;
 }): Promise<ServiceRedis> {
   const { logger } = opts;
-  const never = new Promise<UserError>(() => {});
+  const never = new Promise<GrantkeeperError>(() => {});
   if (opts.redis) {
     const endpoint = opts.redis;
     await checkRedisReachable(endpoint);
@@ -82,8 +82,8 @@ export async function openServiceRedis(opts: {
   }
   const waitMs = opts.guestWaitMs ?? GUEST_WAIT_MS;
   const url = await waitForManagedRedis(opts.dataDir, waitMs);
-  let giveUp!: (err: UserError) => void;
-  const gone = new Promise<UserError>((resolve) => {
+  let giveUp!: (err: GrantkeeperError) => void;
+  const gone = new Promise<GrantkeeperError>((resolve) => {
     giveUp = resolve;
   });
   const connection = connectUntilGone(url, gone);
@@ -91,7 +91,8 @@ export async function openServiceRedis(opts: {
     afterMs: waitMs,
     onExceeded: (downMs) =>
       giveUp(
-        new UserError(
+        new GrantkeeperError(
+          'redis_unavailable',
           `the managed Redis at ${describeRedisUrl(url)} has been unreachable for ${Math.round(downMs / 1000)} s ` +
             '(its grantkeeper run stopped or died)',
         ),
@@ -116,7 +117,8 @@ async function waitForManagedRedis(dataDir: string, waitMs: number): Promise<str
       }
     }
     if (Date.now() >= deadline) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'redis_unavailable',
         `no managed Redis answers for ${dataDir} after ${Math.round(waitMs / 1000)} s (${why}): ` +
           'start grantkeeper run (serve only serves beside it), or set REDIS_URL',
       );

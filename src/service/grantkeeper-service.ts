@@ -16,7 +16,7 @@ import { buildApiServer } from '../api/server.js';
 import type { AllowedHost } from '../config/config-schema.js';
 import type { LoadedConfig } from '../config/load-config.js';
 import { consentLinkDeps, consentLinkPayload } from '../consent/consent-links.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
 import { logRedisErrors } from '../redis/connection-watch.js';
@@ -60,7 +60,8 @@ export async function startGrantkeeper(
   const runWorker = options.runWorker !== false;
   const webhookSecret = loaded.secrets.webhookSecret;
   if (config.webhookUrls.length > 0 && !webhookSecret) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'bad_config',
       'GRANTKEEPER_WEBHOOK_URLS is set but GRANTKEEPER_WEBHOOK_SECRET is not: alerts must be signed',
     );
   }
@@ -187,9 +188,9 @@ export async function startGrantkeeper(
     try {
       await api.listen({ host: config.apiHost, port: config.apiPort });
     } catch (err) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'address_unavailable',
         `the API cannot listen on ${config.apiHost}:${config.apiPort} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): set GRANTKEEPER_API_HOST / GRANTKEEPER_API_PORT`,
-        1,
         { cause: err },
       );
     }

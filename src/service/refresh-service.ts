@@ -5,7 +5,7 @@ import { createRefreshProcessor } from '../../jobs/refresh-processor.js';
 import type { RefreshJobData } from '../../jobs/refresh-queue.js';
 import { createRefreshWorker } from '../../jobs/refresh-worker.js';
 import type { LoadedConfig } from '../config/load-config.js';
-import type { UserError } from '../errors/user-error.js';
+import type { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import type { RedisClient } from '../redis/redis-endpoint.js';
 import { configuredRedis, describeRedisEndpoint, type RedisEndpoint } from '../redis/redis-endpoint.js';
@@ -37,7 +37,7 @@ export interface RefreshService {
    * Settles when the service must stop and be restarted: its managed redis-server died more often
    * than it may be restarted, or (serve) the managed Redis it uses is gone for good.
    */
-  redisGone: Promise<UserError>;
+  redisGone: Promise<GrantkeeperError>;
   /** Absent when started with runWorker: false. */
   worker?: Worker<RefreshJobData, string>;
   /** Watches the refresh queue for a pause (worker processes only); hook alerts with onChange. */

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load-config.js';
 import { loadKeyring } from '../crypto/key-source.js';
 import { Sealer } from '../crypto/sealer.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Store } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import { openPostgresStore } from '../store/postgres/postgres-store.js';
@@ -80,7 +80,8 @@ export async function openStoreContext(
 function existingStoreDir(dataDir: string): string {
   const dir = resolve(dataDir);
   if (!existsSync(join(dir, DB_FILE_NAME))) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'store_unusable',
       `no grantkeeper store at ${dir}; set GRANTKEEPER_DATA_DIR to the service's data folder (grantkeeper client add or run creates one)`,
     );
   }

@@ -1,5 +1,5 @@
 import type { ConfigClient } from '../config/config-schema.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { ClientRepository } from '../grants/ports.js';
 import { type ProviderSpec, resolveProvider } from '../oauth/providers.js';
 import { rateLimitOf } from '../pacing/rate-limit.js';
@@ -8,7 +8,8 @@ import { rateLimitOf } from '../pacing/rate-limit.js';
 export function configClientSecret(c: ConfigClient, env: NodeJS.ProcessEnv): string | undefined {
   const secret = c.clientSecretEnv === undefined ? undefined : env[c.clientSecretEnv];
   if (c.clientSecretEnv !== undefined && !secret) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'bad_config',
       `client "${c.name}" reads its secret from ${c.clientSecretEnv}, which is not set: export it before starting`,
     );
   }
@@ -28,16 +29,23 @@ export async function syncConfigClients(
   for (const c of declared) {
     const secret = configClientSecret(c, env);
     if (c.burst !== undefined && c.rate === undefined) {
-      throw new UserError(`client "${c.name}" sets burst without rate: add "rate", e.g. "50/s"`);
+      throw new GrantkeeperError(
+        'bad_config',
+        `client "${c.name}" sets burst without rate: add "rate", e.g. "50/s"`,
+      );
     }
     if ((c.spa && c.provider !== 'microsoft') || (c.testing && c.provider !== 'google')) {
-      throw new UserError(`client "${c.name}": spa is only for microsoft, testing only for google`);
+      throw new GrantkeeperError(
+        'bad_config',
+        `client "${c.name}": spa is only for microsoft, testing only for google`,
+      );
     }
     const rateLimit = rateLimitOf(c.rate, c.burst);
     const profile = { ...(await resolveProvider(providerSpec(c))), ...(rateLimit ? { rateLimit } : {}) };
     const authMethod = c.authMethod ?? (secret ? profile.confidentialAuthMethod : 'none');
     if (authMethod !== 'none' && !secret) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'bad_config',
         `client "${c.name}" uses ${authMethod} but has no secret: set clientSecretEnv, or authMethod "none" for a public client`,
       );
     }

@@ -9,7 +9,7 @@ import { eq, sql } from 'drizzle-orm';
 import * as pgSchema from '../../db/postgres/schema.js';
 import * as sqliteSchema from '../../db/sqlite/schema.js';
 import { SealError, type Sealer } from '../crypto/sealer.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { Logger } from '../log/logger.js';
 import { openPostgresDatabase } from './postgres/postgres-database.js';
 import { guarded } from './postgres/postgres-errors.js';
@@ -71,7 +71,8 @@ export async function migrateStore(opts: {
           target.db.transaction(async (tx) => {
             const present = await countRows(tx);
             if (TABLES.some((t) => present[t] > 0)) {
-              throw new UserError(
+              throw new GrantkeeperError(
+                'migration_refused',
                 `${target.location} already holds a store (${TABLES.map((t) => `${present[t]} ${t}`).join(', ')}): migrate-store copies only into an empty database`,
               );
             }
@@ -118,14 +119,16 @@ function readSource(db: ReturnType<typeof openSqliteDatabase>['db'], now: number
     .from(sqliteSchema.meta)
     .all()
     .find((m) => m.key === MOVED_TO_KEY);
-  if (moved) throw new UserError(`this store was already moved to ${moved.value}`);
+  if (moved)
+    throw new GrantkeeperError('migration_refused', `this store was already moved to ${moved.value}`);
   const leased = db
     .select({ n: sql<number>`count(*)` })
     .from(sqliteSchema.grants)
     .where(sql`${sqliteSchema.grants.leaseUntil} > ${now}`)
     .get();
   if ((leased?.n ?? 0) > 0) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'migration_refused',
       `${leased?.n} grants are being refreshed right now: stop grantkeeper run on this data folder first (nothing was copied)`,
     );
   }
@@ -168,7 +171,8 @@ async function verifySealed(tx: PgTx, sealer: Sealer): Promise<void> {
     for (const value of sealedValues(rows, readOnly)) sealer.open(value.sealed, value.context);
   } catch (err) {
     if (err instanceof SealError) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'sealing_key_unusable',
         `nothing was copied: a value of this store does not open with the loaded key (${err.message})`,
       );
     }

@@ -1,5 +1,5 @@
 import { SealError, type Sealer } from '../crypto/sealer.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { RekeyReport } from '../grants/ports.js';
 import {
   KEY_CHECK_CONTEXT,
@@ -124,7 +124,8 @@ export function resealValues(values: readonly SealedValue[], sealer: Sealer): Re
     const listed = failures.slice(0, MAX_LISTED_FAILURES).join('; ');
     const more =
       failures.length > MAX_LISTED_FAILURES ? ` (and ${failures.length - MAX_LISTED_FAILURES} more)` : '';
-    throw new UserError(
+    throw new GrantkeeperError(
+      'sealing_key_unusable',
       `rekey changed nothing: ${failures.length} of ${values.length} sealed values cannot be opened with the loaded keys ` +
         `(${sealer.keyIds().join(', ')}); add the key that sealed them to GRANTKEEPER_PREVIOUS_KEYS. ${listed}${more}`,
     );

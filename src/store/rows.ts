@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { Sealer } from '../crypto/sealer.js';
 import { type PrivateKeyInput, type SigningKeyInfo, signingKeyInfoSchema } from '../crypto/signing-key.js';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import {
   GRANT_KINDS,
   GRANT_MODES,
@@ -153,7 +153,7 @@ export function toEvent(row: EventRowShape): RecordedRefreshEvent {
 /** The client as every layer sees it: JSON and text columns parsed like any input, never the secret. */
 export function toClient(row: ClientRowShape): Client {
   if (!(CLIENT_AUTH_METHODS as readonly string[]).includes(row.authMethod)) {
-    throw new UserError(`client ${row.name} has an unknown authentication method`);
+    throw new GrantkeeperError('damaged_record', `client ${row.name} has an unknown authentication method`);
   }
   return {
     id: row.id,
@@ -222,7 +222,8 @@ function openedSigningKey(sealed: string, client: Client, sealer: Sealer): Clien
 function storedSigningKey(row: ClientRowShape): SigningKeyInfo | null {
   if (row.signingKey === null || row.signingKey === undefined) return null;
   const parsed = signingKeyInfoSchema.safeParse(row.signingKey);
-  if (!parsed.success) throw new UserError(`client ${row.name} has a damaged signing key description`);
+  if (!parsed.success)
+    throw new GrantkeeperError('damaged_record', `client ${row.name} has a damaged signing key description`);
   return parsed.data;
 }
 
@@ -288,7 +289,8 @@ function signingKeyInfo({ alg, keyId, x5tS256, audience }: PrivateKeyInput): Rec
 function storedAuthorizeParams(name: string, value: unknown): AuthorizeParams {
   if (value === null || value === undefined) return {};
   const parsed = authorizeParamsSchema.safeParse(value);
-  if (!parsed.success) throw new UserError(`client ${name} has damaged authorization parameters`);
+  if (!parsed.success)
+    throw new GrantkeeperError('damaged_record', `client ${name} has damaged authorization parameters`);
   return parsed.data;
 }
 

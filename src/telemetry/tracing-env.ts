@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UserError } from '../errors/user-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 
 export const TRACE_SAMPLERS = [
   'always_on',
@@ -59,7 +59,7 @@ export function tracingSettings(env: NodeJS.ProcessEnv): TracingSettings {
   const parsed = tracingEnvSchema.safeParse(input);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${String(i.path[0])}: ${i.message}`);
-    throw new UserError(`invalid tracing configuration: ${issues.join('; ')}`);
+    throw new GrantkeeperError('bad_config', `invalid tracing configuration: ${issues.join('; ')}`);
   }
   const e = parsed.data;
   const tracesUrl =

@@ -165,6 +165,26 @@ describe('API key roles', () => {
     expect(((await retried.json()) as { error: string }).error).toBe('unavailable');
     expect((await call(adminKey, '/v1/grants/nobody/retry', { method: 'POST' })).status).toBe(404);
 
+    // An action that does not apply to the grant is the vocabulary's refusal, never a 500.
+    const service = await engine.service.app.grants.saveConsent({
+      clientRef: other.clientRef,
+      label: '@service',
+      kind: 'client_credentials',
+      accessToken: `at-${randomBytes(8).toString('hex')}`,
+      refreshToken: '',
+      accessExpiresAt: Date.now() + 3_600_000,
+      accessLifetimeMs: 3_600_000,
+      refreshTokenUsedAt: Date.now(),
+      nextRefreshAt: Date.now() + 3_000_000,
+      now: Date.now(),
+    });
+    const keepalive = await call(adminKey, `/v1/grants/${service.id}/mode`, {
+      method: 'PUT',
+      json: { mode: 'keepalive' },
+    });
+    expect(keepalive.status).toBe(409);
+    expect(((await keepalive.json()) as { error: string }).error).toBe('not_applicable');
+
     const listing = (await (await call(adminKey, '/admin/queues/api/queues')).json()) as {
       queues: Array<{ name: string }>;
     };

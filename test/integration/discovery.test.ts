@@ -1,8 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ClientConfigError } from '../../src/errors/grantkeeper-error.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { ClientConfigError, GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 import { discoverIssuer, wellKnownUrls } from '../../src/oauth/discovery.js';
 import { resolveProvider } from '../../src/oauth/providers.js';
 
@@ -105,7 +104,8 @@ describe('discoverIssuer', () => {
   it('rejects a document that names another issuer', async () => {
     routes.set('/.well-known/openid-configuration', { json: metadata('https://evil.example.com') });
     const err = await discoverIssuer(origin).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UserError);
+    expect(err).toBeInstanceOf(GrantkeeperError);
+    expect(err).toHaveProperty('code', 'bad_provider');
     expect((err as Error).message).toContain('issuer mismatch');
     expect((err as Error).message).toContain('https://evil.example.com');
   });
@@ -118,7 +118,8 @@ describe('discoverIssuer', () => {
 
   it('explains every attempt when neither document exists', async () => {
     const err = await discoverIssuer(origin).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UserError);
+    expect(err).toBeInstanceOf(GrantkeeperError);
+    expect(err).toHaveProperty('code', 'bad_provider');
     const message = (err as Error).message;
     expect(message).toContain(`${origin}/.well-known/openid-configuration: HTTP 404`);
     expect(message).toContain(`${origin}/.well-known/oauth-authorization-server: HTTP 404`);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 import { startManagedRedis } from '../../src/redis/managed-redis.js';
 import { CleanupStack } from '../../src/util/cleanup-stack.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
@@ -106,8 +106,9 @@ describe('startManagedRedis', () => {
 
   it('reports a missing binary as one operator-facing line', async () => {
     const err = await startManagedRedis({ binary: 'redis-server-missing-for-test' }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UserError);
-    const message = (err as UserError).message;
+    expect(err).toBeInstanceOf(GrantkeeperError);
+    expect(err).toHaveProperty('code', 'redis_unavailable');
+    const message = (err as GrantkeeperError).message;
     expect(message).not.toContain('\n');
     expect(message).toContain('redis-server-missing-for-test not found on PATH');
     expect(message).toContain('sudo apt-get install redis-server');
@@ -123,8 +124,9 @@ describe('startManagedRedis', () => {
     const port = typeof address === 'object' && address ? address.port : 0;
 
     const err = await startManagedRedis({ port }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).message).toMatch(/exited before it was ready .*Address already in use/);
+    expect(err).toBeInstanceOf(GrantkeeperError);
+    expect(err).toHaveProperty('code', 'redis_unavailable');
+    expect((err as GrantkeeperError).message).toMatch(/exited before it was ready .*Address already in use/);
   });
 
   it('reports a data folder that cannot be created', async () => {
@@ -134,8 +136,9 @@ describe('startManagedRedis', () => {
       const err = await startManagedRedis({ dataDir: join(parent, 'file', 'redis') }).catch(
         (e: unknown) => e,
       );
-      expect(err).toBeInstanceOf(UserError);
-      expect((err as UserError).message).toMatch(/cannot create the Redis folder .*ENOTDIR/);
+      expect(err).toBeInstanceOf(GrantkeeperError);
+      expect(err).toHaveProperty('code', 'redis_unavailable');
+      expect((err as GrantkeeperError).message).toMatch(/cannot create the Redis folder .*ENOTDIR/);
     } finally {
       await rm(parent, { recursive: true, force: true });
     }

@@ -8,7 +8,7 @@ import {
   describeAuthorizationError,
 } from '../../src/consent/callback.js';
 import { loopbackTarget } from '../../src/consent/loopback-receiver.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 
 const RUNS = { numRuns: 2000 };
 const stateArb = fc.stringMatching(/^[A-Za-z0-9_-]{22,43}$/);
@@ -152,7 +152,7 @@ describe('codeFromPaste on arbitrary pasted text', () => {
 });
 
 describe('loopbackTarget on arbitrary redirect URIs', () => {
-  it('accepts only http on 127.0.0.0/8, ::1 or localhost; anything else is a UserError', () => {
+  it('accepts only http on 127.0.0.0/8, ::1 or localhost; anything else is a consent_failed error', () => {
     const uri = fc.oneof(
       fc.string(),
       fc.webUrl(),
@@ -184,7 +184,8 @@ describe('loopbackTarget on arbitrary redirect URIs', () => {
         try {
           target = loopbackTarget(raw);
         } catch (err) {
-          expect(err).toBeInstanceOf(UserError);
+          expect(err).toBeInstanceOf(GrantkeeperError);
+          expect(err).toHaveProperty('code', 'consent_failed');
           return;
         }
         expect(target.host).toMatch(/^(localhost|::1|127\.\d{1,3}\.\d{1,3}\.\d{1,3})$/);

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ENV_VARS } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 
 const RUNS = { numRuns: 1500 };
 /** Distinctive enough that no other echoed value can contain one by chance. */
@@ -62,7 +62,7 @@ const envArb = fc
   );
 
 describe('loadConfig on arbitrary environments', () => {
-  it('returns a config or throws a UserError, never anything else', () => {
+  it('returns a config or throws a bad_config error, never anything else', () => {
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...names, 'GRANTKEEPER_KEY', 'HOME'), value), (env) => {
         try {
@@ -70,7 +70,8 @@ describe('loadConfig on arbitrary environments', () => {
           expect(loaded.config.concurrency).toBeGreaterThan(0);
           expect(loaded.config.apiHost).toBeTypeOf('string');
         } catch (err) {
-          expect(err).toBeInstanceOf(UserError);
+          expect(err).toBeInstanceOf(GrantkeeperError);
+          expect(err).toHaveProperty('code', 'bad_config');
           expect((err as Error).message).toMatch(/^invalid configuration: /);
         }
       }),
@@ -99,7 +100,8 @@ describe('loadConfig on arbitrary environments', () => {
           for (const s of [r.key, r.previous, r.webhookSecret]) expect(message).not.toContain(s);
           return;
         } catch (err) {
-          expect(err).toBeInstanceOf(UserError);
+          expect(err).toBeInstanceOf(GrantkeeperError);
+          expect(err).toHaveProperty('code', 'bad_config');
           message = (err as Error).message;
           failures++;
         }

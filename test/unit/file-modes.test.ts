@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KEY_FILE_NAME, loadKeyring } from '../../src/crypto/key-source.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 import { createLogger } from '../../src/log/logger.js';
 import { DB_FILE_NAME, openSqliteDatabase } from '../../src/store/sqlite/sqlite-database.js';
 import { removeDir } from '../support/engine.js';
@@ -60,7 +60,8 @@ describe('file modes of the store and the key', () => {
         } catch (err) {
           error = err;
         }
-        expect(error).toBeInstanceOf(UserError);
+        expect(error).toBeInstanceOf(GrantkeeperError);
+        expect(error).toHaveProperty('code', 'store_unusable');
         expect((error as Error).message).toContain(
           `${target} is readable by other users (mode ${loose.toString(8)})`,
         );
@@ -77,7 +78,8 @@ describe('file modes of the store and the key', () => {
       writeFileSync(path, `${key}\n`, { mode: 0o600 });
       chmodSync(path, loose);
       const error = await loadKeyring({ dataDir, logger: silent }).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(UserError);
+      expect(error).toBeInstanceOf(GrantkeeperError);
+      expect(error).toHaveProperty('code', 'sealing_key_unusable');
       expect((error as Error).message).toMatch(/gives other users access to it: run `chmod 600 /);
       expect((error as Error).message).not.toContain(key);
       chmodSync(path, 0o600);

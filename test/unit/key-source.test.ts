@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KEY_FILE_NAME, keyFilePath, loadKeyring } from '../../src/crypto/key-source.js';
 import { keyIdFor } from '../../src/crypto/sealer.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 import { createLogger } from '../../src/log/logger.js';
 
 let dataDir: string;
@@ -22,13 +22,14 @@ afterEach(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-async function userError(promise: Promise<unknown>): Promise<UserError> {
+async function userError(promise: Promise<unknown>): Promise<GrantkeeperError> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(UserError);
-  return err as UserError;
+  expect(err).toBeInstanceOf(GrantkeeperError);
+  expect(err).toHaveProperty('code', 'sealing_key_unusable');
+  return err as GrantkeeperError;
 }
 
 describe('loadKeyring from GRANTKEEPER_KEY', () => {

@@ -1,6 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { ClientConfigError } from '../../src/errors/grantkeeper-error.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { ClientConfigError, GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 import type { IssuerMetadata } from '../../src/oauth/discovery.js';
 import { parseStoredProfile, resolveProvider } from '../../src/oauth/providers.js';
 
@@ -84,7 +83,9 @@ describe('microsoft preset', () => {
     '%2e%2e',
     'x'.repeat(300),
   ])('refuses tenant %j', async (tenant) => {
-    await expect(resolveProvider({ kind: 'microsoft', tenant })).rejects.toBeInstanceOf(UserError);
+    await expect(resolveProvider({ kind: 'microsoft', tenant })).rejects.toMatchObject({
+      code: 'bad_provider',
+    });
   });
 });
 
@@ -229,12 +230,12 @@ describe('oidc resolution', () => {
   });
 
   it('needs an issuer or endpoints', async () => {
-    await expect(resolveProvider({ kind: 'oidc' })).rejects.toBeInstanceOf(UserError);
+    await expect(resolveProvider({ kind: 'oidc' })).rejects.toMatchObject({ code: 'bad_provider' });
   });
 
   it('passes discovery errors through', async () => {
     const discover = async () => {
-      throw new UserError('OAuth discovery failed');
+      throw new GrantkeeperError('bad_provider', 'OAuth discovery failed');
     };
     await expect(resolveProvider({ kind: 'oidc', issuer: meta.issuer }, { discover })).rejects.toThrow(
       'OAuth discovery failed',

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Keyring, keyIdFor, SealError, Sealer, type SealingKey } from '../../src/crypto/sealer.js';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 
 function newKey(): SealingKey {
   const key = randomBytes(32);
@@ -16,7 +16,8 @@ function sealError(fn: () => unknown): SealError {
     fn();
   } catch (err) {
     expect(err).toBeInstanceOf(SealError);
-    expect(err).toBeInstanceOf(UserError);
+    expect(err).toBeInstanceOf(GrantkeeperError);
+    expect(err).toHaveProperty('code', 'sealing_key_unusable');
     return err as SealError;
   }
   throw new Error('expected a SealError');

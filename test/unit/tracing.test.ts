@@ -5,7 +5,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../../src/errors/user-error.js';
+import { GrantkeeperError } from '../../src/errors/grantkeeper-error.js';
 import { createLogger } from '../../src/log/logger.js';
 import { SPAN_NAMES, type SpanFacts } from '../../src/telemetry/span-policy.js';
 import { Tracing } from '../../src/telemetry/spans.js';
@@ -69,7 +69,7 @@ describe('tracing switch', () => {
         OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://user:hunter2@collector',
         OTEL_TRACES_SAMPLER: 'x',
       });
-    expect(bad).toThrow(UserError);
+    expect(bad).toThrow(GrantkeeperError);
     expect(bad).toThrow(
       /OTEL_EXPORTER_OTLP_ENDPOINT: expected an http\(s\) URL; OTEL_TRACES_SAMPLER: expected one of/,
     );

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
 
 /** Recognisable in config files and secret scanners; the rest is 32 random bytes. */
@@ -22,7 +22,7 @@ export async function issueApiKey(
 ): Promise<IssuedApiKey> {
   // A reader of nothing is a mistake, and an unlimited reader would be an admin by another name.
   if (input.role === 'reader' && input.grantIds.length === 0) {
-    throw new UserError('a reader key needs at least one grant');
+    throw new GrantkeeperError('bad_request', 'a reader key needs at least one grant');
   }
   const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
   const apiKey = await keys.create({ ...input, keyHash: hashApiKey(key).toString('hex') });

@@ -2,11 +2,11 @@ import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { issueApiKey } from '../../api/auth/api-keys.js';
 import { loadConfig } from '../../config/load-config.js';
-import { UserError } from '../../errors/user-error.js';
 import type { ApiKey, ApiKeyAccess } from '../../grants/ports.js';
 import { createLogger } from '../../log/logger.js';
 import { openStoreContext, type StoreContext } from '../../service/store-context.js';
 import { printJson, printLine, renderTable } from '../output.js';
+import { UserError } from '../user-error.js';
 
 const keyName = z
   .string()

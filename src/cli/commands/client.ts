@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { rateLimitView } from '../../api/views/client-view.js';
 import { DEFAULT_REDIRECT_URI } from '../../consent/authorization-request.js';
 import type { PrivateKeyInput, SigningKeyInfo } from '../../crypto/signing-key.js';
-import { UserError } from '../../errors/user-error.js';
 import type { Client, ClientRepository, GrantRepository } from '../../grants/ports.js';
 import { type AuthorizeParams, addAuthorizeParam } from '../../oauth/authorize-params.js';
 import { parseServiceAccountKey } from '../../oauth/google-service-account.js';
@@ -14,6 +13,7 @@ import { withCliContext } from '../cli-context.js';
 import { examples, printJson, printLine, renderFields, renderTable } from '../output.js';
 import { clientNameArg, parseWith, scopesArg, wholeNumberArg } from '../parsers.js';
 import { readOperatorFile, readSigningKeyOptions, type SigningKeyOptions } from '../signing-key-options.js';
+import { UserError } from '../user-error.js';
 
 const envVarArg = parseWith(
   z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),

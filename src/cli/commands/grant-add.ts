@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { UserError } from '../../errors/user-error.js';
 import { addServiceGrant } from '../../grants/actions/add-service-grant.js';
 import type { ServiceGrantKind, TokenRequestParams } from '../../grants/grant.js';
 import type { Client } from '../../grants/ports.js';
@@ -9,6 +8,7 @@ import { withCliContext } from '../cli-context.js';
 import { storedGrantView } from '../grant-lookup.js';
 import { colors, examples, formatRelative, printJson, printLine } from '../output.js';
 import { clientNameArg, labelArg, parseWith, scopesArg } from '../parsers.js';
+import { UserError } from '../user-error.js';
 import { findClient } from './client.js';
 
 interface GrantAddFlags {

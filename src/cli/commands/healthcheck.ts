@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { request } from 'undici';
 import { z } from 'zod';
 import { loadConfig } from '../../config/load-config.js';
-import { UserError } from '../../errors/user-error.js';
 import { examples, printLine } from '../output.js';
 import { wholeNumberArg } from '../parsers.js';
+import { UserError } from '../user-error.js';
 
 const readyBody = z.object({
   status: z.string(),

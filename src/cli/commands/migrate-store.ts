@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { databaseUrlSchema } from '../../config/config-schema.js';
 import { loadConfig } from '../../config/load-config.js';
-import { UserError } from '../../errors/user-error.js';
 import { createLogger } from '../../log/logger.js';
 import { openStoreContext } from '../../service/store-context.js';
 import { migrateStore } from '../../store/migrate-store.js';
 import { examples, printJson, printLine } from '../output.js';
+import { UserError } from '../user-error.js';
 
 export function registerMigrateStoreCommand(program: Command): void {
   program

@@ -1,9 +1,9 @@
 import { Argument, type Command } from 'commander';
 import { ALERT_QUEUE_NAME, createAlertQueue } from '../../../jobs/alert-queue.js';
 import { REFRESH_QUEUE_NAME } from '../../../jobs/refresh-queue.js';
-import { UserError } from '../../errors/user-error.js';
 import { withCliContext } from '../cli-context.js';
 import { colors, examples, printJson, printLine } from '../output.js';
+import { UserError } from '../user-error.js';
 
 const QUEUES = [REFRESH_QUEUE_NAME, ALERT_QUEUE_NAME] as const;
 type QueueName = (typeof QUEUES)[number];

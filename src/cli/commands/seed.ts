@@ -2,13 +2,13 @@ import type { Command } from 'commander';
 import open from 'open';
 import { onConsentSaved } from '../../../jobs/alert-monitor.js';
 import { type ConsentMode, seedGrant } from '../../consent/seed-grant.js';
-import { UserError } from '../../errors/user-error.js';
 import { consentDeps } from '../../service/refresh-engine.js';
 import { syncConfigClients } from '../../service/sync-config-clients.js';
 import { withCliContext } from '../cli-context.js';
 import { storedGrantView } from '../grant-lookup.js';
 import { colors, examples, formatRelative, note, printJson, printLine } from '../output.js';
 import { clientNameArg, labelArg, scopesArg, secondsArg } from '../parsers.js';
+import { UserError } from '../user-error.js';
 
 interface SeedFlags {
   label?: string;

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { UserError } from '../../errors/user-error.js';
 import { refreshNow } from '../../grants/actions/refresh-now.js';
 import { retryGrant } from '../../grants/actions/retry.js';
 import type { StoredGrant } from '../../grants/grant.js';
@@ -8,6 +7,7 @@ import { type CliContext, withCliContext } from '../cli-context.js';
 import { findGrant } from '../grant-lookup.js';
 import { colors, examples, formatSpan, isoOrNull, printJson, printLine } from '../output.js';
 import { grantRefArg, secondsArg } from '../parsers.js';
+import { UserError } from '../user-error.js';
 
 export function registerTokenCommands(program: Command): void {
   program

@@ -1,4 +1,4 @@
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { TokenClient } from '../../oauth/token-client.js';
 import { forServiceGrant, TokenEndpointError } from '../../oauth/token-errors.js';
 import type { TokenSet } from '../../oauth/token-response.js';
@@ -37,25 +37,25 @@ export async function addServiceGrant(
   // Checked before the first request too, so a refused label costs no token.
   const mayReplace = (existing: ConsentTarget) => {
     if (existing.clientRef !== input.clientRef || existing.kind === 'authorization_code') {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'label_taken',
         `the label ${input.label} names another grant (${existing.kind}${existing.clientRef === input.clientRef ? '' : ', another client'}): pick another label`,
-        2,
       );
     }
   };
   const found = await ctx.grants.find(input.label);
   if (found) mayReplace(found.grant);
   const client = await ctx.clients.openById(input.clientRef);
-  if (!client) throw new UserError('the client was removed meanwhile');
+  if (!client) throw new GrantkeeperError('unknown_client', 'the client was removed meanwhile');
   const sentAt = now();
   let tokens: TokenSet;
   try {
     tokens = await requestServiceToken(ctx.tokenClient, client, input.kind, input.request);
   } catch (err) {
     if (!(err instanceof TokenEndpointError)) throw err;
-    throw new UserError(
+    throw new GrantkeeperError(
+      'exchange_failed',
       `the first token request failed, nothing was stored: ${forServiceGrant(err).message}`,
-      1,
       {
         cause: err,
       },

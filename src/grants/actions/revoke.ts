@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import { isLive, type StoredGrant } from '../grant.js';
 import type { GrantActionContext } from './context.js';
 
@@ -18,7 +18,11 @@ export interface RevokeOutcome {
 export async function revokeGrant(ctx: GrantActionContext, stored: StoredGrant): Promise<RevokeOutcome> {
   const { grant } = stored;
   const client = await ctx.clients.openById(grant.clientRef);
-  if (!client) throw new UserError(`grant ${grant.label} has no client; use grantkeeper remove`);
+  if (!client)
+    throw new GrantkeeperError(
+      'unknown_client',
+      `grant ${grant.label} has no client; use grantkeeper remove`,
+    );
   const endpoint = client.profile.revocationEndpoint;
   let revoked = false;
   if (endpoint) {
@@ -28,7 +32,8 @@ export async function revokeGrant(ctx: GrantActionContext, stored: StoredGrant):
       ? await ctx.grants.claim(grant.id, grant.version, owner, ctx.leaseMs, ctx.inDoubtGraceMs)
       : stored;
     if (!held) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'unavailable',
         `grant ${grant.label} is being refreshed right now, or an earlier refresh's answer may still be on its way; try again later`,
       );
     }
@@ -37,7 +42,8 @@ export async function revokeGrant(ctx: GrantActionContext, stored: StoredGrant):
       revoked = true;
     } catch (err) {
       if (live) await ctx.grants.releaseLease(grant.id, owner, grant.leaseSentAt);
-      throw new UserError(
+      throw new GrantkeeperError(
+        'revoke_failed',
         `the provider did not revoke ${grant.label} (${(err as Error).message}); it is kept: retry, or drop it with grantkeeper remove`,
       );
     }

@@ -1,4 +1,4 @@
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import { planAfterTokenResponse } from '../../policy/refresh-plan.js';
 import { type Grant, type GrantMode, hasRefreshToken, isLive } from '../grant.js';
 import type { GrantActionContext } from './context.js';
@@ -15,14 +15,15 @@ export async function setGrantMode(
 ): Promise<Grant> {
   if (grant.mode === mode) return grant;
   if (mode === 'keepalive' && !hasRefreshToken(grant.kind)) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'not_applicable',
       `grant ${grant.label} is a ${grant.kind} grant: it has no refresh token to keep alive, and its next token is always fetched ahead of expiry`,
-      2,
     );
   }
   const now = (ctx.now ?? Date.now)();
   const client = await ctx.clients.get(grant.clientRef);
-  if (!client) throw new UserError(`grant ${grant.label} names a client that no longer exists`);
+  if (!client)
+    throw new GrantkeeperError('unknown_client', `grant ${grant.label} names a client that no longer exists`);
   const plan = planAfterTokenResponse(
     { expiresIn: grant.accessLifetimeMs / 1000 },
     grant.refreshTokenUsedAt,
@@ -32,7 +33,7 @@ export async function setGrantMode(
     mode,
   );
   const updated = await ctx.grants.setMode(grant.id, mode, plan.nextRefreshAt, now);
-  if (!updated) throw new UserError(`grant ${grant.label} was removed`);
+  if (!updated) throw new GrantkeeperError('not_found', `grant ${grant.label} was removed`);
   await ctx.scheduler.cancel(grant);
   if (isLive(updated.state)) await ctx.scheduler.schedule([updated]);
   return updated;

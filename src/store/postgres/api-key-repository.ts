@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { asc, eq, inArray } from 'drizzle-orm';
 import { apiKeys } from '../../../db/postgres/schema.js';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
 import { toApiKey } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
@@ -28,7 +28,7 @@ export class PostgresApiKeyRepository implements ApiKeyRepository {
         .onConflictDoNothing({ target: apiKeys.name })
         .returning(),
     );
-    if (!row) throw new UserError(`an API key named "${input.name}" already exists`);
+    if (!row) throw new GrantkeeperError('name_taken', `an API key named "${input.name}" already exists`);
     return toApiKey(row);
   }
 

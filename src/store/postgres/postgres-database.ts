@@ -4,7 +4,7 @@ import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import * as schema from '../../../db/postgres/schema.js';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { Logger } from '../../log/logger.js';
 import { packageRoot } from '../../util/package-root.js';
 import { postgresFailureOf } from './postgres-errors.js';
@@ -111,7 +111,8 @@ async function refuseReadOnly(client: pg.PoolClient, location: string): Promise<
   );
   const row = rows[0];
   if (row?.recovery || row?.readOnly === 'on') {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'store_unusable',
       `PostgreSQL at ${location} accepts no writes (${row.recovery ? 'a standby in recovery' : 'read-only transactions'}): point GRANTKEEPER_DATABASE_URL at the primary`,
     );
   }
@@ -122,7 +123,8 @@ async function migrateOnce(client: pg.PoolClient, location: string, create: bool
   try {
     const applied = await lastAppliedMigration(client);
     if (applied === null && !create) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'store_unusable',
         `no grantkeeper store in ${location}; check GRANTKEEPER_DATABASE_URL (grantkeeper client add or run creates one)`,
       );
     }
@@ -153,7 +155,8 @@ async function lastAppliedMigration(client: pg.PoolClient): Promise<number | nul
 function refuseNewerSchema(applied: number | null, location: string): void {
   const known = latestKnownMigration();
   if (applied !== null && applied > known) {
-    throw new UserError(
+    throw new GrantkeeperError(
+      'store_unusable',
       `the database at ${location} has a schema from a newer grantkeeper (migrated ${new Date(applied).toISOString()}, this version knows up to ${new Date(known).toISOString()}): upgrade this replica`,
     );
   }
@@ -168,50 +171,58 @@ function latestKnownMigration(): number {
 
 /** Turns what the server or the socket said at open into one line that says what to fix. */
 export function describePostgresError(err: unknown, location: string): Error {
-  if (err instanceof UserError) return err;
+  if (err instanceof GrantkeeperError) return err;
   const cause = (err as { cause?: unknown }).cause ?? err;
   const code = String((cause as { code?: unknown }).code ?? (err as { code?: unknown }).code ?? '');
   const message = (cause as Error).message ?? String(cause);
   const options = { cause: err };
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `cannot reach PostgreSQL at ${location} (${code}): is it running, and is the host right?`,
-      1,
       options,
     );
   }
   if (code === '28P01' || code === '28000') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `PostgreSQL at ${location} refused the login: check the user and password in GRANTKEEPER_DATABASE_URL`,
-      1,
       options,
     );
   }
   if (code === '3D000') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `the database in ${location} does not exist: create it (createdb) or fix GRANTKEEPER_DATABASE_URL`,
-      1,
       options,
     );
   }
   if (code === '42501') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `the PostgreSQL user of ${location} may not create grantkeeper's tables: grant it CREATE on the database`,
-      1,
       options,
     );
   }
   if (code === '25006') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `PostgreSQL at ${location} accepts no writes (read-only): point GRANTKEEPER_DATABASE_URL at the primary`,
-      1,
       options,
     );
   }
   if (postgresFailureOf(err)) {
-    return new UserError(`PostgreSQL at ${location} is unavailable: ${firstLine(message)}`, 1, options);
+    return new GrantkeeperError(
+      'store_unusable',
+      `PostgreSQL at ${location} is unavailable: ${firstLine(message)}`,
+      options,
+    );
   }
-  return new UserError(`cannot open the PostgreSQL store at ${location}: ${firstLine(message)}`, 1, options);
+  return new GrantkeeperError(
+    'store_unusable',
+    `cannot open the PostgreSQL store at ${location}: ${firstLine(message)}`,
+    options,
+  );
 }
 
 /** Server messages are one line; driver ones may quote the statement after the first. */

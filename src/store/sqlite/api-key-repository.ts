@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { asc, eq, inArray } from 'drizzle-orm';
 import { apiKeys } from '../../../db/sqlite/schema.js';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
 import { toApiKey } from '../rows.js';
 import type { Db } from './sqlite-database.js';
@@ -14,7 +14,7 @@ export class SqliteApiKeyRepository implements ApiKeyRepository {
   async create(input: { name: string; keyHash: string; now: number } & ApiKeyAccess): Promise<ApiKey> {
     return guarded(() => {
       if (this.db.select().from(apiKeys).where(eq(apiKeys.name, input.name)).get()) {
-        throw new UserError(`an API key named "${input.name}" already exists`);
+        throw new GrantkeeperError('name_taken', `an API key named "${input.name}" already exists`);
       }
       const row = this.db
         .insert(apiKeys)

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import * as schema from '../../../db/sqlite/schema.js';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import { packageRoot } from '../../util/package-root.js';
 import { sqliteFailureOf } from './sqlite-errors.js';
 
@@ -36,7 +36,11 @@ export function ensureDataDir(dataDir: string): string {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new UserError(`cannot create the data folder ${dir}: ${(err as Error).message}`, 1, { cause: err });
+    throw new GrantkeeperError(
+      'store_unusable',
+      `cannot create the data folder ${dir}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   return dir;
 }
@@ -88,7 +92,8 @@ function createOwnerOnly(path: string): void {
       continue; // no WAL or SHM yet
     }
     if (mode & 0o077) {
-      throw new UserError(
+      throw new GrantkeeperError(
+        'store_unusable',
         `the database file ${file} is readable by other users (mode ${mode.toString(8)}): run \`chmod 600 ${file}\``,
       );
     }
@@ -97,35 +102,45 @@ function createOwnerOnly(path: string): void {
 
 /** Turns SQLite and file-system failures into one line that says what to fix. */
 export function describeSqliteError(err: unknown, path: string): Error {
-  if (err instanceof UserError) return err;
+  if (err instanceof GrantkeeperError) return err;
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message ?? String(err);
   const failure = sqliteFailureOf(err);
   if (failure === 'locked') {
-    return new UserError(`the database ${path} is locked by another process; stop it or retry`, 1, {
-      cause: err,
-    });
+    return new GrantkeeperError(
+      'store_unusable',
+      `the database ${path} is locked by another process; stop it or retry`,
+      {
+        cause: err,
+      },
+    );
   }
   if (code.startsWith('SQLITE_READONLY') || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `the database ${path} is not writable (${message}): check its permissions and disk`,
-      1,
       {
         cause: err,
       },
     );
   }
   if (failure === 'disk_full') {
-    return new UserError(`the disk holding ${path} is full: free space and restart`, 1, { cause: err });
+    return new GrantkeeperError(
+      'store_unusable',
+      `the disk holding ${path} is full: free space and restart`,
+      { cause: err },
+    );
   }
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
-    return new UserError(
+    return new GrantkeeperError(
+      'store_unusable',
       `${path} is not a grantkeeper database or is damaged (${message}): restore it from a backup`,
-      1,
       {
         cause: err,
       },
     );
   }
-  return new UserError(`cannot open the database ${path}: ${message}`, 1, { cause: err });
+  return new GrantkeeperError('store_unusable', `cannot open the database ${path}: ${message}`, {
+    cause: err,
+  });
 }

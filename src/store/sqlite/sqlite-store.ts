@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { meta } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
-import { UserError } from '../../errors/user-error.js';
+import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { RekeyReport, Store, StoreAdmin } from '../../grants/ports.js';
 import {
   resealValues,
@@ -58,7 +58,8 @@ function refuseMovedStore(database: SqliteDatabase): void {
   const moved = guarded(() => database.db.select().from(meta).where(eq(meta.key, MOVED_TO_KEY)).get());
   if (!moved) return;
   database.close();
-  throw new UserError(
+  throw new GrantkeeperError(
+    'store_unusable',
     `the store in ${database.path} was moved to ${moved.value}: set GRANTKEEPER_DATABASE_URL to use it there`,
   );
 }

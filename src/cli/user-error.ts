@@ -1,8 +1,9 @@
-import { GrantkeeperError } from './grantkeeper-error.js';
+import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 
 /**
- * An error whose message is written for the operator: it says what is wrong and what to fix.
- * The CLI prints it as one line (no stack trace unless --verbose) and exits non-zero.
+ * A refusal of the CLI's own (a flag combination, a missing confirmation), written for the
+ * operator: it says what is wrong and what to fix. Everything below the CLI throws coded
+ * GrantkeeperErrors; both are printed as one line (no stack trace unless --verbose).
  */
 export class UserError extends Error {
   override readonly name = 'UserError';
