@@ -1,17 +1,4 @@
-import {
-  and,
-  asc,
-  desc,
-  eq,
-  getTableColumns,
-  inArray,
-  isNull,
-  lt,
-  lte,
-  or,
-  type SQL,
-  sql,
-} from 'drizzle-orm';
+import { asc, desc, eq, getTableColumns, type SQL, sql } from 'drizzle-orm';
 import { alias, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { type GrantRow, grants, refreshEvents } from '../../../db/postgres/schema.js';
@@ -19,7 +6,6 @@ import type { Sealer } from '../../crypto/sealer.js';
 import {
   type Grant,
   type GrantMode,
-  isLive,
   LIVE_GRANT_STATES,
   type RecordedRefreshEvent,
   type RefreshEvent,
@@ -45,6 +31,18 @@ import type {
   TokenUpdate,
 } from '../../grants/ports.js';
 import {
+  alertCandidatesWhere,
+  alertColumns,
+  alertedFromWhere,
+  expiringWhere,
+  expiryColumns,
+  fleetStatsQueries,
+  reviveValues,
+  schedulableColumns,
+  schedulableWhere,
+  toFleetStats,
+} from '../grant-columns.js';
+import {
   type FleetSummaryRows,
   fleetSummarySql,
   grantPageSql,
@@ -53,18 +51,17 @@ import {
   recentEventsOfSql,
   toFleetSummary,
 } from '../grant-queries.js';
-import { newId } from '../ids.js';
 import {
-  asGrantKind,
-  asGrantState,
-  consentValues,
-  toAlertView,
-  toEvent,
-  toExpiryView,
-  toGrant,
-  toStoredGrant,
-} from '../rows.js';
-import { sealContext } from '../seal-contexts.js';
+  commitValues,
+  consentTarget,
+  eventValues,
+  failureValues,
+  newGrantValues,
+  rotationOnlyValues,
+  toCommitResult,
+} from '../grant-writes.js';
+import { newId } from '../ids.js';
+import { consentValues, toAlertView, toEvent, toExpiryView, toGrant, toStoredGrant } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
@@ -155,17 +152,10 @@ function withEvent(update: string, used: number, outcome = (o: string) => o): st
     select ${selectList(grants, 'g')} from g`;
 }
 
+/** The event's values in `EVENT_COLUMNS` order, from `at`. */
 function eventParams(event: RefreshEvent): unknown[] {
-  return [
-    event.at,
-    event.trigger,
-    event.outcome,
-    event.durationMs ?? null,
-    event.httpStatus ?? null,
-    event.errorCode ?? null,
-    event.message ?? null,
-    event.rotated ?? null,
-  ];
+  const e = eventValues(event);
+  return [e.at, e.trigger, e.outcome, e.durationMs, e.httpStatus, e.errorCode, e.message, e.rotated];
 }
 
 /**
@@ -238,28 +228,11 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]> {
-    const { after } = page;
     return guarded(() =>
       this.db
-        .select({
-          id: grants.id,
-          version: grants.version,
-          nextRefreshAt: grants.nextRefreshAt,
-          clientRef: grants.clientRef,
-          accessExpiresAt: grants.accessExpiresAt,
-          refreshTokenUsedAt: grants.refreshTokenUsedAt,
-        })
+        .select(schedulableColumns(grants))
         .from(grants)
-        .where(
-          and(
-            inArray(grants.state, [...LIVE_GRANT_STATES]),
-            lte(grants.nextRefreshAt, dueBefore),
-            // A row value, which both engines read straight off the (next_refresh_at, id) index.
-            after
-              ? sql`(${grants.nextRefreshAt}, ${grants.id}) > (${after.nextRefreshAt}, ${after.id})`
-              : undefined,
-          ),
-        )
+        .where(schedulableWhere(grants, dueBefore, page))
         .orderBy(asc(grants.nextRefreshAt), asc(grants.id))
         .limit(page.limit),
     );
@@ -271,10 +244,7 @@ export class PostgresGrantRepository implements GrantRepository {
         // Two consents for one new label would both find none and both insert: one waits here.
         await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`grant-label:${input.label}`}))`);
         const [existing] = await tx.select().from(grants).where(eq(grants.label, input.label)).for('update');
-        if (existing) {
-          const { id, clientRef, subject } = existing;
-          mayReplace?.({ id, clientRef, subject, kind: asGrantKind(existing.kind) });
-        }
+        if (existing) mayReplace?.(consentTarget(existing));
         const id = existing?.id ?? newId('g');
         const values = consentValues(input, id, existing?.subject, this.sealer);
         const [row] = existing
@@ -285,14 +255,7 @@ export class PostgresGrantRepository implements GrantRepository {
               .returning()
           : await tx
               .insert(grants)
-              .values({
-                ...values,
-                id,
-                label: input.label,
-                version: 0,
-                lastRefreshedAt: null,
-                createdAt: input.now,
-              })
+              .values(newGrantValues(input, id, values))
               .returning();
         if (!row) throw new Error('a consent write returned no row');
         return toGrant(row);
@@ -351,29 +314,24 @@ export class PostgresGrantRepository implements GrantRepository {
     update: TokenUpdate,
     event: RefreshEvent,
   ): Promise<CommitResult | undefined> {
+    const v = commitValues(id, update, this.sealer);
     const { rows } = await this.hot<GrantRow>('commitRefresh', [
       id,
       version,
-      this.sealer.seal(update.accessToken, sealContext(id, 'access_token')),
-      // null keeps the stored value (coalesce): no refresh token back means no rotation.
-      update.refreshToken === undefined
-        ? null
-        : this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
-      update.tokenType ?? null,
-      update.scope ?? null,
-      update.accessExpiresAt,
-      update.accessLifetimeMs,
-      update.refreshTokenUsedAt,
-      update.nextRefreshAt,
+      v.access,
+      v.refresh,
+      v.tokenType,
+      v.scope,
+      v.expiresAt,
+      v.lifetimeMs,
+      v.usedAt,
+      v.nextAt,
       event.at,
-      // null keeps the stored end: a refresh that states none does not lift it.
-      update.refreshExpires?.at ?? null,
-      update.refreshExpires?.reason ?? null,
+      v.refreshEndsAt,
+      v.refreshEndsReason,
       ...eventParams(event),
     ]);
-    const stored = this.stored(rows[0]);
-    if (!stored) return undefined;
-    return { ...stored, conflict: !isLive(stored.grant.state) };
+    return toCommitResult(this.stored(rows[0]));
   }
 
   async commitRotationOnly(
@@ -384,17 +342,9 @@ export class PostgresGrantRepository implements GrantRepository {
     failure: { nextRefreshAt: number; message: string },
     event: RefreshEvent,
   ): Promise<Grant | undefined> {
-    const { rows } = await this.hot<GrantRow>('commitRotationOnly', [
-      id,
-      version,
-      owner,
-      this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
-      update.refreshTokenUsedAt,
-      failure.nextRefreshAt,
-      failure.message,
-      event.at,
-      ...eventParams(event),
-    ]);
+    const v = rotationOnlyValues(id, update, failure, this.sealer);
+    const params = [id, version, owner, v.refresh, v.usedAt, v.nextAt, v.message, event.at];
+    const { rows } = await this.hot<GrantRow>('commitRotationOnly', [...params, ...eventParams(event)]);
     return rows[0] && toGrant(rows[0]);
   }
 
@@ -405,17 +355,9 @@ export class PostgresGrantRepository implements GrantRepository {
     failure: FailureRecord,
     event: RefreshEvent,
   ): Promise<Grant | undefined> {
-    const { rows } = await this.hot<GrantRow>('recordFailure', [
-      id,
-      version,
-      owner,
-      failure.state,
-      failure.message,
-      failure.nextRefreshAt ?? null,
-      failure.inDoubt === true,
-      event.at,
-      ...eventParams(event),
-    ]);
+    const v = failureValues(failure);
+    const params = [id, version, owner, v.state, v.message, v.nextAt, v.keepSent, event.at];
+    const { rows } = await this.hot<GrantRow>('recordFailure', [...params, ...eventParams(event)]);
     return rows[0] && toGrant(rows[0]);
   }
 
@@ -428,11 +370,7 @@ export class PostgresGrantRepository implements GrantRepository {
     return guarded(async () => {
       const [row] = await this.db
         .update(grants)
-        .set({
-          state: sql`case when ${grants.state} in ${sql.raw(LIVE_SQL)} then ${grants.state} else 'failing' end`,
-          nextRefreshAt: now,
-          updatedAt: now,
-        })
+        .set(reviveValues(grants, now))
         .where(eq(grants.id, id))
         .returning();
       return row && toGrant(row);
@@ -478,65 +416,35 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async fleetStats(): Promise<FleetStats> {
-    return guarded(async () => {
-      const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
-      const byState = (
-        await this.db
-          .select({ state: grants.state, count: sql<number>`count(*)::integer` })
+    const q = fleetStatsQueries(grants, sql.raw(NOW_MS));
+    return guarded(async () =>
+      toFleetStats({
+        byState: await this.db.select(q.byState).from(grants).groupBy(grants.state),
+        earliest: (await this.db.select(q.earliest.columns).from(grants).where(q.earliest.where))[0],
+        oldestUse: await this.db
+          .select(q.oldestUse.columns)
           .from(grants)
-          .groupBy(grants.state)
-      ).map((r) => ({ state: asGrantState(r.state), count: r.count }));
-      const [earliest] = await this.db
-        .select({ at: sql<number | null>`min(${grants.accessExpiresAt})`.mapWith(Number) })
-        .from(grants)
-        .where(and(live, eq(grants.mode, 'eager')));
-      const oldestUseByClient = await this.db
-        .select({
-          clientRef: grants.clientRef,
-          usedAt: sql<number>`min(${grants.refreshTokenUsedAt})`.mapWith(Number),
-        })
-        .from(grants)
-        .where(live)
-        .groupBy(grants.clientRef);
-      const [inDoubt] = await this.db
-        .select({ count: sql<number>`count(*)::integer` })
-        .from(grants)
-        .where(
-          and(
-            sql`${grants.leaseSentAt} is not null`,
-            or(isNull(grants.leaseUntil), lt(grants.leaseUntil, sql.raw(NOW_MS))),
-          ),
-        );
-      return {
-        byState,
-        earliestEagerExpiry: earliest?.at ?? null,
-        oldestUseByClient,
-        inDoubt: inDoubt?.count ?? 0,
-      };
-    });
+          .where(q.oldestUse.where)
+          .groupBy(grants.clientRef),
+        inDoubt: (await this.db.select(q.inDoubt.columns).from(grants).where(q.inDoubt.where))[0],
+      }),
+    );
   }
 
   async listAlertCandidates(): Promise<AlertView[]> {
     return guarded(async () =>
-      (
-        await this.db
-          .select(ALERT_COLUMNS)
-          .from(grants)
-          .where(
-            or(
-              sql`${grants.state} <> 'active'`,
-              sql`${grants.alertedState} is not null`,
-              sql`${grants.leaseSentAt} is not null`,
-            ),
-          )
-      ).map(toAlertView),
+      (await this.db.select(ALERT_COLUMNS).from(grants).where(alertCandidatesWhere(grants))).map(toAlertView),
     );
   }
 
   async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
     return guarded(async () =>
       (
-        await this.db.select(EXPIRY_COLUMNS).from(grants).where(expiringWhere(query)).orderBy(asc(grants.id))
+        await this.db
+          .select(expiryColumns(grants))
+          .from(grants)
+          .where(expiringWhere(grants, query))
+          .orderBy(asc(grants.id))
       ).map(toExpiryView),
     );
   }
@@ -549,14 +457,13 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async markAlerted(id: string, from: string | null, to: string | null): Promise<boolean> {
-    const matchFrom = from === null ? isNull(grants.alertedState) : eq(grants.alertedState, from);
     return guarded(
       async () =>
         (
           await this.db
             .update(grants)
             .set({ alertedState: to })
-            .where(and(eq(grants.id, id), matchFrom))
+            .where(alertedFromWhere(grants, id, from))
         ).rowCount === 1,
     );
   }
@@ -569,33 +476,4 @@ export class PostgresGrantRepository implements GrantRepository {
 /** The grants table as `g`, the alias the shared queries (../grant-queries.ts) name. */
 const G = alias(grants, 'g');
 
-const ALERT_COLUMNS = {
-  id: grants.id,
-  state: grants.state,
-  consecutiveFailures: grants.consecutiveFailures,
-  alertedState: grants.alertedState,
-  leaseSentAt: grants.leaseSentAt,
-  leaseUntil: grants.leaseUntil,
-};
-
-const EXPIRY_COLUMNS = {
-  id: grants.id,
-  label: grants.label,
-  clientRef: grants.clientRef,
-  state: grants.state,
-  kind: grants.kind,
-  refreshTokenUsedAt: grants.refreshTokenUsedAt,
-  refreshExpiresAt: grants.refreshExpiresAt,
-  refreshExpiresReason: grants.refreshExpiresReason,
-};
-
-function expiringWhere(query: ExpiryQuery) {
-  const idle = query.idleLimits.map((l) =>
-    and(eq(grants.clientRef, l.clientRef), lt(grants.refreshTokenUsedAt, query.before - l.limitMs)),
-  );
-  return and(
-    inArray(grants.state, [...LIVE_GRANT_STATES]),
-    eq(grants.kind, 'authorization_code'),
-    or(lt(grants.refreshExpiresAt, query.before), ...idle),
-  );
-}
+const ALERT_COLUMNS = alertColumns(grants);

@@ -1,0 +1,155 @@
+/**
+ * The column picks, conditions and set values both adapters' grant queries are built from, over
+ * either dialect's grants table: drizzle's operators take any dialect's columns, so each adapter
+ * passes its own table and runs the query through its own builder and driver.
+ */
+import { type AnyColumn, and, eq, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { LIVE_GRANT_STATES } from '../grants/grant.js';
+import type { ExpiryQuery, FleetStats, SchedulePage } from '../grants/ports.js';
+import { asGrantState } from './rows.js';
+
+type GrantColumn =
+  | 'id'
+  | 'clientRef'
+  | 'label'
+  | 'kind'
+  | 'state'
+  | 'mode'
+  | 'alertedState'
+  | 'version'
+  | 'accessExpiresAt'
+  | 'refreshTokenUsedAt'
+  | 'refreshExpiresAt'
+  | 'refreshExpiresReason'
+  | 'nextRefreshAt'
+  | 'leaseUntil'
+  | 'leaseSentAt'
+  | 'consecutiveFailures';
+
+/** Either dialect's grants table, as far as these recipes read it. */
+export type GrantColumns = Record<GrantColumn, AnyColumn>;
+
+const LIVE = sql.raw(`(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`);
+
+export const liveWhere = (g: GrantColumns) => inArray(g.state, [...LIVE_GRANT_STATES]);
+
+/** A send with no answer settled whose lease is over, measured on the store's clock `now`. */
+export const inDoubtWhere = (g: GrantColumns, now: SQL) =>
+  and(sql`${g.leaseSentAt} is not null`, or(isNull(g.leaseUntil), lt(g.leaseUntil, now)));
+
+// The picks keep the table's own column types (Pick<G, …>), so each select's rows keep theirs.
+export const schedulableColumns = <G extends GrantColumns>(
+  g: G,
+): Pick<G, 'id' | 'version' | 'nextRefreshAt' | 'clientRef' | 'accessExpiresAt' | 'refreshTokenUsedAt'> => ({
+  id: g.id,
+  version: g.version,
+  nextRefreshAt: g.nextRefreshAt,
+  clientRef: g.clientRef,
+  accessExpiresAt: g.accessExpiresAt,
+  refreshTokenUsedAt: g.refreshTokenUsedAt,
+});
+
+/** Live grants due by `dueBefore`, past the page's cursor in (next_refresh_at, id) order. */
+export function schedulableWhere(g: GrantColumns, dueBefore: number, { after }: SchedulePage) {
+  return and(
+    liveWhere(g),
+    lte(g.nextRefreshAt, dueBefore),
+    // A row value, which both engines read straight off the (next_refresh_at, id) index.
+    after ? sql`(${g.nextRefreshAt}, ${g.id}) > (${after.nextRefreshAt}, ${after.id})` : undefined,
+  );
+}
+
+export const alertColumns = <G extends GrantColumns>(
+  g: G,
+): Pick<G, 'id' | 'state' | 'consecutiveFailures' | 'alertedState' | 'leaseSentAt' | 'leaseUntil'> => ({
+  id: g.id,
+  state: g.state,
+  consecutiveFailures: g.consecutiveFailures,
+  alertedState: g.alertedState,
+  leaseSentAt: g.leaseSentAt,
+  leaseUntil: g.leaseUntil,
+});
+
+/** Grants an alert may be due for: not active, alerted before, or with a send in flight. */
+export const alertCandidatesWhere = (g: GrantColumns) =>
+  or(sql`${g.state} <> 'active'`, sql`${g.alertedState} is not null`, sql`${g.leaseSentAt} is not null`);
+
+/** The grant `id`, while its last alerted state is still `from`. */
+export const alertedFromWhere = (g: GrantColumns, id: string, from: string | null) =>
+  and(eq(g.id, id), from === null ? isNull(g.alertedState) : eq(g.alertedState, from));
+
+export const expiryColumns = <G extends GrantColumns>(
+  g: G,
+): Pick<
+  G,
+  | 'id'
+  | 'label'
+  | 'clientRef'
+  | 'state'
+  | 'kind'
+  | 'refreshTokenUsedAt'
+  | 'refreshExpiresAt'
+  | 'refreshExpiresReason'
+> => ({
+  id: g.id,
+  label: g.label,
+  clientRef: g.clientRef,
+  state: g.state,
+  kind: g.kind,
+  refreshTokenUsedAt: g.refreshTokenUsedAt,
+  refreshExpiresAt: g.refreshExpiresAt,
+  refreshExpiresReason: g.refreshExpiresReason,
+});
+
+/** Live refresh-token grants whose token ends, or falls idle past its client's limit, before `query.before`. */
+export function expiringWhere(g: GrantColumns, query: ExpiryQuery) {
+  const idle = query.idleLimits.map((l) =>
+    and(eq(g.clientRef, l.clientRef), lt(g.refreshTokenUsedAt, query.before - l.limitMs)),
+  );
+  return and(
+    liveWhere(g),
+    eq(g.kind, 'authorization_code'),
+    or(lt(g.refreshExpiresAt, query.before), ...idle),
+  );
+}
+
+/** A retry: due now, and `failing` unless live already (a stopped grant is not `active` by a retry). */
+export const reviveValues = (g: GrantColumns, now: number) => ({
+  state: sql`case when ${g.state} in ${LIVE} then ${g.state} else 'failing' end`,
+  nextRefreshAt: now,
+  updatedAt: now,
+});
+
+/** The fleet's figures, one select each over the grants table; `toFleetStats` assembles their rows. */
+export function fleetStatsQueries<G extends GrantColumns>(g: G, now: SQL) {
+  const state: G['state'] = g.state;
+  const clientRef: G['clientRef'] = g.clientRef;
+  return {
+    /** Grouped by state. */
+    byState: { state, count: sql<number>`cast(count(*) as integer)` },
+    earliest: {
+      columns: { at: sql<number | null>`min(${g.accessExpiresAt})`.mapWith(Number) },
+      where: and(liveWhere(g), eq(g.mode, 'eager')),
+    },
+    /** Grouped by client. */
+    oldestUse: {
+      columns: { clientRef, usedAt: sql<number>`min(${g.refreshTokenUsedAt})`.mapWith(Number) },
+      where: liveWhere(g),
+    },
+    inDoubt: { columns: { count: sql<number>`cast(count(*) as integer)` }, where: inDoubtWhere(g, now) },
+  };
+}
+
+export function toFleetStats(rows: {
+  byState: Array<{ state: string; count: number }>;
+  earliest: { at: number | null } | undefined;
+  oldestUse: Array<{ clientRef: string; usedAt: number }>;
+  inDoubt: { count: number } | undefined;
+}): FleetStats {
+  return {
+    byState: rows.byState.map((r) => ({ state: asGrantState(r.state), count: r.count })),
+    earliestEagerExpiry: rows.earliest?.at ?? null,
+    oldestUseByClient: rows.oldestUse,
+    inDoubt: rows.inDoubt?.count ?? 0,
+  };
+}
