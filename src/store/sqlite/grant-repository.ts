@@ -42,7 +42,7 @@ import {
   schedulableColumns,
   schedulableWhere,
   toFleetStats,
-} from '../grant-columns.js';
+} from '../columns.js';
 import {
   type FleetSummaryRows,
   fleetSummarySql,

@@ -1,9 +1,9 @@
 /**
- * The column picks, conditions and set values both adapters' grant queries are built from, over
- * either dialect's grants table: drizzle's operators take any dialect's columns, so each adapter
- * passes its own table and runs the query through its own builder and driver.
+ * The column picks, conditions and set values both adapters' queries are built from, over either
+ * dialect's tables: drizzle's operators take any dialect's columns, so each adapter passes its own
+ * table and runs the query through its own builder and driver.
  */
-import { type AnyColumn, and, eq, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { type AnyColumn, and, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import { LIVE_GRANT_STATES } from '../grants/grant.js';
 import type { ExpiryQuery, FleetStats, SchedulePage } from '../grants/ports.js';
 import { asGrantState } from './rows.js';
@@ -29,6 +29,13 @@ type GrantColumn =
 /** Either dialect's grants table, as far as these recipes read it. */
 export type GrantColumns = Record<GrantColumn, AnyColumn>;
 
+/** Some of a table's columns, each keeping its own type, so a select of them types its rows. */
+function pick<G, K extends keyof G>(g: G, keys: readonly K[]): Pick<G, K> {
+  const picked: Partial<Pick<G, K>> = {};
+  for (const key of keys) picked[key] = g[key];
+  return picked as Pick<G, K>;
+}
+
 const LIVE = sql.raw(`(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`);
 
 export const liveWhere = (g: GrantColumns) => inArray(g.state, [...LIVE_GRANT_STATES]);
@@ -37,17 +44,8 @@ export const liveWhere = (g: GrantColumns) => inArray(g.state, [...LIVE_GRANT_ST
 export const inDoubtWhere = (g: GrantColumns, now: SQL) =>
   and(sql`${g.leaseSentAt} is not null`, or(isNull(g.leaseUntil), lt(g.leaseUntil, now)));
 
-// The picks keep the table's own column types (Pick<G, …>), so each select's rows keep theirs.
-export const schedulableColumns = <G extends GrantColumns>(
-  g: G,
-): Pick<G, 'id' | 'version' | 'nextRefreshAt' | 'clientRef' | 'accessExpiresAt' | 'refreshTokenUsedAt'> => ({
-  id: g.id,
-  version: g.version,
-  nextRefreshAt: g.nextRefreshAt,
-  clientRef: g.clientRef,
-  accessExpiresAt: g.accessExpiresAt,
-  refreshTokenUsedAt: g.refreshTokenUsedAt,
-});
+export const schedulableColumns = <G extends GrantColumns>(g: G) =>
+  pick(g, ['id', 'version', 'nextRefreshAt', 'clientRef', 'accessExpiresAt', 'refreshTokenUsedAt']);
 
 /** Live grants due by `dueBefore`, past the page's cursor in (next_refresh_at, id) order. */
 export function schedulableWhere(g: GrantColumns, dueBefore: number, { after }: SchedulePage) {
@@ -59,16 +57,8 @@ export function schedulableWhere(g: GrantColumns, dueBefore: number, { after }: 
   );
 }
 
-export const alertColumns = <G extends GrantColumns>(
-  g: G,
-): Pick<G, 'id' | 'state' | 'consecutiveFailures' | 'alertedState' | 'leaseSentAt' | 'leaseUntil'> => ({
-  id: g.id,
-  state: g.state,
-  consecutiveFailures: g.consecutiveFailures,
-  alertedState: g.alertedState,
-  leaseSentAt: g.leaseSentAt,
-  leaseUntil: g.leaseUntil,
-});
+export const alertColumns = <G extends GrantColumns>(g: G) =>
+  pick(g, ['id', 'state', 'consecutiveFailures', 'alertedState', 'leaseSentAt', 'leaseUntil']);
 
 /** Grants an alert may be due for: not active, alerted before, or with a send in flight. */
 export const alertCandidatesWhere = (g: GrantColumns) =>
@@ -78,28 +68,17 @@ export const alertCandidatesWhere = (g: GrantColumns) =>
 export const alertedFromWhere = (g: GrantColumns, id: string, from: string | null) =>
   and(eq(g.id, id), from === null ? isNull(g.alertedState) : eq(g.alertedState, from));
 
-export const expiryColumns = <G extends GrantColumns>(
-  g: G,
-): Pick<
-  G,
-  | 'id'
-  | 'label'
-  | 'clientRef'
-  | 'state'
-  | 'kind'
-  | 'refreshTokenUsedAt'
-  | 'refreshExpiresAt'
-  | 'refreshExpiresReason'
-> => ({
-  id: g.id,
-  label: g.label,
-  clientRef: g.clientRef,
-  state: g.state,
-  kind: g.kind,
-  refreshTokenUsedAt: g.refreshTokenUsedAt,
-  refreshExpiresAt: g.refreshExpiresAt,
-  refreshExpiresReason: g.refreshExpiresReason,
-});
+export const expiryColumns = <G extends GrantColumns>(g: G) =>
+  pick(g, [
+    'id',
+    'label',
+    'clientRef',
+    'state',
+    'kind',
+    'refreshTokenUsedAt',
+    'refreshExpiresAt',
+    'refreshExpiresReason',
+  ]);
 
 /** Live refresh-token grants whose token ends, or falls idle past its client's limit, before `query.before`. */
 export function expiringWhere(g: GrantColumns, query: ExpiryQuery) {
@@ -153,3 +132,17 @@ export function toFleetStats(rows: {
     inDoubt: rows.inDoubt?.count ?? 0,
   };
 }
+
+/** Either dialect's consent_links table, as far as these recipes read it. */
+type ConsentLinkColumns = Record<
+  'id' | 'clientRef' | 'label' | 'createdAt' | 'expiresAt' | 'usedAt',
+  AnyColumn
+>;
+
+/** A link as the port shows it: everything but its token's hash. */
+export const linkColumns = <L extends ConsentLinkColumns>(l: L) =>
+  pick(l, ['id', 'clientRef', 'label', 'createdAt', 'expiresAt', 'usedAt']);
+
+/** The link `id` while a consent may still use it: unused, and not expired at `now`. */
+export const usableLinkWhere = (l: ConsentLinkColumns, id: string, now: number) =>
+  and(eq(l.id, id), isNull(l.usedAt), gt(l.expiresAt, now));
