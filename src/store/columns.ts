@@ -6,6 +6,7 @@
 import { type AnyColumn, and, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import { LIVE_GRANT_STATES } from '../grants/grant.js';
 import type { ExpiryQuery, FleetStats, SchedulePage } from '../grants/ports.js';
+import { LIVE_STATES_SQL } from './grant-queries.js';
 import { asGrantState } from './rows.js';
 
 type GrantColumn =
@@ -35,8 +36,6 @@ function pick<G, K extends keyof G>(g: G, keys: readonly K[]): Pick<G, K> {
   for (const key of keys) picked[key] = g[key];
   return picked as Pick<G, K>;
 }
-
-const LIVE = sql.raw(`(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`);
 
 export const liveWhere = (g: GrantColumns) => inArray(g.state, [...LIVE_GRANT_STATES]);
 
@@ -94,7 +93,7 @@ export function expiringWhere(g: GrantColumns, query: ExpiryQuery) {
 
 /** A retry: due now, and `failing` unless live already (a stopped grant is not `active` by a retry). */
 export const reviveValues = (g: GrantColumns, now: number) => ({
-  state: sql`case when ${g.state} in ${LIVE} then ${g.state} else 'failing' end`,
+  state: sql`case when ${g.state} in ${sql.raw(LIVE_STATES_SQL)} then ${g.state} else 'failing' end`,
   nextRefreshAt: now,
   updatedAt: now,
 });

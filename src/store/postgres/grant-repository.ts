@@ -3,13 +3,12 @@ import { alias, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { type GrantRow, grants, refreshEvents } from '../../../db/postgres/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
-import {
-  type Grant,
-  type GrantMode,
-  LIVE_GRANT_STATES,
-  type RecordedRefreshEvent,
-  type RefreshEvent,
-  type StoredGrant,
+import type {
+  Grant,
+  GrantMode,
+  RecordedRefreshEvent,
+  RefreshEvent,
+  StoredGrant,
 } from '../../grants/grant.js';
 import type {
   AlertView,
@@ -46,6 +45,7 @@ import {
   type FleetSummaryRows,
   fleetSummarySql,
   grantPageSql,
+  LIVE_STATES_SQL,
   orderEventsOf,
   type RawEventRow,
   recentEventsOfSql,
@@ -74,7 +74,6 @@ function selectList(table: PgTable, from?: string): string {
 }
 
 const GRANT_FIELDS = selectList(grants);
-const LIVE_SQL = `(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`;
 /** The server's clock in epoch ms (invariant 2): every replica's lease is measured on it. */
 const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 const EVENT_COLUMNS =
@@ -90,7 +89,7 @@ const HOT = {
   get: `select ${GRANT_FIELDS} from grants where id = $1`,
   find: `select ${GRANT_FIELDS} from grants where id = $1 or label = $1`,
   claim: `update grants set lease_owner = $3, lease_until = ${NOW_MS} + $4::bigint
-    where id = $1 and version = $2 and state in ${LIVE_SQL}
+    where id = $1 and version = $2 and state in ${LIVE_STATES_SQL}
       and (lease_until is null or lease_until < ${NOW_MS})
       and (lease_sent_at is null or lease_sent_at + $5::bigint < ${NOW_MS})
     returning ${GRANT_FIELDS}`,
@@ -109,17 +108,17 @@ const HOT = {
       token_type = coalesce($5, token_type), scope = coalesce($6, scope),
       access_expires_at = $7, access_lifetime_ms = $8, refresh_token_used_at = $9, next_refresh_at = $10,
       version = version + 1,
-      state = case when state in ${LIVE_SQL} then 'active' else state end,
-      consecutive_failures = case when state in ${LIVE_SQL} then 0 else consecutive_failures end,
-      last_error = case when state in ${LIVE_SQL} then null else last_error end,
-      last_error_at = case when state in ${LIVE_SQL} then null else last_error_at end,
+      state = case when state in ${LIVE_STATES_SQL} then 'active' else state end,
+      consecutive_failures = case when state in ${LIVE_STATES_SQL} then 0 else consecutive_failures end,
+      last_error = case when state in ${LIVE_STATES_SQL} then null else last_error end,
+      last_error_at = case when state in ${LIVE_STATES_SQL} then null else last_error_at end,
       last_refreshed_at = $11, lease_owner = null, lease_until = null, lease_sent_at = null, updated_at = $11,
       refresh_expires_at = coalesce($12::bigint, refresh_expires_at),
       refresh_expires_reason = coalesce($13::text, refresh_expires_reason)
     where id = $1 and version = $2`,
     13,
     // A stopped grant keeps its state (invariant 2: no silent revival); its event says so.
-    (outcome) => `case when g.state in ${LIVE_SQL} then ${outcome} else 'conflict' end`,
+    (outcome) => `case when g.state in ${LIVE_STATES_SQL} then ${outcome} else 'conflict' end`,
   ),
   commitRotationOnly: withEvent(
     `update grants set refresh_token_sealed = $4, refresh_token_used_at = $5, version = version + 1,
