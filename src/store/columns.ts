@@ -3,7 +3,7 @@
  * dialect's tables: drizzle's operators take any dialect's columns, so each adapter passes its own
  * table and runs the query through its own builder and driver.
  */
-import { type AnyColumn, and, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { type AnyColumn, and, asc, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import { LIVE_GRANT_STATES } from '../grants/grant.js';
 import type { ExpiryQuery, FleetStats, SchedulePage } from '../grants/ports.js';
 import { LIVE_STATES_SQL } from './grant-queries.js';
@@ -43,17 +43,28 @@ export const liveWhere = (g: GrantColumns) => inArray(g.state, [...LIVE_GRANT_ST
 export const inDoubtWhere = (g: GrantColumns, now: SQL) =>
   and(sql`${g.leaseSentAt} is not null`, or(isNull(g.leaseUntil), lt(g.leaseUntil, now)));
 
-export const schedulableColumns = <G extends GrantColumns>(g: G) =>
-  pick(g, ['id', 'version', 'nextRefreshAt', 'clientRef', 'accessExpiresAt', 'refreshTokenUsedAt']);
-
-/** Live grants due by `dueBefore`, past the page's cursor in (next_refresh_at, id) order. */
-export function schedulableWhere(g: GrantColumns, dueBefore: number, { after }: SchedulePage) {
-  return and(
-    liveWhere(g),
-    lte(g.nextRefreshAt, dueBefore),
-    // A row value, which both engines read straight off the (next_refresh_at, id) index.
-    after ? sql`(${g.nextRefreshAt}, ${g.id}) > (${after.nextRefreshAt}, ${after.id})` : undefined,
-  );
+/**
+ * One page of live grants due by `dueBefore`, in (next_refresh_at, id) order from past the page's
+ * cursor: the order and the cursor's condition are one recipe, or a page would skip or repeat.
+ */
+export function schedulableQuery<G extends GrantColumns>(g: G, dueBefore: number, { after }: SchedulePage) {
+  return {
+    columns: pick(g, [
+      'id',
+      'version',
+      'nextRefreshAt',
+      'clientRef',
+      'accessExpiresAt',
+      'refreshTokenUsedAt',
+    ]),
+    where: and(
+      liveWhere(g),
+      lte(g.nextRefreshAt, dueBefore),
+      // A row value, which both engines read straight off the (next_refresh_at, id) index.
+      after ? sql`(${g.nextRefreshAt}, ${g.id}) > (${after.nextRefreshAt}, ${after.id})` : undefined,
+    ),
+    orderBy: [asc(g.nextRefreshAt), asc(g.id)],
+  };
 }
 
 export const alertColumns = <G extends GrantColumns>(g: G) =>

@@ -37,8 +37,7 @@ import {
   expiryColumns,
   fleetStatsQueries,
   reviveValues,
-  schedulableColumns,
-  schedulableWhere,
+  schedulableQuery,
   toFleetStats,
 } from '../columns.js';
 import {
@@ -227,12 +226,13 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]> {
+    const q = schedulableQuery(grants, dueBefore, page);
     return guarded(() =>
       this.db
-        .select(schedulableColumns(grants))
+        .select(q.columns)
         .from(grants)
-        .where(schedulableWhere(grants, dueBefore, page))
-        .orderBy(asc(grants.nextRefreshAt), asc(grants.id))
+        .where(q.where)
+        .orderBy(...q.orderBy)
         .limit(page.limit),
     );
   }

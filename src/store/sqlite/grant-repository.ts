@@ -39,8 +39,7 @@ import {
   fleetStatsQueries,
   liveWhere,
   reviveValues,
-  schedulableColumns,
-  schedulableWhere,
+  schedulableQuery,
   toFleetStats,
 } from '../columns.js';
 import {
@@ -168,12 +167,13 @@ export class SqliteGrantRepository implements GrantRepository {
   }
 
   async listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]> {
+    const q = schedulableQuery(grants, dueBefore, page);
     return guarded(() =>
       this.db
-        .select(schedulableColumns(grants))
+        .select(q.columns)
         .from(grants)
-        .where(schedulableWhere(grants, dueBefore, page))
-        .orderBy(asc(grants.nextRefreshAt), asc(grants.id))
+        .where(q.where)
+        .orderBy(...q.orderBy)
         .limit(page.limit)
         .all(),
     );
