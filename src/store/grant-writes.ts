@@ -12,7 +12,8 @@ import type {
   SaveConsentInput,
   TokenUpdate,
 } from '../grants/ports.js';
-import { asGrantKind, type consentValues } from './rows.js';
+import { newId } from './ids.js';
+import { asGrantKind } from './rows.js';
 import { sealContext } from './seal-contexts.js';
 
 /** A committed token response's values; a null keeps the stored value (coalesce). */
@@ -81,22 +82,59 @@ export function eventValues(event: RefreshEvent) {
   };
 }
 
-/** What a re-consent would replace, for the caller's `mayReplace` check. */
-export function consentTarget(existing: {
-  id: string;
-  clientRef: string;
-  subject: string | null;
-  kind: string;
-}) {
-  const { id, clientRef, subject } = existing;
-  return { id, clientRef, subject, kind: asGrantKind(existing.kind) } satisfies ConsentTarget;
+/**
+ * What storing a consent writes: the new values over the grant already holding its label (a
+ * re-consent, once `mayReplace` allows it: it throws before anything is written), or a new grant.
+ */
+export function consentWrite(
+  input: SaveConsentInput,
+  existing: { id: string; clientRef: string; subject: string | null; kind: string } | undefined,
+  sealer: Sealer,
+  mayReplace?: (existing: ConsentTarget) => void,
+) {
+  if (existing) {
+    const { id, clientRef, subject } = existing;
+    mayReplace?.({ id, clientRef, subject, kind: asGrantKind(existing.kind) });
+    return { id, replace: consentValues(input, id, subject, sealer) };
+  }
+  const id = newId('g');
+  const values = consentValues(input, id, undefined, sealer);
+  return {
+    id,
+    insert: { ...values, id, label: input.label, version: 0, lastRefreshedAt: null, createdAt: input.now },
+  };
 }
 
-/** A first consent's row: the consent's values and a grant's starting facts. */
-export function newGrantValues(
+/** The consent's columns, common to a first consent and a re-consent of the same label. */
+function consentValues(
   input: SaveConsentInput,
   id: string,
-  values: ReturnType<typeof consentValues>,
+  existingSubject: string | null | undefined,
+  sealer: Sealer,
 ) {
-  return { ...values, id, label: input.label, version: 0, lastRefreshedAt: null, createdAt: input.now };
+  return {
+    clientRef: input.clientRef,
+    kind: input.kind ?? 'authorization_code',
+    tokenRequest: input.tokenRequest ?? null,
+    subject: input.subject ?? existingSubject ?? null,
+    state: 'active' as const,
+    accessTokenSealed: sealer.seal(input.accessToken, sealContext(id, 'access_token')),
+    refreshTokenSealed: sealer.seal(input.refreshToken, sealContext(id, 'refresh_token')),
+    tokenType: input.tokenType ?? null,
+    scope: input.scope ?? null,
+    accessExpiresAt: input.accessExpiresAt,
+    accessLifetimeMs: input.accessLifetimeMs,
+    refreshTokenUsedAt: input.refreshTokenUsedAt,
+    refreshExpiresAt: input.refreshExpires?.at ?? null,
+    refreshExpiresReason: input.refreshExpires?.reason ?? null,
+    nextRefreshAt: input.nextRefreshAt,
+    // New tokens settle whatever was in flight with the old ones.
+    leaseOwner: null,
+    leaseUntil: null,
+    leaseSentAt: null,
+    consecutiveFailures: 0,
+    lastError: null,
+    lastErrorAt: null,
+    updatedAt: input.now,
+  };
 }

@@ -30,7 +30,6 @@ import type {
   ExpiryView,
   OpenedClient,
   PendingAuthorization,
-  SaveConsentInput,
 } from '../grants/ports.js';
 import { type AuthorizeParams, authorizeParamsSchema } from '../oauth/authorize-params.js';
 import type { ClientSigningKey } from '../oauth/client-assertion.js';
@@ -312,40 +311,6 @@ export function toApiKey(row: ApiKeyRowShape): ApiKey {
     grantIds: row.role === 'reader' ? (row.grantIds ?? []) : null,
     createdAt: row.createdAt,
     lastUsedAt: row.lastUsedAt,
-  };
-}
-
-/** The consent's columns, common to a first consent and a re-consent of the same label. */
-export function consentValues(
-  input: SaveConsentInput,
-  id: string,
-  existingSubject: string | null | undefined,
-  sealer: Sealer,
-) {
-  return {
-    clientRef: input.clientRef,
-    kind: input.kind ?? 'authorization_code',
-    tokenRequest: input.tokenRequest ?? null,
-    subject: input.subject ?? existingSubject ?? null,
-    state: 'active' as const,
-    accessTokenSealed: sealer.seal(input.accessToken, sealContext(id, 'access_token')),
-    refreshTokenSealed: sealer.seal(input.refreshToken, sealContext(id, 'refresh_token')),
-    tokenType: input.tokenType ?? null,
-    scope: input.scope ?? null,
-    accessExpiresAt: input.accessExpiresAt,
-    accessLifetimeMs: input.accessLifetimeMs,
-    refreshTokenUsedAt: input.refreshTokenUsedAt,
-    refreshExpiresAt: input.refreshExpires?.at ?? null,
-    refreshExpiresReason: input.refreshExpires?.reason ?? null,
-    nextRefreshAt: input.nextRefreshAt,
-    // New tokens settle whatever was in flight with the old ones.
-    leaseOwner: null,
-    leaseUntil: null,
-    leaseSentAt: null,
-    consecutiveFailures: 0,
-    lastError: null,
-    lastErrorAt: null,
-    updatedAt: input.now,
   };
 }
 

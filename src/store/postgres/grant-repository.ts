@@ -52,15 +52,13 @@ import {
 } from '../grant-queries.js';
 import {
   commitValues,
-  consentTarget,
+  consentWrite,
   eventValues,
   failureValues,
-  newGrantValues,
   rotationOnlyValues,
   toCommitResult,
 } from '../grant-writes.js';
-import { newId } from '../ids.js';
-import { consentValues, toAlertView, toEvent, toExpiryView, toGrant, toStoredGrant } from '../rows.js';
+import { toAlertView, toEvent, toExpiryView, toGrant, toStoredGrant } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
@@ -243,19 +241,14 @@ export class PostgresGrantRepository implements GrantRepository {
         // Two consents for one new label would both find none and both insert: one waits here.
         await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`grant-label:${input.label}`}))`);
         const [existing] = await tx.select().from(grants).where(eq(grants.label, input.label)).for('update');
-        if (existing) mayReplace?.(consentTarget(existing));
-        const id = existing?.id ?? newId('g');
-        const values = consentValues(input, id, existing?.subject, this.sealer);
-        const [row] = existing
+        const write = consentWrite(input, existing, this.sealer, mayReplace);
+        const [row] = write.replace
           ? await tx
               .update(grants)
-              .set({ ...values, version: sql`${grants.version} + 1` })
-              .where(eq(grants.id, id))
+              .set({ ...write.replace, version: sql`${grants.version} + 1` })
+              .where(eq(grants.id, write.id))
               .returning()
-          : await tx
-              .insert(grants)
-              .values(newGrantValues(input, id, values))
-              .returning();
+          : await tx.insert(grants).values(write.insert).returning();
         if (!row) throw new Error('a consent write returned no row');
         return toGrant(row);
       }),

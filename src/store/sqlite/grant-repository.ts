@@ -53,23 +53,13 @@ import {
 } from '../grant-queries.js';
 import {
   commitValues,
-  consentTarget,
+  consentWrite,
   eventValues,
   failureValues,
-  newGrantValues,
   rotationOnlyValues,
   toCommitResult,
 } from '../grant-writes.js';
-import { newId } from '../ids.js';
-import {
-  asGrantState,
-  consentValues,
-  toAlertView,
-  toEvent,
-  toExpiryView,
-  toGrant,
-  toStoredGrant,
-} from '../rows.js';
+import { asGrantState, toAlertView, toEvent, toExpiryView, toGrant, toStoredGrant } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 import { WriteBatch } from './write-batch.js';
@@ -183,21 +173,15 @@ export class SqliteGrantRepository implements GrantRepository {
     return guarded(() =>
       this.inWriteTransaction(() => {
         const existing = this.db.select().from(grants).where(eq(grants.label, input.label)).get();
-        if (existing) mayReplace?.(consentTarget(existing));
-        const id = existing?.id ?? newId('g');
-        const values = consentValues(input, id, existing?.subject, this.sealer);
-        const row = existing
+        const write = consentWrite(input, existing, this.sealer, mayReplace);
+        const row = write.replace
           ? this.db
               .update(grants)
-              .set({ ...values, version: sql`${grants.version} + 1` })
-              .where(eq(grants.id, id))
+              .set({ ...write.replace, version: sql`${grants.version} + 1` })
+              .where(eq(grants.id, write.id))
               .returning()
               .get()
-          : this.db
-              .insert(grants)
-              .values(newGrantValues(input, id, values))
-              .returning()
-              .get();
+          : this.db.insert(grants).values(write.insert).returning().get();
         return toGrant(row);
       }),
     );
