@@ -1,8 +1,12 @@
 import { bigint, boolean, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
+import { DEFAULTS } from '../columns.js';
 
 // The same tables as db/sqlite/schema.ts, in PostgreSQL's types: epoch milliseconds are bigint
 // (read back as numbers: they stay far below 2^53), JSON is jsonb, flags are boolean. Column values
 // are the domain's words (src/grants/grant.ts), parsed by the adapter on the way out.
+// Declared twice on purpose: drizzle-kit writes each dialect's migrations from its own builders
+// (pg-core here, sqlite-core there), whose column types differ, so one declaration cannot serve
+// both; what they must agree on is in db/columns.ts.
 
 const ms = (name: string) => bigint(name, { mode: 'number' });
 
@@ -38,11 +42,11 @@ export const grants = pgTable(
       .notNull()
       .references(() => clients.id),
     label: text('label').notNull().unique(),
-    kind: text('kind').notNull().default('authorization_code'),
+    kind: text('kind').notNull().default(DEFAULTS.grantKind),
     tokenRequest: jsonb('token_request').$type<object | null>(),
     subject: text('subject'),
     state: text('state').notNull(),
-    mode: text('mode').notNull().default('eager'),
+    mode: text('mode').notNull().default(DEFAULTS.grantMode),
     alertedState: text('alerted_state'),
     version: integer('version').notNull(),
     accessTokenSealed: text('access_token_sealed').notNull(),
@@ -100,7 +104,7 @@ export const apiKeys = pgTable('api_keys', {
   id: text('id').primaryKey(),
   name: text('name').notNull().unique(),
   keyHash: text('key_hash').notNull().unique(),
-  role: text('role').notNull().default('reader'),
+  role: text('role').notNull().default(DEFAULTS.apiKeyRole),
   grantIds: jsonb('grant_ids').$type<string[] | null>(),
   createdAt: ms('created_at').notNull(),
   lastUsedAt: ms('last_used_at'),

@@ -1,7 +1,11 @@
 import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { DEFAULTS } from '../columns.js';
 
 // Column values are the domain's words (src/grants/grant.ts); the adapter parses them on the way
 // out, so this file names no domain type: db/ imports nothing from src/.
+// These tables are declared again in db/postgres/schema.ts on purpose: drizzle-kit writes each
+// dialect's migrations from its own builders (sqlite-core here, pg-core there), whose column types
+// differ, so one declaration cannot serve both; what they must agree on is in db/columns.ts.
 
 /** Registered OAuth clients. `profile` is the provider profile resolved when the client was added. */
 export const clients = sqliteTable('clients', {
@@ -45,12 +49,12 @@ export const grants = sqliteTable(
       .references(() => clients.id),
     label: text('label').notNull().unique(),
     /** Where the next token comes from: authorization_code (a refresh token), client_credentials, jwt_bearer. */
-    kind: text('kind').notNull().default('authorization_code'),
+    kind: text('kind').notNull().default(DEFAULTS.grantKind),
     /** What a grant without a refresh token asks for each time (scope, resource, audience, subject). */
     tokenRequest: text('token_request', { mode: 'json' }).$type<object | null>(),
     subject: text('subject'),
     state: text('state').notNull(),
-    mode: text('mode').notNull().default('eager'),
+    mode: text('mode').notNull().default(DEFAULTS.grantMode),
     /** The last state an alert was sent for, so each transition alerts once. */
     alertedState: text('alerted_state'),
     version: integer('version').notNull(),
@@ -115,7 +119,7 @@ export const apiKeys = sqliteTable('api_keys', {
   name: text('name').notNull().unique(),
   keyHash: text('key_hash').notNull().unique(),
   /** `admin`: every grant, writes, the queue dashboard; `reader`: the tokens and views of `grantIds`. */
-  role: text('role').notNull().default('reader'),
+  role: text('role').notNull().default(DEFAULTS.apiKeyRole),
   grantIds: text('grant_ids', { mode: 'json' }).$type<string[] | null>(),
   createdAt: integer('created_at').notNull(),
   lastUsedAt: integer('last_used_at'),

@@ -13,7 +13,7 @@ export interface LoadedConfig {
 
 /**
  * Reads the optional JSON config file (GRANTKEEPER_CONFIG or --config), lays the environment over
- * it and parses the result. Any bad value is one UserError naming where it came from.
+ * it and parses the result. Any bad value is one bad_config error naming where it came from.
  */
 export function loadConfig(env: NodeJS.ProcessEnv, configPathFlag?: string): LoadedConfig {
   const configPath = configPathFlag ?? nonEmpty(env.GRANTKEEPER_CONFIG);

@@ -9,7 +9,10 @@ import { LIVE_GRANT_STATES, type RecordedRefreshEvent } from '../grants/grant.js
 import type { FleetSummary, FleetSummaryQuery, GrantCursor, GrantFilter } from '../grants/ports.js';
 import { asGrantState, asOutcome, toEvent } from './rows.js';
 
-const LIVE = sql.raw(`(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`);
+/** The live states as an SQL list, for `state in …` in raw SQL and in drizzle's (`sql.raw`). */
+export const LIVE_STATES_SQL = `(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`;
+
+const LIVE = sql.raw(LIVE_STATES_SQL);
 
 const list = (values: readonly string[]) =>
   sql.join(

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 /** Short random ids with a type prefix: never derived from labels, so they leak nothing. */
-export function newId(prefix: 'g' | 'c'): string {
+export function newId(prefix: 'g' | 'c' | 'k'): string {
   return `${prefix}_${randomBytes(9).toString('base64url')}`;
 }
 

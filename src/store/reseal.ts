@@ -3,6 +3,7 @@ import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import type { RekeyReport } from '../grants/ports.js';
 import {
   KEY_CHECK_CONTEXT,
+  KEY_CHECK_KEY,
   previousSecretContext,
   privateKeyContext,
   sealContext,
@@ -39,6 +40,26 @@ export interface SealedWriters {
   previousClientSecret(clientId: string, sealed: string): void;
   clientKey(clientId: string, sealed: string): void;
   keyCheck(sealed: string): void;
+}
+
+/** Writes one sealed column of the row whose `key` column is `id`, as the adapter's statement. */
+export type SealedColumnWriter = (
+  table: 'grants' | 'clients' | 'meta',
+  column: string,
+  key: 'id' | 'key',
+) => (id: string, sealed: string) => void;
+
+/** Where each resealed value goes back, written by the adapter's own statements. */
+export function sealedWriters(column: SealedColumnWriter): SealedWriters {
+  const keyCheck = column('meta', 'value', 'key');
+  return {
+    accessToken: column('grants', 'access_token_sealed', 'id'),
+    refreshToken: column('grants', 'refresh_token_sealed', 'id'),
+    clientSecret: column('clients', 'client_secret_sealed', 'id'),
+    previousClientSecret: column('clients', 'previous_secret_sealed', 'id'),
+    clientKey: column('clients', 'private_key_sealed', 'id'),
+    keyCheck: (sealed) => keyCheck(KEY_CHECK_KEY, sealed),
+  };
 }
 
 /** Every sealed value of a store with its seal context, for resealValues. */

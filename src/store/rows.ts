@@ -24,17 +24,25 @@ import {
 import type {
   AlertView,
   ApiKey,
+  ApiKeyAccess,
   Client,
   ClientInput,
   ExpiryView,
   OpenedClient,
-  SaveConsentInput,
+  PendingAuthorization,
 } from '../grants/ports.js';
 import { type AuthorizeParams, authorizeParamsSchema } from '../oauth/authorize-params.js';
 import type { ClientSigningKey } from '../oauth/client-assertion.js';
 import { parseStoredProfile } from '../oauth/providers.js';
 import { CLIENT_AUTH_METHODS, type ClientAuthMethod } from '../oauth/token-client.js';
-import { previousSecretContext, privateKeyContext, sealContext, secretContext } from './seal-contexts.js';
+import { newId } from './ids.js';
+import {
+  codeVerifierContext,
+  previousSecretContext,
+  privateKeyContext,
+  sealContext,
+  secretContext,
+} from './seal-contexts.js';
 
 /** A grants row in either adapter's types: the domain's fields as stored, plus the sealed tokens. */
 export type GrantRowShape = Omit<Grant, 'state' | 'mode' | 'kind' | 'tokenRequest'> & {
@@ -308,36 +316,40 @@ export function toApiKey(row: ApiKeyRowShape): ApiKey {
   };
 }
 
-/** The consent's columns, common to a first consent and a re-consent of the same label. */
-export function consentValues(
-  input: SaveConsentInput,
-  id: string,
-  existingSubject: string | null | undefined,
-  sealer: Sealer,
-) {
+/** A new API key's row: a reader's grants, none for an admin (who reaches every grant). */
+export function apiKeyValues(input: { name: string; keyHash: string; now: number } & ApiKeyAccess) {
   return {
-    clientRef: input.clientRef,
-    kind: input.kind ?? 'authorization_code',
-    tokenRequest: input.tokenRequest ?? null,
-    subject: input.subject ?? existingSubject ?? null,
-    state: 'active' as const,
-    accessTokenSealed: sealer.seal(input.accessToken, sealContext(id, 'access_token')),
-    refreshTokenSealed: sealer.seal(input.refreshToken, sealContext(id, 'refresh_token')),
-    tokenType: input.tokenType ?? null,
-    scope: input.scope ?? null,
-    accessExpiresAt: input.accessExpiresAt,
-    accessLifetimeMs: input.accessLifetimeMs,
-    refreshTokenUsedAt: input.refreshTokenUsedAt,
-    refreshExpiresAt: input.refreshExpires?.at ?? null,
-    refreshExpiresReason: input.refreshExpires?.reason ?? null,
-    nextRefreshAt: input.nextRefreshAt,
-    // New tokens settle whatever was in flight with the old ones.
-    leaseOwner: null,
-    leaseUntil: null,
-    leaseSentAt: null,
-    consecutiveFailures: 0,
-    lastError: null,
-    lastErrorAt: null,
-    updatedAt: input.now,
+    id: newId('k'),
+    name: input.name,
+    keyHash: input.keyHash,
+    role: input.role,
+    grantIds: input.role === 'reader' ? input.grantIds : null,
+    createdAt: input.now,
+    lastUsedAt: null,
   };
+}
+
+export function toHashedApiKey(row: ApiKeyRowShape & { keyHash: string }): ApiKey & { keyHash: string } {
+  return { ...toApiKey(row), keyHash: row.keyHash };
+}
+
+export const apiKeyNameTaken = (name: string) =>
+  new GrantkeeperError('name_taken', `an API key named "${name}" already exists`);
+
+/** A pending authorization's row: its code verifier sealed to its state's hash. */
+export function sealedAuthorization(pending: PendingAuthorization, sealer: Sealer): PendingAuthorization {
+  return {
+    ...pending,
+    codeVerifier: sealer.seal(pending.codeVerifier, codeVerifierContext(pending.stateHash)),
+  };
+}
+
+/** A taken authorization as the port returns it: opened, or undefined once expired at `now`. */
+export function openedAuthorization(
+  taken: PendingAuthorization | undefined,
+  now: number,
+  sealer: Sealer,
+): PendingAuthorization | undefined {
+  if (!taken || taken.expiresAt <= now) return undefined;
+  return { ...taken, codeVerifier: sealer.open(taken.codeVerifier, codeVerifierContext(taken.stateHash)) };
 }

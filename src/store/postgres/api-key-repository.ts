@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { asc, eq, inArray } from 'drizzle-orm';
 import { apiKeys } from '../../../db/postgres/schema.js';
-import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
-import { toApiKey } from '../rows.js';
+import { apiKeyNameTaken, apiKeyValues, toApiKey, toHashedApiKey } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
@@ -15,20 +13,12 @@ export class PostgresApiKeyRepository implements ApiKeyRepository {
     const [row] = await guarded(() =>
       this.db
         .insert(apiKeys)
-        .values({
-          id: `k_${randomBytes(9).toString('base64url')}`,
-          name: input.name,
-          keyHash: input.keyHash,
-          role: input.role,
-          grantIds: input.role === 'reader' ? input.grantIds : null,
-          createdAt: input.now,
-          lastUsedAt: null,
-        })
+        .values(apiKeyValues(input))
         // Two replicas creating one name at once: the second is told, not handed a constraint error.
         .onConflictDoNothing({ target: apiKeys.name })
         .returning(),
     );
-    if (!row) throw new GrantkeeperError('name_taken', `an API key named "${input.name}" already exists`);
+    if (!row) throw apiKeyNameTaken(input.name);
     return toApiKey(row);
   }
 
@@ -49,7 +39,7 @@ export class PostgresApiKeyRepository implements ApiKeyRepository {
   async findByHash(keyHash: string): Promise<(ApiKey & { keyHash: string }) | undefined> {
     return guarded(async () => {
       const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash));
-      return row && { ...toApiKey(row), keyHash: row.keyHash };
+      return row && toHashedApiKey(row);
     });
   }
 
@@ -61,10 +51,7 @@ export class PostgresApiKeyRepository implements ApiKeyRepository {
 
   async listWithHashes(): Promise<Array<ApiKey & { keyHash: string }>> {
     return guarded(async () =>
-      (await this.db.select().from(apiKeys).orderBy(asc(apiKeys.name))).map((row) => ({
-        ...toApiKey(row),
-        keyHash: row.keyHash,
-      })),
+      (await this.db.select().from(apiKeys).orderBy(asc(apiKeys.name))).map(toHashedApiKey),
     );
   }
 

@@ -4,21 +4,22 @@ import { type ClientRow, clients, grants } from '../../../db/postgres/schema.js'
 import type { Sealer } from '../../crypto/sealer.js';
 import type { Client, ClientInput, ClientRepository, OpenedClient, SecretSlot } from '../../grants/ports.js';
 import { newId } from '../ids.js';
-import { clientValues, retiredSecretValues, rotatedSecretValues, toClient, toOpenedClient } from '../rows.js';
+import { OpenedClients } from '../opened-clients.js';
+import { clientValues, retiredSecretValues, rotatedSecretValues, toClient } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
 /** OAuth clients on PostgreSQL; client secrets are sealed at rest like tokens. */
 export class PostgresClientRepository implements ClientRepository {
-  /** Opened clients by id, valid while the row's updated_at is unchanged (another replica may
-   * update it): a refresh opens its client with one indexed lookup instead of a read and an unseal. */
-  private readonly opened = new Map<string, { updatedAt: number; client: OpenedClient }>();
+  private readonly opened: OpenedClients;
 
   constructor(
     private readonly db: PgDb,
     private readonly pool: pg.Pool,
     private readonly sealer: Sealer,
-  ) {}
+  ) {
+    this.opened = new OpenedClients(sealer);
+  }
 
   async openById(id: string): Promise<OpenedClient | undefined> {
     return guarded(async () => {
@@ -28,17 +29,10 @@ export class PostgresClientRepository implements ClientRepository {
         values: [id],
       });
       const current = rows[0];
-      if (!current) {
-        this.opened.delete(id);
-        return undefined;
-      }
-      const cached = this.opened.get(id);
-      if (cached?.updatedAt === current.updatedAt) return cached.client;
+      const cached = this.opened.cached(id, current?.updatedAt);
+      if (cached || !current) return cached;
       const row = await this.row(id);
-      if (!row) return undefined;
-      const client = toOpenedClient(row, this.sealer);
-      this.opened.set(id, { updatedAt: row.updatedAt, client });
-      return client;
+      return row && this.opened.open(row);
     });
   }
 

@@ -1,19 +1,13 @@
-import { and, eq, gt, isNull, lt } from 'drizzle-orm';
+import { eq, lt } from 'drizzle-orm';
 import { consentLinkAuthorizations, consentLinks } from '../../../db/postgres/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import type { ConsentLink, ConsentLinkRepository, PendingAuthorization } from '../../grants/ports.js';
-import { codeVerifierContext } from '../seal-contexts.js';
+import { linkColumns, usableLinkWhere } from '../columns.js';
+import { openedAuthorization, sealedAuthorization } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
-const LINK_FIELDS = {
-  id: consentLinks.id,
-  clientRef: consentLinks.clientRef,
-  label: consentLinks.label,
-  createdAt: consentLinks.createdAt,
-  expiresAt: consentLinks.expiresAt,
-  usedAt: consentLinks.usedAt,
-};
+const LINK_FIELDS = linkColumns(consentLinks);
 
 /** Consent links on PostgreSQL: only hashes of their tokens and of their requests' states. */
 export class PostgresConsentLinkRepository implements ConsentLinkRepository {
@@ -45,10 +39,7 @@ export class PostgresConsentLinkRepository implements ConsentLinkRepository {
 
   async addAuthorization(pending: PendingAuthorization): Promise<void> {
     await guarded(() =>
-      this.db.insert(consentLinkAuthorizations).values({
-        ...pending,
-        codeVerifier: this.sealer.seal(pending.codeVerifier, codeVerifierContext(pending.stateHash)),
-      }),
+      this.db.insert(consentLinkAuthorizations).values(sealedAuthorization(pending, this.sealer)),
     );
   }
 
@@ -59,8 +50,7 @@ export class PostgresConsentLinkRepository implements ConsentLinkRepository {
         .where(eq(consentLinkAuthorizations.stateHash, stateHash))
         .returning(),
     );
-    if (!taken || taken.expiresAt <= now) return undefined;
-    return { ...taken, codeVerifier: this.sealer.open(taken.codeVerifier, codeVerifierContext(stateHash)) };
+    return openedAuthorization(taken, now, this.sealer);
   }
 
   async markUsed(id: string, now: number): Promise<boolean> {
@@ -70,7 +60,7 @@ export class PostgresConsentLinkRepository implements ConsentLinkRepository {
           await this.db
             .update(consentLinks)
             .set({ usedAt: now })
-            .where(and(eq(consentLinks.id, id), isNull(consentLinks.usedAt), gt(consentLinks.expiresAt, now)))
+            .where(usableLinkWhere(consentLinks, id, now))
         ).rowCount === 1,
     );
   }

@@ -1,29 +1,14 @@
-import {
-  and,
-  asc,
-  desc,
-  eq,
-  getTableColumns,
-  inArray,
-  isNull,
-  lt,
-  lte,
-  or,
-  type SQL,
-  sql,
-} from 'drizzle-orm';
+import { asc, desc, eq, getTableColumns, type SQL, sql } from 'drizzle-orm';
 import { alias, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { type GrantRow, grants, refreshEvents } from '../../../db/postgres/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
-import {
-  type Grant,
-  type GrantMode,
-  isLive,
-  LIVE_GRANT_STATES,
-  type RecordedRefreshEvent,
-  type RefreshEvent,
-  type StoredGrant,
+import type {
+  Grant,
+  GrantMode,
+  RecordedRefreshEvent,
+  RefreshEvent,
+  StoredGrant,
 } from '../../grants/grant.js';
 import type {
   AlertView,
@@ -45,26 +30,35 @@ import type {
   TokenUpdate,
 } from '../../grants/ports.js';
 import {
+  alertCandidatesWhere,
+  alertColumns,
+  alertedFromWhere,
+  expiringWhere,
+  expiryColumns,
+  fleetStatsQueries,
+  reviveValues,
+  schedulableQuery,
+  toFleetStats,
+} from '../columns.js';
+import {
   type FleetSummaryRows,
   fleetSummarySql,
   grantPageSql,
+  LIVE_STATES_SQL,
   orderEventsOf,
   type RawEventRow,
   recentEventsOfSql,
   toFleetSummary,
 } from '../grant-queries.js';
-import { newId } from '../ids.js';
 import {
-  asGrantKind,
-  asGrantState,
-  consentValues,
-  toAlertView,
-  toEvent,
-  toExpiryView,
-  toGrant,
-  toStoredGrant,
-} from '../rows.js';
-import { sealContext } from '../seal-contexts.js';
+  commitValues,
+  consentWrite,
+  eventValues,
+  failureValues,
+  rotationOnlyValues,
+  toCommitResult,
+} from '../grant-writes.js';
+import { toAlertView, toEvent, toExpiryView, toGrant, toStoredGrant } from '../rows.js';
 import type { PgDb } from './postgres-database.js';
 import { guarded } from './postgres-errors.js';
 
@@ -77,7 +71,6 @@ function selectList(table: PgTable, from?: string): string {
 }
 
 const GRANT_FIELDS = selectList(grants);
-const LIVE_SQL = `(${LIVE_GRANT_STATES.map((s) => `'${s}'`).join(', ')})`;
 /** The server's clock in epoch ms (invariant 2): every replica's lease is measured on it. */
 const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 const EVENT_COLUMNS =
@@ -93,7 +86,7 @@ const HOT = {
   get: `select ${GRANT_FIELDS} from grants where id = $1`,
   find: `select ${GRANT_FIELDS} from grants where id = $1 or label = $1`,
   claim: `update grants set lease_owner = $3, lease_until = ${NOW_MS} + $4::bigint
-    where id = $1 and version = $2 and state in ${LIVE_SQL}
+    where id = $1 and version = $2 and state in ${LIVE_STATES_SQL}
       and (lease_until is null or lease_until < ${NOW_MS})
       and (lease_sent_at is null or lease_sent_at + $5::bigint < ${NOW_MS})
     returning ${GRANT_FIELDS}`,
@@ -112,17 +105,17 @@ const HOT = {
       token_type = coalesce($5, token_type), scope = coalesce($6, scope),
       access_expires_at = $7, access_lifetime_ms = $8, refresh_token_used_at = $9, next_refresh_at = $10,
       version = version + 1,
-      state = case when state in ${LIVE_SQL} then 'active' else state end,
-      consecutive_failures = case when state in ${LIVE_SQL} then 0 else consecutive_failures end,
-      last_error = case when state in ${LIVE_SQL} then null else last_error end,
-      last_error_at = case when state in ${LIVE_SQL} then null else last_error_at end,
+      state = case when state in ${LIVE_STATES_SQL} then 'active' else state end,
+      consecutive_failures = case when state in ${LIVE_STATES_SQL} then 0 else consecutive_failures end,
+      last_error = case when state in ${LIVE_STATES_SQL} then null else last_error end,
+      last_error_at = case when state in ${LIVE_STATES_SQL} then null else last_error_at end,
       last_refreshed_at = $11, lease_owner = null, lease_until = null, lease_sent_at = null, updated_at = $11,
       refresh_expires_at = coalesce($12::bigint, refresh_expires_at),
       refresh_expires_reason = coalesce($13::text, refresh_expires_reason)
     where id = $1 and version = $2`,
     13,
     // A stopped grant keeps its state (invariant 2: no silent revival); its event says so.
-    (outcome) => `case when g.state in ${LIVE_SQL} then ${outcome} else 'conflict' end`,
+    (outcome) => `case when g.state in ${LIVE_STATES_SQL} then ${outcome} else 'conflict' end`,
   ),
   commitRotationOnly: withEvent(
     `update grants set refresh_token_sealed = $4, refresh_token_used_at = $5, version = version + 1,
@@ -155,17 +148,10 @@ function withEvent(update: string, used: number, outcome = (o: string) => o): st
     select ${selectList(grants, 'g')} from g`;
 }
 
+/** The event's values in `EVENT_COLUMNS` order, from `at`. */
 function eventParams(event: RefreshEvent): unknown[] {
-  return [
-    event.at,
-    event.trigger,
-    event.outcome,
-    event.durationMs ?? null,
-    event.httpStatus ?? null,
-    event.errorCode ?? null,
-    event.message ?? null,
-    event.rotated ?? null,
-  ];
+  const e = eventValues(event);
+  return [e.at, e.trigger, e.outcome, e.durationMs, e.httpStatus, e.errorCode, e.message, e.rotated];
 }
 
 /**
@@ -238,29 +224,13 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]> {
-    const { after } = page;
+    const q = schedulableQuery(grants, dueBefore, page);
     return guarded(() =>
       this.db
-        .select({
-          id: grants.id,
-          version: grants.version,
-          nextRefreshAt: grants.nextRefreshAt,
-          clientRef: grants.clientRef,
-          accessExpiresAt: grants.accessExpiresAt,
-          refreshTokenUsedAt: grants.refreshTokenUsedAt,
-        })
+        .select(q.columns)
         .from(grants)
-        .where(
-          and(
-            inArray(grants.state, [...LIVE_GRANT_STATES]),
-            lte(grants.nextRefreshAt, dueBefore),
-            // A row value, which both engines read straight off the (next_refresh_at, id) index.
-            after
-              ? sql`(${grants.nextRefreshAt}, ${grants.id}) > (${after.nextRefreshAt}, ${after.id})`
-              : undefined,
-          ),
-        )
-        .orderBy(asc(grants.nextRefreshAt), asc(grants.id))
+        .where(q.where)
+        .orderBy(...q.orderBy)
         .limit(page.limit),
     );
   }
@@ -271,29 +241,14 @@ export class PostgresGrantRepository implements GrantRepository {
         // Two consents for one new label would both find none and both insert: one waits here.
         await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`grant-label:${input.label}`}))`);
         const [existing] = await tx.select().from(grants).where(eq(grants.label, input.label)).for('update');
-        if (existing) {
-          const { id, clientRef, subject } = existing;
-          mayReplace?.({ id, clientRef, subject, kind: asGrantKind(existing.kind) });
-        }
-        const id = existing?.id ?? newId('g');
-        const values = consentValues(input, id, existing?.subject, this.sealer);
-        const [row] = existing
+        const write = consentWrite(input, existing, this.sealer, mayReplace);
+        const [row] = write.replace
           ? await tx
               .update(grants)
-              .set({ ...values, version: sql`${grants.version} + 1` })
-              .where(eq(grants.id, id))
+              .set({ ...write.replace, version: sql`${grants.version} + 1` })
+              .where(eq(grants.id, write.id))
               .returning()
-          : await tx
-              .insert(grants)
-              .values({
-                ...values,
-                id,
-                label: input.label,
-                version: 0,
-                lastRefreshedAt: null,
-                createdAt: input.now,
-              })
-              .returning();
+          : await tx.insert(grants).values(write.insert).returning();
         if (!row) throw new Error('a consent write returned no row');
         return toGrant(row);
       }),
@@ -351,29 +306,24 @@ export class PostgresGrantRepository implements GrantRepository {
     update: TokenUpdate,
     event: RefreshEvent,
   ): Promise<CommitResult | undefined> {
+    const v = commitValues(id, update, this.sealer);
     const { rows } = await this.hot<GrantRow>('commitRefresh', [
       id,
       version,
-      this.sealer.seal(update.accessToken, sealContext(id, 'access_token')),
-      // null keeps the stored value (coalesce): no refresh token back means no rotation.
-      update.refreshToken === undefined
-        ? null
-        : this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
-      update.tokenType ?? null,
-      update.scope ?? null,
-      update.accessExpiresAt,
-      update.accessLifetimeMs,
-      update.refreshTokenUsedAt,
-      update.nextRefreshAt,
+      v.access,
+      v.refresh,
+      v.tokenType,
+      v.scope,
+      v.expiresAt,
+      v.lifetimeMs,
+      v.usedAt,
+      v.nextAt,
       event.at,
-      // null keeps the stored end: a refresh that states none does not lift it.
-      update.refreshExpires?.at ?? null,
-      update.refreshExpires?.reason ?? null,
+      v.refreshEndsAt,
+      v.refreshEndsReason,
       ...eventParams(event),
     ]);
-    const stored = this.stored(rows[0]);
-    if (!stored) return undefined;
-    return { ...stored, conflict: !isLive(stored.grant.state) };
+    return toCommitResult(this.stored(rows[0]));
   }
 
   async commitRotationOnly(
@@ -384,17 +334,9 @@ export class PostgresGrantRepository implements GrantRepository {
     failure: { nextRefreshAt: number; message: string },
     event: RefreshEvent,
   ): Promise<Grant | undefined> {
-    const { rows } = await this.hot<GrantRow>('commitRotationOnly', [
-      id,
-      version,
-      owner,
-      this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
-      update.refreshTokenUsedAt,
-      failure.nextRefreshAt,
-      failure.message,
-      event.at,
-      ...eventParams(event),
-    ]);
+    const v = rotationOnlyValues(id, update, failure, this.sealer);
+    const params = [id, version, owner, v.refresh, v.usedAt, v.nextAt, v.message, event.at];
+    const { rows } = await this.hot<GrantRow>('commitRotationOnly', [...params, ...eventParams(event)]);
     return rows[0] && toGrant(rows[0]);
   }
 
@@ -405,17 +347,9 @@ export class PostgresGrantRepository implements GrantRepository {
     failure: FailureRecord,
     event: RefreshEvent,
   ): Promise<Grant | undefined> {
-    const { rows } = await this.hot<GrantRow>('recordFailure', [
-      id,
-      version,
-      owner,
-      failure.state,
-      failure.message,
-      failure.nextRefreshAt ?? null,
-      failure.inDoubt === true,
-      event.at,
-      ...eventParams(event),
-    ]);
+    const v = failureValues(failure);
+    const params = [id, version, owner, v.state, v.message, v.nextAt, v.keepSent, event.at];
+    const { rows } = await this.hot<GrantRow>('recordFailure', [...params, ...eventParams(event)]);
     return rows[0] && toGrant(rows[0]);
   }
 
@@ -428,11 +362,7 @@ export class PostgresGrantRepository implements GrantRepository {
     return guarded(async () => {
       const [row] = await this.db
         .update(grants)
-        .set({
-          state: sql`case when ${grants.state} in ${sql.raw(LIVE_SQL)} then ${grants.state} else 'failing' end`,
-          nextRefreshAt: now,
-          updatedAt: now,
-        })
+        .set(reviveValues(grants, now))
         .where(eq(grants.id, id))
         .returning();
       return row && toGrant(row);
@@ -478,65 +408,35 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async fleetStats(): Promise<FleetStats> {
-    return guarded(async () => {
-      const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
-      const byState = (
-        await this.db
-          .select({ state: grants.state, count: sql<number>`count(*)::integer` })
+    const q = fleetStatsQueries(grants, sql.raw(NOW_MS));
+    return guarded(async () =>
+      toFleetStats({
+        byState: await this.db.select(q.byState).from(grants).groupBy(grants.state),
+        earliest: (await this.db.select(q.earliest.columns).from(grants).where(q.earliest.where))[0],
+        oldestUse: await this.db
+          .select(q.oldestUse.columns)
           .from(grants)
-          .groupBy(grants.state)
-      ).map((r) => ({ state: asGrantState(r.state), count: r.count }));
-      const [earliest] = await this.db
-        .select({ at: sql<number | null>`min(${grants.accessExpiresAt})`.mapWith(Number) })
-        .from(grants)
-        .where(and(live, eq(grants.mode, 'eager')));
-      const oldestUseByClient = await this.db
-        .select({
-          clientRef: grants.clientRef,
-          usedAt: sql<number>`min(${grants.refreshTokenUsedAt})`.mapWith(Number),
-        })
-        .from(grants)
-        .where(live)
-        .groupBy(grants.clientRef);
-      const [inDoubt] = await this.db
-        .select({ count: sql<number>`count(*)::integer` })
-        .from(grants)
-        .where(
-          and(
-            sql`${grants.leaseSentAt} is not null`,
-            or(isNull(grants.leaseUntil), lt(grants.leaseUntil, sql.raw(NOW_MS))),
-          ),
-        );
-      return {
-        byState,
-        earliestEagerExpiry: earliest?.at ?? null,
-        oldestUseByClient,
-        inDoubt: inDoubt?.count ?? 0,
-      };
-    });
+          .where(q.oldestUse.where)
+          .groupBy(grants.clientRef),
+        inDoubt: (await this.db.select(q.inDoubt.columns).from(grants).where(q.inDoubt.where))[0],
+      }),
+    );
   }
 
   async listAlertCandidates(): Promise<AlertView[]> {
     return guarded(async () =>
-      (
-        await this.db
-          .select(ALERT_COLUMNS)
-          .from(grants)
-          .where(
-            or(
-              sql`${grants.state} <> 'active'`,
-              sql`${grants.alertedState} is not null`,
-              sql`${grants.leaseSentAt} is not null`,
-            ),
-          )
-      ).map(toAlertView),
+      (await this.db.select(ALERT_COLUMNS).from(grants).where(alertCandidatesWhere(grants))).map(toAlertView),
     );
   }
 
   async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
     return guarded(async () =>
       (
-        await this.db.select(EXPIRY_COLUMNS).from(grants).where(expiringWhere(query)).orderBy(asc(grants.id))
+        await this.db
+          .select(expiryColumns(grants))
+          .from(grants)
+          .where(expiringWhere(grants, query))
+          .orderBy(asc(grants.id))
       ).map(toExpiryView),
     );
   }
@@ -549,14 +449,13 @@ export class PostgresGrantRepository implements GrantRepository {
   }
 
   async markAlerted(id: string, from: string | null, to: string | null): Promise<boolean> {
-    const matchFrom = from === null ? isNull(grants.alertedState) : eq(grants.alertedState, from);
     return guarded(
       async () =>
         (
           await this.db
             .update(grants)
             .set({ alertedState: to })
-            .where(and(eq(grants.id, id), matchFrom))
+            .where(alertedFromWhere(grants, id, from))
         ).rowCount === 1,
     );
   }
@@ -569,33 +468,4 @@ export class PostgresGrantRepository implements GrantRepository {
 /** The grants table as `g`, the alias the shared queries (../grant-queries.ts) name. */
 const G = alias(grants, 'g');
 
-const ALERT_COLUMNS = {
-  id: grants.id,
-  state: grants.state,
-  consecutiveFailures: grants.consecutiveFailures,
-  alertedState: grants.alertedState,
-  leaseSentAt: grants.leaseSentAt,
-  leaseUntil: grants.leaseUntil,
-};
-
-const EXPIRY_COLUMNS = {
-  id: grants.id,
-  label: grants.label,
-  clientRef: grants.clientRef,
-  state: grants.state,
-  kind: grants.kind,
-  refreshTokenUsedAt: grants.refreshTokenUsedAt,
-  refreshExpiresAt: grants.refreshExpiresAt,
-  refreshExpiresReason: grants.refreshExpiresReason,
-};
-
-function expiringWhere(query: ExpiryQuery) {
-  const idle = query.idleLimits.map((l) =>
-    and(eq(grants.clientRef, l.clientRef), lt(grants.refreshTokenUsedAt, query.before - l.limitMs)),
-  );
-  return and(
-    inArray(grants.state, [...LIVE_GRANT_STATES]),
-    eq(grants.kind, 'authorization_code'),
-    or(lt(grants.refreshExpiresAt, query.before), ...idle),
-  );
-}
+const ALERT_COLUMNS = alertColumns(grants);

@@ -7,6 +7,7 @@ import {
   SEALED_GRANTS_SQL,
   type SealedRows,
   sealedValues,
+  sealedWriters,
 } from '../reseal.js';
 import { KEY_CHECK_CONTEXT, KEY_CHECK_KEY, KEY_CHECK_VALUE } from '../seal-contexts.js';
 import { PostgresApiKeyRepository } from './api-key-repository.js';
@@ -103,20 +104,11 @@ class PostgresStoreAdmin implements StoreAdmin {
         // resealValues opens every value before it writes any; the writes are queued, then run in order.
         const writes: SQL[] = [];
         const queue = (statement: SQL) => void writes.push(statement);
-        const report = resealValues(
-          sealedValues(rows, {
-            accessToken: (id, v) => queue(sql`update grants set access_token_sealed = ${v} where id = ${id}`),
-            refreshToken: (id, v) =>
-              queue(sql`update grants set refresh_token_sealed = ${v} where id = ${id}`),
-            clientSecret: (id, v) =>
-              queue(sql`update clients set client_secret_sealed = ${v} where id = ${id}`),
-            previousClientSecret: (id, v) =>
-              queue(sql`update clients set previous_secret_sealed = ${v} where id = ${id}`),
-            clientKey: (id, v) => queue(sql`update clients set private_key_sealed = ${v} where id = ${id}`),
-            keyCheck: (v) => queue(sql`update meta set value = ${v} where key = ${KEY_CHECK_KEY}`),
-          }),
-          this.sealer,
+        const writers = sealedWriters(
+          (table, column, key) => (id, v) =>
+            queue(sql`update ${sql.raw(table)} set ${sql.raw(column)} = ${v} where ${sql.raw(key)} = ${id}`),
         );
+        const report = resealValues(sealedValues(rows, writers), this.sealer);
         for (const statement of writes) await tx.execute(statement);
         return report;
       }),

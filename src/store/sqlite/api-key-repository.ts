@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { asc, eq, inArray } from 'drizzle-orm';
 import { apiKeys } from '../../../db/sqlite/schema.js';
-import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import type { ApiKey, ApiKeyAccess, ApiKeyRepository } from '../../grants/ports.js';
-import { toApiKey } from '../rows.js';
+import { apiKeyNameTaken, apiKeyValues, toApiKey, toHashedApiKey } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
@@ -14,21 +12,9 @@ export class SqliteApiKeyRepository implements ApiKeyRepository {
   async create(input: { name: string; keyHash: string; now: number } & ApiKeyAccess): Promise<ApiKey> {
     return guarded(() => {
       if (this.db.select().from(apiKeys).where(eq(apiKeys.name, input.name)).get()) {
-        throw new GrantkeeperError('name_taken', `an API key named "${input.name}" already exists`);
+        throw apiKeyNameTaken(input.name);
       }
-      const row = this.db
-        .insert(apiKeys)
-        .values({
-          id: `k_${randomBytes(9).toString('base64url')}`,
-          name: input.name,
-          keyHash: input.keyHash,
-          role: input.role,
-          grantIds: input.role === 'reader' ? input.grantIds : null,
-          createdAt: input.now,
-          lastUsedAt: null,
-        })
-        .returning()
-        .get();
+      const row = this.db.insert(apiKeys).values(apiKeyValues(input)).returning().get();
       return toApiKey(row);
     });
   }
@@ -50,7 +36,7 @@ export class SqliteApiKeyRepository implements ApiKeyRepository {
   async findByHash(keyHash: string): Promise<(ApiKey & { keyHash: string }) | undefined> {
     return guarded(() => {
       const row = this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).get();
-      return row && { ...toApiKey(row), keyHash: row.keyHash };
+      return row && toHashedApiKey(row);
     });
   }
 
@@ -59,14 +45,7 @@ export class SqliteApiKeyRepository implements ApiKeyRepository {
   }
 
   async listWithHashes(): Promise<Array<ApiKey & { keyHash: string }>> {
-    return guarded(() =>
-      this.db
-        .select()
-        .from(apiKeys)
-        .orderBy(asc(apiKeys.name))
-        .all()
-        .map((row) => ({ ...toApiKey(row), keyHash: row.keyHash })),
-    );
+    return guarded(() => this.db.select().from(apiKeys).orderBy(asc(apiKeys.name)).all().map(toHashedApiKey));
   }
 
   async remove(name: string): Promise<boolean> {

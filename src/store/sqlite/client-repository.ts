@@ -3,21 +3,21 @@ import { type ClientRow, clients, grants } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import type { Client, ClientInput, ClientRepository, OpenedClient, SecretSlot } from '../../grants/ports.js';
 import { newId } from '../ids.js';
-import { clientValues, retiredSecretValues, rotatedSecretValues, toClient, toOpenedClient } from '../rows.js';
+import { OpenedClients } from '../opened-clients.js';
+import { clientValues, retiredSecretValues, rotatedSecretValues, toClient } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
 /** OAuth clients on SQLite; client secrets are sealed at rest like tokens. */
 export class SqliteClientRepository implements ClientRepository {
-  /** Opened clients by id, valid while the row's updated_at is unchanged: a refresh opens its client
-   * with one cheap lookup instead of a full read, JSON parse and unseal. */
-  private readonly opened = new Map<string, { updatedAt: number; client: OpenedClient }>();
+  private readonly opened: OpenedClients;
   private readonly updatedAtById;
 
   constructor(
     private readonly db: Db,
     private readonly sealer: Sealer,
   ) {
+    this.opened = new OpenedClients(sealer);
     this.updatedAtById = db
       .select({ updatedAt: clients.updatedAt })
       .from(clients)
@@ -28,17 +28,10 @@ export class SqliteClientRepository implements ClientRepository {
   async openById(id: string): Promise<OpenedClient | undefined> {
     return guarded(() => {
       const current = this.updatedAtById.get({ id });
-      if (!current) {
-        this.opened.delete(id);
-        return undefined;
-      }
-      const cached = this.opened.get(id);
-      if (cached?.updatedAt === current.updatedAt) return cached.client;
+      const cached = this.opened.cached(id, current?.updatedAt);
+      if (cached || !current) return cached;
       const row = this.row(id);
-      if (!row) return undefined;
-      const client = toOpenedClient(row, this.sealer);
-      this.opened.set(id, { updatedAt: row.updatedAt, client });
-      return client;
+      return row && this.opened.open(row);
     });
   }
 

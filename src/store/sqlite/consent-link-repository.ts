@@ -1,19 +1,13 @@
-import { and, eq, gt, isNull, lt } from 'drizzle-orm';
+import { eq, lt } from 'drizzle-orm';
 import { consentLinkAuthorizations, consentLinks } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
 import type { ConsentLink, ConsentLinkRepository, PendingAuthorization } from '../../grants/ports.js';
-import { codeVerifierContext } from '../seal-contexts.js';
+import { linkColumns, usableLinkWhere } from '../columns.js';
+import { openedAuthorization, sealedAuthorization } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 
-const LINK_FIELDS = {
-  id: consentLinks.id,
-  clientRef: consentLinks.clientRef,
-  label: consentLinks.label,
-  createdAt: consentLinks.createdAt,
-  expiresAt: consentLinks.expiresAt,
-  usedAt: consentLinks.usedAt,
-};
+const LINK_FIELDS = linkColumns(consentLinks);
 
 /** Consent links on SQLite: only hashes of their tokens and of their requests' states. */
 export class SqliteConsentLinkRepository implements ConsentLinkRepository {
@@ -38,13 +32,7 @@ export class SqliteConsentLinkRepository implements ConsentLinkRepository {
 
   async addAuthorization(pending: PendingAuthorization): Promise<void> {
     guarded(() =>
-      this.db
-        .insert(consentLinkAuthorizations)
-        .values({
-          ...pending,
-          codeVerifier: this.sealer.seal(pending.codeVerifier, codeVerifierContext(pending.stateHash)),
-        })
-        .run(),
+      this.db.insert(consentLinkAuthorizations).values(sealedAuthorization(pending, this.sealer)).run(),
     );
   }
 
@@ -56,8 +44,7 @@ export class SqliteConsentLinkRepository implements ConsentLinkRepository {
         .returning()
         .get(),
     );
-    if (!taken || taken.expiresAt <= now) return undefined;
-    return { ...taken, codeVerifier: this.sealer.open(taken.codeVerifier, codeVerifierContext(stateHash)) };
+    return openedAuthorization(taken, now, this.sealer);
   }
 
   async markUsed(id: string, now: number): Promise<boolean> {
@@ -66,7 +53,7 @@ export class SqliteConsentLinkRepository implements ConsentLinkRepository {
         this.db
           .update(consentLinks)
           .set({ usedAt: now })
-          .where(and(eq(consentLinks.id, id), isNull(consentLinks.usedAt), gt(consentLinks.expiresAt, now)))
+          .where(usableLinkWhere(consentLinks, id, now))
           .run().changes === 1,
     );
   }

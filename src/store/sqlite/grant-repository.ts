@@ -1,18 +1,5 @@
 import type Database from 'better-sqlite3';
-import {
-  and,
-  asc,
-  desc,
-  eq,
-  getTableColumns,
-  inArray,
-  isNull,
-  lt,
-  lte,
-  or,
-  type SQL,
-  sql,
-} from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/sqlite-core';
 import { type GrantRow, grants, refreshEvents } from '../../../db/sqlite/schema.js';
 import type { Sealer } from '../../crypto/sealer.js';
@@ -20,7 +7,6 @@ import {
   type Grant,
   type GrantMode,
   isLive,
-  LIVE_GRANT_STATES,
   type RecordedRefreshEvent,
   type RefreshEvent,
   type StoredGrant,
@@ -45,6 +31,18 @@ import type {
   TokenUpdate,
 } from '../../grants/ports.js';
 import {
+  alertCandidatesWhere,
+  alertColumns,
+  alertedFromWhere,
+  expiringWhere,
+  expiryColumns,
+  fleetStatsQueries,
+  liveWhere,
+  reviveValues,
+  schedulableQuery,
+  toFleetStats,
+} from '../columns.js';
+import {
   type FleetSummaryRows,
   fleetSummarySql,
   grantPageSql,
@@ -53,18 +51,15 @@ import {
   recentEventsOfSql,
   toFleetSummary,
 } from '../grant-queries.js';
-import { newId } from '../ids.js';
 import {
-  asGrantKind,
-  asGrantState,
-  consentValues,
-  toAlertView,
-  toEvent,
-  toExpiryView,
-  toGrant,
-  toStoredGrant,
-} from '../rows.js';
-import { sealContext } from '../seal-contexts.js';
+  commitValues,
+  consentWrite,
+  eventValues,
+  failureValues,
+  rotationOnlyValues,
+  toCommitResult,
+} from '../grant-writes.js';
+import { asGrantState, toAlertView, toEvent, toExpiryView, toGrant, toStoredGrant } from '../rows.js';
 import type { Db } from './sqlite-database.js';
 import { guarded } from './sqlite-errors.js';
 import { WriteBatch } from './write-batch.js';
@@ -162,29 +157,13 @@ export class SqliteGrantRepository implements GrantRepository {
   }
 
   async listSchedulable(dueBefore: number, page: SchedulePage): Promise<SchedulableGrant[]> {
-    const { after } = page;
+    const q = schedulableQuery(grants, dueBefore, page);
     return guarded(() =>
       this.db
-        .select({
-          id: grants.id,
-          version: grants.version,
-          nextRefreshAt: grants.nextRefreshAt,
-          clientRef: grants.clientRef,
-          accessExpiresAt: grants.accessExpiresAt,
-          refreshTokenUsedAt: grants.refreshTokenUsedAt,
-        })
+        .select(q.columns)
         .from(grants)
-        .where(
-          and(
-            inArray(grants.state, [...LIVE_GRANT_STATES]),
-            lte(grants.nextRefreshAt, dueBefore),
-            // A row value, which both engines read straight off the (next_refresh_at, id) index.
-            after
-              ? sql`(${grants.nextRefreshAt}, ${grants.id}) > (${after.nextRefreshAt}, ${after.id})`
-              : undefined,
-          ),
-        )
-        .orderBy(asc(grants.nextRefreshAt), asc(grants.id))
+        .where(q.where)
+        .orderBy(...q.orderBy)
         .limit(page.limit)
         .all(),
     );
@@ -194,31 +173,15 @@ export class SqliteGrantRepository implements GrantRepository {
     return guarded(() =>
       this.inWriteTransaction(() => {
         const existing = this.db.select().from(grants).where(eq(grants.label, input.label)).get();
-        if (existing) {
-          const { id, clientRef, subject } = existing;
-          mayReplace?.({ id, clientRef, subject, kind: asGrantKind(existing.kind) });
-        }
-        const id = existing?.id ?? newId('g');
-        const values = consentValues(input, id, existing?.subject, this.sealer);
-        const row = existing
+        const write = consentWrite(input, existing, this.sealer, mayReplace);
+        const row = write.replace
           ? this.db
               .update(grants)
-              .set({ ...values, version: sql`${grants.version} + 1` })
-              .where(eq(grants.id, id))
+              .set({ ...write.replace, version: sql`${grants.version} + 1` })
+              .where(eq(grants.id, write.id))
               .returning()
               .get()
-          : this.db
-              .insert(grants)
-              .values({
-                ...values,
-                id,
-                label: input.label,
-                version: 0,
-                lastRefreshedAt: null,
-                createdAt: input.now,
-              })
-              .returning()
-              .get();
+          : this.db.insert(grants).values(write.insert).returning().get();
         return toGrant(row);
       }),
     );
@@ -272,26 +235,7 @@ export class SqliteGrantRepository implements GrantRepository {
     update: TokenUpdate,
     event: RefreshEvent,
   ): Promise<CommitResult | undefined> {
-    const params = {
-      id,
-      version,
-      access: this.sealer.seal(update.accessToken, sealContext(id, 'access_token')),
-      // null keeps the stored value (coalesce): no refresh token back means no rotation.
-      refresh:
-        update.refreshToken === undefined
-          ? null
-          : this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
-      tokenType: update.tokenType ?? null,
-      scope: update.scope ?? null,
-      expiresAt: update.accessExpiresAt,
-      lifetimeMs: update.accessLifetimeMs,
-      usedAt: update.refreshTokenUsedAt,
-      nextAt: update.nextRefreshAt,
-      // null keeps the stored end: a refresh that states none does not lift it.
-      refreshEndsAt: update.refreshExpires?.at ?? null,
-      refreshEndsReason: update.refreshExpires?.reason ?? null,
-      at: event.at,
-    };
+    const params = { id, version, ...commitValues(id, update, this.sealer), at: event.at };
     const row = await this.batch.run(() => {
       const updated = this.hot.commitRefresh.get(params);
       if (updated) {
@@ -301,8 +245,7 @@ export class SqliteGrantRepository implements GrantRepository {
       return updated;
     });
     // Opened after the commit: the batch's transaction holds the write lock only for the statements.
-    const stored = this.stored(row);
-    return stored && { ...stored, conflict: !isLive(stored.grant.state) };
+    return toCommitResult(this.stored(row));
   }
 
   async commitRotationOnly(
@@ -317,10 +260,7 @@ export class SqliteGrantRepository implements GrantRepository {
       id,
       version,
       owner,
-      refresh: this.sealer.seal(update.refreshToken, sealContext(id, 'refresh_token')),
-      usedAt: update.refreshTokenUsedAt,
-      nextAt: failure.nextRefreshAt,
-      message: failure.message,
+      ...rotationOnlyValues(id, update, failure, this.sealer),
       at: event.at,
     };
     return guarded(() => this.withEvent(id, version, event, () => this.hot.commitRotationOnly.get(params)));
@@ -333,16 +273,9 @@ export class SqliteGrantRepository implements GrantRepository {
     failure: FailureRecord,
     event: RefreshEvent,
   ): Promise<Grant | undefined> {
-    const params = {
-      id,
-      version,
-      owner,
-      state: failure.state,
-      message: failure.message,
-      nextAt: failure.nextRefreshAt ?? null,
-      keepSent: failure.inDoubt ? 1 : 0,
-      at: event.at,
-    };
+    const { keepSent, ...values } = failureValues(failure);
+    // SQLite binds no booleans.
+    const params = { id, version, owner, ...values, keepSent: keepSent ? 1 : 0, at: event.at };
     return guarded(() => this.withEvent(id, version, event, () => this.hot.recordFailure.get(params)));
   }
 
@@ -354,11 +287,7 @@ export class SqliteGrantRepository implements GrantRepository {
     return guarded(() => {
       const row = this.db
         .update(grants)
-        .set({
-          state: sql`case when ${grants.state} in ('active', 'failing') then ${grants.state} else 'failing' end`,
-          nextRefreshAt: now,
-          updatedAt: now,
-        })
+        .set(reviveValues(grants, now))
         .where(eq(grants.id, id))
         .returning()
         .get();
@@ -401,67 +330,34 @@ export class SqliteGrantRepository implements GrantRepository {
   }
 
   async fleetStats(): Promise<FleetStats> {
-    return guarded(() => {
-      const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
-      const byState = this.db
-        .select({ state: grants.state, count: sql<number>`count(*)` })
-        .from(grants)
-        .groupBy(grants.state)
-        .all()
-        .map((r) => ({ state: asGrantState(r.state), count: r.count }));
-      const earliest = this.db
-        .select({ at: sql<number | null>`min(${grants.accessExpiresAt})` })
-        .from(grants)
-        .where(and(live, eq(grants.mode, 'eager')))
-        .get();
-      const oldestUseByClient = this.db
-        .select({ clientRef: grants.clientRef, usedAt: sql<number>`min(${grants.refreshTokenUsedAt})` })
-        .from(grants)
-        .where(live)
-        .groupBy(grants.clientRef)
-        .all();
-      const inDoubt = this.db
-        .select({ count: sql<number>`count(*)` })
-        .from(grants)
-        .where(
-          and(
-            sql`${grants.leaseSentAt} is not null`,
-            or(isNull(grants.leaseUntil), lt(grants.leaseUntil, STORE_NOW)),
-          ),
-        )
-        .get();
-      return {
-        byState,
-        earliestEagerExpiry: earliest?.at ?? null,
-        oldestUseByClient,
-        inDoubt: inDoubt?.count ?? 0,
-      };
-    });
+    const q = fleetStatsQueries(grants, STORE_NOW);
+    return guarded(() =>
+      toFleetStats({
+        byState: this.db.select(q.byState).from(grants).groupBy(grants.state).all(),
+        earliest: this.db.select(q.earliest.columns).from(grants).where(q.earliest.where).get(),
+        oldestUse: this.db
+          .select(q.oldestUse.columns)
+          .from(grants)
+          .where(q.oldestUse.where)
+          .groupBy(grants.clientRef)
+          .all(),
+        inDoubt: this.db.select(q.inDoubt.columns).from(grants).where(q.inDoubt.where).get(),
+      }),
+    );
   }
 
   async listAlertCandidates(): Promise<AlertView[]> {
     return guarded(() =>
-      this.db
-        .select(ALERT_COLUMNS)
-        .from(grants)
-        .where(
-          or(
-            sql`${grants.state} <> 'active'`,
-            sql`${grants.alertedState} IS NOT NULL`,
-            sql`${grants.leaseSentAt} IS NOT NULL`,
-          ),
-        )
-        .all()
-        .map(toAlertView),
+      this.db.select(ALERT_COLUMNS).from(grants).where(alertCandidatesWhere(grants)).all().map(toAlertView),
     );
   }
 
   async listExpiring(query: ExpiryQuery): Promise<ExpiryView[]> {
     return guarded(() =>
       this.db
-        .select(EXPIRY_COLUMNS)
+        .select(expiryColumns(grants))
         .from(grants)
-        .where(expiringWhere(query))
+        .where(expiringWhere(grants, query))
         .orderBy(asc(grants.id))
         .all()
         .map(toExpiryView),
@@ -476,13 +372,12 @@ export class SqliteGrantRepository implements GrantRepository {
   }
 
   async markAlerted(id: string, from: string | null, to: string | null): Promise<boolean> {
-    const matchFrom = from === null ? isNull(grants.alertedState) : eq(grants.alertedState, from);
     return guarded(
       () =>
         this.db
           .update(grants)
           .set({ alertedState: to })
-          .where(and(eq(grants.id, id), matchFrom))
+          .where(alertedFromWhere(grants, id, from))
           .run().changes === 1,
     );
   }
@@ -503,18 +398,13 @@ export class SqliteGrantRepository implements GrantRepository {
   }
 
   private insertEvent(id: string, version: number, event: RefreshEvent): void {
+    const { rotated, ...values } = eventValues(event);
+    // SQLite binds no booleans.
     this.hot.insertEvent.run({
       grantId: id,
       version,
-      at: event.at,
-      trigger: event.trigger,
-      outcome: event.outcome,
-      durationMs: event.durationMs ?? null,
-      httpStatus: event.httpStatus ?? null,
-      errorCode: event.errorCode ?? null,
-      message: event.message ?? null,
-      // SQLite binds no booleans.
-      rotated: event.rotated === undefined || event.rotated === null ? null : Number(event.rotated),
+      ...values,
+      rotated: rotated === null ? null : Number(rotated),
     });
   }
 
@@ -526,14 +416,7 @@ export class SqliteGrantRepository implements GrantRepository {
 /** The grants table as `g`, the alias the shared queries (../grant-queries.ts) name. */
 const G = alias(grants, 'g');
 
-const ALERT_COLUMNS = {
-  id: grants.id,
-  state: grants.state,
-  consecutiveFailures: grants.consecutiveFailures,
-  alertedState: grants.alertedState,
-  leaseSentAt: grants.leaseSentAt,
-  leaseUntil: grants.leaseUntil,
-};
+const ALERT_COLUMNS = alertColumns(grants);
 
 const p = sql.placeholder;
 
@@ -542,7 +425,7 @@ const STORE_NOW = sql`cast(unixepoch('subsec') * 1000 as integer)`;
 
 /** Plain SQL with placeholders, prepared once per store. */
 function prepareHotStatements(db: Db) {
-  const live = inArray(grants.state, [...LIVE_GRANT_STATES]);
+  const live = liveWhere(grants);
   return {
     get: db
       .select()
@@ -680,26 +563,4 @@ function prepareHotStatements(db: Db) {
       })
       .prepare(),
   };
-}
-
-const EXPIRY_COLUMNS = {
-  id: grants.id,
-  label: grants.label,
-  clientRef: grants.clientRef,
-  state: grants.state,
-  kind: grants.kind,
-  refreshTokenUsedAt: grants.refreshTokenUsedAt,
-  refreshExpiresAt: grants.refreshExpiresAt,
-  refreshExpiresReason: grants.refreshExpiresReason,
-};
-
-function expiringWhere(query: ExpiryQuery) {
-  const idle = query.idleLimits.map((l) =>
-    and(eq(grants.clientRef, l.clientRef), lt(grants.refreshTokenUsedAt, query.before - l.limitMs)),
-  );
-  return and(
-    inArray(grants.state, [...LIVE_GRANT_STATES]),
-    eq(grants.kind, 'authorization_code'),
-    or(lt(grants.refreshExpiresAt, query.before), ...idle),
-  );
 }

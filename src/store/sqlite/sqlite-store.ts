@@ -9,6 +9,7 @@ import {
   SEALED_GRANTS_SQL,
   type SealedRows,
   sealedValues,
+  sealedWriters,
 } from '../reseal.js';
 import { KEY_CHECK_CONTEXT, KEY_CHECK_KEY, KEY_CHECK_VALUE } from '../seal-contexts.js';
 import { SqliteApiKeyRepository } from './api-key-repository.js';
@@ -105,10 +106,6 @@ class SqliteStoreAdmin implements StoreAdmin {
   async rekey(): Promise<RekeyReport> {
     const { sqlite } = this.database;
     const run = sqlite.transaction((): RekeyReport => {
-      const update = (statement: string) => {
-        const prepared = sqlite.prepare(statement);
-        return (id: string, value: string) => prepared.run(value, id);
-      };
       const keyCheck = sqlite.prepare('select value from meta where key = ?').get(KEY_CHECK_KEY) as
         | { value: string }
         | undefined;
@@ -117,15 +114,11 @@ class SqliteStoreAdmin implements StoreAdmin {
         clients: sqlite.prepare(SEALED_CLIENTS_SQL).all() as SealedRows['clients'],
         keyCheck: keyCheck?.value,
       };
-      const writeMeta = update('update meta set value = ? where key = ?');
-      const values = sealedValues(rows, {
-        accessToken: update('update grants set access_token_sealed = ? where id = ?'),
-        refreshToken: update('update grants set refresh_token_sealed = ? where id = ?'),
-        clientSecret: update('update clients set client_secret_sealed = ? where id = ?'),
-        previousClientSecret: update('update clients set previous_secret_sealed = ? where id = ?'),
-        clientKey: update('update clients set private_key_sealed = ? where id = ?'),
-        keyCheck: (value) => writeMeta(KEY_CHECK_KEY, value),
+      const writers = sealedWriters((table, column, key) => {
+        const prepared = sqlite.prepare(`update ${table} set ${column} = ? where ${key} = ?`);
+        return (id, value) => prepared.run(value, id);
       });
+      const values = sealedValues(rows, writers);
       return resealValues(values, this.sealer);
     });
     return guarded(() => run.immediate());
