@@ -12,7 +12,7 @@ import type { PrivateKeyInput, SigningKeyInfo } from '../crypto/signing-key.js';
 import type { AuthorizeParams } from '../oauth/authorize-params.js';
 import type { ProviderProfile } from '../oauth/providers.js';
 import type { ClientAuthMethod, TokenEndpointTarget } from '../oauth/token-client.js';
-import type { RefreshTokenEnd } from '../policy/refresh-plan.js';
+import type { IssuedTokens, RefreshTokenEnd } from '../policy/refresh-plan.js';
 import type {
   Grant,
   GrantKind,
@@ -27,16 +27,9 @@ import type {
 } from './grant.js';
 
 /** What a refresh or a consent hands the store; the adapter seals the tokens itself. */
-export interface TokenUpdate {
-  accessToken: string;
+export interface TokenUpdate extends IssuedTokens {
   /** Absent when the provider did not rotate: the stored refresh token is kept. */
   refreshToken?: string;
-  tokenType?: string;
-  scope?: string;
-  accessExpiresAt: number;
-  accessLifetimeMs: number;
-  refreshTokenUsedAt: number;
-  nextRefreshAt: number;
   /**
    * The refresh token's hard end (src/policy/refresh-plan.ts refreshTokenEnd). Absent on a refresh:
    * the stored one is kept; absent on a consent: the new refresh token has none.
