@@ -108,6 +108,14 @@ export function isLoopbackHost(hostname: string): boolean {
   );
 }
 
+/** One token request: its form, the values to redact from what comes back, and how it is sent. */
+interface TokenPost {
+  params: FormParams;
+  secrets: string[];
+  window?: SendWindow | undefined;
+  send?: SendOptions;
+}
+
 /**
  * Parses an endpoint from config or metadata and refuses plain http off loopback: tokens and secrets
  * travel in these requests. The URL is not echoed whole since a mistyped one might hold credentials.
@@ -168,7 +176,12 @@ export class TokenClient {
     if (!refreshToken) throw new TypeError('refresh token is empty');
     const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (opts.scope) params.scope = opts.scope;
-    return this.#post(target, params, [refreshToken], opts.window, withResponseHook(opts));
+    return this.#post(target, {
+      params,
+      secrets: [refreshToken],
+      window: opts.window,
+      send: withResponseHook(opts),
+    });
   }
 
   /**
@@ -184,7 +197,7 @@ export class TokenClient {
     if (request.scope) params.scope = request.scope;
     if (request.resource?.length) params.resource = request.resource;
     if (request.audience) params.audience = request.audience;
-    return this.#post(target, params, [], opts.window, withResponseHook(opts));
+    return this.#post(target, { params, secrets: [], window: opts.window, send: withResponseHook(opts) });
   }
 
   /**
@@ -200,9 +213,11 @@ export class TokenClient {
   ): Promise<TokenSet> {
     const params: FormParams = { grant_type: JWT_BEARER_GRANT_TYPE, assertion };
     if (request.scope) params.scope = request.scope;
-    return this.#post(target, params, [assertion], opts.window, {
-      ...withResponseHook(opts),
-      authenticateClient: target.authMethod !== 'none',
+    return this.#post(target, {
+      params,
+      secrets: [assertion],
+      window: opts.window,
+      send: { ...withResponseHook(opts), authenticateClient: target.authMethod !== 'none' },
     });
   }
 
@@ -216,7 +231,7 @@ export class TokenClient {
       redirect_uri: p.redirectUri,
       code_verifier: p.codeVerifier,
     };
-    return this.#post(target, params, [p.code, p.codeVerifier]);
+    return this.#post(target, { params, secrets: [p.code, p.codeVerifier] });
   }
 
   /**
@@ -254,7 +269,10 @@ export class TokenClient {
   /** RFC 8628 §3.4: one poll; `authorization_pending` and `slow_down` arrive as TokenEndpointErrors. */
   pollDeviceCode(target: TokenEndpointTarget, deviceCode: string): Promise<TokenSet> {
     if (!deviceCode) throw new TypeError('device code is empty');
-    return this.#post(target, { grant_type: DEVICE_CODE_GRANT_TYPE, device_code: deviceCode }, [deviceCode]);
+    return this.#post(target, {
+      params: { grant_type: DEVICE_CODE_GRANT_TYPE, device_code: deviceCode },
+      secrets: [deviceCode],
+    });
   }
 
   close(): Promise<void> {
@@ -290,43 +308,26 @@ export class TokenClient {
    * before it looks at the grant (RFC 6749 §3.2.1), so the refresh token or code is still unused,
    * and the retry runs in the same send window (invariant 2).
    */
-  async #post(
-    target: TokenEndpointTarget,
-    params: FormParams,
-    secrets: string[],
-    window?: SendWindow,
-    sendOptions: SendOptions = {},
-  ): Promise<TokenSet> {
+  async #post(target: TokenEndpointTarget, post: TokenPost): Promise<TokenSet> {
     const { fallbackClientSecret, ...current } = target;
-    if (fallbackClientSecret === undefined)
-      return this.#postOnce(target, params, secrets, window, sendOptions);
+    if (fallbackClientSecret === undefined) return this.#postOnce(target, post);
     try {
-      const set = await this.#postOnce(current, params, secrets, window, sendOptions);
+      const set = await this.#postOnce(current, post);
       return { ...set, clientSecretUsed: 'current' };
     } catch (err) {
       if (!(err instanceof TokenEndpointError && err.code === 'invalid_client')) throw err;
       const fallback = { ...current, clientSecret: fallbackClientSecret };
-      const set = await this.#postOnce(fallback, params, secrets, window, sendOptions);
+      const set = await this.#postOnce(fallback, post);
       return { ...set, clientSecretUsed: 'previous' };
     }
   }
 
   async #postOnce(
     target: TokenEndpointTarget,
-    params: FormParams,
-    secrets: string[],
-    window?: SendWindow,
-    sendOptions: SendOptions = {},
+    { params, secrets, window, send }: TokenPost,
   ): Promise<TokenSet> {
     const url = assertSecureEndpoint(target.tokenEndpoint, 'token endpoint');
-    const { status, json, headers, now } = await this.#send(
-      url,
-      target,
-      params,
-      secrets,
-      window,
-      sendOptions,
-    );
+    const { status, json, headers, now } = await this.#send(url, target, params, secrets, window, send);
     let problem: string | undefined;
     if (status >= 200 && status < 300) {
       try {
