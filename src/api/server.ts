@@ -1,5 +1,4 @@
 import fastifyCookie from '@fastify/cookie';
-import fastifySwagger from '@fastify/swagger';
 import type { Queue, Worker } from 'bullmq';
 import Fastify, {
   type FastifyBaseLogger,
@@ -7,7 +6,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import { createJsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
 import type { AllowedHost } from '../config/config-schema.js';
 import { GrantkeeperError } from '../errors/grantkeeper-error.js';
@@ -21,14 +20,13 @@ import { authentication } from './auth/authentication.js';
 import { type BrowserSessions, SESSION_COOKIE } from './auth/browser-sessions.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { answerError, refuse } from './errors.js';
-import { HostAllowList } from './guards/host-allow-list.js';
-import { browserWriteGuard, hostGuard, securityHeaders } from './guards/request-guards.js';
+import { browserWriteGuard, requestGuards } from './guards/request-guards.js';
 import { type ApiLimits, apiLimits, MAX_PARAM_LENGTH } from './guards/server-limits.js';
 import { registerClientRoutes } from './routes/clients.js';
 import { registerConsentLinkApi, registerConsentLinkPages } from './routes/consent-links.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerGrantRoutes } from './routes/grants.js';
-import { registerProbeRoutes } from './routes/ops.js';
+import { registerOpenApi, registerProbeRoutes } from './routes/ops.js';
 import { registerSessionRoutes } from './routes/page.js';
 import { registerAssetRoutes } from './routes/page-assets.js';
 
@@ -53,10 +51,9 @@ export interface ApiDeps {
 }
 
 export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
-  const { logger } = deps;
   const limits = apiLimits(deps.engine.leaseMs, deps.limits);
   const server = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
+    loggerInstance: deps.logger as FastifyBaseLogger,
     // Per-request log lines would dominate the token route's cost; failures are logged below.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 16 * 1024,
@@ -71,14 +68,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     },
   });
   server.server.maxConnections = limits.maxConnections;
-  // Our own validator, not the provider's: a refusal is the vocabulary's bad_request, worded for people.
-  server.setValidatorCompiler<z.ZodType>(({ schema }) => (data: unknown) => {
-    const parsed = schema.safeParse(data);
-    return parsed.success
-      ? { value: parsed.data }
-      : { error: new GrantkeeperError('bad_request', describe(parsed.error)) };
-  });
-  server.setSerializerCompiler(serializerCompiler);
+  useZodSchemas(server);
   server.setErrorHandler(answerError);
   server.setNotFoundHandler((req, reply) =>
     refuse(reply, new GrantkeeperError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)),
@@ -90,22 +80,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))),
   );
 
-  // The port is known once listening (0 picks one), so the allow-list is built on first use.
-  let allowList: HostAllowList | undefined;
-  server.addHook(
-    'onRequest',
-    hostGuard(() => {
-      const address = server.server.address();
-      allowList ??= new HostAllowList(
-        deps.host.bind,
-        typeof address === 'object' && address ? address.port : 0,
-        deps.host.allowed,
-      );
-      return allowList;
-    }),
-  );
-  server.addHook('onSend', securityHeaders);
-
+  await server.register(requestGuards, deps.host);
   // No parsing hook: only the session routes and the cookie fallback read the cookie, so the
   // bearer-authenticated token route skips a hook per request.
   await server.register(fastifyCookie, { hook: false });
@@ -113,21 +88,7 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     const header = req.headers.cookie;
     return header ? server.parseCookie(header)[SESSION_COOKIE] : undefined;
   };
-  await server.register(fastifySwagger, {
-    openapi: {
-      info: {
-        title: 'grantkeeper',
-        version: '1',
-        description:
-          'Fresh OAuth access tokens for the grants grantkeeper keeps alive. Authenticate with `Authorization: Bearer gk_…` ' +
-          '(grantkeeper apikey create NAME --grants … for a reader of those grants, --admin for writes).',
-      },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
-    },
-    hideUntagged: true,
-    // A zod type the OpenAPI 3.0 subset cannot express (a transform, a preprocess) is described as any.
-    transform: createJsonSchemaTransform({ zodToJsonConfig: { unrepresentable: 'any' } }),
-  });
+  await registerOpenApi(server);
 
   registerProbeRoutes(server, deps);
   registerSessionRoutes(server, { sessions: deps.sessions, sessionId });
@@ -153,6 +114,18 @@ export async function buildApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   return server;
+}
+
+/** Route schemas are zod (fastify-type-provider-zod): validated, typed and encoded through it. */
+function useZodSchemas(server: FastifyInstance): void {
+  // Our own validator, not the provider's: a refusal is the vocabulary's bad_request, worded for people.
+  server.setValidatorCompiler<z.ZodType>(({ schema }) => (data: unknown) => {
+    const parsed = schema.safeParse(data);
+    return parsed.success
+      ? { value: parsed.data }
+      : { error: new GrantkeeperError('bad_request', describe(parsed.error)) };
+  });
+  server.setSerializerCompiler(serializerCompiler);
 }
 
 function describe(error: z.ZodError): string {

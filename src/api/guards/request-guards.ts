@@ -1,8 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { AllowedHost } from '../../config/config-schema.js';
 import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
 import { type BrowserSession, CSRF_HEADER, csrfTokenMatches } from '../auth/browser-sessions.js';
 import { refuse } from '../errors.js';
-import type { HostAllowList } from './host-allow-list.js';
+import { HostAllowList } from './host-allow-list.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -20,13 +22,32 @@ const MISDIRECTED = new GrantkeeperError(
   'this server does not answer for that Host header (allow more with GRANTKEEPER_API_ALLOWED_HOSTS)',
 );
 
-/** An onRequest hook refusing Host headers outside the allow-list (DNS rebinding). */
-export function hostGuard(allowList: () => HostAllowList) {
-  return async (req: FastifyRequest, reply: FastifyReply) => {
-    if (req.routeOptions.config.anyHost || allowList().allows(req.headers.host)) return;
-    return refuse(reply, MISDIRECTED);
-  };
-}
+/**
+ * Every answer's guards, for the whole server (fastify-plugin lets them out of this plugin's
+ * scope): Host headers outside the allow-list are refused (DNS rebinding), and every answer gets
+ * the security headers.
+ */
+export const requestGuards = fp<{ bind: string; allowed: readonly AllowedHost[] }>(
+  async (server, host) => {
+    // The port is known once listening (0 picks one), so the allow-list is built on first use.
+    let allowList: HostAllowList | undefined;
+    const allows = (header: string | undefined) => {
+      const address = server.server.address();
+      allowList ??= new HostAllowList(
+        host.bind,
+        typeof address === 'object' && address ? address.port : 0,
+        host.allowed,
+      );
+      return allowList.allows(header);
+    };
+    server.addHook('onRequest', async (req, reply) => {
+      if (req.routeOptions.config.anyHost || allows(req.headers.host)) return;
+      return refuse(reply, MISDIRECTED);
+    });
+    server.addHook('onSend', securityHeaders);
+  },
+  { name: 'grantkeeper-request-guards', fastify: '5.x' },
+);
 
 /** This server's origin as the browser sees it; the Host header has passed the allow-list. */
 export function ownOrigin(req: FastifyRequest): string {
@@ -94,7 +115,7 @@ export function browserWriteGuard(options: { csrfToken: boolean }) {
 }
 
 /** An onSend hook: no page of ours may be framed, sniffed or leak its URL to another site. */
-export async function securityHeaders(_req: FastifyRequest, reply: FastifyReply, payload: unknown) {
+async function securityHeaders(_req: FastifyRequest, reply: FastifyReply, payload: unknown) {
   reply.header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
   if (String(reply.getHeader('content-type') ?? '').startsWith('text/html')) {
     reply.header('x-frame-options', 'DENY');

@@ -1,5 +1,7 @@
+import fastifySwagger from '@fastify/swagger';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import { createJsonSchemaTransform } from 'fastify-type-provider-zod';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { RedisClient } from '../../redis/redis-endpoint.js';
 import type { RefreshService } from '../../service/refresh-service.js';
@@ -15,6 +17,25 @@ export interface ProbeRouteDeps {
   /** The refresh worker, when this process runs one: readiness then requires it running. */
   worker?: Worker;
   metrics: Metrics;
+}
+
+/** Collects every route's schema into the OpenAPI document; register before the routes. */
+export async function registerOpenApi(server: FastifyInstance): Promise<void> {
+  await server.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'grantkeeper',
+        version: '1',
+        description:
+          'Fresh OAuth access tokens for the grants grantkeeper keeps alive. Authenticate with `Authorization: Bearer gk_…` ' +
+          '(grantkeeper apikey create NAME --grants … for a reader of those grants, --admin for writes).',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+    },
+    hideUntagged: true,
+    // A zod type the OpenAPI 3.0 subset cannot express (a transform, a preprocess) is described as any.
+    transform: createJsonSchemaTransform({ zodToJsonConfig: { unrepresentable: 'any' } }),
+  });
 }
 
 /**
