@@ -2,10 +2,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
 import { GrantkeeperError } from '../../errors/grantkeeper-error.js';
+import { listGrants } from '../../grants/actions/list-grants.js';
 import { refreshNow } from '../../grants/actions/refresh-now.js';
 import { retryGrant } from '../../grants/actions/retry.js';
 import { setGrantMode } from '../../grants/actions/set-mode.js';
-import type { Grant, RecordedRefreshEvent, StoredGrant } from '../../grants/grant.js';
+import type { Grant, StoredGrant } from '../../grants/grant.js';
 import { STORAGE_RETRY_MS } from '../../grants/storage-error.js';
 import { type AccessToken, TokenReadError } from '../../refresh/access-token-reader.js';
 import type { RefreshService } from '../../service/refresh-service.js';
@@ -82,37 +83,19 @@ export function registerGrantRoutes(parent: FastifyInstance, { app, engine }: Gr
     async (req) => {
       const { events, limit, after, q, client, state } = req.query;
       const principal = principalOf(req);
-      const clients = await app.clients.list();
-      const byId = new Map(clients.map((c) => [c.id, c]));
-      const clientRef = client ? (clients.find((c) => c.name === client)?.id ?? null) : undefined;
-      // One more than asked: whether it exists says if there is a next page.
-      const found =
-        clientRef === null
-          ? []
-          : await app.grants.page(
-              {
-                grantIds: principal.grantIds === null ? null : [...principal.grantIds],
-                ...(q ? { labelContains: q } : {}),
-                ...(clientRef ? { clientRef } : {}),
-                ...(state ? { state } : {}),
-              },
-              { limit: limit + 1, ...(after ? { after } : {}) },
-            );
-      const page = found.slice(0, limit);
-      const recent = events
-        ? await app.grants.recentEventsOf(
-            page.map((g) => g.id),
-            events,
-          )
-        : [];
-      const eventsOf = new Map<string, RecordedRefreshEvent[]>();
-      for (const e of recent) eventsOf.set(e.grantId, [...(eventsOf.get(e.grantId) ?? []), e]);
-      const last = page[page.length - 1];
+      const { listed, more } = await listGrants(app, {
+        grantIds: principal.grantIds === null ? null : [...principal.grantIds],
+        labelContains: q,
+        clientName: client,
+        state,
+        after,
+        limit,
+        events,
+      });
+      const last = listed[listed.length - 1];
       return {
-        grants: page.map((g) =>
-          toGrantView(g, byId.get(g.clientRef), events ? (eventsOf.get(g.id) ?? []) : undefined),
-        ),
-        next: found.length > limit && last ? encodeCursor(last) : null,
+        grants: listed.map((l) => toGrantView(l.grant, l.client, l.events)),
+        next: more && last ? encodeCursor(last.grant) : null,
         now: new Date().toISOString(),
       };
     },
