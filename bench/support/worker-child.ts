@@ -31,6 +31,11 @@ export type RunRequest =
       expected: number;
       /** Send back when each grant's refresh started (after its claim), for lateness. */
       reportStarts: boolean;
+      /**
+       * `settled` (default): done once `expected` outcomes of any kind; `refreshed`: once `expected`
+       * grants refreshed (a storm's failed and paced attempts come first).
+       */
+      finishOn?: 'settled' | 'refreshed';
     }
   | {
       mode: 'bare-bullmq';
@@ -40,6 +45,8 @@ export type RunRequest =
       /** One job per entry, due at that time (0: due now). */
       plannedAt: number[];
       reportStarts: boolean;
+      /** Retries of a failed POST with BullMQ's own exponential backoff; unset: none. */
+      retry?: { attempts: number; delayMs: number };
     }
   | { mode: 'raw-undici'; tokenEndpoint: string; concurrency: number; count: number };
 
@@ -60,21 +67,65 @@ export interface RunResult {
   starts?: Array<[string | number, number]>;
   rssAtStartBytes: number;
   maxRssBytes: number;
+  /** The largest V8 heap in use at any progress tick. */
+  maxHeapUsedBytes: number;
+  /** [ms since start, RSS MiB, heap used MiB, external + array buffers MiB] about once a second. */
+  memory: Array<[number, number, number, number]>;
 }
 
 const PROGRESS_MS = 250;
 const BARE_QUEUE = 'bare';
 
-/** `done`: refreshes completed; `settled` (grantkeeper): every outcome, failures included. */
-function reportProgress(
-  done: () => number,
-  settled: () => number = done,
-  stalls: () => number = () => 0,
-): NodeJS.Timeout {
-  return setInterval(
-    () => process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() }),
-    PROGRESS_MS,
-  );
+/**
+ * Reports progress every PROGRESS_MS (`done`: refreshes completed; `settled` (grantkeeper): every
+ * outcome, failures included) and samples memory as it does; `stop` ends both and returns the
+ * samples.
+ */
+function reportProgress(done: () => number, settled: () => number = done, stalls: () => number = () => 0) {
+  const began = Date.now();
+  const memory: RunResult['memory'] = [];
+  let maxHeapUsedBytes = 0;
+  let ticks = 0;
+  const timer = setInterval(() => {
+    process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() });
+    const m = process.memoryUsage();
+    maxHeapUsedBytes = Math.max(maxHeapUsedBytes, m.heapUsed);
+    const mib = (n: number) => Math.round(n / 2 ** 20);
+    if (ticks++ % 4 === 0)
+      memory.push([Date.now() - began, mib(m.rss), mib(m.heapUsed), mib(m.external + m.arrayBuffers)]);
+  }, PROGRESS_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return { memory, maxHeapUsedBytes };
+    },
+  };
+}
+
+/** A promise the run awaits, with its resolve and reject handed out. */
+function runEnd() {
+  let finish: () => void = () => {};
+  let fail: (err: Error) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  return { finished, finish, fail };
+}
+
+/** Waits for the run's end, stops its progress, and builds its result from `fields` as they are then. */
+async function resultWhen(
+  finished: Promise<void>,
+  progress: ReturnType<typeof reportProgress>,
+  fields: () => Omit<RunResult, 'type' | 'maxRssBytes' | 'maxHeapUsedBytes' | 'memory'>,
+): Promise<RunResult> {
+  let sampled: ReturnType<typeof progress.stop>;
+  try {
+    await finished;
+  } finally {
+    sampled = progress.stop();
+  }
+  return { type: 'result', ...fields(), maxRssBytes: maxRss(), ...sampled };
 }
 
 /**
@@ -136,12 +187,7 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
   let lastEnd = 0;
   const other: Record<string, number> = {};
   const starts: Array<[string, number]> = [];
-  let finish: () => void = () => {};
-  let fail: (err: Error) => void = () => {};
-  const finished = new Promise<void>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
-  });
+  const { finished, finish, fail } = runEnd();
   const onStop = (m: unknown) => {
     if ((m as { type?: string }).type === 'stop') finish();
   };
@@ -157,11 +203,11 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
       else other[result.status] = (other[result.status] ?? 0) + 1;
       if (req.reportStarts) starts.push([attempt.grantId, start]);
       settled += 1;
-      if (settled >= req.expected) finish();
+      if ((req.finishOn === 'refreshed' ? completed : settled) >= req.expected) finish();
     },
   };
   let stalls = () => 0;
-  const timer = reportProgress(
+  const progress = reportProgress(
     () => completed,
     () => settled,
     () => stalls(),
@@ -181,14 +227,7 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
     { env: {}, observers: [observer] },
   );
   stalls = watchStalls(service.worker, fail);
-  try {
-    await finished;
-  } finally {
-    clearInterval(timer);
-  }
-  process.off('message', onStop);
-  const result: RunResult = {
-    type: 'result',
+  const result = await resultWhen(finished, progress, () => ({
     startedAt,
     firstStart,
     lastEnd,
@@ -197,8 +236,8 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
     other: { ...other },
     ...(req.reportStarts ? { starts } : {}),
     rssAtStartBytes,
-    maxRssBytes: maxRss(),
-  };
+  }));
+  process.off('message', onStop);
   await service.stop();
   return result;
 }
@@ -214,7 +253,13 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
         name: 'refresh',
         data: { i: i + j, planned },
         // Completed jobs removed as grantkeeper's are, so both leave Redis equally clean.
-        opts: { delay: Math.max(0, planned - now), removeOnComplete: true },
+        opts: {
+          delay: Math.max(0, planned - now),
+          removeOnComplete: true,
+          ...(req.retry
+            ? { attempts: req.retry.attempts, backoff: { type: 'exponential', delay: req.retry.delayMs } }
+            : {}),
+        },
       })),
     );
   }
@@ -224,16 +269,13 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
   let firstStart = Number.POSITIVE_INFINITY;
   let lastEnd = 0;
   const starts: Array<[number, number]> = [];
-  let finish: () => void = () => {};
-  let fail: (err: Error) => void = () => {};
-  const finished = new Promise<void>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
-  });
+  const { finished, finish, fail } = runEnd();
   let stalls = () => 0;
-  const timer = reportProgress(
+  // A failed attempt retried later is progress too: a storm's reference fails for a minute.
+  let failedAttempts = 0;
+  const progress = reportProgress(
     () => completed,
-    () => completed,
+    () => completed + failedAttempts,
     () => stalls(),
   );
   const startedAt = Date.now();
@@ -252,24 +294,20 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
     lastEnd = Date.now();
     if (completed >= req.plannedAt.length) finish();
   });
+  worker.on('failed', () => {
+    failedAttempts += 1;
+  });
   stalls = watchStalls(worker, fail);
-  try {
-    await finished;
-  } finally {
-    clearInterval(timer);
-  }
-  const result: RunResult = {
-    type: 'result',
+  const result = await resultWhen(finished, progress, () => ({
     startedAt,
     firstStart,
     lastEnd,
     completed,
     stalls: stalls(),
-    other: {},
+    other: failedAttempts > 0 ? { failedAttempts } : ({} as Record<string, number>),
     ...(req.reportStarts ? { starts } : {}),
     rssAtStartBytes,
-    maxRssBytes: maxRss(),
-  };
+  }));
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
@@ -284,7 +322,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
   const tokenReq = tokenRequest(req.tokenEndpoint);
   let issued = 0;
   let completed = 0;
-  const timer = reportProgress(() => completed);
+  const progress = reportProgress(() => completed);
   const startedAt = Date.now();
   const lane = async () => {
     while (issued < req.count) {
@@ -295,7 +333,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
   };
   await Promise.all(Array.from({ length: req.concurrency }, lane));
   const lastEnd = Date.now();
-  clearInterval(timer);
+  const sampled = progress.stop();
   await agent.close();
   return {
     type: 'result',
@@ -307,6 +345,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
     other: {},
     rssAtStartBytes,
     maxRssBytes: maxRss(),
+    ...sampled,
   };
 }
 
