@@ -40,10 +40,16 @@ async function measure(
 }
 
 const seconds = (r: WorkloadResult) => (r.lastEnd - r.startedAt) / 1000;
+/** At the sample of highest RSS: how much of it V8's heap had committed, and how much was in use. */
+function atPeak(r: WorkloadResult): string {
+  const [, rss, heapTotal, heapUsed] = r.memory.reduce((a, b) => (b[1] > a[1] ? b : a), [0, 0, 0, 0, 0]);
+  return `${rss} MiB RSS with ${heapTotal} MiB of V8 heap committed, ${heapUsed} MiB of it in use`;
+}
 const rssNote = (run: CatchUpRun) =>
   `RSS at start ${(run.gk.rssAtStartBytes / MIB).toFixed(0)} MiB for grantkeeper, ` +
-  `${(run.bare.rssAtStartBytes / MIB).toFixed(0)} MiB for the bare worker; peak heap used ` +
-  `${(run.gk.maxHeapUsedBytes / MIB).toFixed(0)} MiB for grantkeeper, ${(run.bare.maxHeapUsedBytes / MIB).toFixed(0)} MiB for the bare worker.`;
+  `${(run.bare.rssAtStartBytes / MIB).toFixed(0)} MiB for the bare worker; highest sample ${atPeak(run.gk)} ` +
+  `for grantkeeper, ${atPeak(run.bare)} for the bare worker; grantkeeper's first claim ` +
+  `${((run.gk.firstStart - run.gk.startedAt) / 1000).toFixed(1)} s after its start (the reconcile pass).`;
 
 /**
  * Scenario 2: every grant overdue (up to an hour) when the service starts after an outage. Seconds

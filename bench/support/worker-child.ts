@@ -69,8 +69,8 @@ export interface RunResult {
   maxRssBytes: number;
   /** The largest V8 heap in use at any progress tick. */
   maxHeapUsedBytes: number;
-  /** [ms since start, RSS MiB, heap used MiB, external + array buffers MiB] about once a second. */
-  memory: Array<[number, number, number, number]>;
+  /** [ms since start, RSS, V8 heap total, heap used, external + array buffers] in MiB, once a second. */
+  memory: Array<[number, number, number, number, number]>;
 }
 
 const PROGRESS_MS = 250;
@@ -86,17 +86,24 @@ function reportProgress(done: () => number, settled: () => number = done, stalls
   const memory: RunResult['memory'] = [];
   let maxHeapUsedBytes = 0;
   let ticks = 0;
-  const timer = setInterval(() => {
-    process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() });
+  const sample = (keep: boolean) => {
     const m = process.memoryUsage();
     maxHeapUsedBytes = Math.max(maxHeapUsedBytes, m.heapUsed);
     const mib = (n: number) => Math.round(n / 2 ** 20);
-    if (ticks++ % 4 === 0)
-      memory.push([Date.now() - began, mib(m.rss), mib(m.heapUsed), mib(m.external + m.arrayBuffers)]);
+    if (keep) {
+      const external = m.external + m.arrayBuffers;
+      memory.push([Date.now() - began, mib(m.rss), mib(m.heapTotal), mib(m.heapUsed), mib(external)]);
+    }
+  };
+  const timer = setInterval(() => {
+    process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() });
+    sample(ticks++ % 4 === 0);
   }, PROGRESS_MS);
   return {
     stop: () => {
       clearInterval(timer);
+      // The last moment is sampled too: a run shorter than a tick has one sample.
+      sample(true);
       return { memory, maxHeapUsedBytes };
     },
   };
