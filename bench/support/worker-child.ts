@@ -120,6 +120,39 @@ function runEnd() {
   return { finished, finish, fail };
 }
 
+/** What a queue workload counts as it runs, and the result fields it makes of them. */
+class Tally {
+  readonly rssAtStartBytes = process.memoryUsage.rss();
+  /** Set when the service or worker is started, after any setup of the run. */
+  startedAt = 0;
+  firstStart = Number.POSITIVE_INFINITY;
+  lastEnd = 0;
+  completed = 0;
+  readonly #starts: Array<[string | number, number]> = [];
+
+  constructor(private readonly reportStarts: boolean) {}
+
+  /** One refresh or job started at `at`. */
+  started(id: string | number, at: number): void {
+    if (at < this.firstStart) this.firstStart = at;
+    if (this.reportStarts) this.#starts.push([id, at]);
+  }
+
+  fields(stalls: number, other: Record<string, number>) {
+    const { startedAt, firstStart, lastEnd, completed, rssAtStartBytes } = this;
+    return {
+      startedAt,
+      firstStart,
+      lastEnd,
+      completed,
+      stalls,
+      other,
+      ...(this.reportStarts ? { starts: this.#starts } : {}),
+      rssAtStartBytes,
+    };
+  }
+}
+
 /** Waits for the run's end, stops its progress, and builds its result from `fields` as they are then. */
 async function resultWhen(
   finished: Promise<void>,
@@ -183,17 +216,13 @@ async function post(agent: Agent, req: ReturnType<typeof tokenRequest>): Promise
 }
 
 async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>): Promise<RunResult> {
-  const rssAtStartBytes = process.memoryUsage.rss();
+  const tally = new Tally(req.reportStarts);
   // Production logs at info, one line per refresh; the bench pays that cost but discards the lines.
   const logger = createLogger({
     level: 'info',
     destination: pino.destination({ dest: '/dev/null', sync: false }),
   });
-  let completed = 0;
-  let firstStart = Number.POSITIVE_INFINITY;
-  let lastEnd = 0;
   const other: Record<string, number> = {};
-  const starts: Array<[string, number]> = [];
   const { finished, finish, fail } = runEnd();
   const onStop = (m: unknown) => {
     if ((m as { type?: string }).type === 'stop') finish();
@@ -203,23 +232,21 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
   const observer: RefreshObserver = {
     onRefreshResult(attempt, result) {
       const now = Date.now();
-      const start = now - attempt.durationMs;
-      if (start < firstStart) firstStart = start;
-      lastEnd = now;
-      if (result.status === 'refreshed') completed += 1;
+      tally.started(attempt.grantId, now - attempt.durationMs);
+      tally.lastEnd = now;
+      if (result.status === 'refreshed') tally.completed += 1;
       else other[result.status] = (other[result.status] ?? 0) + 1;
-      if (req.reportStarts) starts.push([attempt.grantId, start]);
       settled += 1;
-      if ((req.finishOn === 'refreshed' ? completed : settled) >= req.expected) finish();
+      if ((req.finishOn === 'refreshed' ? tally.completed : settled) >= req.expected) finish();
     },
   };
   let stalls = () => 0;
   const progress = reportProgress(
-    () => completed,
+    () => tally.completed,
     () => settled,
     () => stalls(),
   );
-  const startedAt = Date.now();
+  tally.startedAt = Date.now();
   const service = await startRefreshService(
     {
       config: configSchema.parse({
@@ -234,23 +261,14 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
     { env: {}, observers: [observer] },
   );
   stalls = watchStalls(service.worker, fail);
-  const result = await resultWhen(finished, progress, () => ({
-    startedAt,
-    firstStart,
-    lastEnd,
-    completed,
-    stalls: stalls(),
-    other: { ...other },
-    ...(req.reportStarts ? { starts } : {}),
-    rssAtStartBytes,
-  }));
+  const result = await resultWhen(finished, progress, () => tally.fields(stalls(), { ...other }));
   process.off('message', onStop);
   await service.stop();
   return result;
 }
 
 async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>): Promise<RunResult> {
-  const rssAtStartBytes = process.memoryUsage.rss();
+  const tally = new Tally(req.reportStarts);
   const connection = new Redis(req.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(BARE_QUEUE, { connection, prefix: 'bench-bare' });
   const now = Date.now();
@@ -272,49 +290,36 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
   }
   const agent = new Agent();
   const tokenReq = tokenRequest(req.tokenEndpoint);
-  let completed = 0;
-  let firstStart = Number.POSITIVE_INFINITY;
-  let lastEnd = 0;
-  const starts: Array<[number, number]> = [];
   const { finished, finish, fail } = runEnd();
   let stalls = () => 0;
   // A failed attempt retried later is progress too: a storm's reference fails for a minute.
   let failedAttempts = 0;
   const progress = reportProgress(
-    () => completed,
-    () => completed + failedAttempts,
+    () => tally.completed,
+    () => tally.completed + failedAttempts,
     () => stalls(),
   );
-  const startedAt = Date.now();
+  tally.startedAt = Date.now();
   const worker = new Worker(
     BARE_QUEUE,
     async (job) => {
-      const start = Date.now();
-      if (start < firstStart) firstStart = start;
-      if (req.reportStarts) starts.push([job.data.i, start]);
+      tally.started(job.data.i, Date.now());
       await post(agent, tokenReq);
     },
     { connection, prefix: 'bench-bare', concurrency: req.concurrency },
   );
   worker.on('completed', () => {
-    completed += 1;
-    lastEnd = Date.now();
-    if (completed >= req.plannedAt.length) finish();
+    tally.completed += 1;
+    tally.lastEnd = Date.now();
+    if (tally.completed >= req.plannedAt.length) finish();
   });
   worker.on('failed', () => {
     failedAttempts += 1;
   });
   stalls = watchStalls(worker, fail);
-  const result = await resultWhen(finished, progress, () => ({
-    startedAt,
-    firstStart,
-    lastEnd,
-    completed,
-    stalls: stalls(),
-    other: failedAttempts > 0 ? { failedAttempts } : ({} as Record<string, number>),
-    ...(req.reportStarts ? { starts } : {}),
-    rssAtStartBytes,
-  }));
+  const result = await resultWhen(finished, progress, () =>
+    tally.fields(stalls(), failedAttempts > 0 ? { failedAttempts } : {}),
+  );
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
