@@ -19,6 +19,7 @@ import { startManagedRedis } from '../src/redis/managed-redis.js';
 import { postgresUnavailable, startPrivatePostgres } from '../test/support/private-postgres.js';
 import { catchUp } from './scenarios/catch-up.js';
 import { lateness } from './scenarios/lateness.js';
+import { rateLimit, storm } from './scenarios/pacing.js';
 import { redisMemory } from './scenarios/redis-memory.js';
 import { REALISTIC_LATENCY_MS, throughput } from './scenarios/throughput.js';
 import { tokenClient } from './scenarios/token-client.js';
@@ -37,6 +38,8 @@ export const SCENARIOS = [
   'redis-memory',
   'token-reads',
   'token-client',
+  '429-storm',
+  'rate-limit',
 ] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 
@@ -119,6 +122,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       'redis-memory': () => redisMemory(ctx, grants),
       'token-reads': () => tokenReads(ctx, quick ? 500 : 5_000),
       'token-client': () => tokenClient(ctx, Math.min(grants, quick ? 50 : 1_000)),
+      '429-storm': () => storm(ctx, Math.min(grants, 10_000)),
+      // Enough grants for 30 s at the limit; quick: under two seconds of it.
+      'rate-limit': () => rateLimit(ctx, Math.min(grants, quick ? 80 : 1_500)),
     };
     const results: ScenarioResult[] = [];
     for (const id of SCENARIOS.filter((s) => scenarios.includes(s))) {

@@ -2,15 +2,39 @@
  * A fast OAuth token endpoint for the bench, run as a child process so its CPU is not the harness's:
  * node:http with keep-alive, valid JSON, a new refresh token on every use, optional fixed latency.
  * It does as little as a correct endpoint can, so the client side is what the bench measures.
+ * With `--storm-ms N --retry-after S` it answers 429 with `Retry-After: S` for N ms from its first
+ * request (a provider's bad minute), then as usual. With `--record` it keeps every request's arrival
+ * time and sends them back on { type: 'requests' } as { type: 'requests', times, stormFrom }.
  *   fork(token-endpoint-server.ts, ['--latency', '0']) → { type: 'ready', port }
  */
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { childMain } from './support/processes.js';
 
+export interface RecordedRequests {
+  type: 'requests';
+  /** Arrival times (epoch ms) of every token request, in order. */
+  times: number[];
+  /** When the storm began (the first request); unset without one. */
+  stormFrom?: number;
+}
+
 childMain(async () => {
-  const latencyArg = process.argv.indexOf('--latency');
-  const latencyMs = latencyArg >= 0 ? Number(process.argv[latencyArg + 1]) : 0;
+  const arg = (name: string) => {
+    const at = process.argv.indexOf(name);
+    return at >= 0 ? Number(process.argv[at + 1]) : 0;
+  };
+  const latencyMs = arg('--latency');
+  const stormMs = arg('--storm-ms');
+  const retryAfterSec = arg('--retry-after');
+  const record = process.argv.includes('--record');
+  const times: number[] = [];
+  let stormFrom: number | undefined;
+  process.on('message', (m: { type?: string }) => {
+    if (m.type !== 'requests') return;
+    const answer: RecordedRequests = { type: 'requests', times, ...(stormFrom ? { stormFrom } : {}) };
+    process.send?.(answer);
+  });
   // One random prefix per process and a counter: unique tokens without a randomBytes call per request.
   const prefix = randomBytes(12).toString('base64url');
   let issued = 0;
@@ -20,6 +44,9 @@ childMain(async () => {
       res.writeHead(404).end();
       return;
     }
+    const arrived = Date.now();
+    if (record) times.push(arrived);
+    stormFrom ??= stormMs > 0 ? arrived : undefined;
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -28,7 +55,12 @@ childMain(async () => {
       const refreshToken = form.get('refresh_token');
       let status = 200;
       let body: string;
-      if (!authenticated) {
+      const headers: Record<string, string> = {};
+      if (stormFrom !== undefined && arrived < stormFrom + stormMs) {
+        status = 429;
+        body = '{"error":"rate_limited"}';
+        headers['retry-after'] = String(retryAfterSec);
+      } else if (!authenticated) {
         status = 401;
         body = '{"error":"invalid_client"}';
       } else if (form.get('grant_type') !== 'refresh_token' || !refreshToken?.startsWith('rt_')) {
@@ -51,6 +83,7 @@ childMain(async () => {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
             'cache-control': 'no-store',
+            ...headers,
           })
           .end(body);
       if (latencyMs > 0) setTimeout(send, latencyMs);

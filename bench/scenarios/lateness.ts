@@ -1,8 +1,7 @@
 import { percentiles } from '../support/metrics.js';
-import { figure, type ScenarioResult } from '../support/report.js';
-import { seedGrants } from '../support/seed.js';
+import type { ScenarioResult } from '../support/report.js';
 import { type BenchContext, runWorkload } from '../support/workload.js';
-import { removeDir } from './shared.js';
+import { bareRequest, grantkeeperRequest, percentileFigures, withSeededDb } from './shared.js';
 
 export const LATENESS_TARGET_P99_MS = 1000;
 
@@ -12,7 +11,7 @@ export const LATENESS_TARGET_P99_MS = 1000;
  * worker with one delayed job per planned time.
  */
 export async function lateness(ctx: BenchContext, count: number): Promise<ScenarioResult> {
-  const { tokenEndpoint, concurrency } = ctx;
+  const { tokenEndpoint } = ctx;
   const spreadMs = ctx.quick ? 3_000 : 60_000;
   // The first grant must not be due before the worker is up (tsx start, migrations, reconcile).
   const leadMs = ctx.quick ? 4_000 : 8_000;
@@ -23,37 +22,16 @@ export async function lateness(ctx: BenchContext, count: number): Promise<Scenar
   const bare = await runWorkload(
     ctx,
     '3 bare BullMQ delayed jobs',
-    {
-      mode: 'bare-bullmq',
-      redisUrl: ctx.redisUrl,
-      tokenEndpoint,
-      concurrency,
-      plannedAt: barePlanned,
-      reportStarts: true,
-    },
+    bareRequest(ctx, barePlanned, { reportStarts: true }),
     count,
   );
   const bareLateness = (bare.starts ?? []).map(([i, start]) => start - (barePlanned[Number(i)] as number));
 
-  const db = await seedGrants({
-    parentDir: ctx.tempDir,
-    count,
-    tokenEndpoint,
-    plannedAt: plan(Date.now() + leadMs),
-  });
-  try {
+  return withSeededDb(ctx, { count, tokenEndpoint, plannedAt: plan(Date.now() + leadMs) }, async (db) => {
     const gk = await runWorkload(
       ctx,
       '3 grantkeeper due over a window',
-      {
-        mode: 'grantkeeper',
-        dataDir: db.dataDir,
-        key: db.key,
-        redisUrl: ctx.redisUrl,
-        concurrency,
-        expected: count,
-        reportStarts: true,
-      },
+      grantkeeperRequest(ctx, db, { reportStarts: true }),
       count,
     );
     const planned = new Map(db.grantIds.map((id, i) => [id, db.plannedAt[i] as number]));
@@ -63,30 +41,14 @@ export async function lateness(ctx: BenchContext, count: number): Promise<Scenar
     return {
       id: 'lateness',
       title: '3 Lateness',
-      figures: [
-        figure({
-          name: 'p50 start − planned',
-          value: ours.p50,
-          unit: 'ms',
-          better: 'lower',
-          reference: { name: 'bare BullMQ delayed job', value: ref.p50 },
-        }),
-        figure({
-          name: 'p99 start − planned',
-          value: ours.p99,
-          unit: 'ms',
-          better: 'lower',
-          reference: { name: 'bare BullMQ delayed job', value: ref.p99 },
-          target: { text: `≤ ${LATENESS_TARGET_P99_MS} ms`, holds: ours.p99 <= LATENESS_TARGET_P99_MS },
-        }),
-        figure({
-          name: 'max start − planned',
-          value: ours.max,
-          unit: 'ms',
-          better: 'lower',
-          reference: { name: 'bare BullMQ delayed job', value: ref.max },
-        }),
-      ],
+      figures: percentileFigures(ours, ref, {
+        what: 'start − planned',
+        unit: 'ms',
+        referenceName: 'bare BullMQ delayed job',
+        targets: {
+          p99: { text: `≤ ${LATENESS_TARGET_P99_MS} ms`, holds: ours.p99 <= LATENESS_TARGET_P99_MS },
+        },
+      }),
       details: {
         grants: count,
         spreadMs,
@@ -96,7 +58,5 @@ export async function lateness(ctx: BenchContext, count: number): Promise<Scenar
         failedOutcomes: gk.other,
       },
     };
-  } finally {
-    removeDir(db.dataDir);
-  }
+  });
 }

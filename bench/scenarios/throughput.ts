@@ -3,9 +3,8 @@ import { join } from 'node:path';
 import { commandStats, ratePerSecond } from '../support/metrics.js';
 import { type Figure, figure, type ScenarioResult } from '../support/report.js';
 import { type SeededDb, seedGrants } from '../support/seed.js';
-import type { RunRequest } from '../support/worker-child.js';
 import { type BenchContext, runWorkload, runWorkloads } from '../support/workload.js';
-import { MIB, removeDir } from './shared.js';
+import { bareRequest, grantkeeperRequest, MIB, mergeCounts, removeDir, withSeededDb } from './shared.js';
 
 export const THROUGHPUT_TARGET_PER_SECOND = 3000;
 export const THROUGHPUT_TARGET_FLOOR_SHARE = 0.6;
@@ -37,36 +36,16 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
   const bare = await runWorkload(
     ctx,
     '1 bare BullMQ + undici',
-    {
-      mode: 'bare-bullmq',
-      redisUrl: ctx.redisUrl,
-      tokenEndpoint,
-      concurrency,
-      plannedAt: new Array(count).fill(0),
-      reportStarts: false,
-    },
+    bareRequest(ctx, new Array(count).fill(0)),
     count,
   );
   const bareCommands = await commandStats(ctx.redis);
   const now = Date.now();
-  const db = await seedGrants({ parentDir: ctx.tempDir, count, tokenEndpoint, plannedAt: () => now - 1000 });
-  try {
+  return withSeededDb(ctx, { count, tokenEndpoint, plannedAt: () => now - 1000 }, async (db) => {
     await ctx.redis.config('RESETSTAT');
-    const gk = await runWorkload(
-      ctx,
-      '1 grantkeeper refresh',
-      {
-        mode: 'grantkeeper',
-        dataDir: db.dataDir,
-        key: db.key,
-        redisUrl: ctx.redisUrl,
-        concurrency,
-        expected: count,
-        reportStarts: false,
-      },
-      count,
-      { profile: ctx.profile },
-    );
+    const gk = await runWorkload(ctx, '1 grantkeeper refresh', grantkeeperRequest(ctx, db), count, {
+      profile: ctx.profile,
+    });
     const gkCommands = await commandStats(ctx.redis);
     const rawRate = ratePerSecond(raw.completed, raw.firstStart, raw.lastEnd);
     const bareRate = ratePerSecond(bare.completed, bare.firstStart, bare.lastEnd);
@@ -127,9 +106,7 @@ export async function throughput(ctx: BenchContext, count: number): Promise<Scen
         },
       },
     };
-  } finally {
-    removeDir(db.dataDir);
-  }
+  });
 }
 
 /**
@@ -145,31 +122,15 @@ async function measureRealistic(
   const bare = await runWorkload(
     ctx,
     `1 bare BullMQ + undici, ${REALISTIC_LATENCY_MS} ms`,
-    {
-      mode: 'bare-bullmq',
-      redisUrl: ctx.redisUrl,
-      tokenEndpoint,
-      concurrency,
-      plannedAt: new Array(count).fill(0),
-      reportStarts: false,
-    },
+    bareRequest(ctx, new Array(count).fill(0), { tokenEndpoint }),
     count,
   );
   const now = Date.now();
-  const db = await seedGrants({ parentDir: ctx.tempDir, count, tokenEndpoint, plannedAt: () => now - 1000 });
-  try {
+  return withSeededDb(ctx, { count, tokenEndpoint, plannedAt: () => now - 1000 }, async (db) => {
     const gk = await runWorkload(
       ctx,
       `1 grantkeeper refresh, ${REALISTIC_LATENCY_MS} ms`,
-      {
-        mode: 'grantkeeper',
-        dataDir: db.dataDir,
-        key: db.key,
-        redisUrl: ctx.redisUrl,
-        concurrency,
-        expected: count,
-        reportStarts: false,
-      },
+      grantkeeperRequest(ctx, db),
       count,
     );
     const gkRate = ratePerSecond(gk.completed, gk.firstStart, gk.lastEnd);
@@ -195,15 +156,7 @@ async function measureRealistic(
       failedOutcomes: gk.other,
       stalls: { grantkeeperRealistic: gk.stalls, bareBullmqRealistic: bare.stalls },
     };
-  } finally {
-    removeDir(db.dataDir);
-  }
-}
-
-function mergeCounts(...counts: Array<Record<string, number>>): Record<string, number> {
-  const merged: Record<string, number> = {};
-  for (const c of counts) for (const [k, v] of Object.entries(c)) merged[k] = (merged[k] ?? 0) + v;
-  return merged;
+  });
 }
 
 /**
@@ -249,16 +202,7 @@ async function measurePostgres(
       failedOutcomes: [],
     };
   }
-  const request = (dataDir: string, db: SeededDb): RunRequest => ({
-    mode: 'grantkeeper',
-    dataDir,
-    ...(db.databaseUrl ? { databaseUrl: db.databaseUrl } : {}),
-    key: db.key,
-    redisUrl: ctx.redisUrl,
-    concurrency,
-    expected: count,
-    reportStarts: false,
-  });
+  const request = (dataDir: string, db: SeededDb) => grantkeeperRequest(ctx, db, { dataDir });
   const seed = async () => {
     const now = Date.now();
     return seedGrants({

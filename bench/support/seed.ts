@@ -5,6 +5,7 @@ import pg from 'pg';
 import { Keyring, keyIdFor, Sealer } from '../../src/crypto/sealer.js';
 import type { Store } from '../../src/grants/ports.js';
 import type { ProviderProfile } from '../../src/oauth/providers.js';
+import type { RateLimit } from '../../src/pacing/rate-limit.js';
 import { newId } from '../../src/store/ids.js';
 import { openPostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { sealContext } from '../../src/store/seal-contexts.js';
@@ -24,7 +25,7 @@ export interface SeededDb {
 
 export const BENCH_CLIENT_SECRET = 'bench-client-secret';
 
-export function benchProfile(tokenEndpoint: string): ProviderProfile {
+export function benchProfile(tokenEndpoint: string, rateLimit?: RateLimit): ProviderProfile {
   return {
     kind: 'oidc',
     authorizationEndpoint: tokenEndpoint.replace(/\/token$/, '/auth'),
@@ -38,6 +39,7 @@ export function benchProfile(tokenEndpoint: string): ProviderProfile {
     defaultAccessLifetimeSec: 3600,
     refreshIdleLimitSec: 90 * 86_400,
     keepAliveIntervalSec: 30 * 86_400,
+    ...(rateLimit ? { rateLimit } : {}),
   };
 }
 
@@ -70,16 +72,28 @@ function* seedRows(sealer: Sealer, count: number, plannedAt: (index: number) => 
   }
 }
 
-async function upsertBenchClient(store: Store, tokenEndpoint: string, now: number) {
+async function upsertBenchClient(store: Store, opts: SeedOptions, now: number) {
   return store.clients.upsert({
     name: 'bench',
-    profile: benchProfile(tokenEndpoint),
+    profile: benchProfile(opts.tokenEndpoint, opts.rateLimit),
     clientId: 'bench-client',
     clientSecret: BENCH_CLIENT_SECRET,
     authMethod: 'client_secret_basic',
     scopes: ['openid', 'offline_access'],
     now,
   });
+}
+
+export interface SeedOptions {
+  /** The run's temp folder; the data folder is made inside it. */
+  parentDir: string;
+  count: number;
+  tokenEndpoint: string;
+  plannedAt: (index: number) => number;
+  /** Seed into this (empty) PostgreSQL database instead of a SQLite db in the data folder. */
+  databaseUrl?: string;
+  /** The client's `rate` setting (shared by every worker); unset: no limit. */
+  rateLimit?: RateLimit;
 }
 
 /** Rows per multi-row INSERT into PostgreSQL. */
@@ -92,15 +106,7 @@ const PG_BATCH = 5000;
  * go in as `insert … select from unnest(…)` batches of 5,000 in one transaction. Either way seeding
  * 100,000 grants takes seconds and is not part of any figure.
  */
-export async function seedGrants(opts: {
-  /** The run's temp folder; the data folder is made inside it. */
-  parentDir: string;
-  count: number;
-  tokenEndpoint: string;
-  plannedAt: (index: number) => number;
-  /** Seed into this (empty) PostgreSQL database instead of a SQLite db in the data folder. */
-  databaseUrl?: string;
-}): Promise<SeededDb> {
+export async function seedGrants(opts: SeedOptions): Promise<SeededDb> {
   if (opts.databaseUrl) return seedPostgres({ ...opts, databaseUrl: opts.databaseUrl });
   const dataDir = mkdtempSync(join(opts.parentDir, 'db-'));
   const keyBytes = randomBytes(32);
@@ -110,7 +116,7 @@ export async function seedGrants(opts: {
   try {
     await store.admin.verifySealingKey();
     const now = Date.now();
-    const client = await upsertBenchClient(store, opts.tokenEndpoint, now);
+    const client = await upsertBenchClient(store, opts, now);
     const insert = sqlite.prepare(
       `INSERT INTO grants (id, client_ref, label, subject, state, mode, version, access_token_sealed,
          refresh_token_sealed, token_type, scope, access_expires_at, access_lifetime_ms,
@@ -145,13 +151,7 @@ export async function seedGrants(opts: {
   }
 }
 
-async function seedPostgres(opts: {
-  parentDir: string;
-  count: number;
-  tokenEndpoint: string;
-  plannedAt: (index: number) => number;
-  databaseUrl: string;
-}): Promise<SeededDb> {
+async function seedPostgres(opts: SeedOptions & { databaseUrl: string }): Promise<SeededDb> {
   const dataDir = mkdtempSync(join(opts.parentDir, 'pg-'));
   const keyBytes = randomBytes(32);
   const sealer = new Sealer(new Keyring({ id: keyIdFor(keyBytes), key: keyBytes }));
@@ -162,7 +162,7 @@ async function seedPostgres(opts: {
   try {
     await store.admin.verifySealingKey();
     const now = Date.now();
-    const client = await upsertBenchClient(store, opts.tokenEndpoint, now);
+    const client = await upsertBenchClient(store, opts, now);
     const pgClient = new pg.Client({ connectionString: opts.databaseUrl });
     await pgClient.connect();
     try {

@@ -31,6 +31,11 @@ export type RunRequest =
       expected: number;
       /** Send back when each grant's refresh started (after its claim), for lateness. */
       reportStarts: boolean;
+      /**
+       * `settled` (default): done once `expected` outcomes of any kind; `refreshed`: once `expected`
+       * grants refreshed (a storm's failed and paced attempts come first).
+       */
+      finishOn?: 'settled' | 'refreshed';
     }
   | {
       mode: 'bare-bullmq';
@@ -40,6 +45,8 @@ export type RunRequest =
       /** One job per entry, due at that time (0: due now). */
       plannedAt: number[];
       reportStarts: boolean;
+      /** Retries of a failed POST with BullMQ's own exponential backoff; unset: none. */
+      retry?: { attempts: number; delayMs: number };
     }
   | { mode: 'raw-undici'; tokenEndpoint: string; concurrency: number; count: number };
 
@@ -60,21 +67,105 @@ export interface RunResult {
   starts?: Array<[string | number, number]>;
   rssAtStartBytes: number;
   maxRssBytes: number;
+  /** The largest V8 heap in use at any progress tick. */
+  maxHeapUsedBytes: number;
+  /** [ms since start, RSS, V8 heap total, heap used, external + array buffers] in MiB, once a second. */
+  memory: Array<[number, number, number, number, number]>;
 }
 
 const PROGRESS_MS = 250;
 const BARE_QUEUE = 'bare';
 
-/** `done`: refreshes completed; `settled` (grantkeeper): every outcome, failures included. */
-function reportProgress(
-  done: () => number,
-  settled: () => number = done,
-  stalls: () => number = () => 0,
-): NodeJS.Timeout {
-  return setInterval(
-    () => process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() }),
-    PROGRESS_MS,
-  );
+/**
+ * Reports progress every PROGRESS_MS (`done`: refreshes completed; `settled` (grantkeeper): every
+ * outcome, failures included) and samples memory as it does; `stop` ends both and returns the
+ * samples.
+ */
+function reportProgress(done: () => number, settled: () => number = done, stalls: () => number = () => 0) {
+  const began = Date.now();
+  const memory: RunResult['memory'] = [];
+  let maxHeapUsedBytes = 0;
+  let ticks = 0;
+  const sample = (keep: boolean) => {
+    const m = process.memoryUsage();
+    maxHeapUsedBytes = Math.max(maxHeapUsedBytes, m.heapUsed);
+    const mib = (n: number) => Math.round(n / 2 ** 20);
+    if (keep) {
+      const external = m.external + m.arrayBuffers;
+      memory.push([Date.now() - began, mib(m.rss), mib(m.heapTotal), mib(m.heapUsed), mib(external)]);
+    }
+  };
+  const timer = setInterval(() => {
+    process.send?.({ type: 'progress', done: done(), settled: settled(), stalls: stalls() });
+    sample(ticks++ % 4 === 0);
+  }, PROGRESS_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      // The last moment is sampled too: a run shorter than a tick has one sample.
+      sample(true);
+      return { memory, maxHeapUsedBytes };
+    },
+  };
+}
+
+/** A promise the run awaits, with its resolve and reject handed out. */
+function runEnd() {
+  let finish: () => void = () => {};
+  let fail: (err: Error) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  return { finished, finish, fail };
+}
+
+/** What a queue workload counts as it runs, and the result fields it makes of them. */
+class Tally {
+  readonly rssAtStartBytes = process.memoryUsage.rss();
+  /** Set when the service or worker is started, after any setup of the run. */
+  startedAt = 0;
+  firstStart = Number.POSITIVE_INFINITY;
+  lastEnd = 0;
+  completed = 0;
+  readonly #starts: Array<[string | number, number]> = [];
+
+  constructor(private readonly reportStarts: boolean) {}
+
+  /** One refresh or job started at `at`. */
+  started(id: string | number, at: number): void {
+    if (at < this.firstStart) this.firstStart = at;
+    if (this.reportStarts) this.#starts.push([id, at]);
+  }
+
+  fields(stalls: number, other: Record<string, number>) {
+    const { startedAt, firstStart, lastEnd, completed, rssAtStartBytes } = this;
+    return {
+      startedAt,
+      firstStart,
+      lastEnd,
+      completed,
+      stalls,
+      other,
+      ...(this.reportStarts ? { starts: this.#starts } : {}),
+      rssAtStartBytes,
+    };
+  }
+}
+
+/** Waits for the run's end, stops its progress, and builds its result from `fields` as they are then. */
+async function resultWhen(
+  finished: Promise<void>,
+  progress: ReturnType<typeof reportProgress>,
+  fields: () => Omit<RunResult, 'type' | 'maxRssBytes' | 'maxHeapUsedBytes' | 'memory'>,
+): Promise<RunResult> {
+  let sampled: ReturnType<typeof progress.stop>;
+  try {
+    await finished;
+  } finally {
+    sampled = progress.stop();
+  }
+  return { type: 'result', ...fields(), maxRssBytes: maxRss(), ...sampled };
 }
 
 /**
@@ -125,23 +216,14 @@ async function post(agent: Agent, req: ReturnType<typeof tokenRequest>): Promise
 }
 
 async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>): Promise<RunResult> {
-  const rssAtStartBytes = process.memoryUsage.rss();
+  const tally = new Tally(req.reportStarts);
   // Production logs at info, one line per refresh; the bench pays that cost but discards the lines.
   const logger = createLogger({
     level: 'info',
     destination: pino.destination({ dest: '/dev/null', sync: false }),
   });
-  let completed = 0;
-  let firstStart = Number.POSITIVE_INFINITY;
-  let lastEnd = 0;
   const other: Record<string, number> = {};
-  const starts: Array<[string, number]> = [];
-  let finish: () => void = () => {};
-  let fail: (err: Error) => void = () => {};
-  const finished = new Promise<void>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
-  });
+  const { finished, finish, fail } = runEnd();
   const onStop = (m: unknown) => {
     if ((m as { type?: string }).type === 'stop') finish();
   };
@@ -150,23 +232,21 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
   const observer: RefreshObserver = {
     onRefreshResult(attempt, result) {
       const now = Date.now();
-      const start = now - attempt.durationMs;
-      if (start < firstStart) firstStart = start;
-      lastEnd = now;
-      if (result.status === 'refreshed') completed += 1;
+      tally.started(attempt.grantId, now - attempt.durationMs);
+      tally.lastEnd = now;
+      if (result.status === 'refreshed') tally.completed += 1;
       else other[result.status] = (other[result.status] ?? 0) + 1;
-      if (req.reportStarts) starts.push([attempt.grantId, start]);
       settled += 1;
-      if (settled >= req.expected) finish();
+      if ((req.finishOn === 'refreshed' ? tally.completed : settled) >= req.expected) finish();
     },
   };
   let stalls = () => 0;
-  const timer = reportProgress(
-    () => completed,
+  const progress = reportProgress(
+    () => tally.completed,
     () => settled,
     () => stalls(),
   );
-  const startedAt = Date.now();
+  tally.startedAt = Date.now();
   const service = await startRefreshService(
     {
       config: configSchema.parse({
@@ -181,30 +261,14 @@ async function runGrantkeeper(req: Extract<RunRequest, { mode: 'grantkeeper' }>)
     { env: {}, observers: [observer] },
   );
   stalls = watchStalls(service.worker, fail);
-  try {
-    await finished;
-  } finally {
-    clearInterval(timer);
-  }
+  const result = await resultWhen(finished, progress, () => tally.fields(stalls(), { ...other }));
   process.off('message', onStop);
-  const result: RunResult = {
-    type: 'result',
-    startedAt,
-    firstStart,
-    lastEnd,
-    completed,
-    stalls: stalls(),
-    other: { ...other },
-    ...(req.reportStarts ? { starts } : {}),
-    rssAtStartBytes,
-    maxRssBytes: maxRss(),
-  };
   await service.stop();
   return result;
 }
 
 async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>): Promise<RunResult> {
-  const rssAtStartBytes = process.memoryUsage.rss();
+  const tally = new Tally(req.reportStarts);
   const connection = new Redis(req.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(BARE_QUEUE, { connection, prefix: 'bench-bare' });
   const now = Date.now();
@@ -214,62 +278,48 @@ async function runBareBullmq(req: Extract<RunRequest, { mode: 'bare-bullmq' }>):
         name: 'refresh',
         data: { i: i + j, planned },
         // Completed jobs removed as grantkeeper's are, so both leave Redis equally clean.
-        opts: { delay: Math.max(0, planned - now), removeOnComplete: true },
+        opts: {
+          delay: Math.max(0, planned - now),
+          removeOnComplete: true,
+          ...(req.retry
+            ? { attempts: req.retry.attempts, backoff: { type: 'exponential', delay: req.retry.delayMs } }
+            : {}),
+        },
       })),
     );
   }
   const agent = new Agent();
   const tokenReq = tokenRequest(req.tokenEndpoint);
-  let completed = 0;
-  let firstStart = Number.POSITIVE_INFINITY;
-  let lastEnd = 0;
-  const starts: Array<[number, number]> = [];
-  let finish: () => void = () => {};
-  let fail: (err: Error) => void = () => {};
-  const finished = new Promise<void>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
-  });
+  const { finished, finish, fail } = runEnd();
   let stalls = () => 0;
-  const timer = reportProgress(
-    () => completed,
-    () => completed,
+  // A failed attempt retried later is progress too: a storm's reference fails for a minute.
+  let failedAttempts = 0;
+  const progress = reportProgress(
+    () => tally.completed,
+    () => tally.completed + failedAttempts,
     () => stalls(),
   );
-  const startedAt = Date.now();
+  tally.startedAt = Date.now();
   const worker = new Worker(
     BARE_QUEUE,
     async (job) => {
-      const start = Date.now();
-      if (start < firstStart) firstStart = start;
-      if (req.reportStarts) starts.push([job.data.i, start]);
+      tally.started(job.data.i, Date.now());
       await post(agent, tokenReq);
     },
     { connection, prefix: 'bench-bare', concurrency: req.concurrency },
   );
   worker.on('completed', () => {
-    completed += 1;
-    lastEnd = Date.now();
-    if (completed >= req.plannedAt.length) finish();
+    tally.completed += 1;
+    tally.lastEnd = Date.now();
+    if (tally.completed >= req.plannedAt.length) finish();
+  });
+  worker.on('failed', () => {
+    failedAttempts += 1;
   });
   stalls = watchStalls(worker, fail);
-  try {
-    await finished;
-  } finally {
-    clearInterval(timer);
-  }
-  const result: RunResult = {
-    type: 'result',
-    startedAt,
-    firstStart,
-    lastEnd,
-    completed,
-    stalls: stalls(),
-    other: {},
-    ...(req.reportStarts ? { starts } : {}),
-    rssAtStartBytes,
-    maxRssBytes: maxRss(),
-  };
+  const result = await resultWhen(finished, progress, () =>
+    tally.fields(stalls(), failedAttempts > 0 ? { failedAttempts } : {}),
+  );
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
@@ -284,7 +334,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
   const tokenReq = tokenRequest(req.tokenEndpoint);
   let issued = 0;
   let completed = 0;
-  const timer = reportProgress(() => completed);
+  const progress = reportProgress(() => completed);
   const startedAt = Date.now();
   const lane = async () => {
     while (issued < req.count) {
@@ -295,7 +345,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
   };
   await Promise.all(Array.from({ length: req.concurrency }, lane));
   const lastEnd = Date.now();
-  clearInterval(timer);
+  const sampled = progress.stop();
   await agent.close();
   return {
     type: 'result',
@@ -307,6 +357,7 @@ async function runRawUndici(req: Extract<RunRequest, { mode: 'raw-undici' }>): P
     other: {},
     rssAtStartBytes,
     maxRssBytes: maxRss(),
+    ...sampled,
   };
 }
 

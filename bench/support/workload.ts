@@ -122,8 +122,9 @@ export async function runWorkload(
 /**
  * Runs several workloads at once, one child each, against one empty Redis (several grantkeeper
  * workers sharing one db and queue). Their progress is summed; once the sum of settled outcomes
- * reaches `total`, every child is sent { type: 'stop' } (a grantkeeper run ends on it; each child's
- * own `expected` is a ceiling, not the goal). Resolves with every child's result, in request order.
+ * (of refreshes, when every request finishes on `refreshed`) reaches `total`, every child is sent
+ * { type: 'stop' } (a grantkeeper run ends on it; each child's own `expected` is a ceiling, not the
+ * goal). Resolves with every child's result, in request order.
  */
 export async function runWorkloads(
   ctx: BenchContext,
@@ -140,6 +141,7 @@ export async function runWorkloads(
   let stopSent = false;
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   const watch = watchProgress(label, total);
+  const goal = requests.every((r) => r.mode === 'grantkeeper' && r.finishOn === 'refreshed') ? done : settled;
   try {
     const results = children.map((child) => child.next<RunResult>('result'));
     // One child failing rejects Promise.all; the others' answers must not become unhandled rejections.
@@ -151,7 +153,7 @@ export async function runWorkloads(
         stalls[i] = Number(m.stalls ?? 0);
         watch.seen(sum(settled), sum(stalls));
         ctx.progress.update(label, sum(done), total, startedAt);
-        if (!stopSent && sum(settled) >= total) {
+        if (!stopSent && sum(goal) >= total) {
           stopSent = true;
           for (const c of children) {
             // A child that already ended on its own has no channel left.
