@@ -20,6 +20,7 @@ import { type SendWindow, type TokenClient, UnusableTokenResponse } from '../oau
 import { forServiceGrant, TokenEndpointError } from '../oauth/token-errors.js';
 import type { TokenSet } from '../oauth/token-response.js';
 import type { Admission } from '../pacing/client-pacer.js';
+import { paceOutcome } from '../pacing/pace-policy.js';
 import type { BackoffPolicy } from '../policy/backoff.js';
 import { type FailurePlan, planAfterFailure, type UnexplainedRule } from '../policy/failure-plan.js';
 import { issuedTokens, planAfterTokenResponse, refreshTokenEnd, timingFor } from '../policy/refresh-plan.js';
@@ -315,6 +316,13 @@ export class GrantRefresher {
     } finally {
       request.end();
     }
+    // A throttle is news for the client's other refreshes at once: its pause must reach them before
+    // they send, not after this grant's commit (a 429 carries no token, so invariant 3 does not hold
+    // it back). Every other outcome is reported after the commit, as the incidents expect.
+    const failure = 'error' in answer ? answer.error : undefined;
+    const early = paceOutcome(failure).kind === 'throttled';
+    const reported = early ? this.deps.pacing?.settle(grant, probe, failure) : undefined;
+    reported?.catch(() => {});
     const commitSpan = span.child(SPAN_NAMES.commit);
     let result: RefreshResult;
     try {
@@ -326,12 +334,7 @@ export class GrantRefresher {
     } finally {
       commitSpan.end();
     }
-    // After the commit (invariant 3): what the provider said about the client is news for its pacing.
-    const covered = await this.deps.pacing?.settle(
-      grant,
-      probe,
-      'error' in answer ? answer.error : undefined,
-    );
+    const covered = early ? await reported : await this.deps.pacing?.settle(grant, probe, failure);
     return covered && result.status === 'stopped' ? { ...result, incident: true } : result;
   }
 
