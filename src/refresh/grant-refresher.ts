@@ -288,7 +288,7 @@ export class GrantRefresher {
     // The client's rate slot, right before the send: a store write between the two (the fence) would
     // add its lock waits to the spread the provider sees. Its wait comes out of the request's own
     // time (the window below still ends where the fence allowed); turned away, nothing was sent.
-    const slot = await this.deps.pacing?.slot(grant.clientRef);
+    const slot = await this.deps.pacing?.slot(grant.clientRef, probe);
     if (slot?.kind === 'later') {
       await grants.releaseLease(grant.id, owner, grant.leaseSentAt).catch(() => {});
       return paced(slot);

@@ -33,8 +33,14 @@ interface ClientFacts {
   revision: number;
 }
 
-/** The rate-limit slot's answer: sent (after any short wait), or the time the rate frees up. */
-export type Slot = { kind: 'go' } | Extract<Reservation, { kind: 'later' }>;
+/**
+ * The slot's answer, right before the send: go (after any short wait), the time the rate frees up,
+ * or the end of a pause this process learned of after the refresh was admitted.
+ */
+export type Slot =
+  | { kind: 'go' }
+  | Extract<Reservation, { kind: 'later' }>
+  | { kind: 'later'; retryAt: number; reason: 'paused' };
 
 /**
  * The refresher's side of client-wide pacing: asks before a claim whether the client may send at
@@ -43,6 +49,12 @@ export type Slot = { kind: 'go' } | Extract<Reservation, { kind: 'later' }>;
  */
 export class RefreshPacing {
   readonly #limits = new Map<string, ClientFacts & { at: number }>();
+  /**
+   * Pauses this process has learned of (its own 429s, or an admission turned away), by client. A
+   * refresh admitted before a pause is in its claim or fence when the pause lands; the slot stops
+   * it there without a round trip, so a storm's first wave is what is already on the wire.
+   */
+  readonly #pausedUntil = new Map<string, number>();
   readonly #now: () => number;
 
   constructor(private readonly deps: PacingDeps) {
@@ -60,14 +72,24 @@ export class RefreshPacing {
       this.deps.pacer.admit(clientRef, { operator: trigger === 'forced', revision }),
       'admit',
     );
+    if (admission?.kind === 'later' && admission.reason === 'paused')
+      this.#pause(clientRef, admission.retryAt);
     if (admission?.kind === 'refused' && trigger !== 'schedule') {
       return { kind: 'later', retryAt: admission.retryAt, reason: 'refused' };
     }
     return admission ?? { kind: 'go', probe: false };
   }
 
-  /** Waits out a short rate-limit slot itself; a longer wait is `later`. No limit: go at once. */
-  async slot(clientRef: string): Promise<Slot> {
+  /**
+   * Waits out a short rate-limit slot itself; a longer wait is `later`, and so is a pause learned
+   * since the admission (but for the probe, which is what ends it). No limit: go at once.
+   */
+  async slot(clientRef: string, probe: boolean): Promise<Slot> {
+    const pausedUntil = this.#pausedUntil.get(clientRef);
+    if (pausedUntil !== undefined && !probe) {
+      if (pausedUntil > this.#now()) return { kind: 'later', retryAt: pausedUntil, reason: 'paused' };
+      this.#pausedUntil.delete(clientRef);
+    }
     const { limit } = await this.#client(clientRef);
     if (!limit) return { kind: 'go' };
     const reservation = await this.#bounded(this.deps.pacer.reserve(clientRef, limit), 'reserve');
@@ -89,6 +111,7 @@ export class RefreshPacing {
     if (failure?.code === 'not_sent') return false;
     const { clientRef } = grant;
     const outcome = paceOutcome(failure);
+    if (outcome.kind === 'throttled') this.#pause(clientRef, this.#now() + outcome.pauseMs);
     // Only a probe's answer can end a degraded spell: any other answer is no news for the pacer,
     // and skipping it keeps the commonest refresh free of a round trip.
     if (outcome.kind === 'answered' && !probe) return false;
@@ -101,10 +124,15 @@ export class RefreshPacing {
     );
     const transition = reported?.transition;
     if (transition) {
+      if (transition.kind === 'recovered') this.#pausedUntil.delete(clientRef);
       this.#log(name, transition);
       this.deps.onTransition({ id: clientRef, name }, transition);
     }
     return reported !== undefined && outcome.kind === 'refused';
+  }
+
+  #pause(clientRef: string, until: number): void {
+    if (until > (this.#pausedUntil.get(clientRef) ?? 0)) this.#pausedUntil.set(clientRef, until);
   }
 
   #log(client: string, transition: PaceTransition): void {
