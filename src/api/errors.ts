@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { isErrorCode } from '../errors/error-codes.js';
+import { type ErrorCode, isErrorCode } from '../errors/error-codes.js';
 import { GrantkeeperError } from '../errors/grantkeeper-error.js';
 import { describeStorageFailure, STORAGE_RETRY_MS, storageFailureOf } from '../grants/storage-error.js';
 
@@ -51,6 +51,8 @@ function answer(err: GrantkeeperError, now: number): HttpError {
   return { status: err.httpStatus, headers, body: { error: err.code, message: err.message } };
 }
 
+const RETRY_SIGNALS: ReadonlySet<string> = new Set<ErrorCode>(['unavailable', 'storage_unavailable']);
+
 /** The API's error handler: one answer per failure, and a log line for what needs a look. */
 export function answerError(err: Error, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const route = req.routeOptions.url;
@@ -58,8 +60,13 @@ export function answerError(err: Error, req: FastifyRequest, reply: FastifyReply
   const storage = err instanceof GrantkeeperError ? undefined : storageFailureOf(err);
   if (storage) req.log.warn({ route, cause: storage }, 'database refused a write');
   const http = toHttpError(err);
-  if (http.body.error === 'internal') {
-    req.log.error({ err: { name: err.name, message: err.message }, route }, 'request failed');
+  // A failure on our side needs a look, a bug or not (a damaged row, an unusable store); the retry
+  // signals were logged where they arose, and a refusal of the caller is the caller's to fix.
+  if (http.status >= 500 && !RETRY_SIGNALS.has(http.body.error)) {
+    req.log.error(
+      { err: { name: err.name, message: err.message }, errorCode: http.body.error, route },
+      'request failed',
+    );
   }
   return send(reply, http);
 }
