@@ -81,3 +81,12 @@ export function breakerPauseMs(openings: number): number {
  */
 export const RESUME_SPREAD_MS = 2_000;
 export const PROBE_WAIT_MS = 1_000;
+
+/**
+ * A client this process has heard no answer from for this long is cold: its next request goes
+ * alone (the canary), and the rest of a burst waits up to CANARY_WAIT_MS for the answer. A burst
+ * of due refreshes into a provider that began to throttle while nothing was sent then costs one
+ * request per replica, not a concurrency's worth.
+ */
+export const COLD_AFTER_MS = 60_000;
+export const CANARY_WAIT_MS = 1_000;

@@ -3,7 +3,8 @@ import type { ClientRepository } from '../grants/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { TokenEndpointError } from '../oauth/token-errors.js';
 import type { Admission, ClientPacer, PaceTransition, Reservation } from '../pacing/client-pacer.js';
-import { paceOutcome } from '../pacing/pace-policy.js';
+import { ColdStartGate } from '../pacing/cold-start-gate.js';
+import { PROBE_WAIT_MS, paceOutcome, RESUME_SPREAD_MS } from '../pacing/pace-policy.js';
 import type { RateLimit } from '../pacing/rate-limit.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 import type { RefreshTrigger } from './outcomes.js';
@@ -23,6 +24,7 @@ export interface PacingDeps {
   onTransition: (client: { id: string; name: string }, transition: PaceTransition) => void;
   logger: Logger;
   now?: () => number;
+  random?: () => number;
 }
 
 /** What pacing needs of a client, read from the store at most every LIMIT_CACHE_MS. */
@@ -35,12 +37,13 @@ interface ClientFacts {
 
 /**
  * The slot's answer, right before the send: go (after any short wait), the time the rate frees up,
- * or the end of a pause this process learned of after the refresh was admitted.
+ * the end of a pause this process learned of after the refresh was admitted, or a time to ask
+ * again when a cold client's canary went unanswered for the whole wait.
  */
 export type Slot =
   | { kind: 'go' }
   | Extract<Reservation, { kind: 'later' }>
-  | { kind: 'later'; retryAt: number; reason: 'paused' };
+  | { kind: 'later'; retryAt: number; reason: 'paused' | 'probing' };
 
 /**
  * The refresher's side of client-wide pacing: asks before a claim whether the client may send at
@@ -55,10 +58,15 @@ export class RefreshPacing {
    * it there without a round trip, so a storm's first wave is what is already on the wire.
    */
   readonly #pausedUntil = new Map<string, number>();
+  /** A cold client's first request goes alone: a storm's first wave is one request. */
+  readonly #gate: ColdStartGate;
   readonly #now: () => number;
+  readonly #random: () => number;
 
   constructor(private readonly deps: PacingDeps) {
     this.#now = deps.now ?? Date.now;
+    this.#random = deps.random ?? Math.random;
+    this.#gate = new ColdStartGate(this.#now);
   }
 
   /**
@@ -82,13 +90,19 @@ export class RefreshPacing {
 
   /**
    * Waits out a short rate-limit slot itself; a longer wait is `later`, and so is a pause learned
-   * since the admission (but for the probe, which is what ends it). No limit: go at once.
+   * since the admission (but for the probe, which is what ends it). A cold client's requests wait
+   * for its canary first. No limit: go at once.
    */
   async slot(clientRef: string, probe: boolean): Promise<Slot> {
-    const pausedUntil = this.#pausedUntil.get(clientRef);
-    if (pausedUntil !== undefined && !probe) {
-      if (pausedUntil > this.#now()) return { kind: 'later', retryAt: pausedUntil, reason: 'paused' };
-      this.#pausedUntil.delete(clientRef);
+    if (!probe) {
+      const paused = this.#paused(clientRef);
+      if (paused) return paused;
+      const pass = await this.#gate.pass(clientRef);
+      if (pass === 'held' || pass === 'timeout') {
+        // A pause the canary learned is news for those that waited on it; otherwise ask again soon.
+        const retryAt = this.#now() + PROBE_WAIT_MS + Math.round(this.#random() * RESUME_SPREAD_MS);
+        return this.#paused(clientRef) ?? { kind: 'later', retryAt, reason: 'probing' };
+      }
     }
     const { limit } = await this.#client(clientRef);
     if (!limit) return { kind: 'go' };
@@ -108,10 +122,18 @@ export class RefreshPacing {
     probe: boolean,
     failure: TokenEndpointError | undefined,
   ): Promise<boolean> {
-    if (failure?.code === 'not_sent') return false;
     const { clientRef } = grant;
+    if (failure?.code === 'not_sent') {
+      this.#gate.settled(clientRef, 'unanswered');
+      return false;
+    }
     const outcome = paceOutcome(failure);
     if (outcome.kind === 'throttled') this.#pause(clientRef, this.#now() + outcome.pauseMs);
+    // After the pause, so the canary's waiters see it.
+    this.#gate.settled(
+      clientRef,
+      outcome.kind === 'answered' ? 'answered' : outcome.kind === 'transient' ? 'unanswered' : 'held',
+    );
     // Only a probe's answer can end a degraded spell: any other answer is no news for the pacer,
     // and skipping it keeps the commonest refresh free of a round trip.
     if (outcome.kind === 'answered' && !probe) return false;
@@ -129,6 +151,14 @@ export class RefreshPacing {
       this.deps.onTransition({ id: clientRef, name }, transition);
     }
     return reported !== undefined && outcome.kind === 'refused';
+  }
+
+  #paused(clientRef: string): Slot | undefined {
+    const pausedUntil = this.#pausedUntil.get(clientRef);
+    if (pausedUntil === undefined) return undefined;
+    if (pausedUntil > this.#now()) return { kind: 'later', retryAt: pausedUntil, reason: 'paused' };
+    this.#pausedUntil.delete(clientRef);
+    return undefined;
   }
 
   #pause(clientRef: string, until: number): void {

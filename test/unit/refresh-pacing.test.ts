@@ -61,4 +61,43 @@ describe('RefreshPacing: a pause learned in this process', () => {
     now += 30_001;
     expect(await pacing.slot('c1', false)).toEqual({ kind: 'go' });
   });
+
+  it("holds a cold client's burst for its canary, and a 429 on the canary stops the burst unsent", async () => {
+    const { pacer, calls } = countingPacer();
+    const pacing = new RefreshPacing({
+      pacer,
+      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
+      onTransition: () => {},
+      logger: createLogger({ level: 'silent' }),
+    });
+    expect(await pacing.slot('c1', false)).toEqual({ kind: 'go' });
+    const burst = Array.from({ length: 4 }, () => pacing.slot('c1', false));
+    await pacing.settle({ id: 'g1', clientRef: 'c1' }, false, throttled);
+    const slots = await Promise.all(burst);
+    expect(slots.map((s) => s.kind === 'later' && s.reason)).toEqual([
+      'paused',
+      'paused',
+      'paused',
+      'paused',
+    ]);
+    expect(calls.report).toBe(1);
+  });
+
+  it("lets a cold client's burst go once its canary is answered", async () => {
+    const { pacer } = countingPacer();
+    const pacing = new RefreshPacing({
+      pacer,
+      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
+      onTransition: () => {},
+      logger: createLogger({ level: 'silent' }),
+    });
+    expect(await pacing.slot('c1', false)).toEqual({ kind: 'go' });
+    const burst = Array.from({ length: 4 }, () => pacing.slot('c1', false));
+    let released = 0;
+    for (const slot of burst) void slot.then(() => (released += 1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(released).toBe(0);
+    await pacing.settle({ id: 'g1', clientRef: 'c1' }, false, undefined);
+    expect(await Promise.all(burst)).toEqual(Array(4).fill({ kind: 'go' }));
+  });
 });
