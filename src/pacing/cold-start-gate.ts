@@ -2,14 +2,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CANARY_WAIT_MS, COLD_AFTER_MS } from './pace-policy.js';
 
 /**
- * What a request of a cold client may do: send, send as the canary, stop because the canary learned
- * the client must not send now, or stop because no answer came within the wait.
+ * What a request of a cold client may do: send, send as the canary, or stop because the canary
+ * learned the client must not send now.
  */
-export type GatePass = 'go' | 'canary' | 'held' | 'timeout';
+export type GatePass = 'go' | 'canary' | 'held';
 
 /**
  * How a request ended, as the gate sees it: answered, `held` (a 429 paused the client, or its
- * credentials were refused: nobody should send now), or unanswered (a timeout, a 5xx).
+ * credentials were refused: nobody should send now), or unanswered (a timeout, a 5xx, not sent).
  */
 export type GateOutcome = 'answered' | 'held' | 'unanswered';
 
@@ -17,8 +17,7 @@ interface Canary {
   ended: Promise<void>;
   end: (outcome: GateOutcome) => void;
   outcome?: GateOutcome;
-  /** Presumed lost after this (its refresh ended without telling): another may go. */
-  staleAt: number;
+  openedAt: number;
 }
 
 /**
@@ -38,28 +37,25 @@ export class ColdStartGate {
 
   /**
    * `go` at once while the client answered lately; otherwise `canary` for the first caller and, for
-   * the others, `go` once the canary was answered, `held` when it learned nobody should send now, `timeout`
-   * when it told nothing within the wait. A canary that ended unanswered (a timeout, a 5xx) hands
-   * the turn to the next caller.
+   * the others, `held` when the canary learned nobody should send now and `go` once it was answered
+   * or has been out for the wait (a slow provider: waiting longer would only delay the burst). A
+   * canary that ended unanswered (a timeout, a 5xx) hands the turn to the next caller.
    */
   async pass(clientRef: string): Promise<GatePass> {
-    const deadline = this.now() + this.waitMs;
-    let waited = false;
     for (;;) {
       if (this.#warm(clientRef)) return 'go';
       const now = this.now();
-      if (waited && now >= deadline) return 'timeout';
       const out = this.#canaries.get(clientRef);
-      if (!out || out.staleAt <= now) {
+      // A canary out for a cold spell was lost (its refresh ended without telling): it is replaced.
+      if (!out || now - out.openedAt >= this.coldAfterMs) {
         this.#open(clientRef, now);
         return 'canary';
       }
-      await Promise.race([
-        out.ended,
-        sleep(Math.min(deadline, out.staleAt) - now, undefined, { ref: false }),
-      ]);
+      // Out for the wait, it is slow: the provider takes its time, no reason to hold the rest back.
+      const slowAt = out.openedAt + this.waitMs;
+      if (slowAt <= now) return 'go';
+      await Promise.race([out.ended, sleep(slowAt - now, undefined, { ref: false })]);
       if (out.outcome === 'held') return 'held';
-      waited = true;
     }
   }
 
@@ -88,7 +84,7 @@ export class ColdStartGate {
         canary.outcome = outcome;
         resolve();
       },
-      staleAt: now + this.waitMs,
+      openedAt: now,
     };
     this.#canaries.set(clientRef, canary);
   }

@@ -94,16 +94,22 @@ export class RefreshPacing {
    * for its canary first. No limit: go at once.
    */
   async slot(clientRef: string, probe: boolean): Promise<Slot> {
-    if (!probe) {
-      const paused = this.#paused(clientRef);
-      if (paused) return paused;
-      const pass = await this.#gate.pass(clientRef);
-      if (pass === 'held' || pass === 'timeout') {
-        // A pause the canary learned is news for those that waited on it; otherwise ask again soon.
-        const retryAt = this.#now() + PROBE_WAIT_MS + Math.round(this.#random() * RESUME_SPREAD_MS);
-        return this.#paused(clientRef) ?? { kind: 'later', retryAt, reason: 'probing' };
-      }
+    if (probe) return this.#rateSlot(clientRef);
+    const paused = this.#paused(clientRef);
+    if (paused) return paused;
+    const pass = await this.#gate.pass(clientRef);
+    if (pass === 'held') {
+      // A pause the canary learned is news for those that waited on it; otherwise ask again soon.
+      const retryAt = this.#now() + PROBE_WAIT_MS + Math.round(this.#random() * RESUME_SPREAD_MS);
+      return this.#paused(clientRef) ?? { kind: 'later', retryAt, reason: 'probing' };
     }
+    const slot = await this.#rateSlot(clientRef);
+    // A canary the rate limit turned away sent nothing: the next request takes its turn.
+    if (pass === 'canary' && slot.kind === 'later') this.#gate.settled(clientRef, 'unanswered');
+    return slot;
+  }
+
+  async #rateSlot(clientRef: string): Promise<Slot> {
     const { limit } = await this.#client(clientRef);
     if (!limit) return { kind: 'go' };
     const reservation = await this.#bounded(this.deps.pacer.reserve(clientRef, limit), 'reserve');

@@ -46,10 +46,25 @@ describe('ColdStartGate: a cold client sends one request first', () => {
     expect(await Promise.all(waiting)).toEqual(['held', 'held']);
   });
 
-  it('gives up waiting after the wait, and a later request replaces a canary that never told', async () => {
-    const gate = new ColdStartGate(Date.now, 60_000, 40);
+  it('lets the rest go once the canary has been out for the wait: the provider is only slow', async () => {
+    let now = 1_000_000;
+    const gate = new ColdStartGate(() => now, 60_000, 40);
     expect(await gate.pass('c1')).toBe('canary');
-    expect(await gate.pass('c1')).toBe('timeout');
+    const waiting = gate.pass('c1');
+    expect(await settledYet(waiting)).toBe(false);
+    now += 40;
+    expect(await waiting).toBe('go');
+    // Still out and slow: later requests go at once, no second canary.
+    expect(await gate.pass('c1')).toBe('go');
+  });
+
+  it('replaces a canary that never told within a cold spell', async () => {
+    let now = 1_000_000;
+    const gate = new ColdStartGate(() => now, 60_000, 1_000);
+    expect(await gate.pass('c1')).toBe('canary');
+    now += 59_999;
+    expect(await gate.pass('c1')).toBe('go');
+    now += 1;
     expect(await gate.pass('c1')).toBe('canary');
   });
 

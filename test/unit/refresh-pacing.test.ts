@@ -100,4 +100,34 @@ describe('RefreshPacing: a pause learned in this process', () => {
     await pacing.settle({ id: 'g1', clientRef: 'c1' }, false, undefined);
     expect(await Promise.all(burst)).toEqual(Array(4).fill({ kind: 'go' }));
   });
+
+  it('hands the turn on when the rate limit turns the canary away unsent', async () => {
+    const { pacer } = countingPacer();
+    let reserved = 0;
+    pacer.reserve = async () => {
+      reserved += 1;
+      return reserved === 1
+        ? { kind: 'later', retryAt: Date.now() + 5_000, reason: 'rate' }
+        : { kind: 'go', waitMs: 0 };
+    };
+    const pacing = new RefreshPacing({
+      pacer,
+      clients: {
+        get: async () =>
+          ({ name: 'x', updatedAt: 1, profile: { rateLimit: { requestsPerSecond: 50, burst: 1 } } }) as never,
+      },
+      onTransition: () => {},
+      logger: createLogger({ level: 'silent' }),
+    });
+    expect((await pacing.slot('c1', false)).kind).toBe('later');
+    // The next request is the new canary at once, not held for the wait behind one that never sends.
+    let done = false;
+    const next = pacing.slot('c1', false).then((slot) => {
+      done = true;
+      return slot;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(done).toBe(true);
+    expect(await next).toEqual({ kind: 'go' });
+  });
 });
