@@ -44,37 +44,51 @@ export class Reconciler {
     this.now = options.now ?? Date.now;
   }
 
+  /**
+   * One pass over the grants due within the horizon, a page at a time: each page's missing jobs
+   * are queued before the next page is read, so a catch-up starts with the first page, not after
+   * the whole table, and holds one page in memory.
+   */
   async reconcileOnce(): Promise<ReconcileReport> {
     const now = this.now();
-    const missing: SchedulableGrant[] = [];
-    const overdue: SchedulableGrant[] = [];
-    let checked = 0;
+    const report: ReconcileReport = { checked: 0, added: 0, revived: 0 };
     let after: SchedulableGrant | undefined;
     for (;;) {
-      const batch = await this.grants.listSchedulable(now + this.options.horizonMs, {
+      const page = await this.grants.listSchedulable(now + this.options.horizonMs, {
         limit: PAGE,
         ...(after ? { after } : {}),
       });
-      if (batch.length === 0) break;
-      checked += batch.length;
-      after = batch[batch.length - 1];
-      const pipeline = this.redis.pipeline();
-      for (const g of batch)
-        pipeline.exists(this.queue.toKey(refreshJobId(g.id, g.version, g.nextRefreshAt)));
-      const results = (await pipeline.exec()) ?? [];
-      batch.forEach((g, j) => {
-        const [err, exists] = results[j] ?? [];
-        if (err) throw err;
-        if (exists === 0) missing.push(g);
-        else if (g.nextRefreshAt < now - this.options.overdueGraceMs) overdue.push(g);
-      });
-      if (batch.length < PAGE) break;
+      if (page.length === 0) break;
+      report.checked += page.length;
+      after = page[page.length - 1];
+      const { missing, overdue } = await this.jobless(page, now);
+      const revived = await this.reviveOverdue(overdue, now);
+      const added = await this.scheduler.schedule([...missing, ...revived]);
+      report.added += added - revived.length;
+      report.revived += revived.length;
+      if (page.length < PAGE) break;
     }
-    const revived = await this.reviveOverdue(overdue, now);
-    const added = await this.scheduler.schedule([...missing, ...revived]);
-    const report = { checked, added: added - revived.length, revived: revived.length };
     if (report.added > 0 || report.revived > 0) this.logger.info(report, 'reconciled refresh jobs');
     return report;
+  }
+
+  /** A page's grants without a job, and those with one that is overdue. */
+  private async jobless(
+    page: SchedulableGrant[],
+    now: number,
+  ): Promise<{ missing: SchedulableGrant[]; overdue: SchedulableGrant[] }> {
+    const pipeline = this.redis.pipeline();
+    for (const g of page) pipeline.exists(this.queue.toKey(refreshJobId(g.id, g.version, g.nextRefreshAt)));
+    const results = (await pipeline.exec()) ?? [];
+    const missing: SchedulableGrant[] = [];
+    const overdue: SchedulableGrant[] = [];
+    page.forEach((g, j) => {
+      const [err, exists] = results[j] ?? [];
+      if (err) throw err;
+      if (exists === 0) missing.push(g);
+      else if (g.nextRefreshAt < now - this.options.overdueGraceMs) overdue.push(g);
+    });
+    return { missing, overdue };
   }
 
   /**
@@ -104,7 +118,10 @@ export class Reconciler {
     return revived;
   }
 
-  /** Reconciles now, then every interval; a slow pass is never overlapped by the next. */
+  /**
+   * Reconciles every interval, the first one interval from now: the caller runs the first pass
+   * (at start, before the worker). A slow pass is never overlapped by the next.
+   */
   start(): void {
     const tick = () => {
       this.running = this.reconcileOnce()
@@ -116,7 +133,7 @@ export class Reconciler {
           if (this.timer !== undefined) this.timer = setTimeout(tick, this.options.intervalMs);
         });
     };
-    this.timer = setTimeout(tick, 0);
+    this.timer = setTimeout(tick, this.options.intervalMs);
   }
 
   async stop(): Promise<void> {
