@@ -73,6 +73,8 @@ describe('grant store on a real SQLite file', () => {
     expect(statSync(store.database.path).mode & 0o777).toBe(0o600);
     expect(store.database.sqlite.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(store.database.sqlite.pragma('busy_timeout', { simple: true })).toBe(5000);
+    // A 2 MiB page cache, not better-sqlite3's 16 MB: resident memory in a catch-up.
+    expect(store.database.sqlite.pragma('cache_size', { simple: true })).toBe(-2048);
   });
 
   /** Both tokens of a grant as the store holds them, in clear. */
