@@ -90,3 +90,11 @@ export const PROBE_WAIT_MS = 1_000;
  */
 export const COLD_AFTER_MS = 60_000;
 export const CANARY_WAIT_MS = 1_000;
+
+/**
+ * A client Redis admitted with nothing to report (not paused, degraded or failing) is admitted again
+ * without asking for this long: a busy client then costs one admission round trip per 0.1 s, not one
+ * per refresh. What another replica learns meanwhile reaches this one that much later; what this one
+ * learns (its own 429 or refusal) ends it at once.
+ */
+export const ADMIT_MEMO_MS = 100;

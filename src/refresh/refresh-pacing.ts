@@ -4,10 +4,12 @@ import type { Logger } from '../log/logger.js';
 import type { TokenEndpointError } from '../oauth/token-errors.js';
 import type { Admission, ClientPacer, PaceTransition, Reservation } from '../pacing/client-pacer.js';
 import { ColdStartGate } from '../pacing/cold-start-gate.js';
-import { PROBE_WAIT_MS, paceOutcome, RESUME_SPREAD_MS } from '../pacing/pace-policy.js';
+import { ADMIT_MEMO_MS, PROBE_WAIT_MS, paceOutcome, RESUME_SPREAD_MS } from '../pacing/pace-policy.js';
 import type { RateLimit } from '../pacing/rate-limit.js';
 import { TIMED_OUT, withTimeout } from '../util/with-timeout.js';
 import type { RefreshTrigger } from './outcomes.js';
+
+const HEALTHY: Admission = { kind: 'go', probe: false };
 
 /** A client's rate limit is read from the store at most this often per process. */
 const LIMIT_CACHE_MS = 10_000;
@@ -38,7 +40,7 @@ interface ClientFacts {
 /**
  * The slot's answer, right before the send: go (after any short wait), the time the rate frees up,
  * the end of a pause this process learned of after the refresh was admitted, or a time to ask
- * again when a cold client's canary went unanswered for the whole wait.
+ * again when a cold client's canary was refused.
  */
 export type Slot =
   | { kind: 'go' }
@@ -58,6 +60,10 @@ export class RefreshPacing {
    * it there without a round trip, so a storm's first wave is what is already on the wire.
    */
   readonly #pausedUntil = new Map<string, number>();
+  /** Clients admitted with nothing to report, until when they are admitted again without asking. */
+  readonly #healthyUntil = new Map<string, number>();
+  /** The admission question out for a client, if any: those arriving meanwhile wait for its answer. */
+  readonly #asking = new Map<string, Promise<Admission | undefined>>();
   /** A cold client's first request goes alone: a storm's first wave is one request. */
   readonly #gate: ColdStartGate;
   readonly #now: () => number;
@@ -75,17 +81,39 @@ export class RefreshPacing {
    * operator's retry. A Redis that does not answer lets it go.
    */
   async admit(clientRef: string, trigger: RefreshTrigger): Promise<Admission> {
-    const { revision } = await this.#client(clientRef);
-    const admission = await this.#bounded(
-      this.deps.pacer.admit(clientRef, { operator: trigger === 'forced', revision }),
-      'admit',
-    );
+    // An operator's refresh always asks: it may be the probe.
+    const operator = trigger === 'forced';
+    if (!operator) {
+      // A healthy answer to a question already out is everyone's; any other is asked for alone
+      // (it may hand out the probe).
+      const asking = this.#asking.get(clientRef);
+      if (asking) await asking.catch(() => {});
+      if ((this.#healthyUntil.get(clientRef) ?? 0) > this.#now()) return HEALTHY;
+    }
+    const asked = this.#ask(clientRef, operator);
+    if (!operator && !this.#asking.has(clientRef)) {
+      this.#asking.set(clientRef, asked);
+      const done = () => {
+        if (this.#asking.get(clientRef) === asked) this.#asking.delete(clientRef);
+      };
+      asked.then(done, done);
+    }
+    const admission = await asked;
     if (admission?.kind === 'later' && admission.reason === 'paused')
       this.#pause(clientRef, admission.retryAt);
     if (admission?.kind === 'refused' && trigger !== 'schedule') {
       return { kind: 'later', retryAt: admission.retryAt, reason: 'refused' };
     }
-    return admission ?? { kind: 'go', probe: false };
+    return admission ?? HEALTHY;
+  }
+
+  async #ask(clientRef: string, operator: boolean): Promise<Admission | undefined> {
+    const { revision } = await this.#client(clientRef);
+    const admission = await this.#bounded(this.deps.pacer.admit(clientRef, { operator, revision }), 'admit');
+    if (admission?.kind === 'go' && !admission.probe) {
+      this.#healthyUntil.set(clientRef, this.#now() + ADMIT_MEMO_MS);
+    } else this.#healthyUntil.delete(clientRef);
+    return admission;
   }
 
   /**
@@ -134,6 +162,8 @@ export class RefreshPacing {
       return false;
     }
     const outcome = paceOutcome(failure);
+    // Trouble of our own is news the memo must not hide from the next admission.
+    if (outcome.kind !== 'answered') this.#healthyUntil.delete(clientRef);
     if (outcome.kind === 'throttled') this.#pause(clientRef, this.#now() + outcome.pauseMs);
     // After the pause, so the canary's waiters see it.
     this.#gate.settled(

@@ -1,14 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { TokenEndpointError } from '../../src/oauth/token-errors.js';
-import type { ClientPacer } from '../../src/pacing/client-pacer.js';
+import type { Admission, ClientPacer } from '../../src/pacing/client-pacer.js';
 import { RefreshPacing } from '../../src/refresh/refresh-pacing.js';
 
 /** A pacer that admits everything and counts what reaches it: the in-process pause must not. */
 function countingPacer() {
-  const calls = { reserve: 0, report: 0 };
+  const calls = { admit: 0, reserve: 0, report: 0 };
   const pacer: ClientPacer = {
-    admit: async () => ({ kind: 'go', probe: false }),
+    admit: async () => {
+      calls.admit += 1;
+      return { kind: 'go', probe: false };
+    },
     reserve: async () => {
       calls.reserve += 1;
       return { kind: 'go', waitMs: 0 };
@@ -129,5 +132,65 @@ describe('RefreshPacing: a pause learned in this process', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(done).toBe(true);
     expect(await next).toEqual({ kind: 'go' });
+  });
+
+  it('admits a healthy client again without asking for a short while, and asks at once after trouble', async () => {
+    let now = 1_000_000;
+    const { pacer, calls } = countingPacer();
+    const pacing = new RefreshPacing({
+      pacer,
+      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
+      onTransition: () => {},
+      logger: createLogger({ level: 'silent' }),
+      now: () => now,
+    });
+    const healthy = { kind: 'go', probe: false };
+    expect(await pacing.admit('c1', 'schedule')).toEqual(healthy);
+    expect(await pacing.admit('c1', 'schedule')).toEqual(healthy);
+    expect(calls.admit).toBe(1);
+    // An operator's refresh may be the probe: it always asks.
+    await pacing.admit('c1', 'forced');
+    expect(calls.admit).toBe(2);
+    await pacing.admit('c2', 'schedule');
+    expect(calls.admit).toBe(3);
+
+    now += 100;
+    await pacing.admit('c1', 'schedule');
+    expect(calls.admit).toBe(4);
+
+    // A failure of our own ends the memo: the breaker may have opened on it.
+    const unavailable = new TokenEndpointError({
+      kind: 'transient',
+      outcome: 'retry',
+      code: 'server_error',
+      status: 503,
+    });
+    await pacing.settle({ id: 'g1', clientRef: 'c1' }, false, unavailable);
+    await pacing.admit('c1', 'schedule');
+    expect(calls.admit).toBe(5);
+  });
+
+  it('asks once for a burst of admissions arriving together, and alone when the answer is not healthy', async () => {
+    const { pacer, calls } = countingPacer();
+    let answer: Admission = { kind: 'go', probe: false };
+    pacer.admit = async () => {
+      calls.admit += 1;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      return answer;
+    };
+    const pacing = new RefreshPacing({
+      pacer,
+      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
+      onTransition: () => {},
+      logger: createLogger({ level: 'silent' }),
+    });
+    const burst = await Promise.all(Array.from({ length: 8 }, () => pacing.admit('c1', 'schedule')));
+    expect(burst).toEqual(Array(8).fill({ kind: 'go', probe: false }));
+    expect(calls.admit).toBe(1);
+
+    // Degraded: each asks for itself, so only one of them is handed the probe.
+    answer = { kind: 'later', retryAt: Date.now() + 1_000, reason: 'probing' };
+    await Promise.all(Array.from({ length: 3 }, () => pacing.admit('c2', 'schedule')));
+    expect(calls.admit).toBe(1 + 3);
   });
 });
