@@ -12,6 +12,7 @@ import { configuredRedis, describeRedisEndpoint, type RedisEndpoint } from '../r
 import { openServiceRedis } from '../redis/service-redis.js';
 import type { RefreshObserver } from '../refresh/refresh-observer.js';
 import { CleanupStack } from '../util/cleanup-stack.js';
+import { boundHeapGrowth } from './heap-growth.js';
 import { QueuePauseWatch } from './queue-pause-watch.js';
 import { createRefreshEngine, type QueuedRefreshEngine } from './refresh-engine.js';
 import { openStoreContext, type StoreContext } from './store-context.js';
@@ -85,6 +86,7 @@ export async function startRefreshService(
   try {
     // Configuration mistakes are reported before anything is started.
     for (const c of config.clients) configClientSecret(c, options.env ?? process.env);
+    boundHeapGrowth();
     const app = await openStoreContext(loaded, logger, { lockWaitMs: SERVICE_LOCK_WAIT_MS });
     cleanups.add(() => app.close());
     // A second run on this folder stops here, before it syncs clients or touches the queue.
