@@ -61,7 +61,7 @@ export class Reconciler {
       if (page.length === 0) break;
       report.checked += page.length;
       after = page[page.length - 1];
-      const { missing, overdue } = await this.jobless(page, now);
+      const { missing, overdue } = await this.checkJobs(page, now);
       const revived = await this.reviveOverdue(overdue, now);
       const added = await this.scheduler.schedule([...missing, ...revived]);
       report.added += added - revived.length;
@@ -72,8 +72,8 @@ export class Reconciler {
     return report;
   }
 
-  /** A page's grants without a job, and those with one that is overdue. */
-  private async jobless(
+  /** Looks up a page's jobs: the grants without one, and those whose job is overdue. */
+  private async checkJobs(
     page: SchedulableGrant[],
     now: number,
   ): Promise<{ missing: SchedulableGrant[]; overdue: SchedulableGrant[] }> {

@@ -25,6 +25,18 @@ function countingPacer() {
   return { pacer, calls };
 }
 
+/** Pacing over `pacer` for one client named x, rate-limited to 50/s with a burst of 1 when `limited`. */
+function pacingOver(pacer: ClientPacer, options: { limited?: boolean; now?: () => number } = {}) {
+  const profile = options.limited ? { rateLimit: { requestsPerSecond: 50, burst: 1 } } : {};
+  return new RefreshPacing({
+    pacer,
+    clients: { get: async () => ({ name: 'x', updatedAt: 1, profile }) as never },
+    onTransition: () => {},
+    logger: createLogger({ level: 'silent' }),
+    ...(options.now ? { now: options.now } : {}),
+  });
+}
+
 const throttled = new TokenEndpointError({
   kind: 'transient',
   outcome: 'retry',
@@ -37,16 +49,7 @@ describe('RefreshPacing: a pause learned in this process', () => {
   it('stops refreshes already admitted at the slot, but not the probe, until the pause ends', async () => {
     let now = 1_000_000;
     const { pacer, calls } = countingPacer();
-    const pacing = new RefreshPacing({
-      pacer,
-      clients: {
-        get: async () =>
-          ({ name: 'x', updatedAt: 1, profile: { rateLimit: { requestsPerSecond: 50, burst: 1 } } }) as never,
-      },
-      onTransition: () => {},
-      logger: createLogger({ level: 'silent' }),
-      now: () => now,
-    });
+    const pacing = pacingOver(pacer, { limited: true, now: () => now });
     expect(await pacing.slot('c1', false)).toEqual({ kind: 'go' });
     expect(calls.reserve).toBe(1);
 
@@ -67,12 +70,7 @@ describe('RefreshPacing: a pause learned in this process', () => {
 
   it("holds a cold client's burst for its canary, and a 429 on the canary stops the burst unsent", async () => {
     const { pacer, calls } = countingPacer();
-    const pacing = new RefreshPacing({
-      pacer,
-      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
-      onTransition: () => {},
-      logger: createLogger({ level: 'silent' }),
-    });
+    const pacing = pacingOver(pacer);
     expect(await pacing.slot('c1', false)).toEqual({ kind: 'go' });
     const burst = Array.from({ length: 4 }, () => pacing.slot('c1', false));
     await pacing.settle({ id: 'g1', clientRef: 'c1' }, false, throttled);
@@ -88,12 +86,7 @@ describe('RefreshPacing: a pause learned in this process', () => {
 
   it("lets a cold client's burst go once its canary is answered", async () => {
     const { pacer } = countingPacer();
-    const pacing = new RefreshPacing({
-      pacer,
-      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
-      onTransition: () => {},
-      logger: createLogger({ level: 'silent' }),
-    });
+    const pacing = pacingOver(pacer);
     expect(await pacing.slot('c1', false)).toEqual({ kind: 'go' });
     const burst = Array.from({ length: 4 }, () => pacing.slot('c1', false));
     let released = 0;
@@ -113,15 +106,7 @@ describe('RefreshPacing: a pause learned in this process', () => {
         ? { kind: 'later', retryAt: Date.now() + 5_000, reason: 'rate' }
         : { kind: 'go', waitMs: 0 };
     };
-    const pacing = new RefreshPacing({
-      pacer,
-      clients: {
-        get: async () =>
-          ({ name: 'x', updatedAt: 1, profile: { rateLimit: { requestsPerSecond: 50, burst: 1 } } }) as never,
-      },
-      onTransition: () => {},
-      logger: createLogger({ level: 'silent' }),
-    });
+    const pacing = pacingOver(pacer, { limited: true });
     expect((await pacing.slot('c1', false)).kind).toBe('later');
     // The next request is the new canary at once, not held for the wait behind one that never sends.
     let done = false;
@@ -137,13 +122,7 @@ describe('RefreshPacing: a pause learned in this process', () => {
   it('admits a healthy client again without asking for a short while, and asks at once after trouble', async () => {
     let now = 1_000_000;
     const { pacer, calls } = countingPacer();
-    const pacing = new RefreshPacing({
-      pacer,
-      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
-      onTransition: () => {},
-      logger: createLogger({ level: 'silent' }),
-      now: () => now,
-    });
+    const pacing = pacingOver(pacer, { now: () => now });
     const healthy = { kind: 'go', probe: false };
     expect(await pacing.admit('c1', 'schedule')).toEqual(healthy);
     expect(await pacing.admit('c1', 'schedule')).toEqual(healthy);
@@ -178,12 +157,7 @@ describe('RefreshPacing: a pause learned in this process', () => {
       await new Promise((resolve) => setTimeout(resolve, 10));
       return answer;
     };
-    const pacing = new RefreshPacing({
-      pacer,
-      clients: { get: async () => ({ name: 'x', updatedAt: 1, profile: {} }) as never },
-      onTransition: () => {},
-      logger: createLogger({ level: 'silent' }),
-    });
+    const pacing = pacingOver(pacer);
     const burst = await Promise.all(Array.from({ length: 8 }, () => pacing.admit('c1', 'schedule')));
     expect(burst).toEqual(Array(8).fill({ kind: 'go', probe: false }));
     expect(calls.admit).toBe(1);
